@@ -1,0 +1,420 @@
+//! The `MeshBaseline` custom resource as the API server stores it.
+//!
+//! Everything the API server can check is in the schema (enums, patterns, ranges) or in CEL
+//! rules; the rest is checked once by [`crate::api::model::Baseline::try_from`].
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "meshbaseline.dev";
+pub const VERSION: &str = "v1alpha1";
+pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
+
+/// A mesh-wide security baseline for an Istio service mesh.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "meshbaseline.dev",
+    version = "v1alpha1",
+    kind = "MeshBaseline",
+    plural = "meshbaselines",
+    shortname = "mb",
+    doc = "A mesh-wide security baseline for an Istio service mesh",
+    status = "MeshBaselineStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Protected",
+        type_ = "integer",
+        json_path = ".status.namespaces.protected"
+    ),
+    printcolumn(
+        name = "Findings",
+        type_ = "integer",
+        json_path = ".status.findingsTotal"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshBaselineSpec {
+    /// `Enforce` writes the generated objects; `Audit` writes nothing but status.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Istio's root namespace (meshConfig.rootNamespace).
+    #[serde(default = "default_root_namespace")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub root_namespace: String,
+    /// Cluster DNS domain used for generated DestinationRule hosts.
+    #[serde(default = "default_cluster_domain")]
+    #[schemars(length(min = 1, max = 253))]
+    pub cluster_domain: String,
+    /// Protected namespaces. Empty selects every namespace; kube-system, kube-public,
+    /// kube-node-lease and the root namespace are never protected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Time-boxed, reasoned exceptions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(e, self.exists_one(f, f.namespace == e.namespace))").message("exemptions: each namespace may appear only once"))]
+    #[schemars(length(max = 256))]
+    pub exemptions: Vec<ExemptionSpec>,
+    #[serde(default)]
+    pub mtls: MtlsSpec,
+    #[serde(default)]
+    pub authorization: AuthorizationSpec,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub workloads: WorkloadsSpec,
+    /// What to do with tenant PeerAuthentications and DestinationRules weaker than the baseline.
+    #[serde(default)]
+    pub tenant_overrides: TenantOverrides,
+}
+
+pub fn default_root_namespace() -> String {
+    "istio-system".into()
+}
+pub fn default_cluster_domain() -> String {
+    "cluster.local".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TenantOverrides {
+    #[default]
+    Report,
+    Revert,
+}
+
+/// A control that an exemption switches off for one namespace.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Control {
+    /// Deny-plaintext AuthorizationPolicy, DestinationRule, PeerAuthentication findings.
+    Mtls,
+    /// Tenant AuthorizationPolicy findings.
+    Authorization,
+    /// NetworkPolicy and its findings.
+    Network,
+    /// Pod, Service and Namespace findings.
+    Workloads,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExemptionSpec {
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: String,
+    #[schemars(length(min = 1, max = 4))]
+    pub controls: Vec<Control>,
+    /// Why the exemption exists (a ticket, a migration plan).
+    #[schemars(length(min = 3, max = 1024))]
+    pub reason: String,
+    /// RFC 3339 time after which the exemption no longer applies.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$')").message("expires must be an RFC 3339 timestamp, e.g. 2026-12-31T00:00:00Z"))]
+    pub expires: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MtlsSpec {
+    #[serde(default)]
+    pub mode: MtlsMode,
+    /// Per-namespace DENY AuthorizationPolicy for requests without an mTLS principal (G1, G2).
+    #[serde(default = "yes")]
+    pub deny_plaintext: bool,
+    /// Per-namespace ISTIO_MUTUAL DestinationRule (G9).
+    #[serde(default = "yes")]
+    pub destination_rules: bool,
+}
+
+impl Default for MtlsSpec {
+    fn default() -> Self {
+        Self {
+            mode: MtlsMode::default(),
+            deny_plaintext: true,
+            destination_rules: true,
+        }
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MtlsMode {
+    #[default]
+    #[serde(rename = "STRICT")]
+    Strict,
+    #[serde(rename = "PERMISSIVE")]
+    Permissive,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSpec {
+    /// Extra DENY rules for the root namespace (mesh-wide, gateways included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(r, self.exists_one(s, s.name == r.name))").message("denyRules: names must be unique"))]
+    pub deny_rules: Vec<DenyRuleSpec>,
+}
+
+/// A subset of Istio's AuthorizationPolicy rule syntax.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) + (has(self.when) ? size(self.when) : 0) > 0").message("a deny rule needs at least one of from, to or when; an empty rule would deny all traffic in the mesh"))]
+pub struct DenyRuleSpec {
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    #[serde(default)]
+    pub from: Vec<RuleSource>,
+    #[serde(default)]
+    pub to: Vec<RuleOperation>,
+    #[serde(default)]
+    pub when: Vec<RuleCondition>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleSource {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_blocks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ip_blocks: Vec<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleOperation {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_paths: Vec<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleCondition {
+    #[schemars(length(min = 1))]
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_values: Vec<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Generate the per-namespace NetworkPolicy that allows TCP only, plus DNS (G4, G5, G7).
+    #[serde(default = "yes")]
+    pub tcp_only: bool,
+    #[serde(default)]
+    pub dns: DnsSpec,
+    #[serde(default)]
+    pub egress: EgressSpec,
+    #[serde(default)]
+    pub control_plane: ControlPlaneSpec,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self {
+            tcp_only: true,
+            dns: DnsSpec::default(),
+            egress: EgressSpec::default(),
+            control_plane: ControlPlaneSpec::default(),
+        }
+    }
+}
+
+/// Where cluster DNS runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsSpec {
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    pub pod_selector: BTreeMap<String, String>,
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for DnsSpec {
+    fn default() -> Self {
+        Self {
+            namespace: "kube-system".into(),
+            pod_selector: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
+            port: 53,
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressSpec {
+    #[serde(default)]
+    pub mode: EgressMode,
+    /// Destinations outside the cluster that pods may reach over TCP (IPv4 and IPv6 CIDRs).
+    /// Include the API server's address for workloads that talk to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub allow_cidrs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_gateway: Option<PodRefSpec>,
+    /// Also generate a root-namespace Sidecar with outboundTrafficPolicy REGISTRY_ONLY.
+    #[serde(default)]
+    pub registry_only: bool,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EgressMode {
+    /// TCP to any pod in the cluster, the egress gateway and `allowCidrs`.
+    #[default]
+    ClusterOnly,
+    /// TCP to the namespace's own pods, istiod, the egress gateway and `allowCidrs` only.
+    AllowList,
+    /// TCP anywhere; UDP, ICMP and SCTP are still dropped.
+    Unrestricted,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRefSpec {
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    pub pod_selector: BTreeMap<String, String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneSpec {
+    /// NetworkPolicy on istiod that drops plaintext xDS (15010) and debug ports (G8).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Labels of the istiod pods in the root namespace.
+    #[serde(default = "default_istiod_selector")]
+    pub istiod_selector: BTreeMap<String, String>,
+    /// Namespaces allowed to scrape istiod's monitoring port 15014.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitoring_namespaces: Vec<String>,
+}
+
+fn default_istiod_selector() -> BTreeMap<String, String> {
+    BTreeMap::from([("app".into(), "istiod".into())])
+}
+
+impl Default for ControlPlaneSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            istiod_selector: default_istiod_selector(),
+            monitoring_namespaces: Vec::new(),
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadsSpec {
+    /// Audit pods for sidecar bypasses (G5, G6, G12).
+    #[serde(default = "yes")]
+    pub audit: bool,
+}
+
+impl Default for WorkloadsSpec {
+    fn default() -> Self {
+        Self { audit: true }
+    }
+}
+
+/// Observed state, kstatus-compatible.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshBaselineStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub namespaces: NamespaceCounts,
+    #[serde(default)]
+    pub managed_objects: u32,
+    #[serde(default)]
+    pub drift_repairs: u64,
+    #[serde(default)]
+    pub findings_total: u32,
+    /// Findings by severity, all of them (the list below is capped).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub findings_by_severity: BTreeMap<String, u32>,
+    /// Most severe first, capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingStatus>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceCounts {
+    pub protected: u32,
+    pub exempt: u32,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingStatus {
+    pub rule: String,
+    pub severity: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub message: String,
+}

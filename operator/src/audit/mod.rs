@@ -1,0 +1,203 @@
+//! Pure audit: observed objects + baseline -> findings. No client, no async.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::api::baseline::{Control, FindingStatus};
+
+/// How bad a finding is. Ordered from least to most severe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rule ids are a public interface (docs, CI gates, dashboards): never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    MB101,
+    MB102,
+    MB103,
+    MB104,
+    MB201,
+    MB301,
+    MB401,
+    MB402,
+    MB501,
+    MB502,
+    MB503,
+    MB504,
+    MB505,
+    MB506,
+    MB601,
+    MB602,
+    MB701,
+    MB702,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 18] = [
+        Rule::MB101,
+        Rule::MB102,
+        Rule::MB103,
+        Rule::MB104,
+        Rule::MB201,
+        Rule::MB301,
+        Rule::MB401,
+        Rule::MB402,
+        Rule::MB501,
+        Rule::MB502,
+        Rule::MB503,
+        Rule::MB504,
+        Rule::MB505,
+        Rule::MB506,
+        Rule::MB601,
+        Rule::MB602,
+        Rule::MB701,
+        Rule::MB702,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::MB101 => "MB101",
+            Rule::MB102 => "MB102",
+            Rule::MB103 => "MB103",
+            Rule::MB104 => "MB104",
+            Rule::MB201 => "MB201",
+            Rule::MB301 => "MB301",
+            Rule::MB401 => "MB401",
+            Rule::MB402 => "MB402",
+            Rule::MB501 => "MB501",
+            Rule::MB502 => "MB502",
+            Rule::MB503 => "MB503",
+            Rule::MB504 => "MB504",
+            Rule::MB505 => "MB505",
+            Rule::MB506 => "MB506",
+            Rule::MB601 => "MB601",
+            Rule::MB602 => "MB602",
+            Rule::MB701 => "MB701",
+            Rule::MB702 => "MB702",
+        }
+    }
+
+    /// One line on what the rule detects (README, SARIF rule metadata).
+    pub fn title(self) -> &'static str {
+        match self {
+            Rule::MB101 => "Namespace-wide PeerAuthentication weaker than the baseline",
+            Rule::MB102 => "Workload- or port-level PeerAuthentication weaker than the baseline",
+            Rule::MB103 => "More than one mesh-wide PeerAuthentication in the root namespace",
+            Rule::MB104 => "PeerAuthentication with a selector in the root namespace",
+            Rule::MB201 => "DestinationRule disables or downgrades TLS for an in-mesh host",
+            Rule::MB301 => "ALLOW AuthorizationPolicy rule that plaintext requests can match",
+            Rule::MB401 => "NetworkPolicy allows egress beyond the cluster and the allow-list",
+            Rule::MB402 => "NetworkPolicy allows UDP or SCTP other than DNS",
+            Rule::MB501 => "Container runs as UID or GID 1337 and bypasses the sidecar",
+            Rule::MB502 => "Container adds NET_ADMIN or NET_RAW, or is privileged",
+            Rule::MB503 => "Pod uses the host network",
+            Rule::MB504 => "Pod shares its process namespace with the sidecar",
+            Rule::MB505 => "Running pod in a protected namespace without a sidecar",
+            Rule::MB506 => "Pod annotation disables injection or excludes traffic from the sidecar",
+            Rule::MB601 => "Protected namespace without sidecar injection",
+            Rule::MB602 => "Service with an IPv6 family in a protected namespace",
+            Rule::MB701 => "istiod reachable on plaintext or debug ports",
+            Rule::MB702 => "More than one selector-less Sidecar in the root namespace",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        use Severity::*;
+        match self {
+            Rule::MB501 | Rule::MB701 => Critical,
+            Rule::MB101 | Rule::MB103 | Rule::MB201 | Rule::MB301 | Rule::MB401 => High,
+            Rule::MB402 | Rule::MB502 | Rule::MB503 | Rule::MB505 => High,
+            Rule::MB102 | Rule::MB104 | Rule::MB504 | Rule::MB506 | Rule::MB601 => Medium,
+            Rule::MB702 => Medium,
+            Rule::MB602 => Low,
+        }
+    }
+
+    /// The control an exemption must name to silence this rule in a namespace; `None` for
+    /// root-namespace rules, which no tenant exemption covers.
+    pub fn control(self) -> Option<Control> {
+        match self {
+            Rule::MB101 | Rule::MB102 | Rule::MB201 => Some(Control::Mtls),
+            Rule::MB301 => Some(Control::Authorization),
+            Rule::MB401 | Rule::MB402 => Some(Control::Network),
+            Rule::MB501 | Rule::MB502 | Rule::MB503 | Rule::MB504 | Rule::MB505 | Rule::MB506 => {
+                Some(Control::Workloads)
+            }
+            Rule::MB601 | Rule::MB602 => Some(Control::Workloads),
+            Rule::MB103 | Rule::MB104 | Rule::MB701 | Rule::MB702 => None,
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.id())
+    }
+}
+
+/// One finding about one object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Finding {
+    pub rule: Rule,
+    pub severity: Severity,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Finding {
+    pub fn to_status(&self) -> FindingStatus {
+        FindingStatus {
+            rule: self.rule.id().to_string(),
+            severity: self.severity.as_str().to_string(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            message: self.message.clone(),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The offline commands: `render`, `check`, `crdgen`.
+
+pub mod crdgen;

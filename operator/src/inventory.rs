@@ -1,0 +1,175 @@
+//! What is in the cluster, as plain data: the input of `compile` and `audit`.
+//!
+//! The controller fills it from its reflectors, `render` and `check` from manifests. Pods and
+//! Services are trimmed to what the audit reads, which keeps 100,000 pods in a few MiB.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::ObjectMeta;
+
+use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
+
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    /// By name.
+    pub namespaces: BTreeMap<String, NamespaceInfo>,
+    pub peer_authentications: Vec<PeerAuthentication>,
+    pub destination_rules: Vec<DestinationRule>,
+    pub authorization_policies: Vec<AuthorizationPolicy>,
+    pub sidecars: Vec<Sidecar>,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub pods: Vec<PodInfo>,
+    pub services: Vec<ServiceInfo>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl From<&Namespace> for NamespaceInfo {
+    fn from(ns: &Namespace) -> Self {
+        NamespaceInfo {
+            name: ns.metadata.name.clone().unwrap_or_default(),
+            labels: ns.metadata.labels.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A pod, or a workload's pod template, reduced to what the audit reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `Pod`, or the kind of the workload whose template this is (`Deployment`, ...).
+    pub kind: String,
+    /// `None` for templates; pods that have finished are not audited for a missing sidecar.
+    pub phase: Option<String>,
+    /// Only annotations that matter to the mesh (`sidecar.istio.io/*`, `traffic.sidecar.istio.io/*`).
+    pub annotations: BTreeMap<String, String>,
+    pub host_network: bool,
+    pub share_process_namespace: bool,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub containers: Vec<ContainerInfo>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub name: String,
+    /// Init containers run before the proxy starts; native sidecars (restartPolicy Always) are
+    /// listed here too, with `init: true`.
+    pub init: bool,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub privileged: bool,
+    pub added_capabilities: Vec<String>,
+}
+
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+
+impl PodInfo {
+    /// The pod's `istio-proxy` container, as a regular container or a native sidecar.
+    pub fn has_sidecar(&self) -> bool {
+        self.containers.iter().any(|c| c.name == PROXY_CONTAINER)
+    }
+
+    pub fn from_pod(pod: &Pod) -> PodInfo {
+        let mut info = PodInfo::from_spec(&pod.metadata, pod.spec.as_ref(), "Pod");
+        info.phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+        info
+    }
+
+    /// A pod template of a workload (`kind` names the workload).
+    pub fn from_spec(meta: &ObjectMeta, spec: Option<&PodSpec>, kind: &str) -> PodInfo {
+        let annotations = meta
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| {
+                k.starts_with("sidecar.istio.io/") || k.starts_with("traffic.sidecar.istio.io/")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let Some(spec) = spec else {
+            return PodInfo {
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                name: meta.name.clone().unwrap_or_default(),
+                kind: kind.to_string(),
+                annotations,
+                ..PodInfo::default()
+            };
+        };
+        let psc = spec.security_context.as_ref();
+        let containers = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| ContainerInfo::from_container(c, true))
+            .chain(
+                spec.containers
+                    .iter()
+                    .map(|c| ContainerInfo::from_container(c, false)),
+            )
+            .collect();
+        PodInfo {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            kind: kind.to_string(),
+            phase: None,
+            annotations,
+            host_network: spec.host_network.unwrap_or(false),
+            share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+            run_as_user: psc.and_then(|s| s.run_as_user),
+            run_as_group: psc.and_then(|s| s.run_as_group),
+            containers,
+        }
+    }
+}
+
+impl ContainerInfo {
+    fn from_container(c: &Container, init: bool) -> ContainerInfo {
+        let sc = c.security_context.as_ref();
+        ContainerInfo {
+            name: c.name.clone(),
+            init,
+            run_as_user: sc.and_then(|s| s.run_as_user),
+            run_as_group: sc.and_then(|s| s.run_as_group),
+            privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
+            added_capabilities: sc
+                .and_then(|s| s.capabilities.as_ref())
+                .and_then(|c| c.add.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `IPv4`, `IPv6`, as in `spec.ipFamilies`.
+    pub ip_families: Vec<String>,
+    pub ip_family_policy: Option<String>,
+}
+
+impl From<&Service> for ServiceInfo {
+    fn from(svc: &Service) -> Self {
+        let spec = svc.spec.as_ref();
+        ServiceInfo {
+            namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+            name: svc.metadata.name.clone().unwrap_or_default(),
+            ip_families: spec.and_then(|s| s.ip_families.clone()).unwrap_or_default(),
+            ip_family_policy: spec.and_then(|s| s.ip_family_policy.clone()),
+        }
+    }
+}
+
+/// The creation time of an object, for "the oldest wins" rules.
+pub fn created(meta: &ObjectMeta) -> Option<Timestamp> {
+    meta.creation_timestamp.as_ref().map(|t| t.0)
+}
