@@ -195,7 +195,8 @@ impl<'a> DrIndex<'a> {
                 }
             }
         }
-        clients.sort();
+        // Named namespaces first, "any other namespace" last.
+        clients.sort_by_key(|c| (c.is_none(), *c));
         clients.dedup();
         clients
             .into_iter()
