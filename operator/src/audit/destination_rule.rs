@@ -4,7 +4,7 @@
 //! Istio's lookup for a client in namespace C calling a host of namespace S: the
 //! DestinationRules of C (all of them), then those of S exported to C, then those of the root
 //! namespace exported to C; within the first namespace that has a match, the most specific
-//! host wins.
+//! host wins. Clients in the root namespace itself look in S first.
 
 use std::collections::HashMap;
 
@@ -27,7 +27,7 @@ pub(crate) enum Host {
 
 /// What a client calls: one service, or "some service of namespace S".
 #[derive(Clone, Copy, Debug)]
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     Service(&'a str),
     AnyIn(&'a str),
 }
@@ -161,8 +161,14 @@ impl<'a> DrIndex<'a> {
     }
 
     /// The DestinationRule a client in `client` uses for `target` served from `server`.
-    fn lookup(&self, client: &str, target: Target, server: &str) -> Option<&'a DestinationRule> {
-        self.best_in(client, target, |_| true)
+    pub(crate) fn lookup(&self, client: &str, target: Target, server: &str) -> Option<&'a DestinationRule> {
+        // Istio looks at the service's namespace first for proxies in the root namespace, so
+        // that namespace rules override mesh-wide ones there too.
+        let server_first = (client == self.root && server != client)
+            .then(|| self.best_in(server, target, |e| e.exported_to(client)))
+            .flatten();
+        server_first
+            .or_else(|| self.best_in(client, target, |_| true))
             .or_else(|| {
                 (server != client)
                     .then(|| self.best_in(server, target, |e| e.exported_to(client)))
