@@ -200,11 +200,14 @@ pub fn typed<T: DeserializeOwned>(doc: &Document) -> Result<T, ManifestError> {
 impl Loaded {
     /// Adds every document of one file's text.
     pub fn add_text(&mut self, file: &Path, text: &str) {
+        let first_error = self.errors.len();
         let (docs, errs) = parse_documents(file, text);
         self.errors.extend(errs);
         for doc in docs {
             self.add(doc);
         }
+        // Report a file's problems in document order, parse errors and others alike.
+        self.errors[first_error..].sort_by_key(|e| e.document);
     }
 
     fn add(&mut self, doc: Document) {

@@ -55,7 +55,11 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
                 Some(ns) => format!("{ns}/{}", f["name"].as_str().unwrap()),
                 None => f["name"].as_str().unwrap().to_string(),
             };
-            format!("{} {} {object}", f["rule"].as_str().unwrap(), f["kind"].as_str().unwrap())
+            format!(
+                "{} {} {object}",
+                f["rule"].as_str().unwrap(),
+                f["kind"].as_str().unwrap()
+            )
         })
         .collect();
     got.sort();
@@ -115,7 +119,8 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
     for miss in near_misses {
         let (object, kind) = miss.split_once(' ').unwrap_or((miss, ""));
         assert!(
-            !got.iter().any(|g| g.ends_with(&format!(" {object}")) && g.contains(kind)),
+            !got.iter()
+                .any(|g| g.ends_with(&format!(" {object}")) && g.contains(kind)),
             "near miss {miss} fired: {got:#?}"
         );
     }
@@ -163,10 +168,12 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     assert_eq!(results.len(), 25);
     let first = &results[0];
     assert_eq!(first["level"], "error");
-    assert!(first["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-        .as_str()
-        .unwrap()
-        .starts_with("../examples/mesh/"));
+    assert!(
+        first["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("../examples/mesh/")
+    );
     insta::assert_snapshot!("sarif", out);
 }
 
@@ -225,7 +232,11 @@ fn fail_on_decides_the_exit_code() {
         "apiVersion: v1\nkind: Service\nmetadata: {name: v6, namespace: shop}\nspec: {ipFamilies: [IPv6]}\n",
     );
     let mut a = args(Format::Table, vec![p]);
-    assert_eq!(run_to_string(&a).0.unwrap(), 0, "a low finding is below high");
+    assert_eq!(
+        run_to_string(&a).0.unwrap(),
+        0,
+        "a low finding is below high"
+    );
     a.fail_on = Severity::Low;
     assert_eq!(run_to_string(&a).0.unwrap(), 1);
     let clean = write(
@@ -251,7 +262,10 @@ fn malformed_documents_are_reported_and_the_rest_is_checked() {
     assert!(err.contains("mixed.yaml (document 1)"), "{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["errors"][0]["document"], 1);
-    assert!(doc["errors"][0]["message"].as_str().unwrap().contains("hostNetwork"));
+    assert!(doc["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("hostNetwork"));
     let rules: Vec<&str> = doc["findings"]
         .as_array()
         .unwrap()

@@ -8,9 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ObjectMeta;
 
 use super::{Finding, Rule};
+use crate::api::baseline::Control;
 use crate::api::model::{Baseline, FieldErrors};
 use crate::api::selector::Selector;
-use crate::api::baseline::Control;
 use crate::inventory::Inventory;
 use crate::object::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 

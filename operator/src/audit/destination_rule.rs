@@ -161,7 +161,12 @@ impl<'a> DrIndex<'a> {
     }
 
     /// The DestinationRule a client in `client` uses for `target` served from `server`.
-    pub(crate) fn lookup(&self, client: &str, target: Target, server: &str) -> Option<&'a DestinationRule> {
+    pub(crate) fn lookup(
+        &self,
+        client: &str,
+        target: Target,
+        server: &str,
+    ) -> Option<&'a DestinationRule> {
         // Istio looks at the service's namespace first for proxies in the root namespace, so
         // that namespace rules override mesh-wide ones there too.
         let server_first = (client == self.root && server != client)

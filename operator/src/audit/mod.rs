@@ -34,14 +34,22 @@ pub fn audit(baseline: &Baseline, inventory: &Inventory, now: Timestamp) -> Vec<
     namespace::check(&ctx, &mut out);
     root::check(&ctx, &mut out);
     out.sort_by(|a, b| {
-        (Reverse(a.severity), a.rule, &a.namespace, &a.name, &a.kind, &a.message).cmp(&(
-            Reverse(b.severity),
-            b.rule,
-            &b.namespace,
-            &b.name,
-            &b.kind,
-            &b.message,
-        ))
+        (
+            Reverse(a.severity),
+            a.rule,
+            &a.namespace,
+            &a.name,
+            &a.kind,
+            &a.message,
+        )
+            .cmp(&(
+                Reverse(b.severity),
+                b.rule,
+                &b.namespace,
+                &b.name,
+                &b.kind,
+                &b.message,
+            ))
     });
     out
 }

@@ -6,7 +6,9 @@ use super::context::Ctx;
 use super::{Finding, Rule};
 
 pub(crate) fn injection_enabled(labels: &BTreeMap<String, String>) -> bool {
-    labels.get("istio-injection").is_some_and(|v| v == "enabled")
+    labels
+        .get("istio-injection")
+        .is_some_and(|v| v == "enabled")
         || labels.contains_key("istio.io/rev")
 }
 

@@ -79,11 +79,15 @@ fn egress_destinations(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> O
     for (i, rule) in np.spec.as_ref()?.egress.iter().flatten().enumerate() {
         let peers = rule.to.as_deref().unwrap_or_default();
         if peers.is_empty() {
-            problems.push(format!("egress[{i}] has no `to`, so it allows every destination"));
+            problems.push(format!(
+                "egress[{i}] has no `to`, so it allows every destination"
+            ));
             continue;
         }
         for peer in peers {
-            let Some(block) = &peer.ip_block else { continue };
+            let Some(block) = &peer.ip_block else {
+                continue;
+            };
             let inside = block
                 .cidr
                 .parse::<IpNet>()
@@ -102,7 +106,11 @@ fn egress_destinations(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> O
     let allowed = if allow.is_empty() {
         "none".to_string()
     } else {
-        allow.iter().map(IpNet::to_string).collect::<Vec<_>>().join(", ")
+        allow
+            .iter()
+            .map(IpNet::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     Some(ctx.finding(
         Rule::MB401,
@@ -126,7 +134,8 @@ fn is_dns_peer(ctx: &Ctx, ns: &str, peer: &NetworkPolicyPeer) -> bool {
     let ns_ok = match &peer.namespace_selector {
         None => ns == dns.namespace,
         Some(sel) => {
-            let labels = BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), dns.namespace.clone())]);
+            let labels =
+                BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), dns.namespace.clone())]);
             !selects_all(sel) && selector_matches(sel, &labels)
         }
     };
@@ -146,7 +155,9 @@ fn non_tcp(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Findin
         for (i, rule) in spec.ingress.iter().flatten().enumerate() {
             let ports = rule.ports.as_deref().unwrap_or_default();
             if ports.is_empty() {
-                problems.push(format!("ingress[{i}] has no ports, so it allows every protocol"));
+                problems.push(format!(
+                    "ingress[{i}] has no ports, so it allows every protocol"
+                ));
             }
             for p in ports.iter().filter(|p| protocol(p) != "TCP") {
                 problems.push(format!("ingress[{i}] allows {}", describe_port(p)));
@@ -157,7 +168,9 @@ fn non_tcp(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Findin
         for (i, rule) in spec.egress.iter().flatten().enumerate() {
             let ports = rule.ports.as_deref().unwrap_or_default();
             if ports.is_empty() {
-                problems.push(format!("egress[{i}] has no ports, so it allows every protocol"));
+                problems.push(format!(
+                    "egress[{i}] has no ports, so it allows every protocol"
+                ));
                 continue;
             }
             let peers = rule.to.as_deref().unwrap_or_default();
@@ -169,7 +182,11 @@ fn non_tcp(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Findin
                     problems.push(format!(
                         "egress[{i}] allows {}{}",
                         describe_port(p),
-                        if to_dns { "" } else { " to destinations other than the cluster DNS pods" }
+                        if to_dns {
+                            ""
+                        } else {
+                            " to destinations other than the cluster DNS pods"
+                        }
                     ));
                 }
             }

@@ -138,11 +138,20 @@ fn mesh_wide_conflicts(ctx: &Ctx, out: &mut Vec<Finding>) {
     mesh_wide.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
     let names: Vec<String> = mesh_wide
         .iter()
-        .map(|pa| format!("{} ({})", name_of(&pa.metadata), mode(pa).unwrap_or("UNSET")))
+        .map(|pa| {
+            format!(
+                "{} ({})",
+                name_of(&pa.metadata),
+                mode(pa).unwrap_or("UNSET")
+            )
+        })
         .collect();
     let oldest = &mesh_wide[0].metadata;
     let winner = if crate::inventory::created(oldest).is_some() {
-        format!("Istio uses the oldest, {}, and ignores the rest", name_of(oldest))
+        format!(
+            "Istio uses the oldest, {}, and ignores the rest",
+            name_of(oldest)
+        )
     } else {
         "Istio uses the oldest by creation time (unknown from manifests) and ignores the rest"
             .to_string()
@@ -217,7 +226,11 @@ impl<'a> PaIndex<'a> {
                 let names: Vec<String> = w
                     .iter()
                     .map(|pa| {
-                        format!("{} ({})", name_of(&pa.metadata), mode(pa).unwrap_or("UNSET"))
+                        format!(
+                            "{} ({})",
+                            name_of(&pa.metadata),
+                            mode(pa).unwrap_or("UNSET")
+                        )
                     })
                     .collect();
                 format!(

@@ -33,7 +33,14 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         let mut push = |rule: Rule, message: String, fix: &str| {
-            out.push(ctx.finding(rule, &pod.kind, Some(ns), &pod.name, message, fix.to_string()));
+            out.push(ctx.finding(
+                rule,
+                &pod.kind,
+                Some(ns),
+                &pod.name,
+                message,
+                fix.to_string(),
+            ));
         };
         let who = describe(pod);
         let apps: Vec<&ContainerInfo> = pod.containers.iter().filter(|c| !is_istio(c)).collect();
@@ -144,7 +151,11 @@ fn missing_sidecar(ctx: &Ctx, pod: &PodInfo) -> bool {
         Some("Running") => true,
         Some(_) => false,
         None => {
-            if pod.annotations.get(INJECT_ANNOTATION).is_some_and(|v| v == "false") {
+            if pod
+                .annotations
+                .get(INJECT_ANNOTATION)
+                .is_some_and(|v| v == "false")
+            {
                 return true;
             }
             // Without the namespace's manifest, whether injection is on cannot be told.

@@ -65,7 +65,11 @@ pub(super) fn mk_managed_pa(ns: &str, name: &str, spec: Value) -> PeerAuthentica
 }
 
 pub(super) fn mk_dr(ns: &str, name: &str, host: &str, mode: &str) -> DestinationRule {
-    mk_dr_spec(ns, name, json!({"host": host, "trafficPolicy": {"tls": {"mode": mode}}}))
+    mk_dr_spec(
+        ns,
+        name,
+        json!({"host": host, "trafficPolicy": {"tls": {"mode": mode}}}),
+    )
 }
 
 pub(super) fn mk_dr_spec(ns: &str, name: &str, spec: Value) -> DestinationRule {
@@ -131,7 +135,10 @@ pub(super) fn inv() -> Inventory {
 }
 
 pub(super) fn with_namespaces(mut inv: Inventory, nss: Vec<NamespaceInfo>) -> Inventory {
-    inv.namespaces = nss.into_iter().map(|n| (n.name.clone(), n)).collect::<BTreeMap<_, _>>();
+    inv.namespaces = nss
+        .into_iter()
+        .map(|n| (n.name.clone(), n))
+        .collect::<BTreeMap<_, _>>();
     inv
 }
 
@@ -158,8 +165,11 @@ fn findings_are_sorted_most_severe_first() {
     bad.containers[0].run_as_user = Some(1337);
     i.pods.push(bad);
     i.services.push(mk_svc("payments", "v6", &["IPv6"]));
-    i.peer_authentications
-        .push(mk_pa("payments", "perm", json!({"mtls": {"mode": "PERMISSIVE"}})));
+    i.peer_authentications.push(mk_pa(
+        "payments",
+        "perm",
+        json!({"mtls": {"mode": "PERMISSIVE"}}),
+    ));
     let f = run(&strict(), &i);
     let rules: Vec<Rule> = f.iter().map(|f| f.rule).collect();
     assert_eq!(rules, vec![Rule::MB501, Rule::MB101, Rule::MB602]);

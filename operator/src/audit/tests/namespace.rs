@@ -15,17 +15,23 @@ fn mb601_protected_namespaces_without_injection_fire() {
     );
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB601), vec!["analytics", "legacy-billing"]);
-    assert!(f.iter().all(|f| f.kind == "Namespace" && f.namespace.is_none()));
+    assert!(f
+        .iter()
+        .all(|f| f.kind == "Namespace" && f.namespace.is_none()));
     assert!(f.iter().any(|f| f.message.contains("\"disabled\"")));
 }
 
 #[test]
 fn mb601_follows_the_selector_and_exemptions() {
     let i = with_namespaces(inv(), vec![mk_ns("legacy-billing", &[])]);
-    let selective = mk_baseline(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}));
+    let selective =
+        mk_baseline(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}));
     assert!(run(&selective, &i).is_empty());
     assert!(run(&exempting("legacy-billing", "workloads", ACTIVE), &i).is_empty());
-    assert_eq!(run(&exempting("legacy-billing", "workloads", EXPIRED), &i).len(), 1);
+    assert_eq!(
+        run(&exempting("legacy-billing", "workloads", EXPIRED), &i).len(),
+        1
+    );
 }
 
 #[test]
@@ -42,5 +48,8 @@ fn mb602_ipv6_families_fire_and_ipv4_does_not() {
     prefer.ip_family_policy = Some("PreferDualStack".into());
     i.services.push(prefer);
     let f = run(&strict(), &i);
-    assert_eq!(hits(&f, Rule::MB602), vec!["payments/dual", "payments/prefer", "payments/v6"]);
+    assert_eq!(
+        hits(&f, Rule::MB602),
+        vec!["payments/dual", "payments/prefer", "payments/v6"]
+    );
 }

@@ -26,7 +26,11 @@ fn mb101_strict_unset_and_unprotected_namespaces_are_silent() {
         mk_pa("payments", "strict", json!({"mtls": {"mode": "STRICT"}})),
         mk_pa("payments", "unset", json!({"mtls": {"mode": "UNSET"}})),
         mk_pa("payments", "no-mtls", json!({})),
-        mk_pa("kube-system", "perm", json!({"mtls": {"mode": "PERMISSIVE"}})),
+        mk_pa(
+            "kube-system",
+            "perm",
+            json!({"mtls": {"mode": "PERMISSIVE"}}),
+        ),
     ]);
     assert!(run(&strict(), &i).is_empty());
 }
@@ -43,19 +47,33 @@ fn mb101_under_a_permissive_baseline_only_disable_is_weaker() {
 
 #[test]
 fn mb101_exemption_silences_until_it_expires() {
-    let i = pa_inv(vec![mk_pa("legacy-billing", "perm", json!({"mtls": {"mode": "PERMISSIVE"}}))]);
+    let i = pa_inv(vec![mk_pa(
+        "legacy-billing",
+        "perm",
+        json!({"mtls": {"mode": "PERMISSIVE"}}),
+    )]);
     assert!(run(&exempting("legacy-billing", "mtls", ACTIVE), &i).is_empty());
     assert_eq!(
-        hits(&run(&exempting("legacy-billing", "mtls", EXPIRED), &i), Rule::MB101),
+        hits(
+            &run(&exempting("legacy-billing", "mtls", EXPIRED), &i),
+            Rule::MB101
+        ),
         vec!["legacy-billing/perm"]
     );
     // An exemption from another control does not cover mTLS.
-    assert_eq!(run(&exempting("legacy-billing", "network", ACTIVE), &i).len(), 1);
+    assert_eq!(
+        run(&exempting("legacy-billing", "network", ACTIVE), &i).len(),
+        1
+    );
 }
 
 #[test]
 fn mb101_operator_objects_are_never_findings() {
-    let i = pa_inv(vec![mk_managed_pa("payments", "x", json!({"mtls": {"mode": "DISABLE"}}))]);
+    let i = pa_inv(vec![mk_managed_pa(
+        "payments",
+        "x",
+        json!({"mtls": {"mode": "DISABLE"}}),
+    )]);
     assert!(run(&strict(), &i).is_empty());
 }
 
@@ -63,7 +81,11 @@ fn mb101_operator_objects_are_never_findings() {
 fn mb102_workload_and_port_level_weakening_fires() {
     let sel = json!({"matchLabels": {"app": "ledger"}});
     let i = pa_inv(vec![
-        mk_pa("payments", "wl", json!({"selector": sel, "mtls": {"mode": "PERMISSIVE"}})),
+        mk_pa(
+            "payments",
+            "wl",
+            json!({"selector": sel, "mtls": {"mode": "PERMISSIVE"}}),
+        ),
         mk_pa(
             "payments",
             "port",
@@ -77,14 +99,20 @@ fn mb102_workload_and_port_level_weakening_fires() {
     ]);
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB102), vec!["payments/port", "payments/wl"]);
-    assert!(f.iter().any(|f| f.message.contains("port 8443 mode DISABLE")));
+    assert!(f
+        .iter()
+        .any(|f| f.message.contains("port 8443 mode DISABLE")));
     assert!(hits(&f, Rule::MB101).is_empty());
 }
 
 #[test]
 fn mb103_counts_the_operators_mesh_wide_policy() {
     let i = pa_inv(vec![
-        mk_managed_pa(ROOT, "meshbaseline-mesh-mtls", json!({"mtls": {"mode": "STRICT"}})),
+        mk_managed_pa(
+            ROOT,
+            "meshbaseline-mesh-mtls",
+            json!({"mtls": {"mode": "STRICT"}}),
+        ),
         mk_pa(ROOT, "old-default", json!({"mtls": {"mode": "STRICT"}})),
     ]);
     let f = run(&strict(), &i);
@@ -104,7 +132,11 @@ fn mb103_names_the_oldest_when_creation_times_are_known() {
     ));
     let f = run(&strict(), &pa_inv(vec![a, b]));
     assert_eq!(hits(&f, Rule::MB103).len(), 2);
-    assert!(f[0].message.contains("Istio uses the oldest, older"), "{}", f[0].message);
+    assert!(
+        f[0].message.contains("Istio uses the oldest, older"),
+        "{}",
+        f[0].message
+    );
 }
 
 #[test]
@@ -119,8 +151,16 @@ fn mb103_a_single_mesh_wide_policy_is_silent() {
 #[test]
 fn mb104_selector_in_the_root_namespace_fires() {
     let i = pa_inv(vec![
-        mk_pa(ROOT, "gw", json!({"selector": {"matchLabels": {"app": "x"}}, "mtls": {"mode": "STRICT"}})),
-        mk_pa(ROOT, "mesh", json!({"selector": {"matchLabels": {}}, "mtls": {"mode": "STRICT"}})),
+        mk_pa(
+            ROOT,
+            "gw",
+            json!({"selector": {"matchLabels": {"app": "x"}}, "mtls": {"mode": "STRICT"}}),
+        ),
+        mk_pa(
+            ROOT,
+            "mesh",
+            json!({"selector": {"matchLabels": {}}, "mtls": {"mode": "STRICT"}}),
+        ),
     ]);
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB104), vec!["istio-system/gw"]);
@@ -129,6 +169,13 @@ fn mb104_selector_in_the_root_namespace_fires() {
 
 #[test]
 fn mb101_mesh_wide_permissive_in_the_root_namespace_fires() {
-    let i = pa_inv(vec![mk_pa(ROOT, "mesh", json!({"mtls": {"mode": "PERMISSIVE"}}))]);
-    assert_eq!(hits(&run(&strict(), &i), Rule::MB101), vec!["istio-system/mesh"]);
+    let i = pa_inv(vec![mk_pa(
+        ROOT,
+        "mesh",
+        json!({"mtls": {"mode": "PERMISSIVE"}}),
+    )]);
+    assert_eq!(
+        hits(&run(&strict(), &i), Rule::MB101),
+        vec!["istio-system/mesh"]
+    );
 }

@@ -35,7 +35,14 @@ fn mb501_uid_or_gid_1337_outside_the_proxy_fires() {
         ..mk_container("wait-for-db")
     });
     let f = run(&strict(), &pod_inv(vec![by_container, by_pod, init]));
-    assert_eq!(hits(&f, Rule::MB501), vec!["payments/container-uid", "payments/init", "payments/pod-gid"]);
+    assert_eq!(
+        hits(&f, Rule::MB501),
+        vec![
+            "payments/container-uid",
+            "payments/init",
+            "payments/pod-gid"
+        ]
+    );
     let pod_gid = f.iter().find(|f| f.name == "pod-gid").unwrap();
     // Pod-level GID reaches the app container; the proxy container is not listed.
     assert!(pod_gid.message.contains("app (GID 1337)") && !pod_gid.message.contains("istio-proxy"));
@@ -60,7 +67,10 @@ fn mb502_net_admin_net_raw_and_privileged_fire() {
     let mut privileged = mk_pod("payments", "privileged");
     privileged.containers[0].privileged = true;
     let f = run(&strict(), &pod_inv(vec![caps, privileged]));
-    assert_eq!(hits(&f, Rule::MB502), vec!["payments/caps", "payments/privileged"]);
+    assert_eq!(
+        hits(&f, Rule::MB502),
+        vec!["payments/caps", "payments/privileged"]
+    );
 }
 
 #[test]
@@ -92,7 +102,10 @@ fn mb504_share_process_namespace_next_to_the_sidecar() {
     with.share_process_namespace = true;
     let mut without = template("payments", "no-sidecar");
     without.share_process_namespace = true;
-    let i = with_namespaces(pod_inv(vec![with, without]), vec![mk_ns("payments", &[("istio-injection", "enabled")])]);
+    let i = with_namespaces(
+        pod_inv(vec![with, without]),
+        vec![mk_ns("payments", &[("istio-injection", "enabled")])],
+    );
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB504), vec!["payments/debug"]);
 }
@@ -107,13 +120,20 @@ fn mb505_running_pods_without_a_sidecar_fire() {
     let mut failed = done.clone();
     failed.name = "failed".into();
     failed.phase = Some("Failed".into());
-    let f = run(&strict(), &pod_inv(vec![running, done, failed, mk_pod("payments", "meshed")]));
+    let f = run(
+        &strict(),
+        &pod_inv(vec![running, done, failed, mk_pod("payments", "meshed")]),
+    );
     assert_eq!(hits(&f, Rule::MB505), vec!["payments/running"]);
 }
 
 #[test]
 fn mb505_templates_follow_namespace_injection() {
-    let pods = vec![template("payments", "injected"), template("legacy-billing", "plain"), template("unknown", "unknown")];
+    let pods = vec![
+        template("payments", "injected"),
+        template("legacy-billing", "plain"),
+        template("unknown", "unknown"),
+    ];
     let i = with_namespaces(
         pod_inv(pods),
         vec![
@@ -124,23 +144,56 @@ fn mb505_templates_follow_namespace_injection() {
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB505), vec!["legacy-billing/plain"]);
     // Opting out by annotation is missing a sidecar wherever the namespace is.
-    let opted = annotated(template("payments", "opted-out"), "sidecar.istio.io/inject", "false");
-    let i = with_namespaces(pod_inv(vec![opted]), vec![mk_ns("payments", &[("istio.io/rev", "stable")])]);
-    assert_eq!(hits(&run(&strict(), &i), Rule::MB505), vec!["payments/opted-out"]);
+    let opted = annotated(
+        template("payments", "opted-out"),
+        "sidecar.istio.io/inject",
+        "false",
+    );
+    let i = with_namespaces(
+        pod_inv(vec![opted]),
+        vec![mk_ns("payments", &[("istio.io/rev", "stable")])],
+    );
+    assert_eq!(
+        hits(&run(&strict(), &i), Rule::MB505),
+        vec!["payments/opted-out"]
+    );
 }
 
 #[test]
 fn mb506_bypass_annotations_fire_and_harmless_ones_do_not() {
     let pods = vec![
-        annotated(mk_pod("payments", "off"), "sidecar.istio.io/inject", "false"),
-        annotated(mk_pod("payments", "ranges"), "traffic.sidecar.istio.io/excludeOutboundIPRanges", "0.0.0.0/0"),
-        annotated(mk_pod("payments", "ports"), "traffic.sidecar.istio.io/excludeInboundPorts", "9999"),
+        annotated(
+            mk_pod("payments", "off"),
+            "sidecar.istio.io/inject",
+            "false",
+        ),
+        annotated(
+            mk_pod("payments", "ranges"),
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+            "0.0.0.0/0",
+        ),
+        annotated(
+            mk_pod("payments", "ports"),
+            "traffic.sidecar.istio.io/excludeInboundPorts",
+            "9999",
+        ),
         annotated(mk_pod("payments", "on"), "sidecar.istio.io/inject", "true"),
-        annotated(mk_pod("payments", "cpu"), "sidecar.istio.io/proxyCPU", "100m"),
-        annotated(mk_pod("payments", "empty"), "traffic.sidecar.istio.io/excludeOutboundPorts", ""),
+        annotated(
+            mk_pod("payments", "cpu"),
+            "sidecar.istio.io/proxyCPU",
+            "100m",
+        ),
+        annotated(
+            mk_pod("payments", "empty"),
+            "traffic.sidecar.istio.io/excludeOutboundPorts",
+            "",
+        ),
     ];
     let f = run(&strict(), &pod_inv(pods));
-    assert_eq!(hits(&f, Rule::MB506), vec!["payments/off", "payments/ports", "payments/ranges"]);
+    assert_eq!(
+        hits(&f, Rule::MB506),
+        vec!["payments/off", "payments/ports", "payments/ranges"]
+    );
 }
 
 #[test]
@@ -149,8 +202,16 @@ fn workload_rules_obey_exemptions_and_the_audit_switch() {
     p.host_network = true;
     let i = pod_inv(vec![p]);
     assert!(run(&exempting("payments", "workloads", ACTIVE), &i).is_empty());
-    assert_eq!(run(&exempting("payments", "workloads", EXPIRED), &i).len(), 1);
-    assert!(run(&mk_baseline(serde_json::json!({"workloads": {"audit": false}})), &i).is_empty());
-    let only_team = mk_baseline(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}));
+    assert_eq!(
+        run(&exempting("payments", "workloads", EXPIRED), &i).len(),
+        1
+    );
+    assert!(run(
+        &mk_baseline(serde_json::json!({"workloads": {"audit": false}})),
+        &i
+    )
+    .is_empty());
+    let only_team =
+        mk_baseline(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}));
     assert!(run(&only_team, &i).is_empty());
 }

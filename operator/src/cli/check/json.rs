@@ -1,39 +1,61 @@
-//! `--format json`: `{"findings": [...], "errors": [...]}`.
+//! `--format json`: `{"findings": [{"rule", "severity", "kind", "namespace", "name",
+//! "message", "fix"}...], "errors": [{"file", "document", "message"}...]}`.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::Report;
 
+#[derive(Serialize)]
+struct FindingOut<'a> {
+    rule: &'a str,
+    severity: &'a str,
+    kind: &'a str,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    message: &'a str,
+    fix: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    file: String,
+    document: Option<usize>,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    findings: Vec<FindingOut<'a>>,
+    errors: Vec<ErrorOut<'a>>,
+}
+
 pub fn render_json(report: &Report) -> String {
-    let findings: Vec<Value> = report
-        .findings
-        .iter()
-        .map(|f| {
-            json!({
-                "rule": f.rule.id(),
-                "severity": f.severity.as_str(),
-                "kind": f.kind,
-                "namespace": f.namespace,
-                "name": f.name,
-                "message": f.message,
-                "fix": f.fix,
+    let out = Out {
+        findings: report
+            .findings
+            .iter()
+            .map(|f| FindingOut {
+                rule: f.rule.id(),
+                severity: f.severity.as_str(),
+                kind: &f.kind,
+                namespace: f.namespace.as_deref(),
+                name: &f.name,
+                message: &f.message,
+                fix: &f.fix,
             })
-        })
-        .collect();
-    let errors: Vec<Value> = report
-        .errors
-        .iter()
-        .map(|e| {
-            json!({
-                "file": e.file.display().to_string(),
-                "document": e.document,
-                "message": e.message,
+            .collect(),
+        errors: report
+            .errors
+            .iter()
+            .map(|e| ErrorOut {
+                file: e.file.display().to_string(),
+                document: e.document,
+                message: &e.message,
             })
-        })
-        .collect();
-    let doc = json!({"findings": findings, "errors": errors});
-    // Serializing a `Value` cannot fail: its keys are strings.
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            .collect(),
+    };
+    // Plain structs of strings and numbers always serialize.
+    let mut text = serde_json::to_string_pretty(&out).unwrap_or_default();
     text.push('\n');
     text
 }

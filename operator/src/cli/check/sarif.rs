@@ -48,8 +48,8 @@ pub(crate) fn document_lines(text: &str) -> BTreeMap<usize, usize> {
     let mut doc = 1;
     let mut seen_any = false;
     for (i, line) in text.lines().enumerate() {
-        let is_sep = line.starts_with("---")
-            && line[3..].chars().next().is_none_or(char::is_whitespace);
+        let is_sep =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
         if is_sep {
             if seen_any {
                 doc += 1;

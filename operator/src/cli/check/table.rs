@@ -70,10 +70,7 @@ pub fn render_table(report: &Report, fail_on: Severity) -> String {
     };
     line(header, &mut out);
     for (row, f) in rows.iter().zip(&report.findings) {
-        line(
-            [&row[0], &row[1], &row[2], &row[3], &row[4]],
-            &mut out,
-        );
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]], &mut out);
         wrap(&f.message, "    ", &mut out);
         wrap(&format!("Fix: {}", f.fix), "    ", &mut out);
         out.push('\n');
