@@ -103,7 +103,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             );
         }
 
-        if pod.share_process_namespace && pod.has_sidecar() {
+        if pod.share_process_namespace && sidecar(ctx, pod) == Some(true) {
             push(
                 Rule::MB504,
                 format!("{who} sets shareProcessNamespace next to the istio-proxy sidecar: its containers can see the proxy's processes and read its memory and files, including the workload's mTLS private key."),
@@ -141,26 +141,33 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
 }
 
-/// Running pods need the proxy container; templates (and pod manifests without a status)
-/// get it at admission when injection is enabled for them.
-fn missing_sidecar(ctx: &Ctx, pod: &PodInfo) -> bool {
+/// Whether the pod has (or, for templates and pod manifests without a status, will get at
+/// admission) the istio-proxy sidecar; `None` when that depends on a namespace not in the input.
+fn sidecar(ctx: &Ctx, pod: &PodInfo) -> Option<bool> {
     if pod.has_sidecar() {
-        return false;
+        return Some(true);
     }
+    if pod.phase.is_some() {
+        return Some(false);
+    }
+    if pod
+        .annotations
+        .get(INJECT_ANNOTATION)
+        .is_some_and(|v| v == "false")
+    {
+        return Some(false);
+    }
+    if !ctx.inventory.namespaces.contains_key(&pod.namespace) {
+        return None;
+    }
+    Some(super::namespace::injection_enabled(ctx.labels(&pod.namespace)))
+}
+
+/// Running pods and templates without a sidecar; finished pods no longer matter.
+fn missing_sidecar(ctx: &Ctx, pod: &PodInfo) -> bool {
     match pod.phase.as_deref() {
-        Some("Running") => true,
+        Some("Running") => !pod.has_sidecar(),
         Some(_) => false,
-        None => {
-            if pod
-                .annotations
-                .get(INJECT_ANNOTATION)
-                .is_some_and(|v| v == "false")
-            {
-                return true;
-            }
-            // Without the namespace's manifest, whether injection is on cannot be told.
-            ctx.inventory.namespaces.contains_key(&pod.namespace)
-                && !super::namespace::injection_enabled(ctx.labels(&pod.namespace))
-        }
+        None => sidecar(ctx, pod) == Some(false),
     }
 }

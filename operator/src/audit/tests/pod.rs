@@ -100,14 +100,22 @@ fn mb503_host_network_fires_only_in_protected_namespaces() {
 fn mb504_share_process_namespace_next_to_the_sidecar() {
     let mut with = mk_pod("payments", "debug");
     with.share_process_namespace = true;
-    let mut without = template("payments", "no-sidecar");
+    let mut injected = template("payments", "injected");
+    injected.share_process_namespace = true;
+    let mut without = mk_pod("payments", "no-sidecar");
+    without.containers.pop();
     without.share_process_namespace = true;
+    let mut not_injected = template("legacy-billing", "plain");
+    not_injected.share_process_namespace = true;
     let i = with_namespaces(
-        pod_inv(vec![with, without]),
-        vec![mk_ns("payments", &[("istio-injection", "enabled")])],
+        pod_inv(vec![with, injected, without, not_injected]),
+        vec![
+            mk_ns("payments", &[("istio-injection", "enabled")]),
+            mk_ns("legacy-billing", &[]),
+        ],
     );
     let f = run(&strict(), &i);
-    assert_eq!(hits(&f, Rule::MB504), vec!["payments/debug"]);
+    assert_eq!(hits(&f, Rule::MB504), vec!["payments/debug", "payments/injected"]);
 }
 
 #[test]
