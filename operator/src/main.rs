@@ -23,12 +23,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Report tenant objects and workloads that weaken the mesh (exit 1 at --fail-on).
+    Check(meshbaseline::cli::check::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crdgen { out } => crdgen(out),
+        Command::Check(args) => meshbaseline::cli::check::main(&args).map_err(Into::into),
     };
     match result {
         Ok(code) => code,

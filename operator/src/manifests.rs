@@ -3,6 +3,7 @@
 //!
 //! A malformed document is reported with its file and document number; the rest is kept.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,18 @@ pub struct Loaded {
     pub inventory: Inventory,
     pub baselines: Vec<MeshBaseline>,
     pub errors: Vec<ManifestError>,
+    /// Where each object came from, by (kind, namespace, name); the namespace is empty for
+    /// cluster-scoped kinds. Lets `check` point findings at a file.
+    pub origins: BTreeMap<(String, String, String), Origin>,
+    /// Documents read without error (kinds the audit ignores included).
+    pub documents: usize,
+}
+
+/// The file and document number an object was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub document: usize,
 }
 
 /// Reads files and directories (recursively: `*.yaml`, `*.yml`, `*.json`, in name order).
@@ -68,13 +81,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
         }
         for file in files {
             match std::fs::read_to_string(&file) {
-                Ok(text) => {
-                    let (docs, errs) = parse_documents(&file, &text);
-                    loaded.errors.extend(errs);
-                    for doc in docs {
-                        loaded.add(doc);
-                    }
-                }
+                Ok(text) => loaded.add_text(&file, &text),
                 Err(e) => loaded.errors.push(ManifestError {
                     file: file.clone(),
                     document: None,
@@ -191,10 +198,43 @@ pub fn typed<T: DeserializeOwned>(doc: &Document) -> Result<T, ManifestError> {
 }
 
 impl Loaded {
-    fn add(&mut self, doc: Document) {
-        if let Err(e) = self.try_add(&doc) {
-            self.errors.push(e);
+    /// Adds every document of one file's text.
+    pub fn add_text(&mut self, file: &Path, text: &str) {
+        let first_error = self.errors.len();
+        let (docs, errs) = parse_documents(file, text);
+        self.errors.extend(errs);
+        for doc in docs {
+            self.add(doc);
         }
+        // Report a file's problems in document order, parse errors and others alike.
+        self.errors[first_error..].sort_by_key(|e| e.document);
+    }
+
+    fn add(&mut self, doc: Document) {
+        match self.try_add(&doc) {
+            Ok(()) => {
+                self.documents += 1;
+                self.record_origin(&doc);
+            }
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    fn record_origin(&mut self, doc: &Document) {
+        let text = |p: &str| doc.value.pointer(p).and_then(Value::as_str);
+        let (Some(kind), Some(name)) = (text("/kind"), text("/metadata/name")) else {
+            return;
+        };
+        let namespace = match kind {
+            "Namespace" | "MeshBaseline" => "",
+            _ => text("/metadata/namespace").unwrap_or("default"),
+        };
+        self.origins
+            .entry((kind.to_string(), namespace.to_string(), name.to_string()))
+            .or_insert_with(|| Origin {
+                file: doc.file.clone(),
+                document: doc.number,
+            });
     }
 
     fn try_add(&mut self, doc: &Document) -> Result<(), ManifestError> {

@@ -1,10 +1,58 @@
 //! Pure audit: observed objects + baseline -> findings. No client, no async.
 
+use std::cmp::Reverse;
 use std::fmt;
 
+use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::baseline::{Control, FindingStatus};
+use crate::api::model::Baseline;
+use crate::inventory::Inventory;
+
+mod authorization_policy;
+mod context;
+pub(crate) mod destination_rule;
+mod namespace;
+mod network_policy;
+mod peer_authentication;
+mod pod;
+mod root;
+#[cfg(test)]
+mod tests;
+
+/// Every finding for `inventory` under `baseline` at time `now` (exemptions expire), sorted
+/// most severe first, then by rule, namespace and name.
+pub fn audit(baseline: &Baseline, inventory: &Inventory, now: Timestamp) -> Vec<Finding> {
+    let ctx = context::Ctx::new(baseline, inventory, now);
+    let mut out = Vec::new();
+    peer_authentication::check(&ctx, &mut out);
+    destination_rule::check(&ctx, &mut out);
+    authorization_policy::check(&ctx, &mut out);
+    network_policy::check(&ctx, &mut out);
+    pod::check(&ctx, &mut out);
+    namespace::check(&ctx, &mut out);
+    root::check(&ctx, &mut out);
+    out.sort_by(|a, b| {
+        (
+            Reverse(a.severity),
+            a.rule,
+            &a.namespace,
+            &a.name,
+            &a.kind,
+            &a.message,
+        )
+            .cmp(&(
+                Reverse(b.severity),
+                b.rule,
+                &b.namespace,
+                &b.name,
+                &b.kind,
+                &b.message,
+            ))
+    });
+    out
+}
 
 /// How bad a finding is. Ordered from least to most severe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

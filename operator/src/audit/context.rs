@@ -1,0 +1,126 @@
+//! What every audit module needs: the baseline, the inventory, the time, and the questions
+//! "is this namespace protected", "is it exempt", "is this object ours".
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::ObjectMeta;
+
+use super::{Finding, Rule};
+use crate::api::baseline::Control;
+use crate::api::model::{Baseline, FieldErrors};
+use crate::api::selector::Selector;
+use crate::inventory::Inventory;
+use crate::object::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+pub(crate) struct Ctx<'a> {
+    pub baseline: &'a Baseline,
+    pub inventory: &'a Inventory,
+    pub now: Timestamp,
+    empty: BTreeMap<String, String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(baseline: &'a Baseline, inventory: &'a Inventory, now: Timestamp) -> Self {
+        Ctx {
+            baseline,
+            inventory,
+            now,
+            empty: BTreeMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &'a str {
+        &self.baseline.root_namespace
+    }
+
+    /// Labels of a namespace; empty when the inventory has no manifest for it.
+    pub fn labels(&self, ns: &str) -> &BTreeMap<String, String> {
+        self.inventory
+            .namespaces
+            .get(ns)
+            .map(|n| &n.labels)
+            .unwrap_or(&self.empty)
+    }
+
+    pub fn protected(&self, ns: &str) -> bool {
+        self.baseline.selects(ns, self.labels(ns))
+    }
+
+    pub fn exempt(&self, ns: &str, control: Control) -> bool {
+        self.baseline.is_exempt(ns, control, self.now)
+    }
+
+    /// Whether `rule` is checked for objects in `ns`: the namespace is protected, not exempt
+    /// from the rule's control, and workload rules are switched on.
+    pub fn applies(&self, ns: &str, rule: Rule) -> bool {
+        if !self.protected(ns) {
+            return false;
+        }
+        match rule.control() {
+            Some(Control::Workloads) if !self.baseline.workloads_audit => false,
+            Some(c) => !self.exempt(ns, c),
+            None => true,
+        }
+    }
+
+    pub fn finding(
+        &self,
+        rule: Rule,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        message: String,
+        fix: String,
+    ) -> Finding {
+        Finding {
+            rule,
+            severity: rule.severity(),
+            kind: kind.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+            message,
+            fix,
+        }
+    }
+}
+
+/// Objects the operator generated: never findings, but they count where Istio counts them.
+pub(crate) fn is_managed(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY_VALUE)
+}
+
+pub(crate) fn ns_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
+}
+
+pub(crate) fn name_of(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or("<unnamed>")
+}
+
+/// Orders objects by age for "the oldest wins" rules; objects without a creation time (as
+/// in manifests) sort after those with one, then by name.
+pub(crate) fn age_key(meta: &ObjectMeta) -> (Timestamp, &str) {
+    (
+        crate::inventory::created(meta).unwrap_or(Timestamp::MAX),
+        name_of(meta),
+    )
+}
+
+/// Whether a Kubernetes label selector selects an object with `labels`. A selector that does
+/// not parse selects nothing (the API server would have rejected it).
+pub(crate) fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let mut errs = FieldErrors::default();
+    let parsed = Selector::parse(sel, "selector", &mut errs);
+    errs.0.is_empty() && parsed.matches(labels)
+}
+
+/// Whether a selector selects everything (`{}` or absent).
+pub(crate) fn selects_all(sel: &LabelSelector) -> bool {
+    sel.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+        && sel.match_expressions.as_ref().is_none_or(Vec::is_empty)
+}

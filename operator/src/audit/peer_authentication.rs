@@ -1,0 +1,244 @@
+//! MB101–MB104: PeerAuthentications that weaken or confuse the mesh's mTLS mode.
+
+use std::collections::HashMap;
+
+use super::context::{age_key, is_managed, name_of, ns_of, Ctx};
+use super::{Finding, Rule};
+use crate::api::baseline::MtlsMode;
+use crate::api::istio::PeerAuthentication;
+
+const KIND: &str = "PeerAuthentication";
+
+fn has_selector(pa: &PeerAuthentication) -> bool {
+    pa.spec
+        .selector
+        .as_ref()
+        .is_some_and(|s| !s.match_labels.is_empty())
+}
+
+fn mode(pa: &PeerAuthentication) -> Option<&str> {
+    pa.spec.mtls.as_ref().and_then(|m| m.mode.as_deref())
+}
+
+/// Whether an mTLS mode lets plaintext in where the baseline does not: under STRICT both
+/// PERMISSIVE and DISABLE do, under PERMISSIVE only DISABLE. UNSET inherits, so never.
+pub(crate) fn weaker(baseline: MtlsMode, mode: Option<&str>) -> bool {
+    match (baseline, mode) {
+        (MtlsMode::Strict, Some("PERMISSIVE" | "DISABLE")) => true,
+        (MtlsMode::Permissive, Some("DISABLE")) => true,
+        _ => false,
+    }
+}
+
+fn baseline_mode(ctx: &Ctx) -> &'static str {
+    match ctx.baseline.mtls.mode {
+        MtlsMode::Strict => "STRICT",
+        MtlsMode::Permissive => "PERMISSIVE",
+    }
+}
+
+pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let root = ctx.root();
+    let base = ctx.baseline.mtls.mode;
+    let bmode = baseline_mode(ctx);
+    for pa in &ctx.inventory.peer_authentications {
+        if is_managed(&pa.metadata) {
+            continue;
+        }
+        let (ns, name) = (ns_of(&pa.metadata), name_of(&pa.metadata));
+        let m = mode(pa);
+        if ns == root {
+            if has_selector(pa) {
+                out.push(ctx.finding(
+                    Rule::MB104,
+                    KIND,
+                    Some(ns),
+                    name,
+                    format!(
+                        "PeerAuthentication {ns}/{name} has a selector but lives in the root namespace {root}: Istio ignores workload selectors there, so the mode it sets ({}) does not apply to the workloads its author meant.",
+                        m.unwrap_or("UNSET")
+                    ),
+                    "Move the PeerAuthentication into the namespace of the workloads it selects, or delete it.".into(),
+                ));
+            } else if weaker(base, m) {
+                out.push(ctx.finding(
+                    Rule::MB101,
+                    KIND,
+                    Some(ns),
+                    name,
+                    format!(
+                        "Mesh-wide PeerAuthentication {ns}/{name} sets mTLS mode {} while the baseline requires {bmode}: every namespace without its own PeerAuthentication accepts plaintext.",
+                        m.unwrap_or("UNSET")
+                    ),
+                    format!("Set spec.mtls.mode to {bmode} or delete the PeerAuthentication and let the baseline's mesh-wide policy apply."),
+                ));
+            }
+            continue;
+        }
+        if !ctx.applies(ns, Rule::MB101) {
+            continue;
+        }
+        if !has_selector(pa) {
+            if weaker(base, m) {
+                out.push(ctx.finding(
+                    Rule::MB101,
+                    KIND,
+                    Some(ns),
+                    name,
+                    format!(
+                        "PeerAuthentication {ns}/{name} sets mTLS mode {} for the whole namespace {ns}, overriding the baseline's mesh-wide {bmode}: workloads in {ns} accept plaintext, so their traffic can be read or spoofed and callers are not authenticated.",
+                        m.unwrap_or("UNSET")
+                    ),
+                    format!("Set spec.mtls.mode to {bmode} (or UNSET) or delete the PeerAuthentication; if a client outside the mesh needs plaintext, ask for a time-boxed exemption instead."),
+                ));
+            }
+            continue;
+        }
+        let mut weak: Vec<String> = Vec::new();
+        if weaker(base, m) {
+            weak.push(format!("spec.mtls.mode {}", m.unwrap_or("UNSET")));
+        }
+        for (port, tls) in &pa.spec.port_level_mtls {
+            if weaker(base, tls.mode.as_deref()) {
+                weak.push(format!(
+                    "port {port} mode {}",
+                    tls.mode.as_deref().unwrap_or("UNSET")
+                ));
+            }
+        }
+        if !weak.is_empty() {
+            out.push(ctx.finding(
+                Rule::MB102,
+                KIND,
+                Some(ns),
+                name,
+                format!(
+                    "PeerAuthentication {ns}/{name} weakens mTLS for the workloads it selects in {ns} ({}), below the baseline's {bmode}: those workloads accept plaintext on the affected ports.",
+                    weak.join(", ")
+                ),
+                format!("Set the weakened modes to {bmode} (or UNSET), or delete the PeerAuthentication."),
+            ));
+        }
+    }
+    mesh_wide_conflicts(ctx, out);
+}
+
+/// MB103: Istio uses the oldest mesh-wide PeerAuthentication and ignores the others.
+fn mesh_wide_conflicts(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let root = ctx.root();
+    let mut mesh_wide: Vec<&PeerAuthentication> = ctx
+        .inventory
+        .peer_authentications
+        .iter()
+        .filter(|pa| ns_of(&pa.metadata) == root && !has_selector(pa))
+        .collect();
+    if mesh_wide.len() < 2 {
+        return;
+    }
+    mesh_wide.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
+    let names: Vec<String> = mesh_wide
+        .iter()
+        .map(|pa| {
+            format!(
+                "{} ({})",
+                name_of(&pa.metadata),
+                mode(pa).unwrap_or("UNSET")
+            )
+        })
+        .collect();
+    let oldest = &mesh_wide[0].metadata;
+    let winner = if crate::inventory::created(oldest).is_some() {
+        format!(
+            "Istio uses the oldest, {}, and ignores the rest",
+            name_of(oldest)
+        )
+    } else {
+        "Istio uses the oldest by creation time (unknown from manifests) and ignores the rest"
+            .to_string()
+    };
+    for pa in mesh_wide.iter().filter(|pa| !is_managed(&pa.metadata)) {
+        let name = name_of(&pa.metadata);
+        out.push(ctx.finding(
+            Rule::MB103,
+            KIND,
+            Some(root),
+            name,
+            format!(
+                "{} mesh-wide PeerAuthentications in the root namespace {root}: {}. {winner}, so the mesh's mTLS mode depends on creation order.",
+                mesh_wide.len(),
+                names.join(", ")
+            ),
+            format!("Delete {root}/{name}, or fold its intent into a single mesh-wide PeerAuthentication (the baseline generates meshbaseline-mesh-mtls)."),
+        ));
+    }
+}
+
+/// The PeerAuthentications that decide the server side of `ns`, for MB201 messages.
+pub(crate) struct PaIndex<'a> {
+    namespace_wide: HashMap<&'a str, &'a PeerAuthentication>,
+    workload: HashMap<&'a str, Vec<&'a PeerAuthentication>>,
+    root: &'a str,
+}
+
+impl<'a> PaIndex<'a> {
+    pub fn new(ctx: &Ctx<'a>) -> Self {
+        let mut namespace_wide: HashMap<&str, &PeerAuthentication> = HashMap::new();
+        let mut workload: HashMap<&str, Vec<&PeerAuthentication>> = HashMap::new();
+        for pa in &ctx.inventory.peer_authentications {
+            let ns = ns_of(&pa.metadata);
+            if has_selector(pa) {
+                workload.entry(ns).or_default().push(pa);
+                continue;
+            }
+            let slot = namespace_wide.entry(ns).or_insert(pa);
+            if age_key(&pa.metadata) < age_key(&slot.metadata) {
+                *slot = pa;
+            }
+        }
+        PaIndex {
+            namespace_wide,
+            workload,
+            root: ctx.root(),
+        }
+    }
+
+    /// "PeerAuthentication ns/name (MODE)" for the policy that applies to `ns`, naming
+    /// workload-level ones that override it for some pods.
+    pub fn describe(&self, ns: &str) -> String {
+        let base = if let Some(pa) = self.namespace_wide.get(ns) {
+            format!(
+                "namespace-wide PeerAuthentication {ns}/{} ({})",
+                name_of(&pa.metadata),
+                mode(pa).unwrap_or("UNSET")
+            )
+        } else if let Some(pa) = self.namespace_wide.get(self.root) {
+            format!(
+                "mesh-wide PeerAuthentication {}/{} ({})",
+                self.root,
+                name_of(&pa.metadata),
+                mode(pa).unwrap_or("UNSET")
+            )
+        } else {
+            "none (mesh default PERMISSIVE)".to_string()
+        };
+        match self.workload.get(ns) {
+            Some(w) if ns != self.root => {
+                let names: Vec<String> = w
+                    .iter()
+                    .map(|pa| {
+                        format!(
+                            "{} ({})",
+                            name_of(&pa.metadata),
+                            mode(pa).unwrap_or("UNSET")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{base}; workload-level in {ns} for the pods they select: {}",
+                    names.join(", ")
+                )
+            }
+            _ => base,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+use serde_json::json;
+
+use super::*;
+use crate::audit::context::Ctx;
+use crate::audit::destination_rule::{parse_host, servers, DrIndex, Host, Servers, Target};
+
+const DOMAIN: &str = "cluster.local";
+
+fn dr_inv(drs: Vec<DestinationRule>) -> Inventory {
+    let mut i = inv();
+    i.destination_rules = drs;
+    i
+}
+
+/// The name of the DestinationRule a client in `client` uses for `host` of `server`.
+fn lookup(i: &Inventory, client: &str, host: &str, server: &str) -> Option<String> {
+    let base = strict();
+    let ctx = Ctx::new(&base, i, now());
+    let index = DrIndex::new(&ctx);
+    index
+        .lookup(client, Target::Service(host), server)
+        .and_then(|dr| dr.metadata.name.clone())
+}
+
+const LEDGER: &str = "ledger.payments.svc.cluster.local";
+
+#[test]
+fn hosts_are_normalised_relative_to_the_rule_namespace() {
+    assert_eq!(
+        parse_host("ledger", "payments", DOMAIN),
+        Host::Exact(LEDGER.into())
+    );
+    assert_eq!(
+        parse_host("*.payments.svc", "x", DOMAIN),
+        Host::Wildcard(".payments.svc.cluster.local".into())
+    );
+    assert_eq!(
+        servers(&parse_host("ledger", "payments", DOMAIN), DOMAIN),
+        Servers::One("payments".into())
+    );
+    assert_eq!(
+        servers(&parse_host("*.cluster.local", "x", DOMAIN), DOMAIN),
+        Servers::All
+    );
+    assert_eq!(servers(&parse_host("*", "x", DOMAIN), DOMAIN), Servers::All);
+    assert_eq!(
+        servers(&parse_host("api.stripe.com", "x", DOMAIN), DOMAIN),
+        Servers::External
+    );
+    assert_eq!(
+        servers(&parse_host("*.example.com", "x", DOMAIN), DOMAIN),
+        Servers::External
+    );
+}
+
+#[test]
+fn lookup_prefers_the_client_namespace() {
+    let i = dr_inv(vec![
+        mk_dr("checkout", "client-side", LEDGER, "ISTIO_MUTUAL"),
+        mk_dr("payments", "server-side", "ledger", "DISABLE"),
+        mk_dr(ROOT, "root", "*.cluster.local", "ISTIO_MUTUAL"),
+    ]);
+    assert_eq!(
+        lookup(&i, "checkout", LEDGER, "payments").as_deref(),
+        Some("client-side")
+    );
+    assert_eq!(
+        lookup(&i, "orders", LEDGER, "payments").as_deref(),
+        Some("server-side")
+    );
+    assert_eq!(
+        lookup(&i, "payments", LEDGER, "payments").as_deref(),
+        Some("server-side")
+    );
+}
+
+#[test]
+fn lookup_falls_back_to_the_root_namespace() {
+    let i = dr_inv(vec![mk_dr(ROOT, "root", "*.cluster.local", "ISTIO_MUTUAL")]);
+    assert_eq!(
+        lookup(&i, "checkout", LEDGER, "payments").as_deref(),
+        Some("root")
+    );
+}
+
+#[test]
+fn lookup_honours_export_to() {
+    let i = dr_inv(vec![
+        mk_dr_spec(
+            "payments",
+            "private",
+            json!({"host": "ledger", "exportTo": ["."], "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+        ),
+        mk_dr_spec(
+            ROOT,
+            "root",
+            json!({"host": "*.local", "exportTo": ["checkout"], "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+        ),
+    ]);
+    // "." keeps the rule to its own namespace.
+    assert_eq!(
+        lookup(&i, "payments", LEDGER, "payments").as_deref(),
+        Some("private")
+    );
+    // Other clients fall through to the root namespace, if it is exported to them.
+    assert_eq!(
+        lookup(&i, "checkout", LEDGER, "payments").as_deref(),
+        Some("root")
+    );
+    assert_eq!(lookup(&i, "orders", LEDGER, "payments"), None);
+}
+
+#[test]
+fn lookup_picks_the_most_specific_host() {
+    let i = dr_inv(vec![
+        mk_dr(
+            "payments",
+            "any",
+            "*.payments.svc.cluster.local",
+            "ISTIO_MUTUAL",
+        ),
+        mk_dr("payments", "exact", "ledger", "DISABLE"),
+        mk_dr("payments", "broad", "*.svc.cluster.local", "ISTIO_MUTUAL"),
+    ]);
+    assert_eq!(
+        lookup(&i, "orders", LEDGER, "payments").as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        lookup(
+            &i,
+            "orders",
+            "billing.payments.svc.cluster.local",
+            "payments"
+        )
+        .as_deref(),
+        Some("any")
+    );
+}
+
+#[test]
+fn mb201_fires_for_a_server_namespace_rule_and_names_both_objects() {
+    let mut i = dr_inv(vec![mk_dr("payments", "ledger", "ledger", "DISABLE")]);
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB201), vec!["payments/ledger"]);
+    let m = &f[0].message;
+    assert!(m.contains("DestinationRule payments/ledger"), "{m}");
+    assert!(m.contains("none (mesh default PERMISSIVE)"), "{m}");
+    assert!(m.contains("spec.trafficPolicy.tls.mode: DISABLE"), "{m}");
+
+    i.peer_authentications
+        .push(mk_pa(ROOT, "mesh", json!({"mtls": {"mode": "STRICT"}})));
+    let m = run(&strict(), &i)[0].message.clone();
+    assert!(
+        m.contains("mesh-wide PeerAuthentication istio-system/mesh (STRICT)"),
+        "{m}"
+    );
+    i.peer_authentications
+        .push(mk_pa("payments", "ns", json!({"mtls": {"mode": "STRICT"}})));
+    let m = run(&strict(), &i)[0].message.clone();
+    assert!(
+        m.contains("namespace-wide PeerAuthentication payments/ns (STRICT)"),
+        "{m}"
+    );
+}
+
+#[test]
+fn mb201_fires_for_a_client_namespace_rule() {
+    let i = dr_inv(vec![mk_dr("checkout", "to-ledger", LEDGER, "SIMPLE")]);
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB201), vec!["checkout/to-ledger"]);
+    assert!(
+        f[0].message.contains("clients in namespace checkout"),
+        "{}",
+        f[0].message
+    );
+}
+
+#[test]
+fn mb201_root_rule_fires_unless_every_client_is_shadowed() {
+    let root_dr = mk_dr(ROOT, "plaintext", "*.cluster.local", "DISABLE");
+    let mut i = with_namespaces(
+        dr_inv(vec![root_dr]),
+        vec![mk_ns("payments", &[("istio-injection", "enabled")])],
+    );
+    assert_eq!(
+        hits(&run(&strict(), &i), Rule::MB201),
+        vec!["istio-system/plaintext"]
+    );
+    // The operator's per-namespace ISTIO_MUTUAL rule is exported to all: it wins for every
+    // client of payments, so the root rule no longer applies to anyone.
+    i.destination_rules.push(
+        serde_json::from_value(managed(json!({
+            "metadata": {"name": "meshbaseline-mtls", "namespace": "payments"},
+            "spec": {"host": "*.payments.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+        })))
+        .unwrap(),
+    );
+    assert!(run(&strict(), &i).is_empty());
+}
+
+#[test]
+fn mb201_shadowed_only_for_some_clients_still_fires_for_the_rest() {
+    // Exported only to its own namespace: the client-side rule in checkout shadows nothing
+    // in payments, so payments' own clients still use the DISABLE rule.
+    let i = dr_inv(vec![
+        mk_dr_spec(
+            "payments",
+            "ledger",
+            json!({"host": "ledger", "exportTo": ["."], "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+        ),
+        mk_dr("checkout", "ledger", LEDGER, "ISTIO_MUTUAL"),
+    ]);
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB201), vec!["payments/ledger"]);
+    assert!(f[0].message.contains("clients in namespace payments"));
+    assert!(!f[0].message.contains("without their own"));
+}
+
+#[test]
+fn mb201_subsets_and_port_level_settings_count() {
+    let i = dr_inv(vec![mk_dr_spec(
+        "payments",
+        "ledger",
+        json!({"host": "ledger", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"},
+               "portLevelSettings": [{"port": {"number": 9090}, "tls": {"mode": "DISABLE"}}]},
+               "subsets": [{"name": "v2", "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}]}),
+    )]);
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB201).len(), 1);
+    assert!(f[0].message.contains("portLevelSettings[0] (port 9090)"));
+    assert!(f[0].message.contains("subsets[0] (v2)"));
+}
+
+#[test]
+fn mb201_near_misses_are_silent() {
+    let i = dr_inv(vec![
+        mk_dr("payments", "mutual", "ledger", "ISTIO_MUTUAL"),
+        mk_dr("payments", "stripe", "api.stripe.com", "SIMPLE"),
+        mk_dr("payments", "ext", "*.example.com", "DISABLE"),
+        mk_dr(
+            "kube-system",
+            "dns",
+            "kube-dns.kube-system.svc.cluster.local",
+            "DISABLE",
+        ),
+    ]);
+    assert!(run(&strict(), &i).is_empty());
+}
+
+#[test]
+fn mb201_is_silent_under_a_permissive_baseline_and_for_exempt_servers() {
+    let i = dr_inv(vec![mk_dr("payments", "ledger", "ledger", "DISABLE")]);
+    assert!(run(&mk_baseline(json!({"mtls": {"mode": "PERMISSIVE"}})), &i).is_empty());
+    assert!(run(&exempting("payments", "mtls", ACTIVE), &i).is_empty());
+    assert_eq!(run(&exempting("payments", "mtls", EXPIRED), &i).len(), 1);
+}
+
+#[test]
+fn mb201_operator_rules_are_never_findings() {
+    let i = dr_inv(vec![serde_json::from_value(managed(json!({
+        "metadata": {"name": "x", "namespace": "payments"},
+        "spec": {"host": "ledger", "trafficPolicy": {"tls": {"mode": "DISABLE"}}},
+    })))
+    .unwrap()]);
+    assert!(run(&strict(), &i).is_empty());
+}

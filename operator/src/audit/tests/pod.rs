@@ -1,0 +1,225 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn pod_inv(pods: Vec<PodInfo>) -> Inventory {
+    let mut i = inv();
+    i.pods = pods;
+    i
+}
+
+fn template(ns: &str, name: &str) -> PodInfo {
+    PodInfo {
+        kind: "Deployment".into(),
+        phase: None,
+        containers: vec![mk_container("app")],
+        ..mk_pod(ns, name)
+    }
+}
+
+fn annotated(mut p: PodInfo, k: &str, v: &str) -> PodInfo {
+    p.annotations = BTreeMap::from([(k.to_string(), v.to_string())]);
+    p
+}
+
+#[test]
+fn mb501_uid_or_gid_1337_outside_the_proxy_fires() {
+    let mut by_container = mk_pod("payments", "container-uid");
+    by_container.containers[0].run_as_user = Some(1337);
+    let mut by_pod = mk_pod("payments", "pod-gid");
+    by_pod.run_as_group = Some(1337);
+    let mut init = mk_pod("payments", "init");
+    init.containers.push(ContainerInfo {
+        init: true,
+        run_as_user: Some(1337),
+        ..mk_container("wait-for-db")
+    });
+    let f = run(&strict(), &pod_inv(vec![by_container, by_pod, init]));
+    assert_eq!(
+        hits(&f, Rule::MB501),
+        vec![
+            "payments/container-uid",
+            "payments/init",
+            "payments/pod-gid"
+        ]
+    );
+    let pod_gid = f.iter().find(|f| f.name == "pod-gid").unwrap();
+    // Pod-level GID reaches the app container; the proxy container is not listed.
+    assert!(pod_gid.message.contains("app (GID 1337)") && !pod_gid.message.contains("istio-proxy"));
+}
+
+#[test]
+fn mb501_uid_1337_in_the_istio_proxy_container_is_silent() {
+    let mut p = mk_pod("payments", "ledger");
+    p.containers[1].run_as_user = Some(1337);
+    p.containers[1].run_as_group = Some(1337);
+    p.containers[0].run_as_user = Some(1000);
+    let mut overridden = mk_pod("payments", "overridden");
+    overridden.run_as_user = Some(1337);
+    overridden.containers[0].run_as_user = Some(1000);
+    assert!(run(&strict(), &pod_inv(vec![p, overridden])).is_empty());
+}
+
+#[test]
+fn mb502_net_admin_net_raw_and_privileged_fire() {
+    let mut caps = mk_pod("payments", "caps");
+    caps.containers[0].added_capabilities = vec!["NET_ADMIN".into(), "CAP_NET_RAW".into()];
+    let mut privileged = mk_pod("payments", "privileged");
+    privileged.containers[0].privileged = true;
+    let f = run(&strict(), &pod_inv(vec![caps, privileged]));
+    assert_eq!(
+        hits(&f, Rule::MB502),
+        vec!["payments/caps", "payments/privileged"]
+    );
+}
+
+#[test]
+fn mb502_istio_init_and_harmless_capabilities_are_silent() {
+    let mut p = mk_pod("payments", "ledger");
+    p.containers.push(ContainerInfo {
+        init: true,
+        added_capabilities: vec!["NET_ADMIN".into(), "NET_RAW".into()],
+        ..mk_container("istio-init")
+    });
+    p.containers[0].added_capabilities = vec!["NET_BIND_SERVICE".into()];
+    assert!(run(&strict(), &pod_inv(vec![p])).is_empty());
+}
+
+#[test]
+fn mb503_host_network_fires_only_in_protected_namespaces() {
+    let mut p = mk_pod("payments", "agent");
+    p.host_network = true;
+    let mut sys = mk_pod("kube-system", "kube-proxy");
+    sys.host_network = true;
+    let f = run(&strict(), &pod_inv(vec![p, sys]));
+    assert_eq!(hits(&f, Rule::MB503), vec!["payments/agent"]);
+    assert_eq!(f.len(), 1);
+}
+
+#[test]
+fn mb504_share_process_namespace_next_to_the_sidecar() {
+    let mut with = mk_pod("payments", "debug");
+    with.share_process_namespace = true;
+    let mut injected = template("payments", "injected");
+    injected.share_process_namespace = true;
+    let mut without = mk_pod("payments", "no-sidecar");
+    without.containers.pop();
+    without.share_process_namespace = true;
+    let mut not_injected = template("legacy-billing", "plain");
+    not_injected.share_process_namespace = true;
+    let i = with_namespaces(
+        pod_inv(vec![with, injected, without, not_injected]),
+        vec![
+            mk_ns("payments", &[("istio-injection", "enabled")]),
+            mk_ns("legacy-billing", &[]),
+        ],
+    );
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB504), vec!["payments/debug", "payments/injected"]);
+}
+
+#[test]
+fn mb505_running_pods_without_a_sidecar_fire() {
+    let mut running = mk_pod("payments", "running");
+    running.containers.pop();
+    let mut done = running.clone();
+    done.name = "done".into();
+    done.phase = Some("Succeeded".into());
+    let mut failed = done.clone();
+    failed.name = "failed".into();
+    failed.phase = Some("Failed".into());
+    let f = run(
+        &strict(),
+        &pod_inv(vec![running, done, failed, mk_pod("payments", "meshed")]),
+    );
+    assert_eq!(hits(&f, Rule::MB505), vec!["payments/running"]);
+}
+
+#[test]
+fn mb505_templates_follow_namespace_injection() {
+    let pods = vec![
+        template("payments", "injected"),
+        template("legacy-billing", "plain"),
+        template("unknown", "unknown"),
+    ];
+    let i = with_namespaces(
+        pod_inv(pods),
+        vec![
+            mk_ns("payments", &[("istio-injection", "enabled")]),
+            mk_ns("legacy-billing", &[]),
+        ],
+    );
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB505), vec!["legacy-billing/plain"]);
+    // Opting out by annotation is missing a sidecar wherever the namespace is.
+    let opted = annotated(
+        template("payments", "opted-out"),
+        "sidecar.istio.io/inject",
+        "false",
+    );
+    let i = with_namespaces(
+        pod_inv(vec![opted]),
+        vec![mk_ns("payments", &[("istio.io/rev", "stable")])],
+    );
+    assert_eq!(
+        hits(&run(&strict(), &i), Rule::MB505),
+        vec!["payments/opted-out"]
+    );
+}
+
+#[test]
+fn mb506_bypass_annotations_fire_and_harmless_ones_do_not() {
+    let pods = vec![
+        annotated(
+            mk_pod("payments", "off"),
+            "sidecar.istio.io/inject",
+            "false",
+        ),
+        annotated(
+            mk_pod("payments", "ranges"),
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+            "0.0.0.0/0",
+        ),
+        annotated(
+            mk_pod("payments", "ports"),
+            "traffic.sidecar.istio.io/excludeInboundPorts",
+            "9999",
+        ),
+        annotated(mk_pod("payments", "on"), "sidecar.istio.io/inject", "true"),
+        annotated(
+            mk_pod("payments", "cpu"),
+            "sidecar.istio.io/proxyCPU",
+            "100m",
+        ),
+        annotated(
+            mk_pod("payments", "empty"),
+            "traffic.sidecar.istio.io/excludeOutboundPorts",
+            "",
+        ),
+    ];
+    let f = run(&strict(), &pod_inv(pods));
+    assert_eq!(
+        hits(&f, Rule::MB506),
+        vec!["payments/off", "payments/ports", "payments/ranges"]
+    );
+}
+
+#[test]
+fn workload_rules_obey_exemptions_and_the_audit_switch() {
+    let mut p = mk_pod("payments", "agent");
+    p.host_network = true;
+    let i = pod_inv(vec![p]);
+    assert!(run(&exempting("payments", "workloads", ACTIVE), &i).is_empty());
+    assert_eq!(
+        run(&exempting("payments", "workloads", EXPIRED), &i).len(),
+        1
+    );
+    assert!(run(
+        &mk_baseline(serde_json::json!({"workloads": {"audit": false}})),
+        &i
+    )
+    .is_empty());
+    let only_team =
+        mk_baseline(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}));
+    assert!(run(&only_team, &i).is_empty());
+}
