@@ -23,12 +23,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print the objects a baseline generates, as a multi-document YAML stream.
+    Render(meshbaseline::cli::render::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crdgen { out } => crdgen(out),
+        Command::Render(args) => meshbaseline::cli::render::run(&args).map_err(Into::into),
     };
     match result {
         Ok(code) => code,
