@@ -23,6 +23,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print the objects a baseline generates, as a multi-document YAML stream.
+    Render(meshbaseline::cli::render::Args),
     /// Report tenant objects and workloads that weaken the mesh (exit 1 at --fail-on).
     Check(meshbaseline::cli::check::Args),
 }
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crdgen { out } => crdgen(out),
+        Command::Render(args) => meshbaseline::cli::render::run(&args).map_err(Into::into),
         Command::Check(args) => meshbaseline::cli::check::main(&args).map_err(Into::into),
     };
     match result {

@@ -15,6 +15,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
 
 /// A mesh-wide security baseline for an Istio service mesh.
+// Every printer column repeats `type_`; clippy mistakes that for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "meshbaseline.dev",

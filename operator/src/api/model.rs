@@ -156,6 +156,12 @@ impl TryFrom<&MeshBaseline> for Baseline {
         let mut errs = FieldErrors::default();
         if name.is_empty() {
             errs.push("metadata.name", "must be set");
+        } else if name.len() > 63 {
+            // Generated objects carry the name as a label value, which is limited to 63.
+            errs.push(
+                "metadata.name",
+                format!("{name:?} is longer than 63 characters, the limit of a label value"),
+            );
         }
         let spec = &mb.spec;
         check_label("spec.rootNamespace", &spec.root_namespace, &mut errs);

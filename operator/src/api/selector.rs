@@ -52,7 +52,8 @@ impl Selector {
                     format!("operator {} needs at least one value", e.operator),
                 );
             }
-            if !needs_values && !values.is_empty() {
+            let known = needs_values || matches!(e.operator.as_str(), "Exists" | "DoesNotExist");
+            if known && !needs_values && !values.is_empty() {
                 errs.push(
                     format!("{p}.values"),
                     format!("operator {} takes no values", e.operator),
@@ -80,7 +81,7 @@ fn check_label_key(key: &str, path: &str, errs: &mut FieldErrors) {
         None => (None, key),
     };
     let name_ok = !name.is_empty() && name.len() <= 63 && is_label_token(name);
-    let prefix_ok = prefix.is_none_or(|p| super::model::is_dns1123_subdomain(p));
+    let prefix_ok = prefix.is_none_or(super::model::is_dns1123_subdomain);
     if !name_ok || !prefix_ok {
         errs.push(
             path.to_string(),

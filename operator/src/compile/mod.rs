@@ -1,13 +1,24 @@
 //! Pure compiler: baseline + inventory -> the exact objects that close the gaps of DESIGN §1.
 //! No client, no async, no clock: the time is a parameter.
+//!
+//! Specs that are the same for every namespace are built once and cloned, so 10,000
+//! namespaces compile in a few milliseconds (`benches/compile.rs`).
 
-use std::collections::BTreeSet;
+mod meta;
+pub mod names;
+mod namespace;
+pub mod network;
+mod root;
+
+use std::collections::{BTreeSet, HashSet};
 
 use jiff::Timestamp;
 
 use crate::api::Baseline;
 use crate::inventory::Inventory;
 use crate::object::DesiredObject;
+
+pub use namespace::normalise_host;
 
 /// What this baseline may generate, after overlap resolution between baselines.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,11 +49,47 @@ pub struct Compiled {
     pub exempt: Vec<String>,
 }
 
+/// The desired objects of `baseline` for the namespaces in `inventory`. The mode (Enforce or
+/// Audit) does not matter here: Audit compiles the same objects and writes none of them.
 pub fn compile(
-    _baseline: &Baseline,
-    _inventory: &Inventory,
-    _scope: &Scope,
-    _now: Timestamp,
+    baseline: &Baseline,
+    inventory: &Inventory,
+    scope: &Scope,
+    now: Timestamp,
 ) -> Compiled {
-    todo!("issue 2")
+    let factory = meta::ObjectFactory::new(baseline);
+    let templates = namespace::NamespaceTemplates::new(baseline, inventory);
+    // Only namespaces named in an exemption need the (linear) exemption lookup.
+    let named: HashSet<&str> = baseline
+        .exemptions
+        .iter()
+        .map(|e| e.namespace.as_str())
+        .collect();
+    let mut compiled = Compiled {
+        objects: Vec::with_capacity(inventory.namespaces.len() * 3 + 8),
+        ..Compiled::default()
+    };
+    // `inventory.namespaces` is a BTreeMap: namespaces come in name order.
+    for (name, ns) in &inventory.namespaces {
+        if !baseline.selects(name, &ns.labels) || scope.claimed_elsewhere.contains(name) {
+            continue;
+        }
+        compiled.protected.push(name.clone());
+        let mut exempt = namespace::Exempt::default();
+        if named.contains(name.as_str()) {
+            if baseline.exemptions.iter().any(|e| {
+                e.namespace == *name && e.controls.iter().any(|c| baseline.is_exempt(name, *c, now))
+            }) {
+                compiled.exempt.push(name.clone());
+            }
+            exempt = namespace::exempt(baseline, name, now);
+        }
+        templates.objects(name, exempt, &factory, &mut compiled.objects);
+    }
+    if scope.owns_root {
+        root::objects(baseline, &factory, &mut compiled.objects);
+    }
+    // Stable sort: the per-namespace output is already in runs, so this is close to linear.
+    compiled.objects.sort_by(|a, b| a.key.cmp(&b.key));
+    compiled
 }

@@ -1,0 +1,24 @@
+//! Names of the generated objects. They are an interface: the planner deletes by them, the
+//! audit recognises them, and users grep for them.
+
+/// Per protected namespace: DENY for requests without an mTLS principal (G1, G2).
+pub const DENY_PLAINTEXT: &str = "meshbaseline-deny-plaintext";
+/// Per protected namespace: ISTIO_MUTUAL for `*.<ns>.svc.<clusterDomain>` (G9).
+pub const MTLS_DESTINATION_RULE: &str = "meshbaseline-mtls";
+/// Per protected namespace: TCP only, DNS, egress per mode (G4, G5, G7, G10).
+pub const BASELINE_NETWORK_POLICY: &str = "meshbaseline-baseline";
+/// Root namespace: the mesh-wide PeerAuthentication.
+pub const MESH_PEER_AUTHENTICATION: &str = "meshbaseline-mesh-mtls";
+/// Root namespace: ingress to istiod on 15012, 15017 and 15014 only (G8).
+pub const ISTIOD_NETWORK_POLICY: &str = "meshbaseline-istiod";
+/// Root namespace: the mesh default Sidecar with REGISTRY_ONLY outbound traffic (G7).
+pub const REGISTRY_ONLY_SIDECAR: &str = "meshbaseline-registry-only";
+
+/// Prefix of the root-namespace AuthorizationPolicy generated for a user deny rule.
+pub const DENY_RULE_PREFIX: &str = "meshbaseline-deny-";
+
+/// The AuthorizationPolicy name of the user deny rule `rule` (a DNS-1123 label of at most 40
+/// characters, so the result is a valid object name).
+pub fn deny_rule_name(rule: &str) -> String {
+    format!("{DENY_RULE_PREFIX}{rule}")
+}

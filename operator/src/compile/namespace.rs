@@ -1,0 +1,145 @@
+//! Per-namespace objects. Specs that do not depend on the namespace are built once per
+//! compile; only the DestinationRule host differs between namespaces.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use super::meta::ObjectFactory;
+use super::names;
+use crate::api::baseline::{Control, MtlsMode};
+use crate::api::Baseline;
+use crate::inventory::Inventory;
+use crate::object::{DesiredObject, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// The namespace-independent parts, built once.
+pub(crate) struct NamespaceTemplates {
+    deny_plaintext: Option<Value>,
+    destination_rules: bool,
+    network_policy: Option<Value>,
+    /// `.svc.<clusterDomain>`, appended to `*.<ns>` for the DestinationRule host.
+    host_suffix: String,
+    /// Namespaces where a tenant DestinationRule already has the wildcard host (G9).
+    tenant_covered: BTreeSet<String>,
+}
+
+/// Which controls are switched off for one namespace by active exemptions.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Exempt {
+    pub mtls: bool,
+    pub network: bool,
+}
+
+impl NamespaceTemplates {
+    pub(crate) fn new(baseline: &Baseline, inventory: &Inventory) -> Self {
+        let mtls = &baseline.mtls;
+        let deny_plaintext = (mtls.mode == MtlsMode::Strict && mtls.deny_plaintext).then(|| {
+            // No selector and no `to`: every workload and every port, including ports no
+            // Service declares (G2). Plaintext has no principal, so `notPrincipals: ["*"]`
+            // matches exactly the requests without mTLS (G1).
+            json!({
+                "action": "DENY",
+                "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}],
+            })
+        });
+        let network_policy = baseline
+            .network
+            .tcp_only
+            .then(|| super::network::baseline_spec(&baseline.network, &baseline.root_namespace));
+        NamespaceTemplates {
+            deny_plaintext,
+            destination_rules: mtls.destination_rules,
+            network_policy,
+            host_suffix: format!(".svc.{}", baseline.cluster_domain),
+            tenant_covered: if mtls.destination_rules {
+                tenant_covered(inventory, &baseline.cluster_domain)
+            } else {
+                BTreeSet::new()
+            },
+        }
+    }
+
+    pub(crate) fn objects(
+        &self,
+        namespace: &str,
+        exempt: Exempt,
+        factory: &ObjectFactory,
+        out: &mut Vec<DesiredObject>,
+    ) {
+        if !exempt.mtls {
+            if let Some(spec) = &self.deny_plaintext {
+                out.push(factory.object(
+                    Kind::AuthorizationPolicy,
+                    namespace,
+                    names::DENY_PLAINTEXT,
+                    spec.clone(),
+                ));
+            }
+            if self.destination_rules && !self.tenant_covered.contains(namespace) {
+                let host = format!("*.{namespace}{}", self.host_suffix);
+                out.push(factory.object(
+                    Kind::DestinationRule,
+                    namespace,
+                    names::MTLS_DESTINATION_RULE,
+                    json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+                ));
+            }
+        }
+        if !exempt.network {
+            if let Some(spec) = &self.network_policy {
+                out.push(factory.object(
+                    Kind::NetworkPolicy,
+                    namespace,
+                    names::BASELINE_NETWORK_POLICY,
+                    spec.clone(),
+                ));
+            }
+        }
+    }
+}
+
+/// The active exemptions of `namespace`, as `Baseline::exemption` defines them.
+pub(crate) fn exempt(baseline: &Baseline, namespace: &str, now: jiff::Timestamp) -> Exempt {
+    Exempt {
+        mtls: baseline.is_exempt(namespace, Control::Mtls, now),
+        network: baseline.is_exempt(namespace, Control::Network, now),
+    }
+}
+
+/// Namespaces with a tenant DestinationRule for `*.<ns>.svc.<domain>`. Generating ours too
+/// would make Istio pick one of the two and drop the other's settings (G9); the tenant's is
+/// kept and its TLS mode is the audit's business.
+fn tenant_covered(inventory: &Inventory, domain: &str) -> BTreeSet<String> {
+    inventory
+        .destination_rules
+        .iter()
+        .filter(|dr| {
+            // Our own DestinationRule must not count, or it would remove itself.
+            dr.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .is_none_or(|v| v != MANAGED_BY_VALUE)
+        })
+        .filter_map(|dr| {
+            let namespace = dr.metadata.namespace.as_deref()?;
+            let host = normalise_host(&dr.spec.host, namespace, domain);
+            (host == format!("*.{namespace}.svc.{domain}")).then(|| namespace.to_string())
+        })
+        .collect()
+}
+
+/// The fully qualified form of a DestinationRule host: short names are relative to the
+/// DestinationRule's namespace, `<x>.svc` is completed with the cluster domain.
+pub fn normalise_host(host: &str, namespace: &str, domain: &str) -> String {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    if host == "*" {
+        host
+    } else if !host.contains('.') {
+        format!("{host}.{namespace}.svc.{domain}")
+    } else if host.ends_with(".svc") {
+        format!("{host}.{domain}")
+    } else {
+        host
+    }
+}

@@ -1,0 +1,120 @@
+//! NetworkPolicy specs: the per-namespace baseline (G4, G5, G7, G10) and istiod's (G8).
+//!
+//! The baseline spec is the same for every namespace (`podSelector: {}` in a peer means "this
+//! namespace"), so it is built once and cloned.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::api::baseline::EgressMode;
+use crate::api::model::Network;
+
+/// The label every namespace carries with its own name (Kubernetes >= 1.21).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// istiod's ports that stay reachable: mTLS xDS and CA, the webhooks, monitoring.
+pub const ISTIOD_XDS_PORT: u16 = 15012;
+pub const ISTIOD_WEBHOOK_PORT: u16 = 15017;
+pub const ISTIOD_MONITORING_PORT: u16 = 15014;
+
+fn tcp() -> Value {
+    json!([{"protocol": "TCP"}])
+}
+
+fn tcp_port(port: u16) -> Value {
+    json!({"protocol": "TCP", "port": port})
+}
+
+fn namespace_selector(namespace: &str) -> Value {
+    json!({"matchLabels": {NAMESPACE_NAME_LABEL: namespace}})
+}
+
+fn pods_in(namespace: &str, pod_labels: &BTreeMap<String, String>) -> Value {
+    json!({
+        "namespaceSelector": namespace_selector(namespace),
+        "podSelector": {"matchLabels": pod_labels},
+    })
+}
+
+fn ip_blocks<'a>(cidrs: impl IntoIterator<Item = &'a str>) -> Value {
+    Value::Array(
+        cidrs
+            .into_iter()
+            .map(|c| json!({"ipBlock": {"cidr": c}}))
+            .collect(),
+    )
+}
+
+/// `spec` of `meshbaseline-baseline`: TCP in from anywhere (AuthorizationPolicy decides who),
+/// DNS out to the DNS pods, TCP out per egress mode. Nothing allows UDP (except DNS), ICMP or
+/// SCTP, so they are dropped.
+pub(crate) fn baseline_spec(network: &Network, root_namespace: &str) -> Value {
+    let dns = &network.dns;
+    let mut egress = vec![json!({
+        "to": [pods_in(&dns.namespace, &dns.pod_selector)],
+        "ports": [
+            {"protocol": "UDP", "port": dns.port},
+            {"protocol": "TCP", "port": dns.port},
+        ],
+    })];
+    let eg = &network.egress;
+    match eg.mode {
+        EgressMode::ClusterOnly => {
+            // Every pod of every namespace, the egress gateway included.
+            egress.push(json!({"to": [{"namespaceSelector": {}}], "ports": tcp()}));
+        }
+        EgressMode::AllowList => {
+            egress.push(json!({"to": [{"podSelector": {}}], "ports": tcp()}));
+            egress.push(json!({
+                "to": [pods_in(root_namespace, &network.control_plane.istiod_selector)],
+                "ports": [tcp_port(ISTIOD_XDS_PORT)],
+            }));
+            if let Some(gw) = &eg.gateway {
+                egress.push(json!({
+                    "to": [pods_in(&gw.namespace, &gw.pod_selector)],
+                    "ports": tcp(),
+                }));
+            }
+        }
+        EgressMode::Unrestricted => {
+            egress.push(json!({"to": ip_blocks(["0.0.0.0/0", "::/0"]), "ports": tcp()}));
+        }
+    }
+    if !eg.allow_cidrs.is_empty() {
+        let cidrs: Vec<String> = eg.allow_cidrs.iter().map(|c| c.to_string()).collect();
+        egress.push(json!({
+            "to": ip_blocks(cidrs.iter().map(String::as_str)),
+            "ports": tcp(),
+        }));
+    }
+    json!({
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"ports": tcp()}],
+        "egress": egress,
+    })
+}
+
+/// `spec` of `meshbaseline-istiod`: ingress to istiod on 15012 and 15017 from anywhere, 15014
+/// from the monitoring namespaces only. Plaintext xDS (15010), debug (8080) and ControlZ
+/// (9876) are dropped because nothing allows them.
+pub(crate) fn istiod_spec(network: &Network) -> Value {
+    let cp = &network.control_plane;
+    let mut ingress = vec![json!({
+        "ports": [tcp_port(ISTIOD_XDS_PORT), tcp_port(ISTIOD_WEBHOOK_PORT)],
+    })];
+    if !cp.monitoring_namespaces.is_empty() {
+        let from: Vec<Value> = cp
+            .monitoring_namespaces
+            .iter()
+            .map(|ns| json!({"namespaceSelector": namespace_selector(ns)}))
+            .collect();
+        ingress.push(json!({"from": from, "ports": [tcp_port(ISTIOD_MONITORING_PORT)]}));
+    }
+    json!({
+        "podSelector": {"matchLabels": cp.istiod_selector},
+        "policyTypes": ["Ingress"],
+        "ingress": ingress,
+    })
+}
