@@ -1,0 +1,122 @@
+//! What the Helm chart's RBAC grants, read from the chart's templates.
+//!
+//! helm-sdkpy (our Helm) lints but cannot render, so `templates/clusterrole.yaml` and
+//! `templates/role.yaml` keep template logic out of their `rules`; this module reads the `rules`
+//! block of each file as plain YAML. The e2e suite can include this file with `#[path]` to compare
+//! the grants with the requests its API simulator recorded.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use serde::Deserialize;
+
+/// One verb on one resource of one API group ("" is the core group).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Grant {
+    pub api_group: String,
+    pub resource: String,
+    pub verb: String,
+}
+
+impl Grant {
+    pub fn new(api_group: &str, resource: &str, verb: &str) -> Self {
+        Self {
+            api_group: api_group.to_owned(),
+            resource: resource.to_owned(),
+            verb: verb.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = if self.api_group.is_empty() {
+            "core"
+        } else {
+            &self.api_group
+        };
+        write!(f, "{group}/{} {}", self.resource, self.verb)
+    }
+}
+
+/// The chart's grants: cluster-wide (ClusterRole) and in the release namespace (Role).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChartRbac {
+    pub cluster: BTreeSet<Grant>,
+    pub namespaced: BTreeSet<Grant>,
+}
+
+impl ChartRbac {
+    /// Reads `templates/clusterrole.yaml` and `templates/role.yaml` of the chart.
+    pub fn read(chart_dir: &Path) -> Result<Self, String> {
+        Ok(Self {
+            cluster: grants(&rules_of(&chart_dir.join("templates/clusterrole.yaml"))?)?,
+            namespaced: grants(&rules_of(&chart_dir.join("templates/role.yaml"))?)?,
+        })
+    }
+
+    /// Every grant, whatever its scope.
+    pub fn all(&self) -> BTreeSet<Grant> {
+        self.cluster.union(&self.namespaced).cloned().collect()
+    }
+}
+
+/// `charts/meshbaseline` of this repository.
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/meshbaseline")
+}
+
+#[derive(Deserialize)]
+struct Rules {
+    rules: Vec<PolicyRule>,
+}
+
+/// The `rules:` block of a Role or ClusterRole template: from the top-level `rules:` line to the
+/// end of the file, which must hold no template logic.
+pub fn rules_of(template: &Path) -> Result<Vec<PolicyRule>, String> {
+    let text = std::fs::read_to_string(template)
+        .map_err(|e| format!("{}: {e}", template.display()))?;
+    let start = text
+        .find("\nrules:")
+        .ok_or_else(|| format!("{}: no top-level `rules:`", template.display()))?;
+    let block = &text[start + 1..];
+    if block.contains("{{") {
+        return Err(format!(
+            "{}: template logic inside `rules`; keep it in metadata",
+            template.display()
+        ));
+    }
+    serde_norway::from_str::<Rules>(block)
+        .map(|r| r.rules)
+        .map_err(|e| format!("{}: rules: {e}", template.display()))
+}
+
+/// Expands rules into grants; refuses what a least-privilege role must not contain.
+pub fn grants(rules: &[PolicyRule]) -> Result<BTreeSet<Grant>, String> {
+    let mut out = BTreeSet::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.non_resource_urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(format!("rules[{i}]: nonResourceURLs"));
+        }
+        let groups = rule.api_groups.as_deref().unwrap_or_default();
+        let resources = rule.resources.as_deref().unwrap_or_default();
+        if groups.is_empty() || resources.is_empty() || rule.verbs.is_empty() {
+            return Err(format!(
+                "rules[{i}]: apiGroups, resources and verbs must be non-empty"
+            ));
+        }
+        for group in groups {
+            for resource in resources {
+                for verb in &rule.verbs {
+                    let grant = Grant::new(group, resource, verb);
+                    if !out.insert(grant.clone()) {
+                        return Err(format!("rules[{i}]: {grant} granted twice"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
