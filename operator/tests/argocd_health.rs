@@ -64,8 +64,10 @@ fn cond(kind: &str, status: &str, message: &str) -> serde_json::Value {
 }
 
 fn status(observed: i64, conditions: Vec<serde_json::Value>) -> Option<serde_json::Value> {
-    Some(json!({"observedGeneration": observed, "conditions": conditions,
-                "namespaces": {"protected": 3, "exempt": 0}, "managedObjects": 9}))
+    Some(
+        json!({"observedGeneration": observed, "conditions": conditions,
+                "namespaces": {"protected": 3, "exempt": 0}, "managedObjects": 9}),
+    )
 }
 
 #[test]
@@ -82,7 +84,10 @@ fn ready_and_current_is_healthy() {
             ],
         ),
     ));
-    assert_eq!((s.as_str(), m.as_str()), ("Healthy", "3 namespaces protected"));
+    assert_eq!(
+        (s.as_str(), m.as_str()),
+        ("Healthy", "3 namespaces protected")
+    );
 }
 
 #[test]
@@ -101,7 +106,10 @@ fn stale_observed_generation_is_progressing_even_if_ready() {
     assert_eq!(s, "Progressing");
     assert!(m.contains("generation 5"), "{m}");
     // A Degraded condition about an older spec is not the current spec's fault.
-    let (s, _) = health(baseline(5, status(4, vec![cond("Degraded", "True", "old")])));
+    let (s, _) = health(baseline(
+        5,
+        status(4, vec![cond("Degraded", "True", "old")]),
+    ));
     assert_eq!(s, "Progressing");
     // No observedGeneration at all.
     let (s, _) = health(baseline(
@@ -123,7 +131,10 @@ fn reconciling_is_progressing() {
             ],
         ),
     ));
-    assert_eq!((s.as_str(), m.as_str()), ("Progressing", "applying 12 objects"));
+    assert_eq!(
+        (s.as_str(), m.as_str()),
+        ("Progressing", "applying 12 objects")
+    );
 }
 
 #[test]
@@ -134,7 +145,11 @@ fn invalid_is_degraded_with_its_message() {
             3,
             vec![
                 cond("Ready", "False", "spec invalid"),
-                cond("Invalid", "True", "spec.exemptions[0].expires: not RFC 3339"),
+                cond(
+                    "Invalid",
+                    "True",
+                    "spec.exemptions[0].expires: not RFC 3339",
+                ),
                 cond("Reconciling", "True", "retrying"),
             ],
         ),
@@ -169,7 +184,16 @@ fn ready_false_without_other_conditions_is_progressing() {
         1,
         status(1, vec![cond("Ready", "False", "waiting for caches")]),
     ));
-    assert_eq!((s.as_str(), m.as_str()), ("Progressing", "waiting for caches"));
-    let (s, m) = health(baseline(1, status(1, vec![cond("DriftDetected", "True", "")])));
-    assert_eq!((s.as_str(), m.as_str()), ("Progressing", "Waiting for Ready"));
+    assert_eq!(
+        (s.as_str(), m.as_str()),
+        ("Progressing", "waiting for caches")
+    );
+    let (s, m) = health(baseline(
+        1,
+        status(1, vec![cond("DriftDetected", "True", "")]),
+    ));
+    assert_eq!(
+        (s.as_str(), m.as_str()),
+        ("Progressing", "Waiting for Ready")
+    );
 }

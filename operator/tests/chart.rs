@@ -43,8 +43,16 @@ fn contract_cluster_grants() -> BTreeSet<Grant> {
         &["peerauthentications", "authorizationpolicies"],
         write,
     );
-    add("networking.istio.io", &["destinationrules", "sidecars"], write);
-    add("apiextensions.k8s.io", &["customresourcedefinitions"], list_watch);
+    add(
+        "networking.istio.io",
+        &["destinationrules", "sidecars"],
+        write,
+    );
+    add(
+        "apiextensions.k8s.io",
+        &["customresourcedefinitions"],
+        list_watch,
+    );
     add("events.k8s.io", &["events"], &["create", "patch"]);
     set
 }
@@ -57,8 +65,14 @@ fn contract_namespaced_grants() -> BTreeSet<Grant> {
 }
 
 fn diff(granted: &BTreeSet<Grant>, expected: &BTreeSet<Grant>) -> String {
-    let extra: Vec<String> = granted.difference(expected).map(|g| g.to_string()).collect();
-    let missing: Vec<String> = expected.difference(granted).map(|g| g.to_string()).collect();
+    let extra: Vec<String> = granted
+        .difference(expected)
+        .map(|g| g.to_string())
+        .collect();
+    let missing: Vec<String> = expected
+        .difference(granted)
+        .map(|g| g.to_string())
+        .collect();
     format!("granted but not used: {extra:?}; used but not granted: {missing:?}")
 }
 
@@ -67,7 +81,12 @@ fn chart_rbac_grants_exactly_the_contract() {
     let rbac = ChartRbac::read(&chart_dir()).expect("chart RBAC");
     let cluster = contract_cluster_grants();
     let namespaced = contract_namespaced_grants();
-    assert_eq!(rbac.cluster, cluster, "ClusterRole: {}", diff(&rbac.cluster, &cluster));
+    assert_eq!(
+        rbac.cluster,
+        cluster,
+        "ClusterRole: {}",
+        diff(&rbac.cluster, &cluster)
+    );
     assert_eq!(
         rbac.namespaced,
         namespaced,

@@ -76,8 +76,8 @@ struct Rules {
 /// The `rules:` block of a Role or ClusterRole template: from the top-level `rules:` line to the
 /// end of the file, which must hold no template logic.
 pub fn rules_of(template: &Path) -> Result<Vec<PolicyRule>, String> {
-    let text = std::fs::read_to_string(template)
-        .map_err(|e| format!("{}: {e}", template.display()))?;
+    let text =
+        std::fs::read_to_string(template).map_err(|e| format!("{}: {e}", template.display()))?;
     let start = text
         .find("\nrules:")
         .ok_or_else(|| format!("{}: no top-level `rules:`", template.display()))?;
@@ -97,7 +97,11 @@ pub fn rules_of(template: &Path) -> Result<Vec<PolicyRule>, String> {
 pub fn grants(rules: &[PolicyRule]) -> Result<BTreeSet<Grant>, String> {
     let mut out = BTreeSet::new();
     for (i, rule) in rules.iter().enumerate() {
-        if rule.non_resource_urls.as_ref().is_some_and(|u| !u.is_empty()) {
+        if rule
+            .non_resource_urls
+            .as_ref()
+            .is_some_and(|u| !u.is_empty())
+        {
             return Err(format!("rules[{i}]: nonResourceURLs"));
         }
         let groups = rule.api_groups.as_deref().unwrap_or_default();
