@@ -145,3 +145,81 @@ fn rbac_reader_rejects_what_it_must() {
         ])
     );
 }
+
+fn yaml_file(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Helm's values merge: maps merge recursively, anything else replaces.
+fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn values_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .expect("values.schema.json is JSON");
+    jsonschema::validator_for(&schema).expect("values.schema.json is a JSON Schema")
+}
+
+fn schema_errors(validator: &jsonschema::Validator, values: &serde_json::Value) -> Vec<String> {
+    validator
+        .iter_errors(values)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn default_and_ci_values_match_the_values_schema() {
+    let validator = values_validator();
+    let defaults = yaml_file(&chart_dir().join("values.yaml"));
+    let errors = schema_errors(&validator, &defaults);
+    assert!(errors.is_empty(), "values.yaml: {errors:?}");
+    let mut ci_files = 0;
+    for entry in std::fs::read_dir(chart_dir().join("ci")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with("-values.yaml") {
+            continue;
+        }
+        ci_files += 1;
+        let mut values = defaults.clone();
+        merge(&mut values, &yaml_file(&path));
+        let errors = schema_errors(&validator, &values);
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+    assert!(ci_files > 0, "no ci/*-values.yaml");
+}
+
+#[test]
+fn values_schema_rejects_unknown_keys_and_bad_values() {
+    let validator = values_validator();
+    let defaults = yaml_file(&chart_dir().join("values.yaml"));
+    let bad = [
+        serde_json::json!({"replicas": 2}),
+        serde_json::json!({"metrics": {"serviceMonitor": {"enable": true}}}),
+        serde_json::json!({"operator": {"logFormat": "xml"}}),
+        serde_json::json!({"networkPolicy": {"apiServer": {"cidrs": ["10.0.0.1"]}}}),
+        serde_json::json!({"resources": {"limits": {"memory": "lots"}}}),
+        serde_json::json!({"dashboards": {"labels": {"grafana_dashboard": "0"}}}),
+        serde_json::json!({"image": {"digest": "latest"}}),
+    ];
+    for over in bad {
+        let mut values = defaults.clone();
+        merge(&mut values, &over);
+        assert!(!validator.is_valid(&values), "accepted {over}");
+    }
+}
