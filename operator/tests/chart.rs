@@ -96,6 +96,45 @@ fn chart_rbac_grants_exactly_the_contract() {
 }
 
 #[test]
+fn rendered_manifest_rbac_is_read_like_the_templates() {
+    let manifest = r#"
+---
+# Source: meshbaseline/templates/serviceaccount.yaml
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: meshbaseline}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: meshbaseline}
+rules:
+  - apiGroups: [""]
+    resources: ["pods", "services"]
+    verbs: ["list"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: meshbaseline-leader-election}
+rules:
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["get"]
+"#;
+    let rbac = ChartRbac::from_manifest(manifest).unwrap();
+    assert_eq!(
+        rbac.cluster,
+        BTreeSet::from([
+            Grant::new("", "pods", "list"),
+            Grant::new("", "services", "list")
+        ])
+    );
+    assert_eq!(
+        rbac.namespaced,
+        BTreeSet::from([Grant::new("coordination.k8s.io", "leases", "get")])
+    );
+}
+
+#[test]
 fn chart_rbac_has_no_wildcards_secrets_or_escalation() {
     let rbac = ChartRbac::read(&chart_dir()).expect("chart RBAC");
     for g in rbac.all() {

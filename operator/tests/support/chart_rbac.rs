@@ -1,9 +1,10 @@
 //! What the Helm chart's RBAC grants, read from the chart's templates.
 //!
-//! helm-sdkpy (our Helm) lints but cannot render, so `templates/clusterrole.yaml` and
-//! `templates/role.yaml` keep template logic out of their `rules`; this module reads the `rules`
-//! block of each file as plain YAML. The e2e suite can include this file with `#[path]` to compare
-//! the grants with the requests its API simulator recorded.
+//! `templates/clusterrole.yaml` and `templates/role.yaml` keep template logic out of their
+//! `rules`, so this module reads the `rules` block of each file as plain YAML without needing
+//! Helm; `.ci/helm-lint.sh` checks that Helm renders exactly these rules. [`ChartRbac::from_manifest`]
+//! reads a rendered manifest instead. The e2e suite can include this file with `#[path]` to
+//! compare the grants with the requests its API simulator recorded.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -55,6 +56,27 @@ impl ChartRbac {
             cluster: grants(&rules_of(&chart_dir.join("templates/clusterrole.yaml"))?)?,
             namespaced: grants(&rules_of(&chart_dir.join("templates/role.yaml"))?)?,
         })
+    }
+
+    /// Reads the ClusterRoles and Roles of a rendered manifest (multi-document YAML), e.g.
+    /// `target/helm/meshbaseline-defaults.yaml` written by `.ci/helm-lint.sh`.
+    pub fn from_manifest(manifest: &str) -> Result<Self, String> {
+        let mut rbac = Self::default();
+        for (i, doc) in serde_norway::Deserializer::from_str(manifest).enumerate() {
+            let value =
+                serde_json::Value::deserialize(doc).map_err(|e| format!("document {i}: {e}"))?;
+            let into = match value["kind"].as_str() {
+                Some("ClusterRole") => &mut rbac.cluster,
+                Some("Role") => &mut rbac.namespaced,
+                _ => continue,
+            };
+            let rules: Vec<PolicyRule> = serde_json::from_value(value["rules"].clone())
+                .map_err(|e| format!("document {i}: rules: {e}"))?;
+            for grant in grants(&rules)? {
+                into.insert(grant);
+            }
+        }
+        Ok(rbac)
     }
 
     /// Every grant, whatever its scope.
