@@ -197,3 +197,21 @@ fn ready_false_without_other_conditions_is_progressing() {
         ("Progressing", "Waiting for Ready")
     );
 }
+
+#[test]
+fn gitops_doc_embeds_the_tested_script() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let script = std::fs::read_to_string(format!("{root}/docs/argocd-health.lua")).unwrap();
+    let doc = std::fs::read_to_string(format!("{root}/docs/gitops.md")).unwrap();
+    let key = "resource.customizations.health.meshbaseline.dev_MeshBaseline: |\n";
+    let start = doc.find(key).expect("argocd-cm snippet in docs/gitops.md") + key.len();
+    let end = start + doc[start..].find("```").expect("end of the snippet");
+    let embedded: String = doc[start..end]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert_eq!(
+        embedded, script,
+        "docs/gitops.md's argocd-cm snippet differs from docs/argocd-health.lua"
+    );
+}
