@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use support::chart_rbac::{chart_dir, grants, rules_of, ChartRbac, Grant};
+use support::chart_rbac::{chart_dir, grants, request_grant, rules_of, ChartRbac, Grant};
 
 #[test]
 fn chart_crd_is_byte_identical_to_generated_crd() {
@@ -132,6 +132,33 @@ rules:
         rbac.namespaced,
         BTreeSet::from([Grant::new("coordination.k8s.io", "leases", "get")])
     );
+}
+
+#[test]
+fn requests_map_to_the_grants_the_api_server_checks() {
+    let cases: &[(&str, &str, Option<(&str, &str, &str, Option<&str>)>)] = &[
+        ("GET", "/apis/meshbaseline.dev/v1alpha1/meshbaselines?limit=500", Some(("meshbaseline.dev", "meshbaselines", "list", None))),
+        ("GET", "/apis/meshbaseline.dev/v1alpha1/meshbaselines?watch=true&resourceVersion=5&allowWatchBookmarks=true", Some(("meshbaseline.dev", "meshbaselines", "watch", None))),
+        ("PATCH", "/apis/meshbaseline.dev/v1alpha1/meshbaselines/default/status?fieldManager=meshbaseline", Some(("meshbaseline.dev", "meshbaselines/status", "patch", None))),
+        ("GET", "/api/v1/pods?watch=1", Some(("", "pods", "watch", None))),
+        ("GET", "/api/v1/namespaces", Some(("", "namespaces", "list", None))),
+        ("GET", "/api/v1/namespaces/shop", Some(("", "namespaces", "get", None))),
+        ("GET", "/api/v1/namespaces/shop/services", Some(("", "services", "list", Some("shop")))),
+        ("PATCH", "/apis/security.istio.io/v1/namespaces/shop/authorizationpolicies/meshbaseline-deny-plaintext?fieldManager=meshbaseline&force=true", Some(("security.istio.io", "authorizationpolicies", "patch", Some("shop")))),
+        ("DELETE", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/meshbaseline-baseline", Some(("networking.k8s.io", "networkpolicies", "delete", Some("shop")))),
+        ("POST", "/apis/events.k8s.io/v1/namespaces/default/events", Some(("events.k8s.io", "events", "create", Some("default")))),
+        ("PUT", "/apis/coordination.k8s.io/v1/namespaces/meshbaseline-system/leases/meshbaseline-leader", Some(("coordination.k8s.io", "leases", "update", Some("meshbaseline-system")))),
+        ("GET", "/version", None),
+        ("GET", "/apis", None),
+        ("GET", "/apis/networking.istio.io/v1", None),
+    ];
+    for (method, path, expected) in cases {
+        let got = request_grant(method, path).unwrap();
+        let expected = expected.map(|(g, r, v, ns)| (Grant::new(g, r, v), ns.map(str::to_owned)));
+        assert_eq!(got, expected, "{method} {path}");
+    }
+    assert!(request_grant("PATCH", "/api/v1/pods").is_err());
+    assert!(request_grant("GET", "/api/v1/namespaces/a/pods/b/c/d").is_err());
 }
 
 #[test]

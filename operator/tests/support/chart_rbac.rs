@@ -42,6 +42,59 @@ impl fmt::Display for Grant {
     }
 }
 
+/// The RBAC check an API server makes for one request (its `RequestInfo`): the grant it needs
+/// and the namespace it is in. `path_and_query` is the request target, e.g.
+/// `/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/x?fieldManager=meshbaseline`.
+/// Discovery and other non-resource paths (`/version`, `/api`, `/apis/<group>/<version>`)
+/// answer `None`: the default `system:discovery` role grants them.
+pub fn request_grant(
+    method: &str,
+    path_and_query: &str,
+) -> Result<Option<(Grant, Option<String>)>, String> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return Ok(None),
+    };
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    // namespaces/<ns>/<resource>/... is namespaced, unless it is the namespace itself.
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, resource, tail @ ..] => (Some((*ns).to_owned()), {
+            let mut v = vec![*resource];
+            v.extend_from_slice(tail);
+            v
+        }),
+        _ => (None, rest.to_vec()),
+    };
+    let (resource, named) = match rest.as_slice() {
+        [resource] => ((*resource).to_owned(), false),
+        [resource, _name] => ((*resource).to_owned(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => return Err(format!("{method} {path_and_query}: not a resource path")),
+    };
+    let watch = query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = match (method, named) {
+        ("GET", _) if watch => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return Err(format!("{method} {path_and_query}: unexpected method")),
+    };
+    Ok(Some((Grant::new(group, &resource, verb), namespace)))
+}
+
 /// The chart's grants: cluster-wide (ClusterRole) and in the release namespace (Role).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChartRbac {
