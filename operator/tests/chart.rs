@@ -136,7 +136,13 @@ rules:
 
 #[test]
 fn requests_map_to_the_grants_the_api_server_checks() {
-    let cases: &[(&str, &str, Option<(&str, &str, &str, Option<&str>)>)] = &[
+    type Expected = Option<(
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+    )>;
+    let cases: &[(&str, &str, Expected)] = &[
         ("GET", "/apis/meshbaseline.dev/v1alpha1/meshbaselines?limit=500", Some(("meshbaseline.dev", "meshbaselines", "list", None))),
         ("GET", "/apis/meshbaseline.dev/v1alpha1/meshbaselines?watch=true&resourceVersion=5&allowWatchBookmarks=true", Some(("meshbaseline.dev", "meshbaselines", "watch", None))),
         ("PATCH", "/apis/meshbaseline.dev/v1alpha1/meshbaselines/default/status?fieldManager=meshbaseline", Some(("meshbaseline.dev", "meshbaselines/status", "patch", None))),
