@@ -295,3 +295,45 @@ fn values_schema_rejects_unknown_keys_and_bad_values() {
         assert!(!validator.is_valid(&values), "accepted {over}");
     }
 }
+
+#[test]
+fn chart_readme_documents_every_value() {
+    fn leaves(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    leaves(v, &child, out);
+                }
+            }
+            _ => out.push(path.to_owned()),
+        }
+    }
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+    let mut paths = Vec::new();
+    leaves(&yaml_file(&chart_dir().join("values.yaml")), "", &mut paths);
+    let undocumented: Vec<&String> = paths
+        .iter()
+        .filter(|path| {
+            // A map value (podLabels, defaultBaseline.spec) is documented as a whole.
+            let mut prefix = path.as_str();
+            loop {
+                if readme.contains(&format!("| `{prefix}` |")) {
+                    return false;
+                }
+                match prefix.rsplit_once('.') {
+                    Some((parent, _)) => prefix = parent,
+                    None => return true,
+                }
+            }
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "values missing from charts/meshbaseline/README.md: {undocumented:?}"
+    );
+}
