@@ -119,7 +119,10 @@ impl Accounting {
     }
 
     pub fn set_code(&mut self, seq: u64, code: u16) {
-        if let Some(r) = seq.checked_sub(self.offset).and_then(|i| self.records.get_mut(i as usize)) {
+        if let Some(r) = seq
+            .checked_sub(self.offset)
+            .and_then(|i| self.records.get_mut(i as usize))
+        {
             r.code = code;
         }
     }
@@ -130,7 +133,12 @@ impl Accounting {
 
     pub fn since(&self, mark: u64) -> RequestLog {
         let start = mark.saturating_sub(self.offset) as usize;
-        RequestLog(self.records.get(start..).map(<[_]>::to_vec).unwrap_or_default())
+        RequestLog(
+            self.records
+                .get(start..)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+        )
     }
 
     /// Forgets everything recorded so far (sequence numbers keep increasing).

@@ -5,7 +5,7 @@
 //! removes the field; client-supplied `managedFields` are ignored; managers are not merged or
 //! capped; parents left empty by a removal are pruned unless some manager owns them.
 
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
 use super::fieldset::{self, FieldSet, Path};
@@ -30,8 +30,12 @@ impl Scope {
     /// The fields of `set` this scope may own.
     pub fn restrict(self, set: &FieldSet) -> FieldSet {
         match self {
-            Scope::Main { status_subresource: false } => set.clone(),
-            Scope::Main { status_subresource: true } => fieldset::filter_prefix(set, "status", false),
+            Scope::Main {
+                status_subresource: false,
+            } => set.clone(),
+            Scope::Main {
+                status_subresource: true,
+            } => fieldset::filter_prefix(set, "status", false),
             Scope::Status => fieldset::filter_prefix(set, "status", true),
         }
     }
@@ -40,13 +44,19 @@ impl Scope {
     pub fn restrict_value(self, body: &Value) -> Value {
         let mut out = body.clone();
         match self {
-            Scope::Main { status_subresource: false } => {}
-            Scope::Main { status_subresource: true } => {
+            Scope::Main {
+                status_subresource: false,
+            } => {}
+            Scope::Main {
+                status_subresource: true,
+            } => {
                 if let Some(map) = out.as_object_mut() {
                     map.remove("status");
                 }
             }
-            Scope::Status => out = json!({"status": body.get("status").cloned().unwrap_or(json!({}))}),
+            Scope::Status => {
+                out = json!({"status": body.get("status").cloned().unwrap_or(json!({}))})
+            }
         }
         out
     }
@@ -73,23 +83,39 @@ struct Entry {
 
 impl Entry {
     fn is(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
-        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref() == subresource
     }
 }
 
 fn read_entries(obj: Option<&Value>) -> Vec<Entry> {
-    let Some(list) = obj.and_then(|o| o.pointer("/metadata/managedFields")).and_then(Value::as_array) else {
+    let Some(list) = obj
+        .and_then(|o| o.pointer("/metadata/managedFields"))
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
-    let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |e: &Value, k: &str| {
+        e.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     list.iter()
         .map(|e| Entry {
             manager: text(e, "manager"),
             operation: text(e, "operation"),
-            subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
+            subresource: e
+                .get("subresource")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             api_version: text(e, "apiVersion"),
             time: text(e, "time"),
-            set: e.get("fieldsV1").map(fieldset::from_fields_v1).unwrap_or_default(),
+            set: e
+                .get("fieldsV1")
+                .map(fieldset::from_fields_v1)
+                .unwrap_or_default(),
         })
         .collect()
 }
@@ -143,11 +169,20 @@ fn upsert(entries: &mut Vec<Entry>, w: &Writer<'_>, operation: &str, set: FieldS
 
 /// Server-side apply of `config` onto `live` (absent when the apply creates the object).
 /// Returns the new object with its `managedFields`; server fields are set by the caller.
-pub fn apply(live: Option<&Value>, config: &Value, w: &Writer<'_>, force: bool) -> Result<Value, ApiError> {
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    w: &Writer<'_>,
+    force: bool,
+) -> Result<Value, ApiError> {
     let applied = w.scope.restrict(&fieldset::leaf_paths(config));
     let mut entries = read_entries(live);
     let sub = w.scope.subresource();
-    let previous = entries.iter().find(|e| e.is(w.manager, "Apply", sub)).map(|e| e.set.clone()).unwrap_or_default();
+    let previous = entries
+        .iter()
+        .find(|e| e.is(w.manager, "Apply", sub))
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
     let empty = Value::Object(Map::new());
     let base = live.unwrap_or(&empty);
 
@@ -196,7 +231,10 @@ fn conflict_error(conflicts: &[(Path, String, String)]) -> ApiError {
         .map(|(p, m, v)| format!("conflict with \"{m}\" using {v}: {}", fieldset::display(p)))
         .collect();
     let plural = if n == 1 { "" } else { "s" };
-    let message = format!("Apply failed with {n} conflict{plural}: {}", described.join("; "));
+    let message = format!(
+        "Apply failed with {n} conflict{plural}: {}",
+        described.join("; ")
+    );
     let causes: Vec<Value> = conflicts
         .iter()
         .map(|(p, m, v)| {
@@ -222,7 +260,11 @@ pub fn record_update(live: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
             e.set.retain(|p| !changed.contains(p));
         }
         let sub = w.scope.subresource();
-        let mut mine = entries.iter().find(|e| e.is(w.manager, "Update", sub)).map(|e| e.set.clone()).unwrap_or_default();
+        let mut mine = entries
+            .iter()
+            .find(|e| e.is(w.manager, "Update", sub))
+            .map(|e| e.set.clone())
+            .unwrap_or_default();
         mine.extend(changed);
         upsert(&mut entries, w, "Update", mine);
     }
@@ -233,24 +275,54 @@ pub fn record_update(live: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
 mod tests {
     use super::*;
 
-    const MAIN: Scope = Scope::Main { status_subresource: true };
+    const MAIN: Scope = Scope::Main {
+        status_subresource: true,
+    };
 
     fn writer(manager: &str) -> Writer<'_> {
-        Writer { manager, api_version: "v1", scope: MAIN, now: "2026-01-01T00:00:00Z" }
+        Writer {
+            manager,
+            api_version: "v1",
+            scope: MAIN,
+            now: "2026-01-01T00:00:00Z",
+        }
     }
 
     #[test]
     fn conflict_force_and_removal() {
-        let a = apply(None, &json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 2}}), &writer("one"), false).unwrap();
+        let a = apply(
+            None,
+            &json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 2}}),
+            &writer("one"),
+            false,
+        )
+        .unwrap();
         let err = apply(Some(&a), &json!({"spec": {"a": 9}}), &writer("two"), false).unwrap_err();
         assert_eq!(err.code, 409);
-        assert!(err.message.contains("conflict with \"one\" using v1: .spec.a"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("conflict with \"one\" using v1: .spec.a"),
+            "{}",
+            err.message
+        );
         // Same value: shared ownership, no conflict.
         let shared = apply(Some(&a), &json!({"spec": {"b": 2}}), &writer("two"), false).unwrap();
         // "one" drops b: it stays because "two" owns it too.
-        let dropped = apply(Some(&shared), &json!({"spec": {"a": 1}}), &writer("one"), false).unwrap();
+        let dropped = apply(
+            Some(&shared),
+            &json!({"spec": {"a": 1}}),
+            &writer("one"),
+            false,
+        )
+        .unwrap();
         assert_eq!(dropped["spec"], json!({"a": 1, "b": 2}));
-        let forced = apply(Some(&dropped), &json!({"spec": {"a": 9}}), &writer("two"), true).unwrap();
+        let forced = apply(
+            Some(&dropped),
+            &json!({"spec": {"a": 9, "b": 2}}),
+            &writer("two"),
+            true,
+        )
+        .unwrap();
         assert_eq!(forced["spec"], json!({"a": 9, "b": 2}));
         // "one" lost .spec.a, so dropping it from its config removes nothing.
         let gone = apply(Some(&forced), &json!({}), &writer("two"), false).unwrap();

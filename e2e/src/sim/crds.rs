@@ -4,12 +4,20 @@
 
 use kube::CustomResourceExt;
 use meshbaseline::api::MeshBaseline;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 /// (group, kind, plural) of the Istio kinds the operator reads and writes.
 pub const ISTIO_KINDS: &[(&str, &str, &str)] = &[
-    ("security.istio.io", "PeerAuthentication", "peerauthentications"),
-    ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies"),
+    (
+        "security.istio.io",
+        "PeerAuthentication",
+        "peerauthentications",
+    ),
+    (
+        "security.istio.io",
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+    ),
     ("networking.istio.io", "DestinationRule", "destinationrules"),
     ("networking.istio.io", "Sidecar", "sidecars"),
 ];
@@ -35,7 +43,10 @@ pub fn istio_crd(group: &str, kind: &str, plural: &str) -> Value {
 
 /// The Istio CRDs the operator uses.
 pub fn istio_crds() -> Vec<Value> {
-    ISTIO_KINDS.iter().map(|(g, k, p)| istio_crd(g, k, p)).collect()
+    ISTIO_KINDS
+        .iter()
+        .map(|(g, k, p)| istio_crd(g, k, p))
+        .collect()
 }
 
 /// The MeshBaseline CRD, generated from the operator's types (as `meshbaseline crdgen` is).

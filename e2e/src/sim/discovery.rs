@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
-use super::resources::{ResourceType, served};
+use super::resources::{served, ResourceType};
 use super::store::State;
 
 pub fn version() -> Value {
@@ -36,8 +36,10 @@ pub fn groups(state: &State) -> Value {
     let groups: Vec<Value> = by_group
         .into_iter()
         .map(|(name, versions)| {
-            let gv: Vec<Value> =
-                versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+            let gv: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+                .collect();
             json!({"name": name, "versions": gv, "preferredVersion": gv[0].clone()})
         })
         .collect();
@@ -51,17 +53,39 @@ fn entry(rt: &ResourceType, name: String, verbs: &[&str]) -> Value {
 
 /// The resources of one group version, or `None` when nothing is served there.
 pub fn resources(state: &State, group: &str, version: &str) -> Option<Value> {
-    let all = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+    let all = [
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
     let mut list = Vec::new();
-    for rt in served(state).iter().filter(|rt| rt.group == group && rt.serves(version)) {
+    for rt in served(state)
+        .iter()
+        .filter(|rt| rt.group == group && rt.serves(version))
+    {
         list.push(entry(rt, rt.plural.clone(), &all));
         if rt.status_subresource {
-            list.push(entry(rt, format!("{}/status", rt.plural), &["get", "patch", "update"]));
+            list.push(entry(
+                rt,
+                format!("{}/status", rt.plural),
+                &["get", "patch", "update"],
+            ));
         }
     }
     if list.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }

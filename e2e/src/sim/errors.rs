@@ -1,6 +1,6 @@
 //! Kubernetes-shaped failures: every error the simulator returns is a `Status` object.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 /// A failed request, rendered as a `kind: Status` body with the HTTP code.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,7 +15,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None, retry_after: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -23,18 +29,40 @@ impl ApiError {
         self
     }
 
-    fn named(code: u16, reason: &'static str, message: String, group: &str, plural: &str, name: &str) -> Self {
-        ApiError::new(code, reason, message).with_details(json!({"name": name, "group": group, "kind": plural}))
+    fn named(
+        code: u16,
+        reason: &'static str,
+        message: String,
+        group: &str,
+        plural: &str,
+        name: &str,
+    ) -> Self {
+        ApiError::new(code, reason, message)
+            .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         let what = qualified(group, plural);
-        Self::named(404, "NotFound", format!("{what} \"{name}\" not found"), group, plural, name)
+        Self::named(
+            404,
+            "NotFound",
+            format!("{what} \"{name}\" not found"),
+            group,
+            plural,
+            name,
+        )
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
         let what = qualified(group, plural);
-        Self::named(409, "AlreadyExists", format!("{what} \"{name}\" already exists"), group, plural, name)
+        Self::named(
+            409,
+            "AlreadyExists",
+            format!("{what} \"{name}\" already exists"),
+            group,
+            plural,
+            name,
+        )
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
@@ -60,11 +88,19 @@ impl ApiError {
     }
 
     pub fn unsupported_media(content_type: &str) -> Self {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format: {content_type}"))
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format: {content_type}"),
+        )
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
-        ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource: {method}"))
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource: {method}"),
+        )
     }
 
     /// A synthetic server-side failure (fault injection).
@@ -103,5 +139,9 @@ impl ApiError {
 
 /// `plural.group` as the real server names a resource in messages.
 pub fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }

@@ -107,19 +107,31 @@ mod tests {
 
     #[test]
     fn same_seed_same_decisions_and_rate_roughly_kept() {
-        let config = FaultConfig { error_rate: 0.2, seed: 42, ..FaultConfig::default() };
+        let config = FaultConfig {
+            error_rate: 0.2,
+            seed: 42,
+            ..FaultConfig::default()
+        };
         let draw = |c: &FaultConfig| {
             let mut f = Faults::new(c.clone());
-            (0..2000).map(|_| f.error_for(Verb::Get)).collect::<Vec<_>>()
+            (0..2000)
+                .map(|_| f.error_for(Verb::Get))
+                .collect::<Vec<_>>()
         };
         let a = draw(&config);
         assert_eq!(a, draw(&config));
         let failed = a.iter().flatten().count();
-        assert!((300..500).contains(&failed), "{failed} of 2000 failed at rate 0.2");
+        assert!(
+            (300..500).contains(&failed),
+            "{failed} of 2000 failed at rate 0.2"
+        );
         for code in [500, 503, 429] {
             assert!(a.contains(&Some(code)));
         }
-        let only_writes = FaultConfig { error_verbs: vec![Verb::Apply], ..config };
+        let only_writes = FaultConfig {
+            error_verbs: vec![Verb::Apply],
+            ..config
+        };
         assert!(Faults::new(only_writes).error_for(Verb::List).is_none());
     }
 }

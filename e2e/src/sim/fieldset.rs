@@ -70,8 +70,12 @@ pub fn get<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
 
 /// Removes the field at `path`, then every parent map that became empty and is not in `keep`.
 pub fn remove(value: &mut Value, path: &[String], keep: &FieldSet) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let Some(parent) = get_mut(value, parents).and_then(Value::as_object_mut) else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let Some(parent) = get_mut(value, parents).and_then(Value::as_object_mut) else {
+        return;
+    };
     parent.remove(last);
     if parent.is_empty() && !parents.is_empty() && !keep.contains(parents) {
         remove(value, parents, keep);
@@ -105,7 +109,10 @@ pub fn merge_into(target: &mut Value, patch: &Value) {
 
 /// Keeps only the paths under `prefix` (or none under it when `inside` is false).
 pub fn filter_prefix(set: &FieldSet, prefix: &str, inside: bool) -> FieldSet {
-    set.iter().filter(|p| (p.first().map(String::as_str) == Some(prefix)) == inside).cloned().collect()
+    set.iter()
+        .filter(|p| (p.first().map(String::as_str) == Some(prefix)) == inside)
+        .cloned()
+        .collect()
 }
 
 /// `fieldsV1` encoding of a set.
@@ -114,7 +121,9 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
     for path in set {
         let mut node = &mut root;
         for key in path {
-            let entry = node.entry(format!("f:{key}")).or_insert_with(|| Value::Object(Map::new()));
+            let entry = node
+                .entry(format!("f:{key}"))
+                .or_insert_with(|| Value::Object(Map::new()));
             let Value::Object(next) = entry else {
                 unreachable!("fieldsV1 nodes are always objects: only objects are inserted")
             };
@@ -177,17 +186,29 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7386() {
         let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}, "l": [1]});
-        merge_into(&mut target, &json!({"a": "z", "c": {"f": null}, "l": [2], "n": {"x": null, "y": 1}}));
-        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "l": [2], "n": {"y": 1}}));
+        merge_into(
+            &mut target,
+            &json!({"a": "z", "c": {"f": null}, "l": [2], "n": {"x": null, "y": 1}}),
+        );
+        assert_eq!(
+            target,
+            json!({"a": "z", "c": {"d": "e"}, "l": [2], "n": {"y": 1}})
+        );
     }
 
     #[test]
     fn remove_prunes_empty_parents_not_kept() {
         let mut obj = json!({"spec": {"a": {"b": 1}, "c": 2}});
-        remove(&mut obj, &["spec".into(), "a".into(), "b".into()], &FieldSet::new());
+        remove(
+            &mut obj,
+            &["spec".into(), "a".into(), "b".into()],
+            &FieldSet::new(),
+        );
         assert_eq!(obj, json!({"spec": {"c": 2}}));
         let mut obj = json!({"spec": {"a": {"b": 1}}});
-        let keep: FieldSet = [vec!["spec".to_string(), "a".to_string()]].into_iter().collect();
+        let keep: FieldSet = [vec!["spec".to_string(), "a".to_string()]]
+            .into_iter()
+            .collect();
         remove(&mut obj, &["spec".into(), "a".into(), "b".into()], &keep);
         assert_eq!(obj, json!({"spec": {"a": {}}}));
     }

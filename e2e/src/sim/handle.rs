@@ -11,7 +11,7 @@ use super::faults::{FaultConfig, Faults};
 use super::resources::{self, ResourceType};
 use super::store::State;
 use super::writes::{self, DeleteOpts, PatchKind, Target};
-use super::{ApiError, HARNESS_HEADER, SIM_MANAGER, SimError, SimHandle, crds, lock, now_rfc3339};
+use super::{crds, lock, now_rfc3339, ApiError, SimError, SimHandle, HARNESS_HEADER, SIM_MANAGER};
 
 /// A read-only view of the simulator's objects, for `SimHandle::wait_until` conditions.
 pub struct SimView<'a> {
@@ -20,7 +20,9 @@ pub struct SimView<'a> {
 
 impl SimView<'_> {
     fn rt(&self, api_version: &str, kind: &str) -> Option<ResourceType> {
-        resources::served(self.state).into_iter().find(|rt| rt.kind == kind && rt.versions.iter().any(|v| rt.api_version(v) == api_version))
+        resources::served(self.state).into_iter().find(|rt| {
+            rt.kind == kind && rt.versions.iter().any(|v| rt.api_version(v) == api_version)
+        })
     }
 
     /// One object by apiVersion, kind, namespace (empty when cluster-scoped) and name.
@@ -31,7 +33,9 @@ impl SimView<'_> {
 
     /// Every object of a kind, in (namespace, name) order.
     pub fn list(&self, api_version: &str, kind: &str) -> Vec<&Value> {
-        let Some(rt) = self.rt(api_version, kind) else { return Vec::new() };
+        let Some(rt) = self.rt(api_version, kind) else {
+            return Vec::new();
+        };
         let res = rt.key();
         self.state.list_res(&res).map(|(_, o)| o).collect()
     }
@@ -43,16 +47,37 @@ impl SimView<'_> {
 }
 
 fn target_of(state: &State, obj: &Value) -> Result<Target, ApiError> {
-    let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let (api_version, kind) = (text("/apiVersion"), text("/kind"));
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
     let rt = resources::served(state)
         .into_iter()
         .find(|rt| rt.group == group && rt.kind == kind && rt.serves(version))
-        .ok_or_else(|| ApiError::new(404, "NotFound", format!("no resource serves {api_version} {kind}")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                format!("no resource serves {api_version} {kind}"),
+            )
+        })?;
     let name = Some(text("/metadata/name")).filter(|n| !n.is_empty());
-    let ns = if rt.namespaced { text("/metadata/namespace") } else { String::new() };
-    Ok(Target { rt, version: version.to_string(), ns, name, status: false })
+    let ns = if rt.namespaced {
+        text("/metadata/namespace")
+    } else {
+        String::new()
+    };
+    Ok(Target {
+        rt,
+        version: version.to_string(),
+        ns,
+        name,
+        status: false,
+    })
 }
 
 impl SimHandle {
@@ -78,12 +103,17 @@ impl SimHandle {
     /// A client for the test itself (seeding, checking): never faulted, never counted.
     pub fn harness_client(&self) -> Result<kube::Client, SimError> {
         let mut config = self.kube_config()?;
-        config.headers.push((http::HeaderName::from_static(HARNESS_HEADER), http::HeaderValue::from_static("1")));
+        config.headers.push((
+            http::HeaderName::from_static(HARNESS_HEADER),
+            http::HeaderValue::from_static("1"),
+        ));
         Ok(kube::Client::try_from(config)?)
     }
 
     fn notify(&self, rv: u64) {
-        self.shared.changes.send_if_modified(|seen| std::mem::replace(seen, rv) != rv);
+        self.shared
+            .changes
+            .send_if_modified(|seen| std::mem::replace(seen, rv) != rv);
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut State) -> Result<T, ApiError>) -> Result<T, SimError> {
@@ -114,7 +144,13 @@ impl SimHandle {
     }
 
     /// Deletes an object directly (background propagation); `Ok(None)` when it did not exist.
-    pub fn delete(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Result<Option<Value>, SimError> {
+    pub fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Value>, SimError> {
         let now = now_rfc3339();
         let probe = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": ns}});
         self.write(|s| {
@@ -134,7 +170,13 @@ impl SimHandle {
 
     /// Deletes a CRD by name (`plural.group`): its objects go and its kind answers 404.
     pub fn uninstall_crd(&self, name: &str) -> Result<(), SimError> {
-        self.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", name).map(|_| ())
+        self.delete(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            name,
+        )
+        .map(|_| ())
     }
 
     /// The Istio CRDs the operator uses and the MeshBaseline CRD.
@@ -156,7 +198,12 @@ impl SimHandle {
     }
 
     /// Waits until `f` returns `Some`, re-checking on every change (no polling).
-    pub async fn wait_until<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut(&SimView<'_>) -> Option<T>) -> Result<T, SimError> {
+    pub async fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&SimView<'_>) -> Option<T>,
+    ) -> Result<T, SimError> {
         let mut changes = self.shared.changes.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -173,7 +220,11 @@ impl SimHandle {
 
     /// Waits for any change after resourceVersion `after`; `false` on timeout.
     pub async fn changed_since(&self, after: u64, timeout: Duration) -> bool {
-        self.wait_until("a change", timeout, |v| (v.resource_version() > after).then_some(())).await.is_ok()
+        self.wait_until("a change", timeout, |v| {
+            (v.resource_version() > after).then_some(())
+        })
+        .await
+        .is_ok()
     }
 
     /// Replaces the fault configuration (re-seeding the generator).

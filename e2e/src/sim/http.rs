@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::accounting::{RequestRecord, Verb};
 use super::errors::ApiError;
@@ -19,21 +19,25 @@ use super::gc::Propagation;
 use super::selectors::Selector;
 use super::watch::{self, WatchParams};
 use super::writes::{self, DeleteOpts, PatchKind, Target};
-use super::{HARNESS_HEADER, Shared, discovery, lock, now_rfc3339, reads, resources};
+use super::{discovery, lock, now_rfc3339, reads, resources, Shared, HARNESS_HEADER};
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 fn json_response(code: u16, value: &Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())).boxed_unsync());
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 fn error_response(err: &ApiError) -> Response<Body> {
     let mut resp = json_response(err.code, &err.to_status());
     if let Some(secs) = err.retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
     }
     resp
 }
@@ -91,7 +95,11 @@ struct Route {
 
 /// `Ok(None)` for discovery paths of a group version; `Err` for paths that are not the API.
 fn parse_path(path: &str) -> Result<(String, String, Option<Route>), ()> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
         ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
@@ -100,11 +108,24 @@ fn parse_path(path: &str) -> Result<(String, String, Option<Route>), ()> {
     let owned = |s: &&str| s.to_string();
     let route = match rest {
         [] => None,
-        ["namespaces", ns, sub @ ("status" | "finalize")] => Some(("namespaces", String::new(), Some(ns.to_string()), Some(sub.to_string()))),
-        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => {
-            Some((*plural, ns.to_string(), tail.first().map(owned), tail.get(1).map(owned)))
-        }
-        [plural, tail @ ..] if tail.len() <= 2 => Some((*plural, String::new(), tail.first().map(owned), tail.get(1).map(owned))),
+        ["namespaces", ns, sub @ ("status" | "finalize")] => Some((
+            "namespaces",
+            String::new(),
+            Some(ns.to_string()),
+            Some(sub.to_string()),
+        )),
+        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => Some((
+            *plural,
+            ns.to_string(),
+            tail.first().map(owned),
+            tail.get(1).map(owned),
+        )),
+        [plural, tail @ ..] if tail.len() <= 2 => Some((
+            *plural,
+            String::new(),
+            tail.first().map(owned),
+            tail.get(1).map(owned),
+        )),
         _ => return Err(()),
     };
     let route = route.map(|(plural, ns, name, sub)| Route {
@@ -118,7 +139,12 @@ fn parse_path(path: &str) -> Result<(String, String, Option<Route>), ()> {
     Ok((group, version, route))
 }
 
-fn verb_of(method: &Method, named: bool, q: &HashMap<String, String>, content_type: &str) -> Result<Verb, ApiError> {
+fn verb_of(
+    method: &Method,
+    named: bool,
+    q: &HashMap<String, String>,
+    content_type: &str,
+) -> Result<Verb, ApiError> {
     let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     Ok(match (method.as_str(), named) {
         ("GET", _) if watching => Verb::Watch,
@@ -145,7 +171,11 @@ fn manager_of(q: &HashMap<String, String>, req: &Request<Incoming>) -> String {
     if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
         return m.clone();
     }
-    let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
     agent.split('/').next().unwrap_or("unknown").to_string()
 }
 
@@ -158,7 +188,10 @@ fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("cannot decode the request body: {e}")))
 }
 
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     Ok(match serve(shared, req).await {
         Ok(resp) => resp,
         Err(err) => error_response(&err),
@@ -172,14 +205,23 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
         "/api" => return Ok(json_response(200, &discovery::core_versions())),
         "/apis" => return Ok(json_response(200, &discovery::groups(&lock(&shared.state)))),
         "/healthz" | "/readyz" | "/livez" => {
-            return Ok(Response::new(Full::new(Bytes::from_static(b"ok")).boxed_unsync()));
+            return Ok(Response::new(
+                Full::new(Bytes::from_static(b"ok")).boxed_unsync(),
+            ));
         }
         _ => {}
     }
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let (group, version, route) = parse_path(&path).map_err(|()| not_found())?;
     let Some(route) = route else {
-        let doc = discovery::resources(&lock(&shared.state), &group, &version).ok_or_else(not_found)?;
+        let doc =
+            discovery::resources(&lock(&shared.state), &group, &version).ok_or_else(not_found)?;
         return Ok(json_response(200, &doc));
     };
     let q = query(&req);
@@ -190,7 +232,11 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
         .map(|v| v.split(';').next().unwrap_or_default().trim().to_string())
         .unwrap_or_default();
     let verb = verb_of(req.method(), route.name.is_some(), &q, &content_type)?;
-    let manager = if verb.is_write() { manager_of(&q, &req) } else { String::new() };
+    let manager = if verb.is_write() {
+        manager_of(&q, &req)
+    } else {
+        String::new()
+    };
     let harness = req.headers().contains_key(HARNESS_HEADER);
 
     let seq = (!harness).then(|| {
@@ -235,9 +281,21 @@ async fn serve_resource(
         let mut f = lock(&shared.faults);
         let error = f.error_for(verb);
         let conflict = verb == Verb::Apply && f.apply_conflict();
-        let gone = verb == Verb::Watch && q.get("resourceVersion").is_some_and(|rv| !rv.is_empty() && rv != "0") && f.watch_gone();
+        let gone = verb == Verb::Watch
+            && q.get("resourceVersion")
+                .is_some_and(|rv| !rv.is_empty() && rv != "0")
+            && f.watch_gone();
         let watch_cut = (f.config.watch_cut_after_events, f.config.watch_cut_after);
-        (Some((error, conflict, gone, watch_cut, f.config.retry_after_seconds)), f.config.latency)
+        (
+            Some((
+                error,
+                conflict,
+                gone,
+                watch_cut,
+                f.config.retry_after_seconds,
+            )),
+            f.config.latency,
+        )
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -248,39 +306,86 @@ async fn serve_resource(
     if let Some((_, true, _, _, _)) = faults {
         return Err(ApiError::injected(409, 0));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let now = now_rfc3339();
-    let sel = || Selector::parse(q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str));
+    let sel = || {
+        Selector::parse(
+            q.get("labelSelector").map(String::as_str),
+            q.get("fieldSelector").map(String::as_str),
+        )
+    };
 
     let mut state = lock(&shared.state);
-    let rt = resources::resolve(&state, &route.group, &route.version, &route.plural).ok_or_else(|| {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    let rt = resources::resolve(&state, &route.group, &route.version, &route.plural).ok_or_else(
+        || {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
             .with_details(json!({"group": route.group, "kind": route.plural}))
-    })?;
+        },
+    )?;
     let status = match route.sub.as_deref() {
         None => false,
         Some("status") if rt.status_subresource => true,
-        Some(_) => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        Some(_) => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ))
+        }
     };
     // A namespaced resource addressed without a namespace is only listed or watched.
-    if (rt.namespaced && route.ns.is_empty() && route.name.is_some()) || (!rt.namespaced && !route.ns.is_empty()) {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    if (rt.namespaced && route.ns.is_empty() && route.name.is_some())
+        || (!rt.namespaced && !route.ns.is_empty())
+    {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
-    let t = Target { rt, version: route.version.clone(), ns: route.ns.clone(), name: route.name.clone(), status };
+    let t = Target {
+        rt,
+        version: route.version.clone(),
+        ns: route.ns.clone(),
+        name: route.name.clone(),
+        status,
+    };
     let result = match verb {
         Verb::Get => reads::get(&state, &t).map(|o| (200, o)),
         Verb::List => {
             let limit = q.get("limit").and_then(|l| l.parse().ok());
-            reads::list(&state, &t, &sel()?, limit, q.get("continue").map(String::as_str)).map(|o| (200, o))
+            reads::list(
+                &state,
+                &t,
+                &sel()?,
+                limit,
+                q.get("continue").map(String::as_str),
+            )
+            .map(|o| (200, o))
         }
         Verb::Watch => {
             let selector = sel()?;
             drop(state);
             let (cut_after_events, cut_after) = faults.map(|f| f.3).unwrap_or_default();
             let p = WatchParams {
-                resource_version: q.get("resourceVersion").and_then(|rv| rv.parse().ok()).filter(|rv| *rv != 0),
+                resource_version: q
+                    .get("resourceVersion")
+                    .and_then(|rv| rv.parse().ok())
+                    .filter(|rv| *rv != 0),
                 bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
-                timeout: q.get("timeoutSeconds").and_then(|s| s.parse().ok()).map(Duration::from_secs),
+                timeout: q
+                    .get("timeoutSeconds")
+                    .and_then(|s| s.parse().ok())
+                    .map(Duration::from_secs),
                 send_initial_events: q.get("sendInitialEvents").is_some_and(|b| b == "true"),
                 gone: faults.is_some_and(|f| f.2),
                 cut_after_events,
@@ -288,18 +393,29 @@ async fn serve_resource(
             };
             let body = watch::start(shared.clone(), t, selector, p);
             let mut resp = Response::new(body.boxed_unsync());
-            resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             return Ok(resp);
         }
-        Verb::Create => writes::create(&mut state, &t, &parse_body(&body)?, &manager, &now).map(|o| (201, o)),
-        Verb::Update => writes::replace(&mut state, &t, &parse_body(&body)?, &manager, &now).map(|o| (200, o)),
+        Verb::Create => {
+            writes::create(&mut state, &t, &parse_body(&body)?, &manager, &now).map(|o| (201, o))
+        }
+        Verb::Update => {
+            writes::replace(&mut state, &t, &parse_body(&body)?, &manager, &now).map(|o| (200, o))
+        }
         Verb::Apply | Verb::MergePatch | Verb::StrategicPatch => {
             let kind = match verb {
                 Verb::Apply => {
                     if !q.contains_key("fieldManager") {
-                        return Err(ApiError::bad_request("PATCH /apply requires fieldManager to be set"));
+                        return Err(ApiError::bad_request(
+                            "PATCH /apply requires fieldManager to be set",
+                        ));
                     }
-                    PatchKind::Apply { force: q.get("force").is_some_and(|f| f == "true") }
+                    PatchKind::Apply {
+                        force: q.get("force").is_some_and(|f| f == "true"),
+                    }
                 }
                 Verb::MergePatch => PatchKind::Merge,
                 _ => PatchKind::Strategic,
@@ -315,13 +431,26 @@ async fn serve_resource(
             let listed = reads::list(&state, &t, &sel()?, None, None)?;
             let mut deleted = Vec::new();
             for item in listed["items"].as_array().into_iter().flatten() {
-                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-                let ns = item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-                let one = Target { name: Some(name.to_string()), ns: ns.to_string(), ..t.clone() };
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let ns = item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let one = Target {
+                    name: Some(name.to_string()),
+                    ns: ns.to_string(),
+                    ..t.clone()
+                };
                 deleted.extend(writes::delete(&mut state, &one, &opts, &now).ok());
             }
-            Ok((200, json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.api_version(),
-                            "metadata": {"resourceVersion": state.rv().to_string()}, "items": deleted})))
+            Ok((
+                200,
+                json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.api_version(),
+                            "metadata": {"resourceVersion": state.rv().to_string()}, "items": deleted}),
+            ))
         }
     };
     let rv = state.rv();
@@ -332,7 +461,11 @@ async fn serve_resource(
         changed
     });
     let (code, obj) = result?;
-    let obj = if obj.get("kind").and_then(Value::as_str) == Some("Status") { obj } else { writes::present(obj, &t) };
+    let obj = if obj.get("kind").and_then(Value::as_str) == Some("Status") {
+        obj
+    } else {
+        writes::present(obj, &t)
+    };
     Ok(json_response(code, &obj))
 }
 
@@ -343,8 +476,17 @@ fn delete_opts(q: &HashMap<String, String>, body: &Value) -> Result<DeleteOpts, 
         .or_else(|| body.get("propagationPolicy").and_then(Value::as_str));
     let propagation = match policy {
         None => Propagation::default(),
-        Some(p) => Propagation::parse(p).ok_or_else(|| ApiError::bad_request(format!("unknown propagationPolicy {p}")))?,
+        Some(p) => Propagation::parse(p)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown propagationPolicy {p}")))?,
     };
-    let pre = |k: &str| body.pointer(&format!("/preconditions/{k}")).and_then(Value::as_str).map(str::to_string);
-    Ok(DeleteOpts { propagation, uid: pre("uid"), resource_version: pre("resourceVersion") })
+    let pre = |k: &str| {
+        body.pointer(&format!("/preconditions/{k}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(DeleteOpts {
+        propagation,
+        uid: pre("uid"),
+        resource_version: pre("resourceVersion"),
+    })
 }

@@ -42,7 +42,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as notify;
 
 pub use accounting::{RequestLog, RequestRecord, Verb};
-pub use crds::{ISTIO_KINDS, istio_crd, istio_crds, meshbaseline_crd};
+pub use crds::{istio_crd, istio_crds, meshbaseline_crd, ISTIO_KINDS};
 pub use errors::ApiError;
 pub use faults::FaultConfig;
 
@@ -58,7 +58,8 @@ pub const HARNESS_HEADER: &str = "x-meshbaseline-sim-harness";
 pub const SIM_MANAGER: &str = "sim-harness";
 
 /// Namespaces a fresh cluster has.
-pub const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const DEFAULT_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Knobs fixed at start.
 #[derive(Clone, Debug)]
@@ -71,7 +72,10 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { history_capacity: 100_000, bookmark_interval: Duration::from_secs(1) }
+        SimConfig {
+            history_capacity: 100_000,
+            bookmark_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -94,7 +98,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
 }
 
 /// Errors of the handle.
@@ -141,7 +147,12 @@ impl Simulator {
         });
         let (stop, stopped) = notify::channel(false);
         let server = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
-        let handle = SimHandle { addr, shared, stop, server };
+        let handle = SimHandle {
+            addr,
+            shared,
+            stop,
+            server,
+        };
         for ns in DEFAULT_NAMESPACES {
             handle.create(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
         }
@@ -151,7 +162,9 @@ impl Simulator {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopped: notify::Receiver<bool>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {

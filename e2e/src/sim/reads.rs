@@ -6,12 +6,12 @@
 //! change between pages can show up early; the watch that follows replays it, which is harmless
 //! for reflectors. Continue tokens older than the compacted history answer 410 like expired ones.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::errors::ApiError;
 use super::selectors::Selector;
 use super::store::{ObjKey, State};
-use super::writes::{Target, present};
+use super::writes::{present, Target};
 
 pub fn get(state: &State, t: &Target) -> Result<Value, ApiError> {
     let name = t.name.as_deref().unwrap_or_default();
@@ -26,14 +26,23 @@ pub fn in_scope(t: &Target, key: &ObjKey) -> bool {
     key.res == t.rt.key() && (t.ns.is_empty() || key.ns == t.ns)
 }
 
-pub fn list(state: &State, t: &Target, sel: &Selector, limit: Option<usize>, cont: Option<&str>) -> Result<Value, ApiError> {
+pub fn list(
+    state: &State,
+    t: &Target,
+    sel: &Selector,
+    limit: Option<usize>,
+    cont: Option<&str>,
+) -> Result<Value, ApiError> {
     let (list_rv, after) = match cont.filter(|c| !c.is_empty()) {
         Some(token) => {
             let mut parts = token.splitn(3, ':');
-            let (Some(rv), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(rv), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
                 return Err(ApiError::bad_request("invalid continue token"));
             };
-            let rv: u64 = rv.parse().map_err(|_| ApiError::bad_request("invalid continue token"))?;
+            let rv: u64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request("invalid continue token"))?;
             if rv < state.compacted_rv() {
                 return Err(ApiError::gone(
                     "The provided continue parameter is too old to display a consistent list result. \

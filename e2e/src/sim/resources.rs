@@ -41,7 +41,14 @@ impl ResourceType {
     }
 }
 
-fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, status: bool) -> ResourceType {
+fn builtin(
+    group: &str,
+    version: &str,
+    plural: &str,
+    kind: &str,
+    namespaced: bool,
+    status: bool,
+) -> ResourceType {
     ResourceType {
         group: group.to_string(),
         versions: vec![version.to_string()],
@@ -59,7 +66,14 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin("", "v1", "pods", "Pod", true, true),
         builtin("", "v1", "services", "Service", true, true),
         builtin("", "v1", "events", "Event", true, false),
-        builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, false),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+            false,
+        ),
         builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
         builtin("events.k8s.io", "v1", "events", "Event", true, false),
         builtin(
@@ -104,7 +118,14 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
     if versions.is_empty() {
         return None;
     }
-    Some(ResourceType { group, versions, plural, kind, namespaced, status_subresource })
+    Some(ResourceType {
+        group,
+        versions,
+        plural,
+        kind,
+        namespaced,
+        status_subresource,
+    })
 }
 
 /// Every resource type currently served: built-ins, then installed CRDs.
@@ -116,7 +137,10 @@ pub fn served(state: &State) -> Vec<ResourceType> {
 
 /// The resource type behind `group/version/plural`, if served.
 pub fn resolve(state: &State, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
-    if let Some(rt) = builtins().into_iter().find(|rt| rt.group == group && rt.plural == plural) {
+    if let Some(rt) = builtins()
+        .into_iter()
+        .find(|rt| rt.group == group && rt.plural == plural)
+    {
         return rt.serves(version).then_some(rt);
     }
     let crd_name = format!("{plural}.{group}");

@@ -37,7 +37,10 @@ fn split_top(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn parse_label_req(s: &str) -> Result<Req, ApiError> {
@@ -47,8 +50,13 @@ fn parse_label_req(s: &str) -> Result<Req, ApiError> {
     }
     if let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) {
         let mut head = s[..open].split_whitespace();
-        let (Some(key), Some(op), None) = (head.next(), head.next(), head.next()) else { return Err(bad()) };
-        let values = s[open + 1..close].split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let (Some(key), Some(op), None) = (head.next(), head.next(), head.next()) else {
+            return Err(bad());
+        };
+        let values = s[open + 1..close]
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         return match op {
             "in" => Ok(Req::In(key.to_string(), values.collect())),
             "notin" => Ok(Req::NotIn(key.to_string(), values.collect())),
@@ -56,7 +64,11 @@ fn parse_label_req(s: &str) -> Result<Req, ApiError> {
         };
     }
     parse_eq(s).map(Ok).unwrap_or_else(|| {
-        if s.contains(char::is_whitespace) || s.contains('=') { Err(bad()) } else { Ok(Req::Exists(s.to_string())) }
+        if s.contains(char::is_whitespace) || s.contains('=') {
+            Err(bad())
+        } else {
+            Ok(Req::Exists(s.to_string()))
+        }
     })
 }
 
@@ -70,17 +82,26 @@ fn parse_eq(s: &str) -> Option<Req> {
 
 impl Selector {
     pub fn parse(labels: Option<&str>, fields: Option<&str>) -> Result<Self, ApiError> {
-        let labels = split_top(labels.unwrap_or("")).into_iter().map(parse_label_req).collect::<Result<_, _>>()?;
+        let labels = split_top(labels.unwrap_or(""))
+            .into_iter()
+            .map(parse_label_req)
+            .collect::<Result<_, _>>()?;
         let fields = split_top(fields.unwrap_or(""))
             .into_iter()
             .map(|s| {
-                let req = parse_eq(s).ok_or_else(|| ApiError::bad_request(format!("invalid field selector: {s:?}")))?;
+                let req = parse_eq(s).ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid field selector: {s:?}"))
+                })?;
                 let (Req::Eq(k, _) | Req::NotEq(k, _)) = &req else {
-                    return Err(ApiError::bad_request(format!("invalid field selector: {s:?}")));
+                    return Err(ApiError::bad_request(format!(
+                        "invalid field selector: {s:?}"
+                    )));
                 };
                 // Simplification: only the two field labels every resource supports.
                 if k != "metadata.name" && k != "metadata.namespace" {
-                    return Err(ApiError::bad_request(format!("field label not supported: {k}")));
+                    return Err(ApiError::bad_request(format!(
+                        "field label not supported: {k}"
+                    )));
                 }
                 Ok(req)
             })
@@ -91,8 +112,14 @@ impl Selector {
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels");
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let field = |k: &str| Some(if k == "metadata.name" { name } else { ns });
         self.labels.iter().all(|r| eval(r, label)) && self.fields.iter().all(|r| eval(r, field))
     }
@@ -131,7 +158,10 @@ mod tests {
         let f = |s: &str| Selector::parse(None, Some(s)).unwrap().matches(&obj);
         assert!(f("metadata.name=a,metadata.namespace!=x"));
         assert!(!f("metadata.name=b"));
-        assert_eq!(Selector::parse(None, Some("spec.x=1")).unwrap_err().code, 400);
+        assert_eq!(
+            Selector::parse(None, Some("spec.x=1")).unwrap_err().code,
+            400
+        );
         assert_eq!(Selector::parse(Some("a b c"), None).unwrap_err().code, 400);
     }
 }

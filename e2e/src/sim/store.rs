@@ -15,7 +15,11 @@ pub struct ObjKey {
 
 impl ObjKey {
     pub fn new(res: &str, ns: &str, name: &str) -> Self {
-        ObjKey { res: res.to_string(), ns: ns.to_string(), name: name.to_string() }
+        ObjKey {
+            res: res.to_string(),
+            ns: ns.to_string(),
+            name: name.to_string(),
+        }
     }
 }
 
@@ -78,7 +82,9 @@ impl State {
     pub fn list_res(&self, res: &str) -> impl Iterator<Item = (&ObjKey, &Value)> + '_ {
         let start = ObjKey::new(res, "", "");
         let res = res.to_string();
-        self.objects.range(start..).take_while(move |(k, _)| k.res == res)
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.res == res)
     }
 
     /// Objects of one resource after `after` (exclusive), for continue tokens.
@@ -107,7 +113,7 @@ impl State {
     }
 
     /// Stores `obj` (or deletes when `None`) at a fresh resourceVersion, records the change, and
-    /// returns the stored object.
+    /// returns the stored object (the deleted one, at the deletion's resourceVersion).
     pub fn commit(&mut self, key: ObjKey, obj: Option<Value>) -> Option<Value> {
         self.rv += 1;
         let rv = self.rv.to_string();
@@ -133,13 +139,19 @@ impl State {
                 })
             }
         };
-        self.history.push_back(Change { rv: self.rv, key, old, new: new.clone() });
+        let committed = new.clone().or_else(|| old.clone());
+        self.history.push_back(Change {
+            rv: self.rv,
+            key,
+            old,
+            new,
+        });
         while self.history.len() > self.history_capacity {
             if let Some(dropped) = self.history.pop_front() {
                 self.compacted_rv = dropped.rv;
             }
         }
-        new
+        committed
     }
 
     /// Drops all history: every watch or continue token from before now answers 410.

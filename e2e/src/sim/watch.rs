@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -23,8 +23,8 @@ use super::reads::in_scope;
 use super::resources;
 use super::selectors::Selector;
 use super::store::{Change, State};
-use super::writes::{Target, present};
-use super::{Shared, lock};
+use super::writes::{present, Target};
+use super::{lock, Shared};
 
 /// A response body fed by a channel; ends when the sending task finishes.
 pub struct ChannelBody(mpsc::Receiver<Bytes>);
@@ -33,7 +33,10 @@ impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -68,7 +71,10 @@ fn bookmark(t: &Target, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line("BOOKMARK", json!({"kind": t.rt.kind, "apiVersion": t.api_version(), "metadata": metadata}))
+    line(
+        "BOOKMARK",
+        json!({"kind": t.rt.kind, "apiVersion": t.api_version(), "metadata": metadata}),
+    )
 }
 
 /// The event a change means for this watch, if any: objects moving out of the selector are
@@ -96,7 +102,9 @@ enum Drained {
 }
 
 fn drain(state: &State, cursor: &mut u64, t: &Target, sel: &Selector) -> Drained {
-    let Some(changes) = state.changes_after(*cursor) else { return Drained::Gone(state.compacted_rv()) };
+    let Some(changes) = state.changes_after(*cursor) else {
+        return Drained::Gone(state.compacted_rv());
+    };
     let events = changes.filter_map(|c| event_for(c, t, sel)).collect();
     *cursor = (*cursor).max(state.rv());
     Drained::Events(events)
@@ -105,14 +113,35 @@ fn drain(state: &State, cursor: &mut u64, t: &Target, sel: &Selector) -> Drained
 /// Starts the stream task and returns the body it feeds.
 pub fn start(shared: Arc<Shared>, t: Target, sel: Selector, p: WatchParams) -> ChannelBody {
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(run(shared, t, sel, p, tx));
+    // Subscribed before the response goes out, so no signal sent after it is missed.
+    let signals = Signals {
+        changes: shared.changes.subscribe(),
+        bookmark_now: shared.bookmarks.subscribe(),
+        cuts: shared.cuts.subscribe(),
+    };
+    tokio::spawn(run(shared, t, sel, p, signals, tx));
     ChannelBody(rx)
 }
 
-async fn run(shared: Arc<Shared>, t: Target, sel: Selector, p: WatchParams, tx: mpsc::Sender<Bytes>) {
-    let mut changes = shared.changes.subscribe();
-    let mut bookmark_now = shared.bookmarks.subscribe();
-    let mut cuts = shared.cuts.subscribe();
+struct Signals {
+    changes: tokio::sync::watch::Receiver<u64>,
+    bookmark_now: tokio::sync::watch::Receiver<u64>,
+    cuts: tokio::sync::watch::Receiver<u64>,
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    t: Target,
+    sel: Selector,
+    p: WatchParams,
+    signals: Signals,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let Signals {
+        mut changes,
+        mut bookmark_now,
+        mut cuts,
+    } = signals;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let deadline = p.timeout.map_or(far, |d| Instant::now() + d);
     let cut_deadline = p.cut_after.map_or(far, |d| Instant::now() + d);
@@ -162,7 +191,10 @@ async fn run(shared: Arc<Shared>, t: Target, sel: Selector, p: WatchParams, tx: 
         let (drained, served) = {
             let state = lock(&shared.state);
             changes.borrow_and_update();
-            (drain(&state, &mut cursor, &t, &sel), resources::by_key(&state, &t.rt.key()).is_some())
+            (
+                drain(&state, &mut cursor, &t, &sel),
+                resources::by_key(&state, &t.rt.key()).is_some(),
+            )
         };
         match drained {
             Drained::Gone(compacted) => {

@@ -1,12 +1,12 @@
 //! Create, replace, patch (merge and apply) and delete, with the server-set fields
 //! (uid, creationTimestamp, resourceVersion, generation) and the status subresource rules.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::apply::{self, Scope, Writer};
 use super::errors::ApiError;
 use super::gc;
-use super::resources::{CRD_RES, NAMESPACE_RES, ResourceType, from_crd};
+use super::resources::{from_crd, ResourceType, CRD_RES, NAMESPACE_RES};
 use super::store::{ObjKey, State};
 
 /// The object a request addresses.
@@ -29,11 +29,19 @@ impl Target {
     }
 
     fn scope(&self) -> Scope {
-        if self.status { Scope::Status } else { Scope::Main { status_subresource: self.rt.status_subresource } }
+        if self.status {
+            Scope::Status
+        } else {
+            Scope::Main {
+                status_subresource: self.rt.status_subresource,
+            }
+        }
     }
 
     fn name(&self) -> Result<&str, ApiError> {
-        self.name.as_deref().ok_or_else(|| ApiError::method_not_allowed("write without a name"))
+        self.name
+            .as_deref()
+            .ok_or_else(|| ApiError::method_not_allowed("write without a name"))
     }
 
     fn not_found(&self, name: &str) -> ApiError {
@@ -44,7 +52,9 @@ impl Target {
 /// How a patch body is interpreted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchKind {
-    Apply { force: bool },
+    Apply {
+        force: bool,
+    },
     /// `application/merge-patch+json`.
     Merge,
     /// `application/strategic-merge-patch+json`. Simplification: handled as a JSON merge patch
@@ -62,14 +72,22 @@ pub fn present(mut obj: Value, t: &Target) -> Value {
 fn validate_name(t: &Target, name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
         let msg = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'";
-        Err(ApiError::invalid(&t.rt.group, &t.rt.plural, name, "metadata.name", msg))
+        Err(ApiError::invalid(
+            &t.rt.group,
+            &t.rt.plural,
+            name,
+            "metadata.name",
+            msg,
+        ))
     }
 }
 
@@ -78,11 +96,25 @@ fn check_body(t: &Target, body: &Value, name: &str) -> Result<(), ApiError> {
     if !body.is_object() {
         return Err(ApiError::bad_request("the request body is not an object"));
     }
-    if let Some(kind) = body.get("kind").and_then(Value::as_str).filter(|k| *k != t.rt.kind) {
-        return Err(ApiError::bad_request(format!("kind {kind} does not match the resource {}", t.rt.kind)));
+    if let Some(kind) = body
+        .get("kind")
+        .and_then(Value::as_str)
+        .filter(|k| *k != t.rt.kind)
+    {
+        return Err(ApiError::bad_request(format!(
+            "kind {kind} does not match the resource {}",
+            t.rt.kind
+        )));
     }
-    if let Some(av) = body.get("apiVersion").and_then(Value::as_str).filter(|av| *av != t.api_version()) {
-        return Err(ApiError::bad_request(format!("apiVersion {av} does not match {}", t.api_version())));
+    if let Some(av) = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .filter(|av| *av != t.api_version())
+    {
+        return Err(ApiError::bad_request(format!(
+            "apiVersion {av} does not match {}",
+            t.api_version()
+        )));
     }
     let body_ns = body.pointer("/metadata/namespace").and_then(Value::as_str);
     if t.rt.namespaced && body_ns.is_some_and(|ns| ns != t.ns) {
@@ -90,8 +122,14 @@ fn check_body(t: &Target, body: &Value, name: &str) -> Result<(), ApiError> {
             "the namespace of the provided object does not match the namespace sent on the request",
         ));
     }
-    if let Some(n) = body.pointer("/metadata/name").and_then(Value::as_str).filter(|n| *n != name) {
-        return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+    if let Some(n) = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| *n != name)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
     }
     Ok(())
 }
@@ -100,7 +138,8 @@ fn check_body(t: &Target, body: &Value, name: &str) -> Result<(), ApiError> {
 fn server_defaults(t: &Target, obj: &mut Value, name: &str) {
     match t.rt.key().as_str() {
         NAMESPACE_RES => {
-            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = Value::String(name.to_string());
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] =
+                Value::String(name.to_string());
             obj["status"] = json!({"phase": if obj.pointer("/metadata/deletionTimestamp").is_some() { "Terminating" } else { "Active" }});
         }
         CRD_RES => {
@@ -130,18 +169,35 @@ fn spec_part(obj: &Value, status_subresource: bool) -> Value {
     out
 }
 
-pub fn create(state: &mut State, t: &Target, body: &Value, manager: &str, now: &str) -> Result<Value, ApiError> {
+pub fn create(
+    state: &mut State,
+    t: &Target,
+    body: &Value,
+    manager: &str,
+    now: &str,
+) -> Result<Value, ApiError> {
     if t.status {
         return Err(ApiError::method_not_allowed("POST on a subresource"));
     }
     let name = match body.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) => n.to_string(),
-        None => match body.pointer("/metadata/generateName").and_then(Value::as_str) {
+        None => match body
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+        {
             Some(prefix) => {
                 let uid = state.new_uid();
                 format!("{prefix}{}", &uid[uid.len() - 5..])
             }
-            None => return Err(ApiError::invalid(&t.rt.group, &t.rt.plural, "", "metadata.name", "name or generateName is required")),
+            None => {
+                return Err(ApiError::invalid(
+                    &t.rt.group,
+                    &t.rt.plural,
+                    "",
+                    "metadata.name",
+                    "name or generateName is required",
+                ))
+            }
         },
     };
     check_body(t, body, &name)?;
@@ -151,8 +207,19 @@ pub fn create(state: &mut State, t: &Target, body: &Value, manager: &str, now: &
 }
 
 /// Stores a new object: `applied` is set when server-side apply creates it (ownership done).
-fn insert_new(state: &mut State, t: &Target, mut obj: Value, applied: Option<()>, manager: &str, now: &str) -> Result<Value, ApiError> {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+fn insert_new(
+    state: &mut State,
+    t: &Target,
+    mut obj: Value,
+    applied: Option<()>,
+    manager: &str,
+    now: &str,
+) -> Result<Value, ApiError> {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     validate_name(t, &name)?;
     if t.rt.namespaced && state.get_obj(NAMESPACE_RES, "", &t.ns).is_none() {
         return Err(ApiError::not_found("", "namespaces", &t.ns));
@@ -168,8 +235,16 @@ fn insert_new(state: &mut State, t: &Target, mut obj: Value, applied: Option<()>
         map.remove("status");
     }
     let uid = state.new_uid();
-    let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
-    for server_owned in ["resourceVersion", "deletionTimestamp", "generation", "creationTimestamp", "uid"] {
+    let meta = obj["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+    for server_owned in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "generation",
+        "creationTimestamp",
+        "uid",
+    ] {
         meta.remove(server_owned);
     }
     if applied.is_none() {
@@ -186,7 +261,12 @@ fn insert_new(state: &mut State, t: &Target, mut obj: Value, applied: Option<()>
     server_defaults(t, &mut obj, &name);
     if applied.is_none() {
         let api_version = t.api_version();
-        let w = Writer { manager, api_version: &api_version, scope: t.scope(), now };
+        let w = Writer {
+            manager,
+            api_version: &api_version,
+            scope: t.scope(),
+            now,
+        };
         apply::record_update(None, &mut obj, &w);
     }
     let stored = state.commit(key.clone(), Some(obj)).unwrap_or_default();
@@ -194,21 +274,37 @@ fn insert_new(state: &mut State, t: &Target, mut obj: Value, applied: Option<()>
     Ok(stored)
 }
 
-pub fn replace(state: &mut State, t: &Target, body: &Value, manager: &str, now: &str) -> Result<Value, ApiError> {
+pub fn replace(
+    state: &mut State,
+    t: &Target,
+    body: &Value,
+    manager: &str,
+    now: &str,
+) -> Result<Value, ApiError> {
     let name = t.name()?;
     check_body(t, body, name)?;
     let key = t.key(name);
     let live = state.get(&key).cloned().ok_or_else(|| t.not_found(name))?;
     check_precondition(t, name, body, &live)?;
     let api_version = t.api_version();
-    let w = Writer { manager, api_version: &api_version, scope: t.scope(), now };
+    let w = Writer {
+        manager,
+        api_version: &api_version,
+        scope: t.scope(),
+        now,
+    };
     finish(state, t, key, &live, body.clone(), &w, false)
 }
 
 /// A PUT or patch carrying `metadata.resourceVersion` must match the live object.
 fn check_precondition(t: &Target, name: &str, body: &Value, live: &Value) -> Result<(), ApiError> {
-    let want = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let have = live.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+    let want = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let have = live
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
     match want {
         Some(want) if Some(want) != have => Err(ApiError::conflict(
             &t.rt.group,
@@ -220,17 +316,31 @@ fn check_precondition(t: &Target, name: &str, body: &Value, live: &Value) -> Res
     }
 }
 
-pub fn patch(state: &mut State, t: &Target, kind: PatchKind, body: &Value, manager: &str, now: &str) -> Result<(u16, Value), ApiError> {
+pub fn patch(
+    state: &mut State,
+    t: &Target,
+    kind: PatchKind,
+    body: &Value,
+    manager: &str,
+    now: &str,
+) -> Result<(u16, Value), ApiError> {
     let name = t.name()?;
     let key = t.key(name);
     let live = state.get(&key).cloned();
     let api_version = t.api_version();
-    let w = Writer { manager, api_version: &api_version, scope: t.scope(), now };
+    let w = Writer {
+        manager,
+        api_version: &api_version,
+        scope: t.scope(),
+        now,
+    };
     match (kind, live) {
         (PatchKind::Apply { force }, live) => {
             check_body(t, body, name)?;
             if body.get("apiVersion").is_none() || body.get("kind").is_none() {
-                return Err(ApiError::bad_request("apiVersion and kind must be set in an applied configuration"));
+                return Err(ApiError::bad_request(
+                    "apiVersion and kind must be set in an applied configuration",
+                ));
             }
             if let Some(live) = &live {
                 check_precondition(t, name, body, live)?;
@@ -257,7 +367,15 @@ pub fn patch(state: &mut State, t: &Target, kind: PatchKind, body: &Value, manag
 
 /// Completes an update of `live` to `new`: server fields, subresource rules, ownership,
 /// generation; stores it unless nothing changed (a no-op write keeps the resourceVersion).
-fn finish(state: &mut State, t: &Target, key: ObjKey, live: &Value, mut new: Value, w: &Writer<'_>, applied: bool) -> Result<Value, ApiError> {
+fn finish(
+    state: &mut State,
+    t: &Target,
+    key: ObjKey,
+    live: &Value,
+    mut new: Value,
+    w: &Writer<'_>,
+    applied: bool,
+) -> Result<Value, ApiError> {
     if !new.get("metadata").is_some_and(Value::is_object) {
         return Err(ApiError::bad_request("metadata must be an object"));
     }
@@ -265,9 +383,15 @@ fn finish(state: &mut State, t: &Target, key: ObjKey, live: &Value, mut new: Val
         let mut merged = live.clone();
         merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
         if !applied {
-            merged["metadata"]["managedFields"] = live.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+            merged["metadata"]["managedFields"] = live
+                .pointer("/metadata/managedFields")
+                .cloned()
+                .unwrap_or(Value::Null);
         } else {
-            merged["metadata"]["managedFields"] = new.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+            merged["metadata"]["managedFields"] = new
+                .pointer("/metadata/managedFields")
+                .cloned()
+                .unwrap_or(Value::Null);
         }
         merged
     } else {
@@ -288,7 +412,15 @@ fn finish(state: &mut State, t: &Target, key: ObjKey, live: &Value, mut new: Val
             m.remove("status");
         }
     }
-    for server_owned in ["uid", "creationTimestamp", "deletionTimestamp", "generation", "resourceVersion", "namespace", "name"] {
+    for server_owned in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "generation",
+        "resourceVersion",
+        "namespace",
+        "name",
+    ] {
         match live["metadata"].get(server_owned) {
             Some(v) => new["metadata"][server_owned] = v.clone(),
             None => {
@@ -312,17 +444,25 @@ fn finish(state: &mut State, t: &Target, key: ObjKey, live: &Value, mut new: Val
     let name = key.name.clone();
     server_defaults(t, &mut new, &name);
     if spec_part(live, t.rt.status_subresource) != spec_part(&new, t.rt.status_subresource) {
-        let generation = live.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let generation = live
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         new["metadata"]["generation"] = json!(generation + 1);
     }
     if &new == live {
         return Ok(live.clone());
     }
     let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
-        && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        && new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
     if finalized {
         state.commit(key.clone(), Some(new));
-        return Ok(gc::delete_cascade(state, &key, gc::Propagation::Background, w.now).unwrap_or_default());
+        return Ok(
+            gc::delete_cascade(state, &key, gc::Propagation::Background, w.now).unwrap_or_default(),
+        );
     }
     let stored = state.commit(key.clone(), Some(new)).unwrap_or_default();
     gc::collect_if_orphaned(state, &key, w.now);
@@ -337,15 +477,31 @@ pub struct DeleteOpts {
     pub resource_version: Option<String>,
 }
 
-pub fn delete(state: &mut State, t: &Target, opts: &DeleteOpts, now: &str) -> Result<Value, ApiError> {
+pub fn delete(
+    state: &mut State,
+    t: &Target,
+    opts: &DeleteOpts,
+    now: &str,
+) -> Result<Value, ApiError> {
     let name = t.name()?;
     let key = t.key(name);
     let live = state.get(&key).cloned().ok_or_else(|| t.not_found(name))?;
-    let meta = |k: &str| live.pointer(&format!("/metadata/{k}")).and_then(Value::as_str);
+    let meta = |k: &str| {
+        live.pointer(&format!("/metadata/{k}"))
+            .and_then(Value::as_str)
+    };
     if opts.uid.as_deref().is_some_and(|u| Some(u) != meta("uid"))
-        || opts.resource_version.as_deref().is_some_and(|rv| Some(rv) != meta("resourceVersion"))
+        || opts
+            .resource_version
+            .as_deref()
+            .is_some_and(|rv| Some(rv) != meta("resourceVersion"))
     {
-        return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, name, "the precondition of the delete failed"));
+        return Err(ApiError::conflict(
+            &t.rt.group,
+            &t.rt.plural,
+            name,
+            "the precondition of the delete failed",
+        ));
     }
     gc::delete_cascade(state, &key, opts.propagation, now).ok_or_else(|| t.not_found(name))
 }
