@@ -57,6 +57,7 @@ struct Seeded {
 
 /// A cluster for one scenario.
 pub struct Cluster {
+    config: kube::Config,
     client: kube::Client,
     harness: kube::Client,
     sim: Option<SimHandle>,
@@ -77,6 +78,7 @@ impl Cluster {
         let sim = Simulator::start().await?;
         sim.install_standard_crds()?;
         Ok(Cluster {
+            config: sim.kube_config()?,
             client: sim.client()?,
             harness: sim.harness_client()?,
             sim: Some(sim),
@@ -95,8 +97,9 @@ impl Cluster {
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .map_err(err)?;
-        let client = kube::Client::try_from(config)?;
+        let client = kube::Client::try_from(config.clone())?;
         Ok(Cluster {
+            config,
             harness: client.clone(),
             client,
             sim: None,
@@ -111,6 +114,11 @@ impl Cluster {
     /// The client for the system under test (counted and faulted in the simulator).
     pub fn client(&self) -> kube::Client {
         self.client.clone()
+    }
+
+    /// The kube config of the system under test (to start the controller with).
+    pub fn kube_config(&self) -> kube::Config {
+        self.config.clone()
     }
 
     /// The client the harness seeds and checks with (never counted or faulted).
@@ -259,8 +267,10 @@ impl Cluster {
         labels: Option<&str>,
     ) -> Result<Vec<DynamicObject>, HarnessError> {
         let (api, _) = self.api(api_version, kind, ns).await?;
-        let mut params = ListParams::default();
-        params.label_selector = labels.map(str::to_string);
+        let params = ListParams {
+            label_selector: labels.map(str::to_string),
+            ..ListParams::default()
+        };
         Ok(api.list(&params).await?.items)
     }
 

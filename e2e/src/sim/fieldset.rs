@@ -143,10 +143,8 @@ pub fn from_fields_v1(fields: &Value) -> FieldSet {
 
 fn decode(node: &Value, path: &mut Path, out: &mut FieldSet) {
     let Some(map) = node.as_object() else { return };
-    if map.is_empty() || map.contains_key(".") {
-        if !path.is_empty() {
-            out.insert(path.clone());
-        }
+    if (map.is_empty() || map.contains_key(".")) && !path.is_empty() {
+        out.insert(path.clone());
     }
     for (k, v) in map {
         if k == "." {

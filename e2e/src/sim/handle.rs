@@ -118,6 +118,7 @@ impl SimHandle {
 
     fn write<T>(&self, f: impl FnOnce(&mut State) -> Result<T, ApiError>) -> Result<T, SimError> {
         let mut state = lock(&self.shared.state);
+        state.set_dry_run(false);
         let out = f(&mut state);
         let rv = state.rv();
         drop(state);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::accounting::{RequestRecord, Verb};
 use super::errors::ApiError;
 use super::gc::Propagation;
+use super::request::{manager_of, parse_body, query, verb_of};
 use super::selectors::Selector;
 use super::watch::{self, WatchParams};
 use super::writes::{self, DeleteOpts, PatchKind, Target};
@@ -40,47 +41,6 @@ fn error_response(err: &ApiError) -> Response<Body> {
             .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
     }
     resp
-}
-
-/// Percent-decoding of a query component (`+` is a space, as form encoding has it).
-fn decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| Some(hex(bytes[i + 1])? * 16 + hex(bytes[i + 2])?))
-            .flatten();
-        match (bytes[i], escaped) {
-            (_, Some(v)) => {
-                out.push(v as u8);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, None) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// A resource path, before the resource type is resolved.
@@ -137,55 +97,6 @@ fn parse_path(path: &str) -> Result<(String, String, Option<Route>), ()> {
         sub,
     });
     Ok((group, version, route))
-}
-
-fn verb_of(
-    method: &Method,
-    named: bool,
-    q: &HashMap<String, String>,
-    content_type: &str,
-) -> Result<Verb, ApiError> {
-    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
-    Ok(match (method.as_str(), named) {
-        ("GET", _) if watching => Verb::Watch,
-        ("GET", true) => Verb::Get,
-        ("GET", false) => Verb::List,
-        ("POST", false) => Verb::Create,
-        ("PUT", true) => Verb::Update,
-        ("PATCH", true) => match content_type {
-            "application/apply-patch+yaml" | "application/apply-patch+json" => Verb::Apply,
-            "application/merge-patch+json" => Verb::MergePatch,
-            "application/strategic-merge-patch+json" => Verb::StrategicPatch,
-            // Simplification: JSON patch (RFC 6902) is not served.
-            other => return Err(ApiError::unsupported_media(other)),
-        },
-        ("DELETE", true) => Verb::Delete,
-        ("DELETE", false) => Verb::DeleteCollection,
-        (m, _) => return Err(ApiError::method_not_allowed(m)),
-    })
-}
-
-/// The default field manager of writes without `fieldManager`: the user agent's program name,
-/// as the real server derives it.
-fn manager_of(q: &HashMap<String, String>, req: &Request<Incoming>) -> String {
-    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
-        return m.clone();
-    }
-    let agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown");
-    agent.split('/').next().unwrap_or("unknown").to_string()
-}
-
-fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
-    if bytes.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(bytes)
-        .or_else(|_| serde_norway::from_slice(bytes))
-        .map_err(|e| ApiError::bad_request(format!("cannot decode the request body: {e}")))
 }
 
 pub async fn handle(
@@ -321,6 +232,8 @@ async fn serve_resource(
     };
 
     let mut state = lock(&shared.state);
+    // Set for every request that takes the lock, so an early return cannot leave it behind.
+    state.set_dry_run(verb.is_write() && q.get("dryRun").is_some_and(|d| d == "All"));
     let rt = resources::resolve(&state, &route.group, &route.version, &route.plural).ok_or_else(
         || {
             ApiError::new(
@@ -453,6 +366,7 @@ async fn serve_resource(
             ))
         }
     };
+    state.set_dry_run(false);
     let rv = state.rv();
     drop(state);
     shared.changes.send_if_modified(|seen| {

@@ -47,6 +47,8 @@ pub struct State {
     compacted_rv: u64,
     history_capacity: usize,
     uid_counter: u64,
+    /// While set (a `dryRun=All` request), commits change nothing and record nothing.
+    dry_run: bool,
 }
 
 impl State {
@@ -59,6 +61,7 @@ impl State {
             compacted_rv: 0,
             history_capacity: history_capacity.max(1),
             uid_counter: 0,
+            dry_run: false,
         }
     }
 
@@ -115,6 +118,10 @@ impl State {
     /// Stores `obj` (or deletes when `None`) at a fresh resourceVersion, records the change, and
     /// returns the stored object (the deleted one, at the deletion's resourceVersion).
     pub fn commit(&mut self, key: ObjKey, obj: Option<Value>) -> Option<Value> {
+        if self.dry_run {
+            // What the write would store, at the current resourceVersion.
+            return obj.or_else(|| self.objects.get(&key).cloned());
+        }
         self.rv += 1;
         let rv = self.rv.to_string();
         let new = obj.map(|mut o| {
@@ -152,6 +159,12 @@ impl State {
             }
         }
         committed
+    }
+
+    /// Simplification: a dry run still evaluates the whole write (including garbage collection,
+    /// which sees the store unchanged) and answers what the first commit would have stored.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.dry_run = dry_run;
     }
 
     /// Drops all history: every watch or continue token from before now answers 410.

@@ -65,7 +65,9 @@ async fn leases_get_create_replace_and_patch() -> TestResult {
     )?;
     let created = leases.create(&PostParams::default(), &lease).await?;
     let mut renewed = created.clone();
-    renewed.spec.as_mut().map(|s| s.lease_transitions = Some(1));
+    if let Some(spec) = renewed.spec.as_mut() {
+        spec.lease_transitions = Some(1);
+    }
     leases
         .replace("meshbaseline-leader", &PostParams::default(), &renewed)
         .await?;

@@ -121,7 +121,9 @@ async fn conflicts_force_and_removal_of_dropped_fields() -> TestResult {
     // Alice drops the selector and the mode from her configuration: the selector (hers alone)
     // goes, the mode (bob's now) stays.
     let mut labels_only = pa(Value::Null, json!({"team": "a"}));
-    labels_only.as_object_mut().map(|o| o.remove("spec"));
+    if let Some(o) = labels_only.as_object_mut() {
+        o.remove("spec");
+    }
     let dropped = apply(&api, "alice", &labels_only, false).await?;
     assert_eq!(
         dropped.data["spec"],
@@ -198,5 +200,25 @@ async fn apply_requires_a_field_manager_and_creates() -> TestResult {
     let created = apply(&api, "alice", &body, false).await?;
     assert_eq!(created.metadata.generation, Some(1));
     assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() -> TestResult {
+    let sim = setup().await;
+    let api = dynamic(&sim.client()?, &peer_auth(), Some("team-a"));
+    let before = sim.resource_version();
+    let params = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply("alice")
+    };
+    let body = pa(json!({"mtls": {"mode": "STRICT"}}), json!({}));
+    let preview = api.patch("pa", &params, &Patch::Apply(&body)).await?;
+    assert_eq!(preview.data["spec"]["mtls"]["mode"], "STRICT");
+    assert!(api.get_opt("pa").await?.is_none());
+    assert_eq!(sim.resource_version(), before);
+    // The next real write is not a dry run.
+    apply(&api, "alice", &body, false).await?;
+    assert!(api.get_opt("pa").await?.is_some());
     Ok(())
 }

@@ -221,3 +221,25 @@ async fn selector_changes_turn_into_added_and_deleted() -> TestResult {
     assert!(matches!(events[1], WatchEvent::Deleted(_)), "{events:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn streaming_lists_end_with_the_initial_events_bookmark() -> TestResult {
+    let sim = setup().await;
+    let harness: Api<Service> = Api::namespaced(sim.harness_client()?, "team-a");
+    harness
+        .create(&PostParams::default(), &service("a"))
+        .await?;
+    let api: Api<Service> = Api::namespaced(sim.client()?, "team-a");
+    let mut stream = watcher(api, watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match stream.try_next().await? {
+            Some(watcher::Event::InitDone) => break,
+            Some(watcher::Event::InitApply(s)) => initial.push(s.metadata.name.unwrap_or_default()),
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["a"]);
+    assert_eq!(sim.requests().count(|r| r.verb == Verb::List), 0);
+    Ok(())
+}
