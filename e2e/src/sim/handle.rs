@@ -77,6 +77,7 @@ fn target_of(state: &State, obj: &Value) -> Result<Target, ApiError> {
         ns,
         name,
         status: false,
+        metadata_only: false,
     })
 }
 

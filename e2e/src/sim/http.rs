@@ -217,6 +217,11 @@ async fn serve_resource(
     if let Some((_, true, _, _, _)) = faults {
         return Err(ApiError::injected(409, 0));
     }
+    let metadata_only = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let body = req
         .into_body()
         .collect()
@@ -271,6 +276,7 @@ async fn serve_resource(
         ns: route.ns.clone(),
         name: route.name.clone(),
         status,
+        metadata_only: metadata_only && !verb.is_write(),
     };
     let result = match verb {
         Verb::Get => reads::get(&state, &t).map(|o| (200, o)),
@@ -375,10 +381,12 @@ async fn serve_resource(
         changed
     });
     let (code, obj) = result?;
-    let obj = if obj.get("kind").and_then(Value::as_str) == Some("Status") {
-        obj
-    } else {
+    // Reads and collection deletes are presented already; single written objects are not.
+    let single_write = verb.is_write() && verb != Verb::DeleteCollection;
+    let obj = if single_write {
         writes::present(obj, &t)
+    } else {
+        obj
     };
     Ok(json_response(code, &obj))
 }

@@ -24,6 +24,8 @@ mod faults;
 mod fieldset;
 mod gc;
 mod http;
+#[cfg(test)]
+mod props;
 mod reads;
 mod request;
 mod resources;

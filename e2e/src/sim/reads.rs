@@ -74,9 +74,17 @@ pub fn list(
     if let (true, Some(k)) = (more, last) {
         metadata["continue"] = Value::String(format!("{list_rv}:{}:{}", k.ns, k.name));
     }
+    let (kind, api_version) = if t.metadata_only {
+        (
+            "PartialObjectMetadataList".to_string(),
+            "meta.k8s.io/v1".to_string(),
+        )
+    } else {
+        (format!("{}List", t.rt.kind), t.api_version())
+    };
     Ok(json!({
-        "kind": format!("{}List", t.rt.kind),
-        "apiVersion": t.api_version(),
+        "kind": kind,
+        "apiVersion": api_version,
         "metadata": metadata,
         "items": items,
     }))

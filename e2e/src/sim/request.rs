@@ -10,7 +10,7 @@ use super::accounting::Verb;
 use super::errors::ApiError;
 
 /// Percent-decoding of a query component (`+` is a space, as form encoding has it).
-fn decode(s: &str) -> String {
+pub(super) fn decode(s: &str) -> String {
     let hex = |b: u8| (b as char).to_digit(16);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -20,6 +20,9 @@ pub struct Target {
     pub ns: String,
     pub name: Option<String>,
     pub status: bool,
+    /// Reads answer `PartialObjectMetadata` (requested through the `Accept` header, as
+    /// kube's metadata watchers do).
+    pub metadata_only: bool,
 }
 
 impl Target {
@@ -67,6 +70,10 @@ pub enum PatchKind {
 
 /// The object as a client sees it through the requested version.
 pub fn present(mut obj: Value, t: &Target) -> Value {
+    if t.metadata_only {
+        let metadata = obj.get_mut("metadata").map(Value::take).unwrap_or_default();
+        return json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": metadata});
+    }
     obj["apiVersion"] = Value::String(t.api_version());
     obj["kind"] = Value::String(t.rt.kind.clone());
     obj

@@ -243,3 +243,42 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() -> TestResult {
     assert_eq!(sim.requests().count(|r| r.verb == Verb::List), 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn metadata_requests_get_partial_object_metadata() -> TestResult {
+    let sim = setup().await;
+    let harness: Api<Service> = Api::namespaced(sim.harness_client()?, "team-a");
+    harness
+        .create(&PostParams::default(), &service("a"))
+        .await?;
+    let api: Api<Service> = Api::namespaced(sim.client()?, "team-a");
+    let meta = api.get_metadata("a").await?;
+    assert_eq!(
+        meta.types.map(|t| t.kind).as_deref(),
+        Some("PartialObjectMetadata")
+    );
+    let mut stream = kube::runtime::metadata_watcher(api, watcher::Config::default()).boxed();
+    let mut names = Vec::new();
+    loop {
+        match stream.try_next().await? {
+            Some(watcher::Event::InitDone) => break,
+            Some(watcher::Event::InitApply(m)) => names.push(m.metadata.name.unwrap_or_default()),
+            _ => {}
+        }
+    }
+    assert_eq!(names, ["a"]);
+    harness
+        .create(&PostParams::default(), &service("b"))
+        .await?;
+    match stream.try_next().await? {
+        Some(watcher::Event::Apply(m)) => {
+            assert_eq!(m.metadata.name.as_deref(), Some("b"));
+            assert_eq!(
+                m.types.map(|t| t.kind).as_deref(),
+                Some("PartialObjectMetadata")
+            );
+        }
+        other => panic!("expected the live event, got {other:?}"),
+    }
+    Ok(())
+}
