@@ -257,7 +257,9 @@ async fn metadata_requests_get_partial_object_metadata() -> TestResult {
         meta.types.map(|t| t.kind).as_deref(),
         Some("PartialObjectMetadata")
     );
-    let mut stream = kube::runtime::metadata_watcher(api, watcher::Config::default()).boxed();
+    let metadata: Api<kube::core::PartialObjectMeta<Service>> =
+        Api::namespaced(sim.client()?, "team-a");
+    let mut stream = watcher(metadata, watcher::Config::default()).boxed();
     let mut names = Vec::new();
     loop {
         match stream.try_next().await? {
