@@ -1,6 +1,24 @@
 //! An in-process Kubernetes API server for tests: real HTTP on a loopback port, served from
 //! memory. It implements what the operator uses (see CONTRACT "API usage") plus what tests
-//! need to seed data, with the simplifications written next to the code that makes them.
+//! need to seed data, with the simplifications written next to the code that makes them:
+//!
+//! - no authentication, authorization, admission, defaulting, schema validation or pruning;
+//!   only names (RFC 1123 subdomains), URL/body consistency and namespace existence are checked
+//!   (`server_fields`); CRD versions are not converted, only `apiVersion` is rewritten
+//!   (`resources`);
+//! - lists are atomic for server-side apply, a `null` in an applied configuration removes the
+//!   field, client-supplied `managedFields` are ignored (`fieldset`, `apply`);
+//! - strategic merge patch is a JSON merge patch, JSON patch answers 415 (`writes`, `request`);
+//! - lists are served from the latest state whatever resourceVersion they ask for; later pages
+//!   of a continued list read the then-current state (`reads`);
+//! - watch history is compacted by count or on demand, not by time; bookmarks come every
+//!   `bookmark_interval`, on `bookmark_now` and before a timeout (`store`, `watch`);
+//! - garbage collection is synchronous, `Foreground` acts as `Background`, namespaces and CRDs
+//!   take their objects along at once (`gc`);
+//! - create ignores `.status` on kinds with a status subresource; Pods and Services are plain
+//!   data (nothing schedules or allocates anything);
+//! - field selectors support `metadata.name` and `metadata.namespace` only (`selectors`);
+//! - `dryRun=All` evaluates the write and stores nothing (`store`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

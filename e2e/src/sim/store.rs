@@ -2,6 +2,7 @@
 //! a uid index, and a bounded history of changes that watches replay.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -24,13 +25,14 @@ impl ObjKey {
 }
 
 /// One committed change; `old`/`new` absent for creations/deletions. A deletion's `old` carries
-/// the resourceVersion of the deletion, as in the real DELETED watch event.
+/// the resourceVersion of the deletion, as in the real DELETED watch event. Objects are shared
+/// with the store, so history costs little memory beyond the live objects.
 #[derive(Clone, Debug)]
 pub struct Change {
     pub rv: u64,
     pub key: ObjKey,
-    pub old: Option<Value>,
-    pub new: Option<Value>,
+    pub old: Option<Arc<Value>>,
+    pub new: Option<Arc<Value>>,
 }
 
 /// Everything behind the simulator's lock.
@@ -39,7 +41,7 @@ pub struct Change {
 /// (`SimHandle::compact`), not by time as etcd compaction is.
 #[derive(Debug)]
 pub struct State {
-    objects: BTreeMap<ObjKey, Value>,
+    objects: BTreeMap<ObjKey, Arc<Value>>,
     uids: HashMap<String, ObjKey>,
     rv: u64,
     history: VecDeque<Change>,
@@ -74,11 +76,11 @@ impl State {
     }
 
     pub fn get(&self, key: &ObjKey) -> Option<&Value> {
-        self.objects.get(key)
+        self.objects.get(key).map(Arc::as_ref)
     }
 
     pub fn get_obj(&self, res: &str, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&ObjKey::new(res, ns, name))
+        self.get(&ObjKey::new(res, ns, name))
     }
 
     /// Objects of one resource, in (namespace, name) order.
@@ -88,6 +90,7 @@ impl State {
         self.objects
             .range(start..)
             .take_while(move |(k, _)| k.res == res)
+            .map(|(k, v)| (k, v.as_ref()))
     }
 
     /// Objects of one resource after `after` (exclusive), for continue tokens.
@@ -99,10 +102,11 @@ impl State {
         self.objects
             .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
             .take_while(move |(k, _)| k.res == res)
+            .map(|(k, v)| (k, v.as_ref()))
     }
 
     pub fn all(&self) -> impl Iterator<Item = (&ObjKey, &Value)> {
-        self.objects.iter()
+        self.objects.iter().map(|(k, v)| (k, v.as_ref()))
     }
 
     pub fn key_of_uid(&self, uid: &str) -> Option<&ObjKey> {
@@ -120,13 +124,13 @@ impl State {
     pub fn commit(&mut self, key: ObjKey, obj: Option<Value>) -> Option<Value> {
         if self.dry_run {
             // What the write would store, at the current resourceVersion.
-            return obj.or_else(|| self.objects.get(&key).cloned());
+            return obj.or_else(|| self.get(&key).cloned());
         }
         self.rv += 1;
         let rv = self.rv.to_string();
         let new = obj.map(|mut o| {
             o["metadata"]["resourceVersion"] = Value::String(rv.clone());
-            o
+            Arc::new(o)
         });
         let old = match &new {
             Some(o) => {
@@ -137,16 +141,17 @@ impl State {
             }
             None => {
                 let old = self.objects.remove(&key);
-                old.map(|mut o| {
+                old.map(|o| {
                     if let Some(uid) = o.pointer("/metadata/uid").and_then(Value::as_str) {
                         self.uids.remove(uid);
                     }
+                    let mut o = Arc::unwrap_or_clone(o);
                     o["metadata"]["resourceVersion"] = Value::String(rv.clone());
-                    o
+                    Arc::new(o)
                 })
             }
         };
-        let committed = new.clone().or_else(|| old.clone());
+        let committed = new.as_ref().or(old.as_ref()).map(|o| Value::clone(o));
         self.history.push_back(Change {
             rv: self.rv,
             key,

@@ -86,11 +86,11 @@ fn event_for(change: &Change, t: &Target, sel: &Selector) -> Option<Bytes> {
     let old = change.old.as_ref().filter(|o| sel.matches(o));
     let new = change.new.as_ref().filter(|o| sel.matches(o));
     match (old, new) {
-        (None, Some(n)) => Some(line("ADDED", present(n.clone(), t))),
-        (Some(_), Some(n)) => Some(line("MODIFIED", present(n.clone(), t))),
+        (None, Some(n)) => Some(line("ADDED", present(Value::clone(n), t))),
+        (Some(_), Some(n)) => Some(line("MODIFIED", present(Value::clone(n), t))),
         (Some(o), None) => {
             let last = change.new.as_ref().unwrap_or(o);
-            Some(line("DELETED", present(last.clone(), t)))
+            Some(line("DELETED", present(Value::clone(last), t)))
         }
         (None, None) => None,
     }
