@@ -77,7 +77,8 @@ pub fn verb_of(
 }
 
 /// The default field manager of writes without `fieldManager`: the user agent's program name,
-/// as the real server derives it.
+/// as the real server derives it (`kubectl-edit/v1.33` -> `kubectl-edit`). kube-client sends no
+/// user agent; such writes are attributed to `unknown`.
 pub fn manager_of(q: &HashMap<String, String>, req: &Request<Incoming>) -> String {
     if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
         return m.clone();

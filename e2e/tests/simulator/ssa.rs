@@ -183,7 +183,7 @@ async fn update_after_apply_takes_ownership() -> TestResult {
         .map(|e| e["manager"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(managers.len(), 3, "{managers:?}");
-    assert!(!managers[2].is_empty());
+    assert_eq!(managers[2], "unknown", "kube-client sends no user agent");
     Ok(())
 }
 
