@@ -5,7 +5,10 @@ pub mod cluster;
 pub mod sim;
 
 pub use cluster::{Cluster, HarnessError, KUBECONFIG_ENV, TENANT_MANAGER};
-pub use sim::{FaultConfig, RequestLog, SimHandle, Simulator, Verb};
+pub use sim::{
+    FaultConfig, RequestLog, RequestRecord, SimConfig, SimError, SimHandle, SimView, Simulator,
+    Verb,
+};
 
 fn sim_lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The seeded list stays usable after a panicking test thread.
