@@ -1,1 +1,16 @@
+//! End-to-end suite for MeshBaseline: an in-process Kubernetes API simulator (`sim`) and a
+//! harness (`cluster`) that runs the same scenarios against it or against a real cluster.
 
+pub mod cluster;
+pub mod sim;
+
+pub use cluster::{Cluster, HarnessError, KUBECONFIG_ENV, TENANT_MANAGER};
+pub use sim::{
+    FaultConfig, RequestLog, RequestRecord, SimConfig, SimError, SimHandle, SimView, Simulator,
+    Verb,
+};
+
+fn sim_lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The seeded list stays usable after a panicking test thread.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
