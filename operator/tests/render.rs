@@ -154,3 +154,22 @@ fn binary_renders_examples_and_fails_cleanly_on_invalid_baseline() {
         "{stderr}"
     );
 }
+
+#[test]
+fn uid_from_a_cluster_dump_gives_no_owner_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dump.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: meshbaseline.dev/v1alpha1\nkind: MeshBaseline\nmetadata: {name: default, uid: 1b4e28ba-2fa1-11d2-883f-0016d3cca427}\nspec: {}\n",
+    )
+    .unwrap();
+    let args = Args {
+        baseline: path,
+        cluster: vec![],
+        namespace: vec!["shop".into()],
+    };
+    let yaml = render(&args, now()).unwrap();
+    assert!(yaml.contains("namespace: shop"), "{yaml}");
+    assert!(!yaml.contains("ownerReferences"), "{yaml}");
+}

@@ -28,6 +28,8 @@ pub(crate) struct NamespaceTemplates {
 pub(crate) struct Exempt {
     pub mtls: bool,
     pub network: bool,
+    /// Exempt from at least one control, generated or not.
+    pub any: bool,
 }
 
 impl NamespaceTemplates {
@@ -100,9 +102,18 @@ impl NamespaceTemplates {
 
 /// The active exemptions of `namespace`, as `Baseline::exemption` defines them.
 pub(crate) fn exempt(baseline: &Baseline, namespace: &str, now: jiff::Timestamp) -> Exempt {
+    let active = |c| baseline.is_exempt(namespace, c, now);
     Exempt {
-        mtls: baseline.is_exempt(namespace, Control::Mtls, now),
-        network: baseline.is_exempt(namespace, Control::Network, now),
+        mtls: active(Control::Mtls),
+        network: active(Control::Network),
+        any: [
+            Control::Mtls,
+            Control::Authorization,
+            Control::Network,
+            Control::Workloads,
+        ]
+        .into_iter()
+        .any(active),
     }
 }
 
