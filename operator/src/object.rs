@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Labels every generated object carries.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -97,20 +98,99 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// A generated object: its key and the full manifest to apply (apiVersion, kind, metadata
-/// with labels and ownerReferences, spec). The manifest holds exactly the fields the
-/// operator owns.
+/// `metadata.labels` and `metadata.ownerReferences` of the generated objects: the same for
+/// every object of one baseline, so built once per compile and shared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedMeta {
+    pub labels: BTreeMap<String, String>,
+    /// Absent without a baseline uid (render, tests): then GitOps owns the lifecycle.
+    pub owner_references: Option<Value>,
+}
+
+/// A generated object: its key, the metadata the operator owns, and its spec. Specs are shared
+/// between the namespaces where they are identical (most are), which keeps compiling 10,000
+/// namespaces to a few allocations each; the full manifest is built only when written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredObject {
     pub key: ObjectKey,
-    pub manifest: Value,
+    pub meta: Arc<OwnedMeta>,
+    pub spec: Arc<Value>,
 }
 
 impl DesiredObject {
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        self.manifest
-            .pointer("/metadata/labels")
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
-            .unwrap_or_default()
+    /// The manifest to apply: exactly the fields the operator owns (apiVersion, kind,
+    /// metadata.{name,namespace,labels,ownerReferences}, spec).
+    pub fn manifest(&self) -> Value {
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), Value::String(self.key.name.clone()));
+        metadata.insert(
+            "namespace".into(),
+            Value::String(self.key.namespace.clone()),
+        );
+        let labels = self
+            .meta
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        metadata.insert("labels".into(), Value::Object(labels));
+        if let Some(refs) = &self.meta.owner_references {
+            metadata.insert("ownerReferences".into(), refs.clone());
+        }
+        let mut manifest = Map::new();
+        manifest.insert(
+            "apiVersion".into(),
+            Value::String(self.key.kind.api_version()),
+        );
+        manifest.insert("kind".into(), Value::String(self.key.kind.name().into()));
+        manifest.insert("metadata".into(), Value::Object(metadata));
+        manifest.insert("spec".into(), (*self.spec).clone());
+        Value::Object(manifest)
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.meta.labels
+    }
+
+    /// Whether `observed` (the object as the API server returns it) already holds every field
+    /// the operator owns, with the same values. Fields the server or others added don't count.
+    pub fn is_satisfied_by(&self, observed: &Value) -> bool {
+        let meta = observed.get("metadata");
+        let labels_ok = self.meta.labels.iter().all(|(k, v)| {
+            meta.and_then(|m| {
+                m.pointer(&format!(
+                    "/labels/{}",
+                    k.replace('~', "~0").replace('/', "~1")
+                ))
+            })
+            .and_then(Value::as_str)
+                == Some(v.as_str())
+        });
+        let owners_ok = match &self.meta.owner_references {
+            None => true,
+            Some(refs) => meta
+                .and_then(|m| m.get("ownerReferences"))
+                .is_some_and(|o| is_subset(refs, o)),
+        };
+        labels_ok
+            && owners_ok
+            && observed
+                .get("spec")
+                .is_some_and(|o| is_subset(&self.spec, o))
+    }
+}
+
+/// `desired` is contained in `observed`: maps by key (extra keys in `observed` allowed), lists
+/// element by element with equal length (the API server adds defaults inside elements but
+/// never adds elements to lists we own), scalars equal.
+pub fn is_subset(desired: &Value, observed: &Value) -> bool {
+    match (desired, observed) {
+        (Value::Object(d), Value::Object(o)) => d
+            .iter()
+            .all(|(k, dv)| o.get(k).is_some_and(|ov| is_subset(dv, ov))),
+        (Value::Array(d), Value::Array(o)) => {
+            d.len() == o.len() && d.iter().zip(o).all(|(dv, ov)| is_subset(dv, ov))
+        }
+        (d, o) => d == o,
     }
 }

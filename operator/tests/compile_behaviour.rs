@@ -58,7 +58,8 @@ fn labels_and_owner_reference() {
     let c = run(&b, &inventory(&["shop"]));
     assert!(!c.objects.is_empty());
     for o in &c.objects {
-        let meta = o.manifest["metadata"].as_object().unwrap();
+        let manifest = o.manifest();
+        let meta = manifest["metadata"].as_object().unwrap();
         assert_eq!(meta["name"], o.key.name.as_str());
         assert_eq!(meta["namespace"], o.key.namespace.as_str());
         assert_eq!(
@@ -71,17 +72,18 @@ fn labels_and_owner_reference() {
                     "name": "default", "uid": "1234-abcd", "controller": true}])
         );
         assert_eq!(meta.len(), 4, "only owned metadata fields: {meta:?}");
-        let top: Vec<&String> = o.manifest.as_object().unwrap().keys().collect();
+        let manifest = o.manifest();
+        let top: Vec<&String> = manifest.as_object().unwrap().keys().collect();
         assert_eq!(top, ["apiVersion", "kind", "metadata", "spec"]);
-        assert_eq!(o.manifest["apiVersion"], o.key.kind.api_version());
-        assert_eq!(o.manifest["kind"], o.key.kind.name());
+        assert_eq!(o.manifest()["apiVersion"], o.key.kind.api_version());
+        assert_eq!(o.manifest()["kind"], o.key.kind.name());
     }
     // Without a uid (render) there is no ownerReference.
     let c = run(&baseline(SELECT), &inventory(&["shop"]));
     assert!(c
         .objects
         .iter()
-        .all(|o| o.manifest["metadata"].get("ownerReferences").is_none()));
+        .all(|o| o.manifest()["metadata"].get("ownerReferences").is_none()));
 }
 
 #[test]

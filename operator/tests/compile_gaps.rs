@@ -94,7 +94,7 @@ fn g4_network_policy_allows_only_tcp_besides_dns() {
                 assert_eq!(port["protocol"], "TCP", "{mode}: {rule}");
             }
         }
-        let udp: Vec<_> = egress_ports_protocols(np)
+        let udp: Vec<_> = egress_ports_protocols(&np)
             .into_iter()
             .filter(|(p, _)| p != "TCP")
             .collect();

@@ -111,7 +111,9 @@ fn network_policy_round_trip_catches_unknown_fields() {
         .unwrap();
     assert_k8s_round_trip(np);
     let mut broken = np.clone();
-    broken.manifest["spec"]["egress"][0]["too"] = json!([]);
+    let mut spec = (*broken.spec).clone();
+    spec["egress"][0]["too"] = json!([]);
+    broken.spec = std::sync::Arc::new(spec);
     let caught = std::panic::catch_unwind(|| assert_k8s_round_trip(&broken));
     assert!(caught.is_err());
 }

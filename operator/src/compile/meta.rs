@@ -1,26 +1,28 @@
 //! Metadata shared by every generated object: labels and the ownerReference, built once per
-//! compile and cloned into each object.
+//! compile and shared by every object.
 
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
 
 use crate::api::baseline::API_VERSION;
 use crate::api::Baseline;
 use crate::object::{
-    DesiredObject, Kind, ObjectKey, BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    DesiredObject, Kind, ObjectKey, OwnedMeta, BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 
-/// Builds manifests holding exactly the fields the operator owns.
+/// Builds objects holding exactly the fields the operator owns.
 pub(crate) struct ObjectFactory {
-    labels: Value,
-    owner_references: Option<Value>,
+    meta: Arc<OwnedMeta>,
 }
 
 impl ObjectFactory {
     pub(crate) fn new(baseline: &Baseline) -> Self {
-        let labels = json!({
-            MANAGED_BY_LABEL: MANAGED_BY_VALUE,
-            BASELINE_LABEL: baseline.name,
-        });
+        let labels = BTreeMap::from([
+            (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+            (BASELINE_LABEL.to_string(), baseline.name.clone()),
+        ]);
         // Without a uid (render, tests) there is nothing to point at; GitOps tools then own
         // the objects' lifecycle instead of the garbage collector.
         let owner_references = baseline.uid.as_ref().map(|uid| {
@@ -33,38 +35,29 @@ impl ObjectFactory {
             }])
         });
         ObjectFactory {
-            labels,
-            owner_references,
+            meta: Arc::new(OwnedMeta {
+                labels,
+                owner_references,
+            }),
         }
     }
 
-    /// A complete manifest for `kind` `namespace`/`name` with `spec`.
+    /// The object `kind` `namespace`/`name` with `spec` (shared where it is the same).
     pub(crate) fn object(
         &self,
         kind: Kind,
         namespace: &str,
         name: &str,
-        spec: Value,
+        spec: Arc<Value>,
     ) -> DesiredObject {
-        let mut metadata = Map::new();
-        metadata.insert("name".into(), Value::String(name.into()));
-        metadata.insert("namespace".into(), Value::String(namespace.into()));
-        metadata.insert("labels".into(), self.labels.clone());
-        if let Some(refs) = &self.owner_references {
-            metadata.insert("ownerReferences".into(), refs.clone());
-        }
-        let mut manifest = Map::new();
-        manifest.insert("apiVersion".into(), Value::String(kind.api_version()));
-        manifest.insert("kind".into(), Value::String(kind.name().into()));
-        manifest.insert("metadata".into(), Value::Object(metadata));
-        manifest.insert("spec".into(), spec);
         DesiredObject {
             key: ObjectKey {
                 kind,
                 namespace: namespace.into(),
                 name: name.into(),
             },
-            manifest: Value::Object(manifest),
+            meta: Arc::clone(&self.meta),
+            spec,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! compile; only the DestinationRule host differs between namespaces.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -14,9 +15,9 @@ use crate::object::{DesiredObject, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// The namespace-independent parts, built once.
 pub(crate) struct NamespaceTemplates {
-    deny_plaintext: Option<Value>,
+    deny_plaintext: Option<Arc<Value>>,
     destination_rules: bool,
-    network_policy: Option<Value>,
+    network_policy: Option<Arc<Value>>,
     /// `.svc.<clusterDomain>`, appended to `*.<ns>` for the DestinationRule host.
     host_suffix: String,
     /// Namespaces where a tenant DestinationRule already has the wildcard host (G9).
@@ -39,15 +40,17 @@ impl NamespaceTemplates {
             // No selector and no `to`: every workload and every port, including ports no
             // Service declares (G2). Plaintext has no principal, so `notPrincipals: ["*"]`
             // matches exactly the requests without mTLS (G1).
-            json!({
+            Arc::new(json!({
                 "action": "DENY",
                 "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}],
-            })
+            }))
         });
-        let network_policy = baseline
-            .network
-            .tcp_only
-            .then(|| super::network::baseline_spec(&baseline.network, &baseline.root_namespace));
+        let network_policy = baseline.network.tcp_only.then(|| {
+            Arc::new(super::network::baseline_spec(
+                &baseline.network,
+                &baseline.root_namespace,
+            ))
+        });
         NamespaceTemplates {
             deny_plaintext,
             destination_rules: mtls.destination_rules,
@@ -74,7 +77,7 @@ impl NamespaceTemplates {
                     Kind::AuthorizationPolicy,
                     namespace,
                     names::DENY_PLAINTEXT,
-                    spec.clone(),
+                    Arc::clone(spec),
                 ));
             }
             if self.destination_rules && !self.tenant_covered.contains(namespace) {
@@ -83,7 +86,9 @@ impl NamespaceTemplates {
                     Kind::DestinationRule,
                     namespace,
                     names::MTLS_DESTINATION_RULE,
-                    json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+                    Arc::new(
+                        json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+                    ),
                 ));
             }
         }
@@ -93,7 +98,7 @@ impl NamespaceTemplates {
                     Kind::NetworkPolicy,
                     namespace,
                     names::BASELINE_NETWORK_POLICY,
-                    spec.clone(),
+                    Arc::clone(spec),
                 ));
             }
         }

@@ -1,5 +1,7 @@
 //! Root-namespace objects: they apply mesh-wide and live where tenants have no rights.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use super::meta::ObjectFactory;
@@ -18,14 +20,14 @@ pub(crate) fn objects(baseline: &Baseline, factory: &ObjectFactory, out: &mut Ve
         Kind::PeerAuthentication,
         root,
         names::MESH_PEER_AUTHENTICATION,
-        json!({"mtls": {"mode": mode}}),
+        Arc::new(json!({"mtls": {"mode": mode}})),
     ));
     for rule in &baseline.deny_rules {
         out.push(factory.object(
             Kind::AuthorizationPolicy,
             root,
             &names::deny_rule_name(&rule.name),
-            deny_rule_spec(rule),
+            Arc::new(deny_rule_spec(rule)),
         ));
     }
     if baseline.network.control_plane.enabled {
@@ -33,7 +35,7 @@ pub(crate) fn objects(baseline: &Baseline, factory: &ObjectFactory, out: &mut Ve
             Kind::NetworkPolicy,
             root,
             names::ISTIOD_NETWORK_POLICY,
-            super::network::istiod_spec(&baseline.network),
+            Arc::new(super::network::istiod_spec(&baseline.network)),
         ));
     }
     if baseline.network.egress.registry_only {
@@ -42,7 +44,7 @@ pub(crate) fn objects(baseline: &Baseline, factory: &ObjectFactory, out: &mut Ve
             Kind::Sidecar,
             root,
             names::REGISTRY_ONLY_SIDECAR,
-            json!({"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}),
+            Arc::new(json!({"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}})),
         ));
     }
 }

@@ -68,14 +68,14 @@ pub fn run(b: &Baseline, inv: &Inventory) -> Compiled {
     compile(b, inv, &Scope::default(), now())
 }
 
-pub fn find<'a>(c: &'a Compiled, kind: Kind, ns: &str, name: &str) -> Option<&'a Value> {
+pub fn find(c: &Compiled, kind: Kind, ns: &str, name: &str) -> Option<Value> {
     c.objects
         .iter()
         .find(|o| o.key.kind == kind && o.key.namespace == ns && o.key.name == name)
-        .map(|o| &o.manifest)
+        .map(|o| o.manifest())
 }
 
-pub fn get<'a>(c: &'a Compiled, kind: Kind, ns: &str, name: &str) -> &'a Value {
+pub fn get(c: &Compiled, kind: Kind, ns: &str, name: &str) -> Value {
     find(c, kind, ns, name).unwrap_or_else(|| panic!("no {kind} {ns}/{name} in {:#?}", keys(c)))
 }
 
@@ -165,12 +165,13 @@ impl IstioSchemas {
     }
 
     pub fn assert_valid(&self, object: &DesiredObject) {
-        let errors = self.errors(&object.manifest);
+        let manifest = object.manifest();
+        let errors = self.errors(&manifest);
         assert!(
             errors.is_empty(),
             "{} does not validate against Istio's schema: {errors:#?}\n{:#}",
             object.key,
-            object.manifest
+            manifest
         );
     }
 }
@@ -205,10 +206,14 @@ fn close_objects(schema: &mut Value) {
 pub fn assert_k8s_round_trip(object: &DesiredObject) {
     assert_eq!(object.key.kind, Kind::NetworkPolicy);
     let np: k8s_openapi::api::networking::v1::NetworkPolicy =
-        serde_json::from_value(object.manifest.clone())
-            .unwrap_or_else(|e| panic!("{}: {e}", object.key));
+        serde_json::from_value(object.manifest()).unwrap_or_else(|e| panic!("{}: {e}", object.key));
     let back = serde_json::to_value(&np).unwrap();
-    assert_eq!(back, object.manifest, "{} does not round-trip", object.key);
+    assert_eq!(
+        back,
+        object.manifest(),
+        "{} does not round-trip",
+        object.key
+    );
 }
 
 /// Validates every object of `compiled` by its kind.
