@@ -16,6 +16,8 @@ pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
 
 /// A mesh-wide security baseline for an Istio service mesh.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Repeated `printcolumn(type_ = ...)` keys are how kube's derive takes columns.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "meshbaseline.dev",
     version = "v1alpha1",

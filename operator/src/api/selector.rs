@@ -80,7 +80,7 @@ fn check_label_key(key: &str, path: &str, errs: &mut FieldErrors) {
         None => (None, key),
     };
     let name_ok = !name.is_empty() && name.len() <= 63 && is_label_token(name);
-    let prefix_ok = prefix.is_none_or(|p| super::model::is_dns1123_subdomain(p));
+    let prefix_ok = prefix.is_none_or(super::model::is_dns1123_subdomain);
     if !name_ok || !prefix_ok {
         errs.push(
             path.to_string(),
