@@ -138,10 +138,25 @@ fn bench(c: &mut Criterion) {
         "audit: {NAMESPACES} namespaces, {} pods, {findings} findings",
         inv.pods.len()
     );
+    let pods_only = Inventory {
+        namespaces: inv.namespaces.clone(),
+        pods: inv.pods.clone(),
+        ..Inventory::default()
+    };
+    let policies_only = Inventory {
+        pods: Vec::new(),
+        ..inv.clone()
+    };
     let mut group = c.benchmark_group("audit");
     group.sample_size(10);
     group.bench_function("10k_namespaces_100k_pods", |b| {
         b.iter(|| audit(black_box(&baseline), black_box(&inv), now))
+    });
+    group.bench_function("pods_only", |b| {
+        b.iter(|| audit(black_box(&baseline), black_box(&pods_only), now))
+    });
+    group.bench_function("policies_only", |b| {
+        b.iter(|| audit(black_box(&baseline), black_box(&policies_only), now))
     });
     group.finish();
 }

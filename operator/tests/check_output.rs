@@ -246,6 +246,11 @@ fn fail_on_decides_the_exit_code() {
     );
     let (code, out, _) = run_to_string(&args(Format::Table, vec![clean]));
     assert_eq!((code.unwrap(), out.as_str()), (0, "No findings.\n"));
+    // An empty directory is readable: no findings, but a warning.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_to_string(&args(Format::Table, vec![empty.path().to_path_buf()]));
+    assert_eq!(code.unwrap(), 0);
+    assert!(err.contains("no Kubernetes objects found"), "{err}");
 }
 
 #[test]

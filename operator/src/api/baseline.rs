@@ -18,6 +18,8 @@ pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
 // Every printer column repeats `type_`; clippy mistakes that for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Repeated `printcolumn(type_ = ...)` keys are how kube's derive takes columns.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "meshbaseline.dev",
     version = "v1alpha1",

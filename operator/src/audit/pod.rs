@@ -15,8 +15,13 @@ fn is_istio(c: &ContainerInfo) -> bool {
     ISTIO_CONTAINERS.contains(&c.name.as_str())
 }
 
-fn describe(pod: &PodInfo) -> String {
-    format!("{} {}/{}", pod.kind, pod.namespace, pod.name)
+/// "Kind namespace/name", formatted only when a finding needs it.
+struct Who<'a>(&'a PodInfo);
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.0.kind, self.0.namespace, self.0.name)
+    }
 }
 
 fn cap_matches(cap: &str) -> bool {
@@ -26,10 +31,17 @@ fn cap_matches(cap: &str) -> bool {
 }
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    // Pods come grouped by namespace: remember the last namespace's answer.
+    let mut last: Option<(&str, bool)> = None;
     for pod in &ctx.inventory.pods {
         let ns = pod.namespace.as_str();
-        // All pod rules share the Workloads control.
-        if !ctx.applies(ns, Rule::MB501) {
+        let applies = match last {
+            Some((prev, applies)) if prev == ns => applies,
+            // All pod rules share the Workloads control.
+            _ => ctx.applies(ns, Rule::MB501),
+        };
+        last = Some((ns, applies));
+        if !applies {
             continue;
         }
         let mut push = |rule: Rule, message: String, fix: &str| {
@@ -42,11 +54,10 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 fix.to_string(),
             ));
         };
-        let who = describe(pod);
-        let apps: Vec<&ContainerInfo> = pod.containers.iter().filter(|c| !is_istio(c)).collect();
+        let who = Who(pod);
+        let apps = || pod.containers.iter().filter(|c| !is_istio(c));
 
-        let proxy_ids: Vec<String> = apps
-            .iter()
+        let proxy_ids: Vec<String> = apps()
             .filter_map(|c| {
                 let uid = c.run_as_user.or(pod.run_as_user) == Some(PROXY_UID);
                 let gid = c.run_as_group.or(pod.run_as_group) == Some(PROXY_UID);
@@ -69,8 +80,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             );
         }
 
-        let powerful: Vec<String> = apps
-            .iter()
+        let powerful: Vec<String> = apps()
             .filter_map(|c| {
                 let mut what: Vec<String> = c
                     .added_capabilities

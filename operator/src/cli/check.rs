@@ -144,6 +144,12 @@ pub fn run(
     for e in &report.errors {
         writeln!(err, "warning: skipped {e}")?;
     }
+    if report.loaded.documents == 0 {
+        writeln!(
+            err,
+            "warning: no Kubernetes objects found in the given paths"
+        )?;
+    }
     let text = match args.format {
         Format::Table => render_table(&report, args.fail_on),
         Format::Json => render_json(&report),
