@@ -10,3 +10,4 @@ pub mod compile;
 pub mod inventory;
 pub mod manifests;
 pub mod object;
+pub mod plan;
