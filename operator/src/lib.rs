@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod compile;
+pub mod controller;
 pub mod inventory;
 pub mod manifests;
 pub mod object;

@@ -23,12 +23,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run the operator.
+    Run(meshbaseline::cli::run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crdgen { out } => crdgen(out),
+        Command::Run(args) => meshbaseline::cli::run::run(args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

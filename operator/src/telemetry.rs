@@ -66,7 +66,11 @@ impl Metrics {
         let protected_namespaces = Gauge::default();
         let leader = Gauge::default();
         // prometheus-client appends `_total` to counters itself.
-        registry.register("meshbaseline_reconciles", "Reconciles by result", reconciles.clone());
+        registry.register(
+            "meshbaseline_reconciles",
+            "Reconciles by result",
+            reconciles.clone(),
+        );
         registry.register(
             "meshbaseline_reconcile_errors",
             "Failed reconciles by reason",
@@ -157,16 +161,15 @@ impl Metrics {
     /// `verb` in {apply, delete, status, event}.
     pub fn api_write(&self, verb: &'static str, kind: &str) {
         self.api_writes
-            .get_or_create(&vec![("verb", verb.to_string()), ("kind", kind.to_string())])
+            .get_or_create(&vec![
+                ("verb", verb.to_string()),
+                ("kind", kind.to_string()),
+            ])
             .inc();
     }
 
     /// Replace one baseline's figures (`None`: the baseline is gone) and recompute the gauges.
-    pub fn set_baseline(
-        &self,
-        name: &str,
-        figures: Option<(&[Finding], usize, usize)>,
-    ) {
+    pub fn set_baseline(&self, name: &str, figures: Option<(&[Finding], usize, usize)>) {
         let Ok(mut per) = self.per_baseline.lock() else {
             return; // poisoned by a panic elsewhere: metrics are best effort
         };
@@ -313,7 +316,10 @@ mod tests {
         m.tenant_reverted("PeerAuthentication");
         m.api_write("apply", "NetworkPolicy");
         m.leader.set(1);
-        m.set_baseline("b", Some((&[finding(Rule::MB501), finding(Rule::MB501)], 3, 1)));
+        m.set_baseline(
+            "b",
+            Some((&[finding(Rule::MB501), finding(Rule::MB501)], 3, 1)),
+        );
         let text = m.encode();
         for line in [
             "meshbaseline_reconciles_total{result=\"success\"} 1",

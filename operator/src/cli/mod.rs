@@ -1,3 +1,4 @@
 //! The offline commands: `render`, `check`, `crdgen`.
 
 pub mod crdgen;
+pub mod run;
