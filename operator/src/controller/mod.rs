@@ -9,6 +9,9 @@ mod ratelimit;
 mod reconcile;
 mod watch;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
