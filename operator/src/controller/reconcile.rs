@@ -38,6 +38,8 @@ struct BaselineState {
     seen: BTreeSet<FindingId>,
     /// The status we last wrote: the watch may not have delivered it yet.
     last_status: Option<MeshBaselineStatus>,
+    /// Istio kinds missing at the last successful reconcile.
+    last_missing: BTreeSet<Kind>,
     failures: u32,
 }
 
@@ -75,6 +77,8 @@ pub struct Ctx {
     /// (uid, generation, creation) per baseline: a change re-reconciles every baseline
     /// (overlaps), status-only updates do not.
     identities: Mutex<BTreeMap<String, String>>,
+    /// Generated objects changed by someone else since the baseline's last reconcile.
+    dirty: Mutex<HashMap<String, BTreeSet<ObjectKey>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,11 +136,12 @@ impl Ctx {
             state: Mutex::new(HashMap::new()),
             inventory: Mutex::new(None),
             identities: Mutex::new(BTreeMap::new()),
+            dirty: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A change in a kind cache: generated objects go to their baseline at once; tenant
-    /// objects change the inventory. Edits of generated objects do not invalidate compile and
+    /// A change in a kind cache: generated objects go to their baseline at once (unless the
+    /// change is our own write, `trigger == false`); tenant objects change the inventory. Edits of generated objects do not invalidate compile and
     /// audit results (they are repaired, not audited).
     pub fn kind_changed(
         &self,
@@ -147,12 +152,23 @@ impl Ctx {
         trigger: bool,
     ) {
         let touched = self.generated.update(kind, key, old, new);
-        if !trigger {
-            return;
+        if trigger && !touched.is_empty() {
+            let okey = ObjectKey {
+                kind,
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+            };
+            let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+            for b in &touched {
+                dirty.entry(b.clone()).or_default().insert(okey.clone());
+            }
+            drop(dirty);
+            for b in &touched {
+                self.triggers.baseline(b);
+            }
         }
-        for b in &touched {
-            self.triggers.baseline(b);
-        }
+        // Also after our own write (a revert): the audit must see the tenant object as it is
+        // now, or a cached finding would plan the same revert again.
         fn tenant(e: Option<&KindEntry>) -> Option<&Option<Typed>> {
             e.filter(|e| e.generated.is_none()).map(|e| &e.typed)
         }
@@ -319,6 +335,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
     let name = mb.name_any();
     let uid = mb.metadata.uid.clone();
     let validated: Result<Baseline, InvalidBaseline> = Baseline::try_from(mb.as_ref());
+    let dirty = ctx
+        .dirty
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&name)
+        .unwrap_or_default();
 
     let (plan, computed, next_expiry) = {
         let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -342,6 +364,17 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         let no_inventory = Inventory::default();
         let missing = ctx.istio_missing();
         let previous = state.last_status.clone().or_else(|| mb.status.clone());
+        // Drift fast path: when nothing but generated objects changed since a successful
+        // reconcile with the same compile output, only those objects need comparing.
+        let fast = state.failures == 0
+            && state.last_status.is_some()
+            && state.last_missing == missing
+            && computed.as_ref().is_some_and(|c| {
+                state
+                    .previous_compiled
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(p, &c.compiled))
+            });
         let spec = match &validated {
             Ok(b) => Spec::Valid(b),
             Err(e) => Spec::Invalid(e),
@@ -361,10 +394,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 previous: previous.as_ref(),
                 previous_compiled: state.previous_compiled.as_deref(),
                 previous_findings: &state.seen,
+                only: fast.then_some(&dirty),
                 now,
             })
         });
         let next_expiry = computed.as_ref().and_then(|c| c.valid_until);
+        state.last_missing = missing;
         ctx.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
