@@ -97,7 +97,8 @@ fn bench(c: &mut Criterion) {
     let resolved = Resolved::default();
     let missing = BTreeSet::new();
     let seen = BTreeSet::new();
-    let input = |observed| PlanInput {
+    let changed = BTreeSet::from([gone.clone()]);
+    let input = |observed, only| PlanInput {
         name: "default",
         uid: Some("u1"),
         generation: Some(1),
@@ -111,15 +112,22 @@ fn bench(c: &mut Criterion) {
         previous: None,
         previous_compiled: Some(&compiled),
         previous_findings: &seen,
-        only: None,
+        only,
         now: Timestamp::UNIX_EPOCH,
     };
     c.bench_function("plan 10k namespaces, steady state", |b| {
-        b.iter(|| plan(&input(&observed)))
+        b.iter(|| plan(&input(&observed, None)))
     });
     c.bench_function("plan 10k namespaces, one object deleted", |b| {
         b.iter(|| {
-            let p = plan(&input(&drifted));
+            let p = plan(&input(&drifted, None));
+            assert_eq!(p.applies.len(), 1);
+            p
+        })
+    });
+    c.bench_function("plan 10k namespaces, one object deleted, fast path", |b| {
+        b.iter(|| {
+            let p = plan(&input(&drifted, Some(&changed)));
             assert_eq!(p.applies.len(), 1);
             p
         })

@@ -763,7 +763,7 @@ fn fast_path_compares_only_the_changed_keys() {
         p.applies.iter().map(|a| &a.key).collect::<Vec<_>>(),
         [&np.key]
     );
-    assert_eq!(p.deletes, [stale.key.clone()]);
+    assert_eq!(p.deletes, std::slice::from_ref(&stale.key));
     // The complete merge finds the same and more.
     case.only = None;
     let p = case.run();
