@@ -119,9 +119,15 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         burst: 1000,
         ..Config::default()
     };
-    let task = tokio::spawn(run(client, config, async move {
-        let _ = stop_rx.await;
-    }));
+    let metrics = Arc::new(Metrics::new());
+    let task = tokio::spawn(run_with_metrics(
+        client,
+        config,
+        metrics.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let status = wait_for(&log, |s| s.path.ends_with("/status")).await;
     assert_eq!(status.method, "PATCH");
@@ -141,6 +147,16 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
     assert_eq!(status.body["status"]["observedGeneration"], 2);
     let event = wait_for(&log, |s| s.path.ends_with("/events")).await;
     assert_eq!(event.body["reason"], "InvalidSpec");
+    let text = metrics.encode();
+    assert!(
+        text.contains("meshbaseline_reconcile_errors_total{reason=\"invalid_spec\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("meshbaseline_api_writes_total{verb=\"status\",kind=\"MeshBaseline\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("meshbaseline_leader 1"), "{text}");
 
     // The watches the shell opens: the generated kinds are one watch each, Istio kinds only
     // once their CRD exists (it does not here).
