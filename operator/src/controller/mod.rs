@@ -3,6 +3,7 @@
 //! the plan through the one executor.
 
 mod cache;
+mod execute;
 pub mod executor;
 mod objects;
 mod ratelimit;
