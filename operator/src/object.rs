@@ -151,46 +151,4 @@ impl DesiredObject {
     pub fn labels(&self) -> &BTreeMap<String, String> {
         &self.meta.labels
     }
-
-    /// Whether `observed` (the object as the API server returns it) already holds every field
-    /// the operator owns, with the same values. Fields the server or others added don't count.
-    pub fn is_satisfied_by(&self, observed: &Value) -> bool {
-        let meta = observed.get("metadata");
-        let labels_ok = self.meta.labels.iter().all(|(k, v)| {
-            meta.and_then(|m| {
-                m.pointer(&format!(
-                    "/labels/{}",
-                    k.replace('~', "~0").replace('/', "~1")
-                ))
-            })
-            .and_then(Value::as_str)
-                == Some(v.as_str())
-        });
-        let owners_ok = match &self.meta.owner_references {
-            None => true,
-            Some(refs) => meta
-                .and_then(|m| m.get("ownerReferences"))
-                .is_some_and(|o| is_subset(refs, o)),
-        };
-        labels_ok
-            && owners_ok
-            && observed
-                .get("spec")
-                .is_some_and(|o| is_subset(&self.spec, o))
-    }
-}
-
-/// `desired` is contained in `observed`: maps by key (extra keys in `observed` allowed), lists
-/// element by element with equal length (the API server adds defaults inside elements but
-/// never adds elements to lists we own), scalars equal.
-pub fn is_subset(desired: &Value, observed: &Value) -> bool {
-    match (desired, observed) {
-        (Value::Object(d), Value::Object(o)) => d
-            .iter()
-            .all(|(k, dv)| o.get(k).is_some_and(|ov| is_subset(dv, ov))),
-        (Value::Array(d), Value::Array(o)) => {
-            d.len() == o.len() && d.iter().zip(o).all(|(dv, ov)| is_subset(dv, ov))
-        }
-        (d, o) => d == o,
-    }
 }
