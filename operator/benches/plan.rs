@@ -3,97 +3,63 @@
 //! drift-repair path in the controller, which reuses compile and audit results.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jiff::Timestamp;
 use meshbaseline::api::{Baseline, MeshBaseline, MeshBaselineSpec};
-use meshbaseline::compile::Compiled;
-use meshbaseline::inventory::Inventory;
-use meshbaseline::object::{
-    DesiredObject, Kind, ObjectKey, OwnedMeta, BASELINE_LABEL, MANAGED_BY_LABEL,
-};
+use meshbaseline::compile::{compile, Compiled, Scope};
+use meshbaseline::inventory::{Inventory, NamespaceInfo};
+use meshbaseline::object::ObjectKey;
 use meshbaseline::plan::{plan, Observed, PlanInput, Resolved, Spec};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const NAMESPACES: usize = 10_000;
 
-fn desired(kind: Kind, ns: &str, name: &str, spec: Value) -> DesiredObject {
-    DesiredObject {
-        key: ObjectKey {
-            kind,
-            namespace: ns.into(),
-            name: name.into(),
-        },
-        meta: Arc::new(OwnedMeta {
-            labels: BTreeMap::from([
-                (MANAGED_BY_LABEL.to_string(), "meshbaseline".to_string()),
-                (BASELINE_LABEL.to_string(), "default".to_string()),
-            ]),
-            owner_references: Some(json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
-                "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}])),
-        }),
-        spec: Arc::new(spec),
-    }
-}
-
-fn world() -> (Baseline, Compiled, BTreeMap<ObjectKey, Observed>) {
-    let spec: MeshBaselineSpec = serde_json::from_value(json!({})).unwrap();
+fn world() -> (Baseline, Inventory, Compiled, BTreeMap<ObjectKey, Observed>) {
+    let spec: MeshBaselineSpec = serde_json::from_value(json!({
+        "network": {"egress": {"mode": "AllowList", "allowCidrs": ["10.20.0.0/16", "2001:db8::/32"],
+            "egressGateway": {"namespace": "istio-system", "podSelector": {"istio": "egressgateway"}}},
+            "controlPlane": {"monitoringNamespaces": ["monitoring"]}}
+    }))
+    .unwrap();
     let mut mb = MeshBaseline::new("default", spec);
     mb.metadata.uid = Some("u1".into());
     let baseline = Baseline::try_from(&mb).unwrap();
-    let mut objects = Vec::new();
+    let mut inventory = Inventory::default();
     for i in 0..NAMESPACES {
-        let ns = format!("tenant-{i:05}");
-        objects.push(desired(
-            Kind::AuthorizationPolicy,
-            &ns,
-            "meshbaseline-deny-plaintext",
-            json!({"action": "DENY", "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}]}),
-        ));
-        objects.push(desired(Kind::DestinationRule, &ns, "meshbaseline-mtls",
-            json!({"host": format!("*.{ns}.svc.cluster.local"), "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}})));
-        objects.push(desired(Kind::NetworkPolicy, &ns, "meshbaseline-baseline", json!({
-            "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"ports": [{"protocol": "TCP"}]}],
-            "egress": [
-                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                {"to": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP"}]}]})));
+        let name = format!("tenant-{i:05}");
+        inventory.namespaces.insert(
+            name.clone(),
+            NamespaceInfo {
+                name,
+                labels: BTreeMap::new(),
+            },
+        );
     }
-    objects.sort_by(|a, b| a.key.cmp(&b.key));
-    let observed = objects
+    let compiled = compile(
+        &baseline,
+        &inventory,
+        &Scope::default(),
+        Timestamp::UNIX_EPOCH,
+    );
+    // What the API server returns: our manifest plus fields of its own.
+    let observed = compiled
+        .objects
         .iter()
         .map(|d| {
             let mut m = d.manifest();
             m["metadata"]["uid"] = json!("x");
             m["metadata"]["resourceVersion"] = json!("1");
             m["metadata"]["generation"] = json!(1);
-            (
-                d.key.clone(),
-                Observed {
-                    manifest: m,
-                    owner_uid: Some("u1".into()),
-                    labels: d.labels().clone(),
-                },
-            )
+            let o = Observed::new(m, Some("u1".into()), d.labels().clone());
+            (d.key.clone(), o)
         })
         .collect();
-    let protected = (0..NAMESPACES).map(|i| format!("tenant-{i:05}")).collect();
-    (
-        baseline,
-        Compiled {
-            objects,
-            protected,
-            exempt: Vec::new(),
-        },
-        observed,
-    )
+    (baseline, inventory, compiled, observed)
 }
 
 fn bench(c: &mut Criterion) {
-    let (baseline, compiled, observed) = world();
+    let (baseline, namespaces, compiled, observed) = world();
     let mut drifted = observed.clone();
     let gone = compiled.objects[NAMESPACES].key.clone();
     drifted.remove(&gone);
@@ -121,6 +87,23 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("plan 10k namespaces, steady state", |b| {
         b.iter(|| plan(&input(&observed, None)))
+    });
+    // DESIGN §7: compile + plan for 10,000 namespaces under 20 ms.
+    c.bench_function("compile + plan 10k namespaces, steady state", |b| {
+        b.iter(|| {
+            let compiled = compile(
+                &baseline,
+                &namespaces,
+                &Scope::default(),
+                Timestamp::UNIX_EPOCH,
+            );
+            let p = plan(&PlanInput {
+                compiled: &compiled,
+                ..input(&observed, None)
+            });
+            assert!(p.applies.is_empty());
+            p
+        })
     });
     c.bench_function("plan 10k namespaces, one object deleted", |b| {
         b.iter(|| {

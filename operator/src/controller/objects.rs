@@ -63,14 +63,7 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
         let mut manifest = full.clone();
         remove_managed_fields(&mut manifest);
         let baseline = labels.get(BASELINE_LABEL).cloned().unwrap_or_default();
-        Some((
-            baseline,
-            Observed {
-                manifest,
-                owner_uid,
-                labels,
-            },
-        ))
+        Some((baseline, Observed::new(manifest, owner_uid, labels)))
     } else {
         None
     };

@@ -6,14 +6,15 @@ mod revert;
 pub mod status;
 mod subset;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::Value;
 
 pub use overlap::{resolve_overlaps, Resolved};
 pub use revert::{Fight, Revert, REVERTED_ANNOTATION};
-pub use subset::is_subset;
+pub use subset::{fingerprint, is_subset, owned_fingerprint};
 
 use crate::api::baseline::{MeshBaselineStatus, Mode, NamespaceCounts, TenantOverrides};
 use crate::api::model::InvalidBaseline;
@@ -21,7 +22,7 @@ use crate::api::Baseline;
 use crate::audit::Finding;
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
-use crate::object::{DesiredObject, Kind, ObjectKey, BASELINE_LABEL};
+use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta, BASELINE_LABEL};
 use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING};
 
 /// At most this many "new finding" events per reconcile; the rest are only in the status.
@@ -33,6 +34,27 @@ pub struct Observed {
     pub manifest: Value,
     pub owner_uid: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `subset::owned_fingerprint` of the manifest, computed once when the object is cached.
+    pub fingerprint: u64,
+}
+
+impl Observed {
+    pub fn new(
+        manifest: Value,
+        owner_uid: Option<String>,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
+        let fingerprint = subset::owned_fingerprint(
+            manifest.get("spec"),
+            manifest.pointer("/metadata/ownerReferences"),
+        );
+        Observed {
+            manifest,
+            owner_uid,
+            labels,
+            fingerprint,
+        }
+    }
 }
 
 /// The baseline's spec: valid, or rejected (the last good objects then stay as they are).
@@ -134,21 +156,53 @@ fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
     }
 }
 
+/// What the diff collects, and the fingerprints of desired specs: specs are shared between
+/// namespaces, so each distinct one is hashed once.
+#[derive(Default)]
+struct DiffOut {
+    applies: Vec<Apply>,
+    deletes: Vec<ObjectKey>,
+    fingerprints: Fingerprints,
+}
+
+#[derive(Default)]
+struct Fingerprints(HashMap<(*const Value, *const OwnedMeta), u64>);
+
+impl Fingerprints {
+    fn of(&mut self, d: &DesiredObject) -> u64 {
+        // Pointers are valid keys: every Arc outlives the plan call that hashes it.
+        *self
+            .0
+            .entry((Arc::as_ptr(&d.spec), Arc::as_ptr(&d.meta)))
+            .or_insert_with(|| {
+                subset::owned_fingerprint(Some(&d.spec), d.meta.owner_references.as_ref())
+            })
+    }
+}
+
 /// One desired/observed pair: what to do with it.
 fn decide_one(
     input: &PlanInput,
     key: &ObjectKey,
     desired: Option<&DesiredObject>,
     observed: Option<&Observed>,
-    applies: &mut Vec<Apply>,
-    deletes: &mut Vec<ObjectKey>,
+    out: &mut DiffOut,
 ) {
+    let DiffOut {
+        applies,
+        deletes,
+        fingerprints,
+    } = out;
     if input.missing_kinds.contains(&key.kind) {
         return;
     }
     match (desired, observed) {
         (Some(d), o) => {
-            if o.is_some_and(|o| subset::owned_fields_match(d, &o.manifest)) {
+            let matches = o.is_some_and(|o| {
+                let desired_fp = fingerprints.of(d);
+                subset::owned_fields_match(d, desired_fp, o)
+            });
+            if matches {
                 return;
             }
             let repair = input.previous_compiled.is_some_and(|prev| {
@@ -176,8 +230,7 @@ fn decide_one(
 /// Applies for desired objects that are missing or differ, deletes for generated objects no
 /// longer desired. A merge of the two sorted sequences, or only `input.only` when given.
 fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>, Vec<ObjectKey>) {
-    let mut applies = Vec::new();
-    let mut deletes = Vec::new();
+    let mut out = DiffOut::default();
     let mut sorted: Vec<&DesiredObject> = desired.iter().collect();
     // The compiler sorts by key; stay correct if some input does not.
     if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
@@ -190,9 +243,9 @@ fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>, Vec<Object
                 .ok()
                 .map(|i| sorted[i]);
             let o = input.observed.get(key);
-            decide_one(input, key, d, o, &mut applies, &mut deletes);
+            decide_one(input, key, d, o, &mut out);
         }
-        return (applies, deletes);
+        return (out.applies, out.deletes);
     }
     let mut ds = sorted.into_iter().peekable();
     let mut os = input.observed.iter().peekable();
@@ -210,9 +263,9 @@ fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>, Vec<Object
                 }
             },
         };
-        decide_one(input, key, d, o, &mut applies, &mut deletes);
+        decide_one(input, key, d, o, &mut out);
     }
-    (applies, deletes)
+    (out.applies, out.deletes)
 }
 
 fn plural(n: usize, what: &str) -> String {

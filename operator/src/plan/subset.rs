@@ -2,28 +2,83 @@
 //! observed object. The API server adds fields of its own (uid, resourceVersion, defaults,
 //! managedFields), so equality would never hold; containment does.
 
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::LazyLock;
+
 use serde_json::Value;
 
 use crate::object::DesiredObject;
 
+/// Keys chosen at random per process, so a tenant cannot craft a spec that collides with ours.
+static HASH_KEYS: LazyLock<std::collections::hash_map::RandomState> =
+    LazyLock::new(std::collections::hash_map::RandomState::new);
+
+/// A fingerprint of a JSON value: equal values have equal fingerprints (numbers by value, as
+/// `is_subset` compares them). Lets the planner skip the field-by-field walk for the usual
+/// case, an object exactly as we applied it.
+pub fn fingerprint(value: &Value) -> u64 {
+    let mut h = HASH_KEYS.build_hasher();
+    feed(value, &mut h);
+    h.finish()
+}
+
+fn feed(value: &Value, h: &mut impl Hasher) {
+    match value {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.as_f64().map(f64::to_bits)).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            items.iter().for_each(|v| feed(v, h));
+        }
+        Value::Object(map) => {
+            (5u8, map.len()).hash(h);
+            for (k, v) in map {
+                k.hash(h);
+                feed(v, h);
+            }
+        }
+    }
+}
+
+/// The fingerprint of what `owned_fields_match` compares besides labels: the spec and the
+/// ownerReferences, of a desired object (from its parts) or an observed one.
+pub fn owned_fingerprint(spec: Option<&Value>, owner_references: Option<&Value>) -> u64 {
+    let mut h = HASH_KEYS.build_hasher();
+    spec.map_or(0, fingerprint).hash(&mut h);
+    owner_references.map_or(0, fingerprint).hash(&mut h);
+    h.finish()
+}
+
 /// Whether `observed` (the object as the API server returns it) already holds every field the
 /// operator owns in `desired`: its labels, its ownerReferences and its spec.
-pub fn owned_fields_match(desired: &DesiredObject, observed: &Value) -> bool {
-    let meta = observed.get("metadata");
-    let labels = meta.and_then(|m| m.get("labels"));
-    let labels_ok =
-        desired.meta.labels.iter().all(|(k, v)| {
-            labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str())
-        });
+///
+/// `desired_fp` and `observed_fp` are their `owned_fingerprint`s: when they are equal (the
+/// object is exactly as we applied it, the usual case) the field-by-field walk is skipped.
+pub fn owned_fields_match(
+    desired: &DesiredObject,
+    desired_fp: u64,
+    observed: &super::Observed,
+) -> bool {
+    let labels_ok = desired
+        .meta
+        .labels
+        .iter()
+        .all(|(k, v)| observed.labels.get(k) == Some(v));
+    if !labels_ok || desired_fp == observed.fingerprint {
+        return labels_ok;
+    }
     let owners_ok = match &desired.meta.owner_references {
         None => true,
-        Some(refs) => meta
-            .and_then(|m| m.get("ownerReferences"))
+        Some(refs) => observed
+            .manifest
+            .pointer("/metadata/ownerReferences")
             .is_some_and(|o| is_subset(refs, o)),
     };
-    labels_ok
-        && owners_ok
+    owners_ok
         && observed
+            .manifest
             .get("spec")
             .is_some_and(|o| is_subset(&desired.spec, o))
 }
@@ -49,6 +104,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn fingerprints_tell_values_apart() {
+        let a = json!({"spec": {"rules": [{"from": [1, "x"]}], "n": 2}});
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        assert_eq!(fingerprint(&json!(2)), fingerprint(&json!(2.0)));
+        for other in [
+            json!({"spec": {"rules": [{"from": ["x", 1]}], "n": 2}}),
+            json!({"spec": {"rules": [{"from": [1, "x"]}], "n": 3}}),
+            json!({"spec": {"rules": [{"from": [1, "x"]}]}}),
+            json!({"spec": {"rules": [{"from": [[1], "x"]}], "n": 2}}),
+        ] {
+            assert_ne!(fingerprint(&a), fingerprint(&other), "{other}");
+        }
+    }
 
     #[test]
     fn extra_server_fields_are_allowed() {

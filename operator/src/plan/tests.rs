@@ -96,11 +96,7 @@ fn mk_observed(d: &DesiredObject) -> Observed {
 
 fn mk_observed_raw(manifest: Value, owner: Option<&str>) -> Observed {
     let labels = serde_json::from_value(manifest["metadata"]["labels"].clone()).unwrap_or_default();
-    Observed {
-        manifest,
-        owner_uid: owner.map(String::from),
-        labels,
-    }
+    Observed::new(manifest, owner.map(String::from), labels)
 }
 
 fn observed_of(objs: &[&DesiredObject]) -> BTreeMap<ObjectKey, Observed> {
@@ -243,6 +239,15 @@ impl Case {
     }
 
     fn run_spec(&self, spec: Spec) -> Plan {
+        // Tests edit observed manifests in place; the controller builds them with
+        // `Observed::new`, which fingerprints the spec once.
+        let stale = self.observed.values().find(|o| {
+            o.fingerprint != Observed::new(o.manifest.clone(), None, BTreeMap::new()).fingerprint
+        });
+        assert!(
+            stale.is_none(),
+            "refresh the fingerprint after editing: {stale:?}"
+        );
         plan(&PlanInput {
             name: "default",
             uid: Some(UID),
@@ -322,6 +327,11 @@ fn updates_only_objects_whose_owned_fields_differ() {
     // A tenant edits the rule of the AuthorizationPolicy.
     let edited = case.observed.get_mut(&ap.key).unwrap();
     edited.manifest["spec"]["rules"][0]["from"][0]["source"]["notPrincipals"] = json!(["x"]);
+    *edited = Observed::new(
+        edited.manifest.clone(),
+        edited.owner_uid.clone(),
+        edited.labels.clone(),
+    );
     let p = case.run();
     assert_eq!(p.applies.len(), 1);
     assert_eq!(p.applies[0].key, ap.key);
@@ -333,6 +343,7 @@ fn updates_only_objects_whose_owned_fields_differ() {
         .as_object_mut()
         .unwrap()
         .remove(BASELINE_LABEL);
+    *o = mk_observed_raw(o.manifest.clone(), Some(UID));
     assert_eq!(case2.run().applies.len(), 1);
 }
 
