@@ -27,6 +27,8 @@ enum Command {
     Render(meshbaseline::cli::render::Args),
     /// Report tenant objects and workloads that weaken the mesh (exit 1 at --fail-on).
     Check(meshbaseline::cli::check::Args),
+    /// Run the operator.
+    Run(meshbaseline::cli::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Crdgen { out } => crdgen(out),
         Command::Render(args) => meshbaseline::cli::render::run(&args).map_err(Into::into),
         Command::Check(args) => meshbaseline::cli::check::main(&args).map_err(Into::into),
+        Command::Run(args) => meshbaseline::cli::run::run(args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

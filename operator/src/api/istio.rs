@@ -32,7 +32,8 @@ pub struct MutualTls {
     kind = "PeerAuthentication",
     plural = "peerauthentications",
     namespaced,
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PeerAuthenticationSpec {
@@ -91,7 +92,8 @@ pub struct Subset {
     kind = "DestinationRule",
     plural = "destinationrules",
     namespaced,
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationRuleSpec {
@@ -163,7 +165,8 @@ pub struct Rule {
     kind = "AuthorizationPolicy",
     plural = "authorizationpolicies",
     namespaced,
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationPolicySpec {
@@ -195,7 +198,8 @@ pub struct SidecarWorkloadSelector {
     kind = "Sidecar",
     plural = "sidecars",
     namespaced,
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SidecarSpec {

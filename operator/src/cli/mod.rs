@@ -3,3 +3,4 @@
 pub mod check;
 pub mod crdgen;
 pub mod render;
+pub mod run;

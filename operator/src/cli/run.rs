@@ -1,0 +1,164 @@
+//! `meshbaseline run`: the operator. Every flag has an environment variable.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::controller::{self, Config};
+use crate::telemetry::{init_tracing, LogFormat};
+
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "MESHBASELINE_METRICS_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader with a Lease; only the leader writes.
+    #[arg(long, env = "MESHBASELINE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    #[arg(
+        long,
+        env = "MESHBASELINE_LEASE_NAME",
+        default_value = "meshbaseline-leader"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Identity in the Lease and in Events (default: the hostname).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Client-side rate limit: API requests per second.
+    #[arg(long, env = "MESHBASELINE_QPS", default_value_t = 20)]
+    pub qps: u32,
+    /// Client-side rate limit: burst above the QPS.
+    #[arg(long, env = "MESHBASELINE_BURST", default_value_t = 40)]
+    pub burst: u32,
+    /// How long bursts of namespace, pod and tenant-object changes are gathered, in
+    /// milliseconds. Drift of generated objects is repaired without delay.
+    #[arg(long, env = "MESHBASELINE_DEBOUNCE_MS", default_value_t = 100)]
+    pub debounce_ms: u64,
+    #[arg(
+        long,
+        env = "MESHBASELINE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("no Kubernetes configuration (kubeconfig or in-cluster): {0}")]
+    Client(#[from] kube::Error),
+    #[error(transparent)]
+    Controller(#[from] controller::Error),
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "meshbaseline".into())
+}
+
+impl RunArgs {
+    pub fn config(&self) -> Config {
+        Config {
+            metrics_addr: Some(self.metrics_addr),
+            leader_election: self.leader_election,
+            lease_name: self.lease_name.clone(),
+            lease_namespace: self.lease_namespace.clone(),
+            pod_name: self.pod_name.clone().unwrap_or_else(hostname),
+            qps: self.qps,
+            burst: self.burst,
+            debounce: Duration::from_millis(self.debounce_ms),
+            ..Config::default()
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, RunError> {
+    init_tracing(args.log_format);
+    let config = args.config();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    rt.block_on(async move {
+        let client = kube::Client::try_default().await?;
+        tracing::info!(?config, "starting");
+        controller::run(client, config, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn flags_become_config() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--qps",
+            "5",
+            "--burst",
+            "7",
+            "--leader-election",
+            "false",
+            "--pod-name",
+            "p-1",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let c = cli.run.config();
+        assert_eq!((c.qps, c.burst), (5, 7));
+        assert!(!c.leader_election);
+        assert_eq!(c.pod_name, "p-1");
+        assert_eq!(c.lease_name, "meshbaseline-leader");
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(cli.run.log_format, LogFormat::Json);
+    }
+}

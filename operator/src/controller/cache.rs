@@ -1,0 +1,295 @@
+//! Trimmed caches filled by watchers, and the triggers that turn cache changes into
+//! reconciles. Only real changes of the trimmed value trigger anything, so a watch restart
+//! (a re-list of identical objects) and pod status churn cost no reconcile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use tokio::sync::Notify;
+
+use crate::api::MeshBaseline;
+
+/// (namespace, name); the namespace is empty for cluster-scoped objects.
+pub type Key = (String, String);
+
+/// One kind's trimmed objects. During a re-list the new content is built aside and swapped in
+/// at the end, so objects deleted while the watch was down disappear.
+pub struct Cache<V> {
+    map: RwLock<BTreeMap<Key, V>>,
+    building: Mutex<Option<BTreeMap<Key, V>>>,
+    synced: AtomicBool,
+}
+
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Cache {
+            map: RwLock::new(BTreeMap::new()),
+            building: Mutex::new(None),
+            synced: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A poisoned lock only means a panic happened while holding it; the data is still a map.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<V: Clone + PartialEq> Cache<V> {
+    pub fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Key, V>> {
+        read(&self.map)
+    }
+
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn values(&self) -> Vec<V> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Returns the previous value when the new one differs (`None` inside: it was absent).
+    pub fn apply(&self, key: Key, value: V) -> Option<Option<V>> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        match map.get(&key) {
+            Some(old) if *old == value => None,
+            _ => Some(map.insert(key, value)),
+        }
+    }
+
+    pub fn delete(&self, key: &Key) -> Option<V> {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+    }
+
+    fn init(&self) {
+        *self.building.lock().unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
+    }
+
+    fn init_apply(&self, key: Key, value: V) {
+        if let Some(b) = self
+            .building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            b.insert(key, value);
+        }
+    }
+
+    /// Swaps the re-listed content in; returns the changes as (key, old, new).
+    fn init_done(&self) -> Vec<(Key, Option<V>, Option<V>)> {
+        let Some(new) = self
+            .building
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Vec::new();
+        };
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(&mut *map, new);
+        let mut changes = Vec::new();
+        for (k, v) in &old {
+            match map.get(k) {
+                Some(n) if n == v => {}
+                n => changes.push((k.clone(), Some(v.clone()), n.cloned())),
+            }
+        }
+        for (k, n) in map.iter().filter(|(k, _)| !old.contains_key(*k)) {
+            changes.push((k.clone(), None, Some(n.clone())));
+        }
+        drop(map);
+        self.synced.store(true, Ordering::Release);
+        changes
+    }
+
+    /// Forget everything (a CRD went away).
+    pub fn clear(&self) -> Vec<(Key, Option<V>, Option<V>)> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.synced.store(false, Ordering::Release);
+        std::mem::take(&mut *map)
+            .into_iter()
+            .map(|(k, v)| (k, Some(v), None))
+            .collect()
+    }
+}
+
+/// Feeds a watcher stream into a cache. `trim` turns an object into its key and trimmed value;
+/// `on_change(key, old, new)` runs for every real change.
+pub async fn run_watcher<K, V, S>(
+    what: &str,
+    stream: S,
+    cache: &Cache<V>,
+    trim: impl Fn(K) -> Option<(Key, V)>,
+    on_change: impl Fn(&Key, Option<&V>, Option<&V>),
+) where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    V: Clone + PartialEq,
+    K: Debug,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(obj)) => {
+                if let Some((key, v)) = trim(obj) {
+                    let new = v.clone();
+                    if let Some(old) = cache.apply(key.clone(), v) {
+                        on_change(&key, old.as_ref(), Some(&new));
+                    }
+                }
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                if let Some((key, _)) = trim(obj) {
+                    if let Some(old) = cache.delete(&key) {
+                        on_change(&key, Some(&old), None);
+                    }
+                }
+            }
+            Ok(watcher::Event::Init) => cache.init(),
+            Ok(watcher::Event::InitApply(obj)) => {
+                if let Some((key, v)) = trim(obj) {
+                    cache.init_apply(key, v);
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                for (k, old, new) in cache.init_done() {
+                    on_change(&k, old.as_ref(), new.as_ref());
+                }
+                tracing::debug!(what, "cache synced");
+            }
+            // The watcher retries with backoff; the cache keeps its last content meanwhile.
+            Err(e) => tracing::warn!(what, error = %e, "watch failed"),
+        }
+    }
+}
+
+/// Pending reconcile requests: specific baselines at once (drift repair must be fast), and
+/// "every baseline" debounced (inventory changes come in bursts). Bounded by the number of
+/// baselines: a request already pending is not queued twice.
+pub struct Triggers {
+    pending: Mutex<BTreeSet<String>>,
+    all: AtomicBool,
+    notify: Notify,
+    /// Bumped on every inventory change: compile and audit results are reused while it stays.
+    inventory_version: AtomicU64,
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Triggers {
+            pending: Mutex::new(BTreeSet::new()),
+            all: AtomicBool::new(false),
+            notify: Notify::new(),
+            inventory_version: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Triggers {
+    pub fn baseline(&self, name: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+        self.notify.notify_one();
+    }
+
+    /// The inventory changed: every baseline may be affected.
+    pub fn inventory_changed(&self) {
+        self.inventory_version.fetch_add(1, Ordering::AcqRel);
+        self.all();
+    }
+
+    pub fn all(&self) {
+        self.all.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    pub fn inventory_version(&self) -> u64 {
+        self.inventory_version.load(Ordering::Acquire)
+    }
+
+    /// The stream of reconcile requests for the controller. `names` lists the current baselines.
+    pub fn stream(
+        self: Arc<Self>,
+        debounce: Duration,
+        names: impl Fn() -> Vec<String> + Send + Sync + 'static,
+    ) -> impl Stream<Item = ObjectRef<MeshBaseline>> + Send + 'static {
+        let names = Arc::new(names);
+        futures::stream::unfold(self, move |this| {
+            let names = names.clone();
+            async move {
+                let t = &this;
+                loop {
+                    let specific: Vec<String> =
+                        std::mem::take(&mut *t.pending.lock().unwrap_or_else(|e| e.into_inner()))
+                            .into_iter()
+                            .collect();
+                    if !specific.is_empty() {
+                        return Some((specific, this));
+                    }
+                    if t.all.load(Ordering::Acquire) {
+                        tokio::time::sleep(debounce).await;
+                        t.all.store(false, Ordering::Release);
+                        return Some((names(), this));
+                    }
+                    t.notify.notified().await;
+                }
+            }
+        })
+        .flat_map(|names| futures::stream::iter(names.into_iter().map(|n| ObjectRef::new(&n))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relist_reports_only_real_changes() {
+        let c: Cache<u32> = Cache::default();
+        assert_eq!(c.apply(("a".into(), "x".into()), 1), Some(None));
+        assert_eq!(
+            c.apply(("a".into(), "x".into()), 1),
+            None,
+            "same value: no change"
+        );
+        c.apply(("a".into(), "y".into()), 2);
+        c.init();
+        c.init_apply(("a".into(), "x".into()), 1);
+        c.init_apply(("a".into(), "z".into()), 3);
+        let mut changes = c.init_done();
+        changes.sort();
+        assert_eq!(
+            changes,
+            vec![
+                (("a".into(), "y".into()), Some(2), None),
+                (("a".into(), "z".into()), None, Some(3)),
+            ]
+        );
+        assert!(c.synced());
+    }
+
+    #[tokio::test]
+    async fn triggers_coalesce() {
+        let t = Arc::new(Triggers::default());
+        t.baseline("b");
+        t.baseline("b");
+        t.inventory_changed();
+        let s = t
+            .clone()
+            .stream(Duration::from_millis(1), || vec!["a".into(), "b".into()]);
+        let got: Vec<String> = s.take(3).map(|r| r.name).collect().await;
+        assert_eq!(got, ["b", "a", "b"]);
+        assert_eq!(t.inventory_version(), 2);
+    }
+}

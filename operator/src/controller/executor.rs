@@ -1,0 +1,141 @@
+//! The one writer. Every API write of the operator goes through here: server-side apply with
+//! field manager `meshbaseline` (forced: we own the generated objects, and a tenant's
+//! `kubectl edit` must not block a repair), deletes, forced single-field reverts, status
+//! through the status subresource, and Events.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+
+use crate::api::baseline::{MeshBaselineStatus, API_VERSION};
+use crate::api::MeshBaseline;
+use crate::object::{Kind, ObjectKey, FIELD_MANAGER};
+use crate::plan::{self, PlannedEvent, Revert};
+use crate::telemetry::Metrics;
+
+/// How the API addresses a generated kind: one generic path for all of them.
+pub fn api_resource(kind: Kind) -> ApiResource {
+    ApiResource {
+        group: kind.group().to_string(),
+        version: kind.version().to_string(),
+        api_version: kind.api_version(),
+        kind: kind.name().to_string(),
+        plural: kind.plural().to_string(),
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    client: Client,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+}
+
+impl Executor {
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Executor {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance,
+        };
+        Executor {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+        }
+    }
+
+    fn api(&self, kind: Kind, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &api_resource(kind))
+    }
+
+    /// Creates or updates a generated object; returns the object as stored.
+    pub async fn apply(
+        &self,
+        key: &ObjectKey,
+        manifest: &Value,
+    ) -> Result<DynamicObject, kube::Error> {
+        let obj = self
+            .api(key.kind, &key.namespace)
+            .patch(&key.name, &apply_params(), &Patch::Apply(manifest))
+            .await?;
+        self.metrics.api_write("apply", key.kind.name());
+        Ok(obj)
+    }
+
+    /// Deletes a generated object (only the instance with `uid`, when known). Already gone is
+    /// success.
+    pub async fn delete(&self, key: &ObjectKey, uid: Option<String>) -> Result<(), kube::Error> {
+        let dp = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let res = self
+            .api(key.kind, &key.namespace)
+            .delete(&key.name, &dp)
+            .await;
+        self.metrics.api_write("delete", key.kind.name());
+        match res {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes ownership of the weak field(s) of a tenant object (the patch holds nothing else).
+    pub async fn revert(&self, r: &Revert) -> Result<DynamicObject, kube::Error> {
+        let obj = self
+            .api(r.key.kind, &r.key.namespace)
+            .patch(&r.key.name, &apply_params(), &Patch::Apply(&r.patch))
+            .await?;
+        self.metrics.api_write("apply", r.key.kind.name());
+        Ok(obj)
+    }
+
+    pub async fn status(&self, name: &str, status: &MeshBaselineStatus) -> Result<(), kube::Error> {
+        let body = json!({
+            "apiVersion": API_VERSION,
+            "kind": "MeshBaseline",
+            "metadata": {"name": name},
+            "status": status,
+        });
+        Api::<MeshBaseline>::all(self.client.clone())
+            .patch_status(name, &apply_params(), &Patch::Apply(&body))
+            .await?;
+        self.metrics.api_write("status", "MeshBaseline");
+        Ok(())
+    }
+
+    pub async fn event(
+        &self,
+        regarding: &ObjectReference,
+        ev: &PlannedEvent,
+    ) -> Result<(), kube::Error> {
+        let event = Event {
+            type_: match ev.type_ {
+                plan::EventType::Normal => EventType::Normal,
+                plan::EventType::Warning => EventType::Warning,
+            },
+            reason: ev.reason.clone(),
+            note: Some(ev.note.clone()),
+            action: ev.action.clone(),
+            secondary: None,
+        };
+        self.recorder.publish(&event, regarding).await?;
+        self.metrics.api_write("event", "Event");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! The thin shell: watches the cluster into trimmed caches, maps changes to the baselines
+//! they affect, and for each reconcile calls the pure compile, audit and plan, then executes
+//! the plan through the one executor.
+
+mod cache;
+pub mod executor;
+mod objects;
+mod ratelimit;
+mod reconcile;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::reflector;
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch as signal;
+use tracing::Instrument;
+
+use crate::api::MeshBaseline;
+use crate::telemetry::{self, Health, Metrics};
+
+pub use ratelimit::rate_limited;
+
+/// Everything `meshbaseline run` can be told (see `cli::run` for the flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where `/metrics`, `/healthz` and `/readyz` listen; `None`: no HTTP server.
+    pub metrics_addr: Option<SocketAddr>,
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease and in Events.
+    pub pod_name: String,
+    /// Client-side rate limit of API requests.
+    pub qps: u32,
+    pub burst: u32,
+    /// How long inventory changes (namespaces, pods, tenant objects) are gathered before every
+    /// baseline is reconciled. Changes of generated objects are not delayed.
+    pub debounce: Duration,
+    /// Lease duration and renewal grace, in seconds.
+    pub lease_duration: u64,
+    pub lease_grace: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            metrics_addr: None,
+            leader_election: false,
+            lease_name: "meshbaseline-leader".into(),
+            lease_namespace: "default".into(),
+            pod_name: "meshbaseline".into(),
+            qps: 20,
+            burst: 40,
+            debounce: Duration::from_millis(100),
+            lease_duration: 15,
+            lease_grace: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+}
+
+/// Runs the operator until `shutdown` resolves (SIGTERM/SIGINT in `meshbaseline run`).
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health {
+        metrics: metrics.clone(),
+        ready: Default::default(),
+    });
+    let (stop_tx, stop_rx) = signal::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut http = None;
+    if let Some(addr) = config.metrics_addr {
+        let listener = telemetry::bind(addr)
+            .await
+            .map_err(|source| Error::Metrics { addr, source })?;
+        let h = health.clone();
+        let stop = stopped();
+        http = Some(tokio::spawn(async move {
+            if let Err(e) = telemetry::serve(listener, h, stop).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        }));
+    }
+
+    let client = rate_limited(client, config.qps, config.burst);
+
+    // Leadership: only the leader writes; followers keep their caches warm.
+    let (leader_rx, lease_task) = if config.leader_election {
+        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+            .with_namespace(&config.lease_namespace)
+            .with_identity(&config.pod_name)
+            .with_duration(config.lease_duration)
+            .with_grace(config.lease_grace)
+            .build()
+            .await?;
+        let (rx, task) = manager.watch().await;
+        (rx, Some(task))
+    } else {
+        let (tx, rx) = signal::channel(true);
+        // Keep the sender alive for the process lifetime: the receiver then stays valid.
+        std::mem::forget(tx);
+        (rx, None)
+    };
+
+    let (reader, writer) = reflector::store::<MeshBaseline>();
+    let ctx = Arc::new(reconcile::Ctx::new(
+        client.clone(),
+        metrics.clone(),
+        health.clone(),
+        leader_rx.clone(),
+        reader.clone(),
+        config.pod_name.clone(),
+    ));
+    let mut watchers = watch::spawn_all(ctx.clone());
+    // Startup only: once every cache is filled, report ready and reconcile everything.
+    {
+        let ctx = ctx.clone();
+        watchers.spawn(async move {
+            while !ctx.caches_synced() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tracing::info!("caches synced");
+            ctx.health.ready.store(true, Ordering::Relaxed);
+            ctx.triggers.all();
+        });
+    }
+
+    // Leadership changes: the gauge, and a full pass when we become leader.
+    let leader_task = {
+        let ctx = ctx.clone();
+        let mut rx = leader_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let leading = *rx.borrow_and_update();
+                ctx.metrics.leader.set(i64::from(leading));
+                if leading {
+                    tracing::info!("leading");
+                    ctx.triggers.all();
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+
+    let baseline_events = {
+        let ctx = ctx.clone();
+        reflector(
+            writer,
+            watcher(
+                Api::<MeshBaseline>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff(),
+        )
+        .inspect(move |ev| ctx.baseline_event(ev))
+        .touched_objects()
+    };
+    let names = {
+        let reader = reader.clone();
+        move || {
+            reader
+                .state()
+                .iter()
+                .filter_map(|b| b.metadata.name.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let requests = ctx.triggers.clone().stream(config.debounce, names);
+
+    Controller::for_stream(baseline_events, reader)
+        .reconcile_on(requests)
+        .graceful_shutdown_on(stopped())
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller");
+            }
+        })
+        .instrument(tracing::info_span!("controller"))
+        .await;
+
+    tracing::info!("shutting down");
+    health.ready.store(false, Ordering::Relaxed);
+    leader_task.abort();
+    watchers.abort_all();
+    if let Some(task) = lease_task {
+        // Dropping the receivers ends the lease task, which releases the lease.
+        drop(leader_rx);
+        drop(ctx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    Ok(())
+}

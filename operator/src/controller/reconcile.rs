@@ -1,0 +1,544 @@
+//! One reconcile of one baseline: caches -> inventory -> compile, audit -> plan -> executor.
+//! Compile and audit results are reused while the inventory and the baselines are unchanged,
+//! so a watch event on a generated object (drift) costs only the plan and the repair.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::api::DynamicObject;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch as signal;
+use tracing::Instrument;
+
+use crate::api::baseline::MeshBaselineStatus;
+use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
+use crate::audit::{audit, Finding};
+use crate::compile::{compile, Compiled};
+use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
+use crate::object::{Kind, ObjectKey};
+use crate::plan::{self, FindingId, PlanInput, Resolved, Spec};
+use crate::telemetry::{Health, Metrics};
+
+use super::cache::{Cache, Key, Triggers};
+use super::executor::Executor;
+use super::objects::{trim, GeneratedIndex, KindEntry, Typed};
+
+/// What the controller remembers about a baseline between reconciles.
+#[derive(Default)]
+struct BaselineState {
+    uid: Option<String>,
+    last_good: Option<Baseline>,
+    computed: Option<Computed>,
+    previous_compiled: Option<Arc<Compiled>>,
+    seen: BTreeSet<FindingId>,
+    /// The status we last wrote: the watch may not have delivered it yet.
+    last_status: Option<MeshBaselineStatus>,
+    failures: u32,
+}
+
+/// Compile and audit output, valid for one inventory version and one set of baselines, until
+/// the next exemption expiry.
+#[derive(Clone)]
+struct Computed {
+    inventory_version: u64,
+    fingerprint: String,
+    valid_until: Option<Timestamp>,
+    compiled: Arc<Compiled>,
+    findings: Arc<Vec<Finding>>,
+    resolved: Resolved,
+    inventory: Arc<Inventory>,
+}
+
+pub struct Ctx {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub leader: signal::Receiver<bool>,
+    pub baselines: Store<MeshBaseline>,
+    pub triggers: Arc<Triggers>,
+    pub executor: Executor,
+    pub namespaces: Cache<NamespaceInfo>,
+    pub pods: Cache<PodInfo>,
+    pub services: Cache<ServiceInfo>,
+    pub kinds: BTreeMap<Kind, Cache<KindEntry>>,
+    pub generated: GeneratedIndex,
+    /// Istio CRDs by name: (kind, serves v1).
+    pub crds: Cache<(Kind, bool)>,
+    pub istio_tasks: Mutex<HashMap<Kind, tokio::task::AbortHandle>>,
+    state: Mutex<HashMap<String, BaselineState>>,
+    inventory: Mutex<Option<(u64, Arc<Inventory>)>>,
+    /// (uid, generation, creation) per baseline: a change re-reconciles every baseline
+    /// (overlaps), status-only updates do not.
+    identities: Mutex<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl ReconcileError {
+    fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            ReconcileError::Kube(kube::Error::Api(_)) => "api",
+            ReconcileError::Kube(_) => "other",
+        }
+    }
+}
+
+fn identity(mb: &MeshBaseline) -> String {
+    format!(
+        "{:?}/{:?}/{:?}",
+        mb.metadata.uid,
+        mb.metadata.generation,
+        mb.metadata.creation_timestamp.as_ref().map(|t| t.0)
+    )
+}
+
+impl Ctx {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        leader: signal::Receiver<bool>,
+        baselines: Store<MeshBaseline>,
+        pod_name: String,
+    ) -> Ctx {
+        Ctx {
+            executor: Executor::new(client.clone(), metrics.clone(), Some(pod_name)),
+            client,
+            metrics,
+            health,
+            leader,
+            baselines,
+            triggers: Arc::new(Triggers::default()),
+            namespaces: Cache::default(),
+            pods: Cache::default(),
+            services: Cache::default(),
+            kinds: Kind::ALL
+                .into_iter()
+                .map(|k| (k, Cache::default()))
+                .collect(),
+            generated: GeneratedIndex::default(),
+            crds: Cache::default(),
+            istio_tasks: Mutex::new(HashMap::new()),
+            state: Mutex::new(HashMap::new()),
+            inventory: Mutex::new(None),
+            identities: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A change in a kind cache: generated objects go to their baseline at once; tenant
+    /// objects change the inventory. Edits of generated objects do not invalidate compile and
+    /// audit results (they are repaired, not audited).
+    pub fn kind_changed(
+        &self,
+        kind: Kind,
+        key: &Key,
+        old: Option<&KindEntry>,
+        new: Option<&KindEntry>,
+        trigger: bool,
+    ) {
+        let touched = self.generated.update(kind, key, old, new);
+        if !trigger {
+            return;
+        }
+        for b in &touched {
+            self.triggers.baseline(b);
+        }
+        fn tenant(e: Option<&KindEntry>) -> Option<&Option<Typed>> {
+            e.filter(|e| e.generated.is_none()).map(|e| &e.typed)
+        }
+        if tenant(old) != tenant(new) {
+            self.triggers.inventory_changed();
+        }
+    }
+
+    /// Baseline watch events: a new, deleted or re-specified baseline can change every
+    /// baseline's scope.
+    pub fn baseline_event(&self, ev: &Result<watcher::Event<MeshBaseline>, watcher::Error>) {
+        let Ok(ev) = ev else { return };
+        let mut ids = self.identities.lock().unwrap_or_else(|e| e.into_inner());
+        match ev {
+            watcher::Event::Apply(mb) | watcher::Event::InitApply(mb) => {
+                let name = mb.name_any();
+                let id = identity(mb);
+                if ids.get(&name) != Some(&id) {
+                    ids.insert(name, id);
+                    self.triggers.all();
+                }
+            }
+            watcher::Event::Delete(mb) => {
+                let name = mb.name_any();
+                ids.remove(&name);
+                self.state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name);
+                self.metrics.set_baseline(&name, None);
+                self.triggers.all();
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    fn istio_missing(&self) -> BTreeSet<Kind> {
+        let crds = self.crds.read();
+        Kind::ALL
+            .into_iter()
+            .filter(|k| k.is_istio())
+            .filter(|k| {
+                let served = crds.values().any(|(ck, s)| ck == k && *s);
+                !(served && self.kinds.get(k).is_some_and(Cache::synced))
+            })
+            .collect()
+    }
+
+    /// Caches filled: reconciling earlier would write objects that merely were not seen yet.
+    pub fn caches_synced(&self) -> bool {
+        let istio_ok = {
+            let crds = self.crds.read();
+            crds.values()
+                .filter(|(_, served)| *served)
+                .all(|(k, _)| self.kinds.get(k).is_some_and(Cache::synced))
+        };
+        self.namespaces.synced()
+            && self.pods.synced()
+            && self.services.synced()
+            && self.crds.synced()
+            && self
+                .kinds
+                .get(&Kind::NetworkPolicy)
+                .is_some_and(Cache::synced)
+            && istio_ok
+    }
+
+    fn inventory(&self) -> (u64, Arc<Inventory>) {
+        let version = self.triggers.inventory_version();
+        let mut slot = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, inv)) = slot.as_ref() {
+            if *v == version {
+                return (version, inv.clone());
+            }
+        }
+        let mut inv = Inventory {
+            namespaces: self
+                .namespaces
+                .read()
+                .values()
+                .map(|n| (n.name.clone(), n.clone()))
+                .collect(),
+            pods: self.pods.values(),
+            services: self.services.values(),
+            ..Inventory::default()
+        };
+        for cache in self.kinds.values() {
+            for entry in cache.read().values() {
+                match entry.typed.clone() {
+                    Some(Typed::PeerAuthentication(o)) => inv.peer_authentications.push(o),
+                    Some(Typed::DestinationRule(o)) => inv.destination_rules.push(o),
+                    Some(Typed::AuthorizationPolicy(o)) => inv.authorization_policies.push(o),
+                    Some(Typed::Sidecar(o)) => inv.sidecars.push(o),
+                    Some(Typed::NetworkPolicy(o)) => inv.network_policies.push(o),
+                    None => {}
+                }
+            }
+        }
+        let inv = Arc::new(inv);
+        *slot = Some((version, inv.clone()));
+        (version, inv)
+    }
+
+    /// Compile, audit and overlap resolution for `baseline`, reused while still valid.
+    fn compute(&self, baseline: &Baseline, state: &mut BaselineState, now: Timestamp) -> Computed {
+        let all = self.baselines.state();
+        let fingerprint: String = all.iter().map(|b| identity(b) + ";").collect();
+        let version = self.triggers.inventory_version();
+        if let Some(c) = &state.computed {
+            if c.inventory_version == version
+                && c.fingerprint == fingerprint
+                && c.valid_until.is_none_or(|t| now < t)
+            {
+                return c.clone();
+            }
+        }
+        let (version, inventory) = self.inventory();
+        // Every baseline takes part in overlap resolution, invalid ones with their last good spec.
+        let valid: Vec<Baseline> = {
+            let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            all.iter()
+                .filter(|b| b.metadata.name.as_deref() != Some(baseline.name.as_str()))
+                .filter_map(|b| {
+                    Baseline::try_from(b.as_ref())
+                        .ok()
+                        .or_else(|| states.get(&b.name_any())?.last_good.clone())
+                })
+                .collect()
+        };
+        let mut refs: Vec<&Baseline> = valid.iter().collect();
+        refs.push(baseline);
+        let resolved = plan::resolve_overlaps(&refs, &inventory.namespaces)
+            .remove(&baseline.name)
+            .unwrap_or_default();
+        let compiled = Arc::new(compile(baseline, &inventory, &resolved.scope, now));
+        let findings = Arc::new(audit(baseline, &inventory, now));
+        let computed = Computed {
+            inventory_version: version,
+            fingerprint,
+            valid_until: baseline.next_expiry(now),
+            compiled,
+            findings,
+            resolved,
+            inventory,
+        };
+        state.computed = Some(computed.clone());
+        computed
+    }
+}
+
+pub async fn reconcile(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    let name = mb.name_any();
+    let span = tracing::info_span!("reconcile", baseline = %name);
+    reconcile_inner(mb, ctx).instrument(span).await
+}
+
+async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    if !ctx.caches_synced() || !*ctx.leader.borrow() {
+        // Re-triggered when the caches sync or leadership is acquired.
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let now = Timestamp::now();
+    let name = mb.name_any();
+    let uid = mb.metadata.uid.clone();
+    let validated: Result<Baseline, InvalidBaseline> = Baseline::try_from(mb.as_ref());
+
+    let (plan, computed, next_expiry) = {
+        let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = states.remove(&name).unwrap_or_default();
+        drop(states);
+        if state.uid != uid {
+            state = BaselineState {
+                uid: uid.clone(),
+                ..BaselineState::default()
+            };
+        }
+        if let Ok(b) = &validated {
+            state.last_good = Some(b.clone());
+        }
+        let computed = validated
+            .as_ref()
+            .ok()
+            .map(|b| ctx.compute(b, &mut state, now));
+        let empty = Compiled::default();
+        let no_overlap = Resolved::default();
+        let no_inventory = Inventory::default();
+        let missing = ctx.istio_missing();
+        let previous = state.last_status.clone().or_else(|| mb.status.clone());
+        let spec = match &validated {
+            Ok(b) => Spec::Valid(b),
+            Err(e) => Spec::Invalid(e),
+        };
+        let p = ctx.generated.with(&name, |observed| {
+            plan::plan(&PlanInput {
+                name: &name,
+                uid: uid.as_deref(),
+                generation: mb.metadata.generation,
+                spec,
+                compiled: computed.as_ref().map_or(&empty, |c| &c.compiled),
+                observed,
+                findings: computed.as_ref().map_or(&[], |c| c.findings.as_slice()),
+                inventory: computed.as_ref().map_or(&no_inventory, |c| &c.inventory),
+                overlap: computed.as_ref().map_or(&no_overlap, |c| &c.resolved),
+                missing_kinds: &missing,
+                previous: previous.as_ref(),
+                previous_compiled: state.previous_compiled.as_deref(),
+                previous_findings: &state.seen,
+                now,
+            })
+        });
+        let next_expiry = computed.as_ref().and_then(|c| c.valid_until);
+        ctx.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), state);
+        (p, computed, next_expiry)
+    };
+    if validated.is_err() {
+        ctx.metrics.reconcile_error("invalid_spec");
+    }
+    if plan.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.reason == "IstioCRDsMissing" && c.status == "True")
+    }) {
+        ctx.metrics.reconcile_error("crd_missing");
+    }
+
+    let result = execute(&ctx, &mb, &plan).await;
+    let elapsed = started.elapsed();
+    ctx.metrics
+        .reconcile_duration
+        .observe(elapsed.as_secs_f64());
+    {
+        let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = states.get_mut(&name) {
+            match &result {
+                Ok(()) => {
+                    state.failures = 0;
+                    state.seen = plan.findings_seen.clone();
+                    if let Some(s) = &plan.status {
+                        state.last_status = Some(s.clone());
+                    }
+                    if let Some(c) = &computed {
+                        state.previous_compiled = Some(c.compiled.clone());
+                    }
+                }
+                Err(_) => state.failures = state.failures.saturating_add(1),
+            }
+        }
+    }
+    if let Some(c) = &computed {
+        ctx.metrics.set_baseline(
+            &name,
+            Some((
+                &c.findings,
+                ctx.generated.count(&name),
+                c.compiled.protected.len(),
+            )),
+        );
+    }
+    match result {
+        Ok(()) => {
+            ctx.metrics.reconciled(true);
+            tracing::debug!(
+                applies = plan.applies.len(),
+                deletes = plan.deletes.len(),
+                reverts = plan.reverts.len(),
+                status = plan.status.is_some(),
+                micros = elapsed.as_micros() as u64,
+                "reconciled"
+            );
+            Ok(match next_expiry {
+                // The only timed wake-up: an exemption expires.
+                Some(t) => Action::requeue(
+                    Duration::try_from(t.duration_since(Timestamp::now()))
+                        .unwrap_or(Duration::ZERO)
+                        .max(Duration::from_millis(100)),
+                ),
+                None => Action::await_change(),
+            })
+        }
+        Err(e) => {
+            ctx.metrics.reconciled(false);
+            ctx.metrics.reconcile_error(e.reason());
+            Err(e)
+        }
+    }
+}
+
+/// Executes a plan: every write goes through the executor. Continues past a failed write so
+/// one bad object does not block the others; the first error is returned (retried with
+/// backoff), and the status is then not written, so it never claims more than was done.
+async fn execute(ctx: &Ctx, mb: &MeshBaseline, p: &plan::Plan) -> Result<(), ReconcileError> {
+    let mut first_err: Option<kube::Error> = None;
+    fn note(first: &mut Option<kube::Error>, e: kube::Error, what: String) {
+        tracing::warn!(error = %e, "{what} failed");
+        if first.is_none() {
+            *first = Some(e);
+        }
+    }
+    for a in &p.applies {
+        match ctx.executor.apply(&a.key, &a.manifest).await {
+            Ok(obj) => {
+                write_through(ctx, a.key.kind, obj);
+                if a.repair {
+                    ctx.metrics.drift_repaired(a.key.kind.name());
+                    tracing::info!(object = %a.key, "drift repaired");
+                }
+            }
+            Err(e) => note(&mut first_err, e, format!("apply {}", a.key)),
+        }
+    }
+    for key in &p.deletes {
+        let uid = ctx.generated.with(&mb.name_any(), |o| {
+            o.get(key)
+                .and_then(|o| o.manifest.pointer("/metadata/uid"))
+                .and_then(|u| u.as_str().map(String::from))
+        });
+        match ctx.executor.delete(key, uid).await {
+            Ok(()) => forget(ctx, key),
+            Err(e) => note(&mut first_err, e, format!("delete {key}")),
+        }
+    }
+    for r in &p.reverts {
+        match ctx.executor.revert(r).await {
+            Ok(obj) => {
+                ctx.metrics.tenant_reverted(r.key.kind.name());
+                tracing::info!(object = %r.key, fields = ?r.fields, "tenant override reverted");
+                write_through(ctx, r.key.kind, obj);
+            }
+            Err(e) => note(&mut first_err, e, format!("revert {}", r.key)),
+        }
+    }
+    if first_err.is_none() {
+        if let Some(status) = &p.status {
+            if let Err(e) = ctx.executor.status(&mb.name_any(), status).await {
+                note(&mut first_err, e, "status".into());
+            }
+        }
+    }
+    let reference = mb.object_ref(&());
+    for ev in &p.events {
+        // Events are best effort: a lost event must not fail the reconcile.
+        if let Err(e) = ctx.executor.event(&reference, ev).await {
+            tracing::warn!(error = %e, reason = %ev.reason, "event not recorded");
+        }
+    }
+    match first_err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// The stored object from a write goes into the cache at once, so the next reconcile does not
+/// see the stale version before the watch delivers the event.
+fn write_through(ctx: &Ctx, kind: Kind, obj: DynamicObject) {
+    let (Some(cache), Some((key, entry))) = (ctx.kinds.get(&kind), trim(kind, obj)) else {
+        return;
+    };
+    let new = entry.clone();
+    if let Some(old) = cache.apply(key.clone(), entry) {
+        ctx.kind_changed(kind, &key, old.as_ref(), Some(&new), false);
+    }
+}
+
+fn forget(ctx: &Ctx, key: &ObjectKey) {
+    let k = (key.namespace.clone(), key.name.clone());
+    if let Some(cache) = ctx.kinds.get(&key.kind) {
+        if let Some(old) = cache.delete(&k) {
+            ctx.kind_changed(key.kind, &k, Some(&old), None, false);
+        }
+    }
+}
+
+pub fn error_policy(mb: Arc<MeshBaseline>, err: &ReconcileError, ctx: Arc<Ctx>) -> Action {
+    let failures = ctx
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&mb.name_any())
+        .map_or(1, |s| s.failures.max(1));
+    let delay = Duration::from_millis(200)
+        .saturating_mul(1 << failures.min(9))
+        .min(Duration::from_secs(60));
+    tracing::warn!(baseline = %mb.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

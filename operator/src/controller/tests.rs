@@ -1,0 +1,189 @@
+//! The whole shell against a stand-in API server (a tower service): watchers fill, the
+//! operator becomes ready, reconciles an invalid baseline (which needs neither the compiler
+//! nor the audit) and writes its status through the status subresource, then shuts down.
+//! The e2e suite covers the full behaviour against the simulator.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{Full, StreamBody};
+use hyper::body::Frame;
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::*;
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+fn baseline() -> Value {
+    json!({"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+        "metadata": {"name": "default", "uid": "u1", "generation": 2, "resourceVersion": "5",
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"clusterDomain": "not a domain!"}})
+}
+
+fn list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "10"}, "items": items})
+}
+
+fn fake_api() -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let log = log2.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect_bytes().await?;
+            let query = parts.uri.query().unwrap_or_default().to_string();
+            let path = parts.uri.path().to_string();
+            log.lock().unwrap().push(Seen {
+                method: parts.method.to_string(),
+                path: path.clone(),
+                query: query.clone(),
+                content_type: parts
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            });
+            let full = |code: u16, v: Value| {
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(BoxBody::new(Full::new(Bytes::from(v.to_string()))))
+                    .unwrap()
+            };
+            let resp = if query.contains("watch=true") {
+                // A watch that stays open and quiet.
+                let pending = futures::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+                Response::builder()
+                    .status(200)
+                    .body(BoxBody::new(StreamBody::new(pending)))
+                    .unwrap()
+            } else if parts.method == "GET" && path.ends_with("/meshbaselines") {
+                full(200, list(vec![baseline()]))
+            } else if parts.method == "GET" {
+                full(200, list(vec![]))
+            } else if path.ends_with("/status") {
+                full(200, baseline())
+            } else {
+                full(
+                    201,
+                    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"name": "e", "namespace": "default"},
+                    "eventTime": "2026-01-01T00:00:00.000000Z"}),
+                )
+            };
+            Ok::<_, kube::Error>(resp)
+        }
+    });
+    (Client::new(svc, "default"), log)
+}
+
+async fn wait_for(log: &Mutex<Vec<Seen>>, f: impl Fn(&Seen) -> bool) -> Seen {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(s) = log.lock().unwrap().iter().find(|s| f(s)) {
+                return s.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("request not seen within 10 s")
+}
+
+#[tokio::test]
+async fn reports_an_invalid_baseline_and_shuts_down() {
+    let (client, log) = fake_api();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let config = Config {
+        qps: 1000,
+        burst: 1000,
+        ..Config::default()
+    };
+    let task = tokio::spawn(run(client, config, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let status = wait_for(&log, |s| s.path.ends_with("/status")).await;
+    assert_eq!(status.method, "PATCH");
+    assert_eq!(
+        status.path,
+        "/apis/meshbaseline.dev/v1alpha1/meshbaselines/default/status"
+    );
+    assert_eq!(status.content_type, "application/apply-patch+yaml");
+    assert!(status.query.contains("fieldManager=meshbaseline"));
+    let conds = status.body["status"]["conditions"].as_array().unwrap();
+    let invalid = conds.iter().find(|c| c["type"] == "Invalid").unwrap();
+    assert_eq!(invalid["status"], "True");
+    assert!(invalid["message"]
+        .as_str()
+        .unwrap()
+        .contains("spec.clusterDomain"));
+    assert_eq!(status.body["status"]["observedGeneration"], 2);
+    let event = wait_for(&log, |s| s.path.ends_with("/events")).await;
+    assert_eq!(event.body["reason"], "InvalidSpec");
+
+    // The watches the shell opens: the generated kinds are one watch each, Istio kinds only
+    // once their CRD exists (it does not here).
+    let watched: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == "GET")
+        .map(|s| s.path.clone())
+        .collect();
+    for p in [
+        "/api/v1/namespaces",
+        "/api/v1/pods",
+        "/api/v1/services",
+        "/apis/networking.k8s.io/v1/networkpolicies",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "/apis/meshbaseline.dev/v1alpha1/meshbaselines",
+    ] {
+        assert!(
+            watched.iter().any(|w| w == p),
+            "{p} not listed: {watched:?}"
+        );
+    }
+    assert!(
+        !watched.iter().any(|w| w.contains("istio.io")),
+        "{watched:?}"
+    );
+    // Nothing but the status and the event was written.
+    let writes: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.ends_with("/status") || w.ends_with("/events")),
+        "{writes:?}"
+    );
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("shutdown within 10 s")
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,157 @@
+//! The watchers: Namespaces, Pods, Services, the generated kinds (tenant and generated
+//! objects alike, one watch per kind), and CustomResourceDefinitions, which start and stop
+//! the Istio watchers when Istio's CRDs appear or disappear.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::DynamicObject;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use tokio::task::JoinSet;
+
+use crate::inventory::{NamespaceInfo, PodInfo, ServiceInfo};
+use crate::object::Kind;
+
+use super::cache::{run_watcher, Key};
+use super::executor::api_resource;
+use super::objects::trim;
+use super::reconcile::Ctx;
+
+fn key_of(meta: &kube::api::ObjectMeta) -> Option<Key> {
+    Some((
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone()?,
+    ))
+}
+
+/// Starts every watcher; the Istio ones start later, from the CRD watcher.
+pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    let client = ctx.client.clone();
+    let cfg = watcher::Config::default;
+
+    let c = ctx.clone();
+    let stream = watcher(Api::<Namespace>::all(client.clone()), cfg()).default_backoff();
+    set.spawn(async move {
+        run_watcher(
+            "namespaces",
+            stream,
+            &c.namespaces,
+            |ns: Namespace| Some((key_of(&ns.metadata)?, NamespaceInfo::from(&ns))),
+            |_, _, _| c.triggers.inventory_changed(),
+        )
+        .await
+    });
+
+    let c = ctx.clone();
+    let stream = watcher(Api::<Pod>::all(client.clone()), cfg()).default_backoff();
+    set.spawn(async move {
+        run_watcher(
+            "pods",
+            stream,
+            &c.pods,
+            // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
+            |pod: Pod| Some((key_of(&pod.metadata)?, PodInfo::from_pod(&pod))),
+            |_, _, _| c.triggers.inventory_changed(),
+        )
+        .await
+    });
+
+    let c = ctx.clone();
+    let stream = watcher(Api::<Service>::all(client.clone()), cfg()).default_backoff();
+    set.spawn(async move {
+        run_watcher(
+            "services",
+            stream,
+            &c.services,
+            |svc: Service| Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc))),
+            |_, _, _| c.triggers.inventory_changed(),
+        )
+        .await
+    });
+
+    set.spawn(watch_kind(ctx.clone(), Kind::NetworkPolicy));
+
+    let c = ctx.clone();
+    let stream = watcher(Api::<CustomResourceDefinition>::all(client), cfg()).default_backoff();
+    set.spawn(async move {
+        run_watcher(
+            "customresourcedefinitions",
+            stream,
+            &c.crds,
+            |crd: CustomResourceDefinition| {
+                let kind = Kind::ALL.into_iter().find(|k| {
+                    k.is_istio()
+                        && crd.spec.group == k.group()
+                        && crd.spec.names.plural == k.plural()
+                })?;
+                let served = crd
+                    .spec
+                    .versions
+                    .iter()
+                    .any(|v| v.name == kind.version() && v.served);
+                Some((key_of(&crd.metadata)?, (kind, served)))
+            },
+            |_, old, new| {
+                let kind = new.or(old).map(|(k, _)| *k);
+                if let Some(kind) = kind {
+                    crd_changed(&c, kind, new.is_some_and(|(_, served)| *served));
+                }
+            },
+        )
+        .await
+    });
+    set
+}
+
+/// One watch per generated kind, for tenant and generated objects alike.
+async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
+    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &api_resource(kind));
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let Some(cache) = ctx.kinds.get(&kind) else {
+        return; // every kind has a cache (Ctx::new)
+    };
+    run_watcher(
+        kind.name(),
+        stream,
+        cache,
+        |obj| trim(kind, obj),
+        |key, old, new| ctx.kind_changed(kind, key, old, new, true),
+    )
+    .await
+}
+
+/// An Istio CRD appeared, disappeared or changed its served versions.
+fn crd_changed(ctx: &Arc<Ctx>, kind: Kind, served: bool) {
+    let mut tasks = ctx.istio_tasks.lock().unwrap_or_else(|e| e.into_inner());
+    if served && !tasks.contains_key(&kind) {
+        tracing::info!(%kind, "CRD available: watching");
+        let handle = tokio::spawn(watch_kind(ctx.clone(), kind));
+        tasks.insert(kind, handle.abort_handle());
+        // Reconcile everything once the new cache is filled.
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            let Some(cache) = c.kinds.get(&kind) else {
+                return;
+            };
+            while !cache.synced() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            c.triggers.inventory_changed();
+        });
+    } else if !served {
+        if let Some(task) = tasks.remove(&kind) {
+            tracing::warn!(%kind, "CRD gone: no longer watching");
+            task.abort();
+            if let Some(cache) = ctx.kinds.get(&kind) {
+                for (key, old, new) in cache.clear() {
+                    ctx.kind_changed(kind, &key, old.as_ref(), new.as_ref(), true);
+                }
+            }
+            ctx.triggers.inventory_changed();
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Pure planner: desired vs observed -> writes, deletes, reverts, status and events.
+//! No client, no async; the time is a parameter.
+
+mod overlap;
+mod revert;
+pub mod status;
+mod subset;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+pub use overlap::{resolve_overlaps, Resolved};
+pub use revert::{Fight, Revert, REVERTED_ANNOTATION};
+pub use subset::is_subset;
+
+use crate::api::baseline::{MeshBaselineStatus, Mode, NamespaceCounts, TenantOverrides};
+use crate::api::model::InvalidBaseline;
+use crate::api::Baseline;
+use crate::audit::Finding;
+use crate::compile::Compiled;
+use crate::inventory::Inventory;
+use crate::object::{Kind, ObjectKey, BASELINE_LABEL};
+use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING};
+
+/// At most this many "new finding" events per reconcile; the rest are only in the status.
+pub const MAX_FINDING_EVENTS: usize = 20;
+
+/// A generated object as the cluster has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub manifest: Value,
+    pub owner_uid: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The baseline's spec: valid, or rejected (the last good objects then stay as they are).
+#[derive(Clone, Copy, Debug)]
+pub enum Spec<'a> {
+    Valid(&'a Baseline),
+    Invalid(&'a InvalidBaseline),
+}
+
+/// Identity of a finding (or a fight) for event deduplication; the message is not part of it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FindingId {
+    pub rule: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl From<&Finding> for FindingId {
+    fn from(f: &Finding) -> Self {
+        FindingId {
+            rule: f.rule.id().to_string(),
+            kind: f.kind.clone(),
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+        }
+    }
+}
+
+pub struct PlanInput<'a> {
+    pub name: &'a str,
+    pub uid: Option<&'a str>,
+    pub generation: Option<i64>,
+    pub spec: Spec<'a>,
+    /// The compiler's output for the valid spec (ignored when the spec is invalid).
+    pub compiled: &'a Compiled,
+    /// Generated objects labelled with this baseline's name.
+    pub observed: &'a BTreeMap<ObjectKey, Observed>,
+    pub findings: &'a [Finding],
+    /// Tenant PeerAuthentications and DestinationRules (with managedFields) for Revert mode.
+    pub inventory: &'a Inventory,
+    pub overlap: &'a Resolved,
+    /// Generated kinds whose CRD the cluster does not serve.
+    pub missing_kinds: &'a BTreeSet<Kind>,
+    pub previous: Option<&'a MeshBaselineStatus>,
+    /// What the previous reconcile wanted: an apply of an unchanged desired object is a repair.
+    pub previous_compiled: Option<&'a Compiled>,
+    /// Findings (and fights) already announced by events.
+    pub previous_findings: &'a BTreeSet<FindingId>,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Apply {
+    pub key: ObjectKey,
+    pub manifest: Value,
+    /// The object was as desired before and someone changed or deleted it.
+    pub repair: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// An event about the baseline; `note` names the object concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub type_: EventType,
+    pub reason: String,
+    pub action: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub applies: Vec<Apply>,
+    pub deletes: Vec<ObjectKey>,
+    pub reverts: Vec<Revert>,
+    pub fights: Vec<Fight>,
+    /// `None`: the stored status is already right.
+    pub status: Option<MeshBaselineStatus>,
+    pub events: Vec<PlannedEvent>,
+    /// Findings and fights announced so far (to pass as `previous_findings` next time).
+    pub findings_seen: BTreeSet<FindingId>,
+}
+
+fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
+    PlannedEvent {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        action: action.into(),
+        note,
+    }
+}
+
+fn diff(
+    input: &PlanInput,
+    desired: &[crate::object::DesiredObject],
+) -> (Vec<Apply>, Vec<ObjectKey>) {
+    let mut applies = Vec::new();
+    for d in desired {
+        if input.missing_kinds.contains(&d.key.kind) {
+            continue;
+        }
+        let matches = input
+            .observed
+            .get(&d.key)
+            .is_some_and(|o| is_subset(&d.manifest, &o.manifest));
+        if matches {
+            continue;
+        }
+        let repair = input.previous_compiled.is_some_and(|prev| {
+            prev.objects
+                .binary_search_by(|p| p.key.cmp(&d.key))
+                .is_ok_and(|i| prev.objects[i].manifest == d.manifest)
+        });
+        applies.push(Apply {
+            key: d.key.clone(),
+            manifest: d.manifest.clone(),
+            repair,
+        });
+    }
+    let wanted: BTreeSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
+    let deletes = input
+        .observed
+        .iter()
+        .filter(|(k, o)| {
+            !wanted.contains(k)
+                && !input.missing_kinds.contains(&k.kind)
+                && o.labels.get(BASELINE_LABEL).map(String::as_str) == Some(input.name)
+                && o.owner_uid.as_deref() == input.uid
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    (applies, deletes)
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// The plan for one baseline.
+pub fn plan(input: &PlanInput) -> Plan {
+    let baseline = match input.spec {
+        Spec::Valid(b) => b,
+        Spec::Invalid(err) => return plan_invalid(input, err),
+    };
+    let enforce = baseline.mode == Mode::Enforce;
+    let (applies, deletes) = diff(input, &input.compiled.objects);
+    let (reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
+        revert::plan_reverts(baseline, input.findings, input.inventory)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let repairs = applies.iter().filter(|a| a.repair).count();
+
+    let mut conds = Vec::new();
+    conds.push(if enforce {
+        Cond::new(
+            READY,
+            true,
+            "Enforced",
+            format!(
+                "{} enforced in {}",
+                plural(input.compiled.objects.len(), "object"),
+                plural(input.compiled.protected.len(), "namespace")
+            ),
+        )
+    } else {
+        Cond::new(
+            READY,
+            true,
+            "AuditOnly",
+            format!(
+                "Audit mode: {} and {} would be written",
+                plural(applies.len(), "object"),
+                plural(deletes.len(), "deletion")
+            ),
+        )
+    });
+    conds.push(Cond::new(RECONCILING, false, "ReconcileComplete", ""));
+    let mut problems: Vec<(&str, String)> = Vec::new();
+    if !input.missing_kinds.is_empty() {
+        let kinds: Vec<&str> = input.missing_kinds.iter().map(|k| k.name()).collect();
+        problems.push((
+            "IstioCRDsMissing",
+            format!(
+                "the cluster does not serve {}; NetworkPolicies are still enforced",
+                kinds.join(", ")
+            ),
+        ));
+    }
+    if input.overlap.overlaps() {
+        let older: Vec<&str> = input.overlap.lost_to.iter().map(String::as_str).collect();
+        let mut what = plural(input.overlap.scope.claimed_elsewhere.len(), "namespace");
+        if !input.overlap.scope.owns_root {
+            what.push_str(" and the root namespace");
+        }
+        problems.push((
+            "BaselineOverlap",
+            format!(
+                "{what} also selected by older baseline(s) {}, which win",
+                older.join(", ")
+            ),
+        ));
+    }
+    for f in &fights {
+        problems.push((
+            "TenantOverrideFight",
+            format!(
+                "{} {}/{}: {} set back by {}; not reverting",
+                f.key.kind,
+                f.key.namespace,
+                f.key.name,
+                f.fields.join(", "),
+                f.managers.join(", ")
+            ),
+        ));
+    }
+    conds.push(match problems.first() {
+        Some((reason, _)) => Cond::new(
+            DEGRADED,
+            true,
+            reason,
+            problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        None => Cond::new(DEGRADED, false, "AsExpected", ""),
+    });
+    conds.push(if enforce && repairs > 0 {
+        Cond::new(
+            DRIFT_DETECTED,
+            true,
+            "DriftRepaired",
+            format!("repaired {}", plural(repairs, "object")),
+        )
+    } else if !enforce && (!applies.is_empty() || !deletes.is_empty()) {
+        Cond::new(
+            DRIFT_DETECTED,
+            true,
+            "DriftNotRepaired",
+            format!(
+                "Audit mode: {} differ from the baseline",
+                plural(applies.len() + deletes.len(), "object")
+            ),
+        )
+    } else {
+        Cond::new(DRIFT_DETECTED, false, "NoDrift", "")
+    });
+    conds.push(Cond::new(INVALID, false, "Valid", ""));
+
+    let previous_repairs = input.previous.map_or(0, |p| p.drift_repairs);
+    let counts = Counts {
+        namespaces: NamespaceCounts {
+            protected: u32::try_from(input.compiled.protected.len()).unwrap_or(u32::MAX),
+            exempt: u32::try_from(input.compiled.exempt.len()).unwrap_or(u32::MAX),
+        },
+        managed_objects: if enforce {
+            u32::try_from(input.compiled.objects.len()).unwrap_or(u32::MAX)
+        } else {
+            0
+        },
+        drift_repairs: previous_repairs + if enforce { repairs as u64 } else { 0 },
+    };
+    let new_status = status::build(
+        input.generation,
+        conds,
+        counts,
+        Some(input.findings),
+        input.previous,
+        input.now,
+    );
+
+    let mut events = Vec::new();
+    let mut seen: BTreeSet<FindingId> = input.findings.iter().map(FindingId::from).collect();
+    seen.extend(fights.iter().map(fight_id));
+    if enforce {
+        for a in applies.iter().filter(|a| a.repair) {
+            events.push(warning(
+                "DriftRepaired",
+                "Apply",
+                format!("restored {}", a.key),
+            ));
+        }
+        for r in &reverts {
+            events.push(warning(
+                "TenantOverrideReverted",
+                "Revert",
+                format!("took ownership of {} on {}", r.fields.join(", "), r.key),
+            ));
+        }
+        for f in fights
+            .iter()
+            .filter(|f| !input.previous_findings.contains(&fight_id(f)))
+        {
+            events.push(warning(
+                "TenantOverrideFight",
+                "Revert",
+                format!(
+                    "{} keeps setting {} on {}; no longer reverting",
+                    f.managers.join(", "),
+                    f.fields.join(", "),
+                    f.key
+                ),
+            ));
+        }
+        let new_findings = input
+            .findings
+            .iter()
+            .filter(|f| !input.previous_findings.contains(&FindingId::from(*f)));
+        for f in new_findings.take(MAX_FINDING_EVENTS) {
+            let at = match &f.namespace {
+                Some(ns) => format!("{} {ns}/{}", f.kind, f.name),
+                None => format!("{} {}", f.kind, f.name),
+            };
+            events.push(warning(
+                "Finding",
+                "Audit",
+                format!("{} ({}) {at}: {}", f.rule, f.severity, f.message),
+            ));
+        }
+    } else {
+        // Audit mode writes nothing but status: nothing is announced, so nothing is "seen".
+        seen = input.previous_findings.clone();
+    }
+
+    Plan {
+        applies: if enforce { applies } else { Vec::new() },
+        deletes: if enforce { deletes } else { Vec::new() },
+        reverts: if enforce { reverts } else { Vec::new() },
+        fights,
+        status: changed(new_status, input.previous),
+        events,
+        findings_seen: seen,
+    }
+}
+
+fn fight_id(f: &Fight) -> FindingId {
+    FindingId {
+        rule: "TenantOverrideFight".into(),
+        kind: f.key.kind.name().into(),
+        namespace: Some(f.key.namespace.clone()),
+        name: f.key.name.clone(),
+    }
+}
+
+fn changed(
+    new: MeshBaselineStatus,
+    previous: Option<&MeshBaselineStatus>,
+) -> Option<MeshBaselineStatus> {
+    // Transition times were carried over, so equality ignores timestamps of unchanged conditions.
+    (previous != Some(&new)).then_some(new)
+}
+
+fn plan_invalid(input: &PlanInput, err: &InvalidBaseline) -> Plan {
+    let message = err.to_string();
+    let conds = vec![
+        Cond::new(
+            READY,
+            false,
+            "InvalidSpec",
+            "the spec is invalid; the last good objects stay in place",
+        ),
+        Cond::new(RECONCILING, false, "ReconcileComplete", ""),
+        Cond::new(DEGRADED, false, "AsExpected", ""),
+        Cond::new(DRIFT_DETECTED, false, "NoDrift", ""),
+        Cond::new(INVALID, true, "InvalidSpec", message.clone()),
+    ];
+    let counts = input
+        .previous
+        .map(|p| Counts {
+            namespaces: p.namespaces.clone(),
+            managed_objects: p.managed_objects,
+            drift_repairs: p.drift_repairs,
+        })
+        .unwrap_or_default();
+    let new_status = status::build(
+        input.generation,
+        conds,
+        counts,
+        None,
+        input.previous,
+        input.now,
+    );
+    let was_invalid = input
+        .previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == INVALID))
+        .is_some_and(|c| c.status == "True" && c.message == message);
+    let events = if was_invalid {
+        Vec::new()
+    } else {
+        vec![warning("InvalidSpec", "Validate", message)]
+    };
+    Plan {
+        status: changed(new_status, input.previous),
+        events,
+        findings_seen: input.previous_findings.clone(),
+        ..Plan::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;
