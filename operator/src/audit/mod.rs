@@ -249,12 +249,3 @@ impl Finding {
         }
     }
 }
-
-// TEMPORARY until the audit branch is merged: lets the controller build and be tested.
-pub fn audit(
-    _baseline: &crate::api::Baseline,
-    _inventory: &crate::inventory::Inventory,
-    _now: jiff::Timestamp,
-) -> Vec<Finding> {
-    Vec::new()
-}
