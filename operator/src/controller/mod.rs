@@ -86,7 +86,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let metrics = Arc::new(Metrics::new());
+    run_with_metrics(client, config, Arc::new(Metrics::new()), shutdown).await
+}
+
+/// `run` with a metrics registry the caller keeps: the e2e suite reads it without an HTTP
+/// server, and parallel operators in one process each get their own.
+pub async fn run_with_metrics(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let health = Arc::new(Health {
         metrics: metrics.clone(),
         ready: Default::default(),
