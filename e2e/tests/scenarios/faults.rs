@@ -7,6 +7,9 @@ use serde_json::json;
 
 use crate::fixtures::*;
 
+/// DESIGN §7: exact desired state within 30 s under faults.
+const CONVERGE: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
     let cluster = meshbaseline_e2e::Cluster::start().await?;
@@ -34,7 +37,7 @@ async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
         .await?;
     env.apply(&mk_peer_authentication(&env.ns("n1"), "loose", "PERMISSIVE")).await?;
     env.apply(&mk_baseline("faults", "faults", json!({"tenantOverrides": "Revert"}))).await?;
-    env.wait_converged("faults").await?;
+    env.wait_converged_within("faults", CONVERGE).await?;
     // Changes while the faults go on: drift, a namespace leaving, one joining.
     env.cluster
         .delete("networking.k8s.io/v1", "NetworkPolicy", Some(&env.ns("n2")), "meshbaseline-baseline")
@@ -43,7 +46,7 @@ async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
         .merge_patch("v1", "Namespace", None, &env.ns("n3"), &json!({"metadata": {"labels": {SCENARIO_LABEL: null}}}))
         .await?;
     env.add_namespace("n6").await?;
-    let objects = env.wait_converged("faults").await?;
+    let objects = env.wait_converged_within("faults", CONVERGE).await?;
     // The tenant's DestinationRule for the namespace wildcard replaces ours.
     assert!(!objects.contains_key(&("DestinationRule".into(), n0.clone(), "meshbaseline-mtls".into())));
     env.cluster

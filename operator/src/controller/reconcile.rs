@@ -382,7 +382,8 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         ctx.metrics.reconcile_error("crd_missing");
     }
 
-    let result = execute(&ctx, &mb, &plan).await;
+    let mut progress = 0;
+    let result = execute(&ctx, &mb, &plan, &mut progress).await;
     let elapsed = started.elapsed();
     ctx.metrics
         .reconcile_duration
@@ -401,6 +402,10 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                         state.previous_compiled = Some(c.compiled.clone());
                     }
                 }
+                // Backoff grows only while nothing gets through: under a share of failing
+                // requests, a reconcile that wrote something starts the backoff over, so
+                // convergence is not held up by long waits.
+                Err(_) if progress > 0 => state.failures = 1,
                 Err(_) => state.failures = state.failures.saturating_add(1),
             }
         }
@@ -447,7 +452,13 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
 /// Executes a plan: every write goes through the executor. Continues past a failed write so
 /// one bad object does not block the others; the first error is returned (retried with
 /// backoff), and the status is then not written, so it never claims more than was done.
-async fn execute(ctx: &Ctx, mb: &MeshBaseline, p: &plan::Plan) -> Result<(), ReconcileError> {
+/// `progress` counts the writes that succeeded.
+async fn execute(
+    ctx: &Ctx,
+    mb: &MeshBaseline,
+    p: &plan::Plan,
+    progress: &mut usize,
+) -> Result<(), ReconcileError> {
     let mut first_err: Option<kube::Error> = None;
     fn note(first: &mut Option<kube::Error>, e: kube::Error, what: String) {
         tracing::warn!(error = %e, "{what} failed");
@@ -458,6 +469,7 @@ async fn execute(ctx: &Ctx, mb: &MeshBaseline, p: &plan::Plan) -> Result<(), Rec
     for a in &p.applies {
         match ctx.executor.apply(&a.key, &a.manifest).await {
             Ok(obj) => {
+                *progress += 1;
                 write_through(ctx, a.key.kind, obj);
                 if a.repair {
                     ctx.metrics.drift_repaired(a.key.kind.name());
@@ -474,13 +486,17 @@ async fn execute(ctx: &Ctx, mb: &MeshBaseline, p: &plan::Plan) -> Result<(), Rec
                 .and_then(|u| u.as_str().map(String::from))
         });
         match ctx.executor.delete(key, uid).await {
-            Ok(()) => forget(ctx, key),
+            Ok(()) => {
+                *progress += 1;
+                forget(ctx, key);
+            }
             Err(e) => note(&mut first_err, e, format!("delete {key}")),
         }
     }
     for r in &p.reverts {
         match ctx.executor.revert(r).await {
             Ok(obj) => {
+                *progress += 1;
                 ctx.metrics.tenant_reverted(r.key.kind.name());
                 tracing::info!(object = %r.key, fields = ?r.fields, "tenant override reverted");
                 write_through(ctx, r.key.kind, obj);
