@@ -8,10 +8,15 @@ use crate::fixtures::*;
 async fn deleted_network_policy_is_restored() -> TestResult {
     let env = Env::start("drift-np").await?;
     let a = env.add_namespace("a").await?;
-    env.apply(&mk_baseline("drift-np", "drift-np", json!({}))).await?;
+    env.apply(&mk_baseline("drift-np", "drift-np", json!({})))
+        .await?;
     env.wait_converged("drift-np").await?;
 
-    let np = ("networking.k8s.io/v1", "NetworkPolicy", "meshbaseline-baseline");
+    let np = (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "meshbaseline-baseline",
+    );
     assert!(env.cluster.delete(np.0, np.1, Some(&a), np.2).await?);
     env.wait_converged("drift-np").await?;
     let metric = ("meshbaseline_drift_repairs_total", "kind=\"NetworkPolicy\"");
@@ -27,7 +32,8 @@ async fn deleted_network_policy_is_restored() -> TestResult {
             Ok(evs.iter().any(|e| e["note"] == note.as_str()).then_some(()))
         })
         .await?;
-    env.wait_condition("drift-np", "Ready", "True", |_, _| true).await?;
+    env.wait_condition("drift-np", "Ready", "True", |_, _| true)
+        .await?;
     env.finish().await
 }
 
@@ -35,7 +41,8 @@ async fn deleted_network_policy_is_restored() -> TestResult {
 async fn edited_authorization_policy_rule_is_restored() -> TestResult {
     let env = Env::start("drift-ap").await?;
     let a = env.add_namespace("a").await?;
-    env.apply(&mk_baseline("drift-ap", "drift-ap", json!({}))).await?;
+    env.apply(&mk_baseline("drift-ap", "drift-ap", json!({})))
+        .await?;
     env.wait_converged("drift-ap").await?;
 
     // The tenant opens the policy up: a merge patch as the tenant's manager.
@@ -49,15 +56,24 @@ async fn edited_authorization_policy_rule_is_restored() -> TestResult {
             &json!({"spec": {"rules": [{"from": [{"source": {"notPrincipals": ["cluster.local/ns/x/sa/y"]}}]}]}}),
         )
         .await?;
-    assert_eq!(managers_of(&serde_json::to_value(&edited)?, "f:rules"), vec!["tenant".to_string()]);
+    assert_eq!(
+        managers_of(&serde_json::to_value(&edited)?, "f:rules"),
+        vec!["tenant".to_string()]
+    );
     let objects = env.wait_converged("drift-ap").await?;
     let restored = &objects[&(
         "AuthorizationPolicy".to_string(),
         a.clone(),
         "meshbaseline-deny-plaintext".to_string(),
     )];
-    assert_eq!(restored["spec"]["rules"], json!([{"from": [{"source": {"notPrincipals": ["*"]}}]}]));
-    let metric = ("meshbaseline_drift_repairs_total", "kind=\"AuthorizationPolicy\"");
+    assert_eq!(
+        restored["spec"]["rules"],
+        json!([{"from": [{"source": {"notPrincipals": ["*"]}}]}])
+    );
+    let metric = (
+        "meshbaseline_drift_repairs_total",
+        "kind=\"AuthorizationPolicy\"",
+    );
     env.cluster
         .wait_for("drift repair metric", WAIT, || async {
             Ok((env.op.metric(metric.0, metric.1) >= 1.0).then_some(()))
@@ -70,7 +86,9 @@ async fn edited_authorization_policy_rule_is_restored() -> TestResult {
             Ok(evs.iter().any(|e| e["note"] == note.as_str()).then_some(()))
         })
         .await?;
-    let mb = env.wait_condition("drift-ap", "Ready", "True", |_, _| true).await?;
+    let mb = env
+        .wait_condition("drift-ap", "Ready", "True", |_, _| true)
+        .await?;
     assert!(mb.status.unwrap_or_default().drift_repairs >= 1);
     env.finish().await
 }

@@ -215,7 +215,9 @@ impl Env {
 
     pub async fn seed_root(cluster: &Cluster) -> Result<(), HarnessError> {
         if cluster.get("v1", "Namespace", None, ROOT).await?.is_none() {
-            cluster.apply_yaml(&mk_namespace(ROOT, None).to_string()).await?;
+            cluster
+                .apply_yaml(&mk_namespace(ROOT, None).to_string())
+                .await?;
         }
         Ok(())
     }
@@ -430,7 +432,10 @@ pub fn diff(expected: &Compiled, actual: &Objects) -> Option<String> {
                 ));
             }
         }
-        if let Some(labels) = manifest.pointer("/metadata/labels").and_then(Value::as_object) {
+        if let Some(labels) = manifest
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+        {
             for (k, v) in labels {
                 if live.pointer("/metadata/labels").and_then(|l| l.get(k)) != Some(v) {
                     return Some(format!("{key:?} label {k}: want {v}"));
@@ -443,7 +448,9 @@ pub fn diff(expected: &Compiled, actual: &Objects) -> Option<String> {
 
 /// The events recorded about a baseline with `reason` (all namespaces).
 pub async fn events(cluster: &Cluster, reason: &str) -> Result<Vec<Value>, HarnessError> {
-    let listed = cluster.list("events.k8s.io/v1", "Event", None, None).await?;
+    let listed = cluster
+        .list("events.k8s.io/v1", "Event", None, None)
+        .await?;
     let mut out = Vec::new();
     for e in listed {
         let v = serde_json::to_value(&e)?;

@@ -60,7 +60,10 @@ fn request_line(r: &RequestRecord) -> (&'static str, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     let cluster = meshbaseline_e2e::Cluster::start().await?;
-    if cluster.sim_or_skip("chart_rbac_grants_exactly_what_the_operator_uses").is_none() {
+    if cluster
+        .sim_or_skip("chart_rbac_grants_exactly_what_the_operator_uses")
+        .is_none()
+    {
         return Ok(());
     }
     Env::seed_root(&cluster).await?;
@@ -70,23 +73,48 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         ..test_config()
     };
     let op = Operator::start_with(&cluster, config);
-    let env = Env { cluster, op, scenario: "rbac".into() };
+    let env = Env {
+        cluster,
+        op,
+        scenario: "rbac".into(),
+    };
     let sim = env.cluster.sim()?;
     let a = env.add_namespace("a").await?;
     let b = env.add_namespace("b").await?;
-    env.apply(&mk_peer_authentication(&a, "loose", "PERMISSIVE")).await?;
-    env.apply(&mk_baseline("rbac", "rbac", json!({"tenantOverrides": "Revert"}))).await?;
+    env.apply(&mk_peer_authentication(&a, "loose", "PERMISSIVE"))
+        .await?;
+    env.apply(&mk_baseline(
+        "rbac",
+        "rbac",
+        json!({"tenantOverrides": "Revert"}),
+    ))
+    .await?;
     env.wait_converged("rbac").await?;
     env.cluster
         .wait_for("PERMISSIVE reverted", WAIT, || async {
-            let pa = env.cluster.get("security.istio.io/v1", "PeerAuthentication", Some(&a), "loose").await?;
-            Ok(pa.filter(|p| p.data["spec"]["mtls"]["mode"] == "STRICT").map(|_| ()))
+            let pa = env
+                .cluster
+                .get(
+                    "security.istio.io/v1",
+                    "PeerAuthentication",
+                    Some(&a),
+                    "loose",
+                )
+                .await?;
+            Ok(pa
+                .filter(|p| p.data["spec"]["mtls"]["mode"] == "STRICT")
+                .map(|_| ()))
         })
         .await?;
     // The same drift twice: the second event is a repeat, recorded as a series (patch).
     for round in 1..=2 {
         env.cluster
-            .delete("networking.k8s.io/v1", "NetworkPolicy", Some(&b), "meshbaseline-baseline")
+            .delete(
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                Some(&b),
+                "meshbaseline-baseline",
+            )
             .await?;
         env.wait_converged("rbac").await?;
         let metric = ("meshbaseline_drift_repairs_total", "kind=\"NetworkPolicy\"");
@@ -98,15 +126,26 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     }
     // The root namespace moves: every root object is deleted from the old one.
     let root = env.add_namespace("root").await?;
-    env.apply(&mk_baseline("rbac", "rbac", json!({"tenantOverrides": "Revert", "rootNamespace": root})))
-        .await?;
+    env.apply(&mk_baseline(
+        "rbac",
+        "rbac",
+        json!({"tenantOverrides": "Revert", "rootNamespace": root}),
+    ))
+    .await?;
     env.wait_converged("rbac").await?;
     // A namespace leaving: its objects are deleted by the operator.
     env.cluster
-        .merge_patch("v1", "Namespace", None, &b, &json!({"metadata": {"labels": {SCENARIO_LABEL: null}}}))
+        .merge_patch(
+            "v1",
+            "Namespace",
+            None,
+            &b,
+            &json!({"metadata": {"labels": {SCENARIO_LABEL: null}}}),
+        )
         .await?;
     env.wait_converged("rbac").await?;
-    env.wait_condition("rbac", "Ready", "True", |_, _| true).await?;
+    env.wait_condition("rbac", "Ready", "True", |_, _| true)
+        .await?;
     env.cluster
         .wait_for("events recorded", WAIT, || async {
             let log = sim.requests();
@@ -121,7 +160,9 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     let mut used_namespaced = BTreeSet::new();
     for r in log.records() {
         let (method, path) = request_line(r);
-        let Some((grant, ns)) = request_grant(method, &path)? else { continue };
+        let Some((grant, ns)) = request_grant(method, &path)? else {
+            continue;
+        };
         // Leases are the only namespaced grant (the Role in the operator's namespace).
         if grant.resource == "leases" {
             assert_eq!(ns.as_deref(), Some(LEASE_NAMESPACE), "{method} {path}");

@@ -160,7 +160,9 @@ fn sidecar(ctx: &Ctx, pod: &PodInfo) -> Option<bool> {
     if !ctx.inventory.namespaces.contains_key(&pod.namespace) {
         return None;
     }
-    Some(super::namespace::injection_enabled(ctx.labels(&pod.namespace)))
+    Some(super::namespace::injection_enabled(
+        ctx.labels(&pod.namespace),
+    ))
 }
 
 /// Running pods and templates without a sidecar; finished pods no longer matter.

@@ -115,7 +115,10 @@ fn mb504_share_process_namespace_next_to_the_sidecar() {
         ],
     );
     let f = run(&strict(), &i);
-    assert_eq!(hits(&f, Rule::MB504), vec!["payments/debug", "payments/injected"]);
+    assert_eq!(
+        hits(&f, Rule::MB504),
+        vec!["payments/debug", "payments/injected"]
+    );
 }
 
 #[test]
