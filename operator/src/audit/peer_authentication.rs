@@ -23,11 +23,11 @@ fn mode(pa: &PeerAuthentication) -> Option<&str> {
 /// Whether an mTLS mode lets plaintext in where the baseline does not: under STRICT both
 /// PERMISSIVE and DISABLE do, under PERMISSIVE only DISABLE. UNSET inherits, so never.
 pub(crate) fn weaker(baseline: MtlsMode, mode: Option<&str>) -> bool {
-    match (baseline, mode) {
-        (MtlsMode::Strict, Some("PERMISSIVE" | "DISABLE")) => true,
-        (MtlsMode::Permissive, Some("DISABLE")) => true,
-        _ => false,
-    }
+    matches!(
+        (baseline, mode),
+        (MtlsMode::Strict, Some("PERMISSIVE" | "DISABLE"))
+            | (MtlsMode::Permissive, Some("DISABLE"))
+    )
 }
 
 fn baseline_mode(ctx: &Ctx) -> &'static str {
