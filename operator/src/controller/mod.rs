@@ -3,6 +3,7 @@
 //! the plan through the one executor.
 
 mod cache;
+mod execute;
 pub mod executor;
 mod objects;
 mod ratelimit;
@@ -89,8 +90,8 @@ pub async fn run(
     run_with_metrics(client, config, Arc::new(Metrics::new()), shutdown).await
 }
 
-/// `run` with a metrics registry the caller keeps: the e2e suite reads it without an HTTP
-/// server, and parallel operators in one process each get their own.
+/// [`run`] with the caller's metrics registry, which tests read with [`Metrics::encode`]
+/// without an HTTP server.
 pub async fn run_with_metrics(
     client: Client,
     config: Config,

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use tokio::sync::watch as signal;
 use tracing::Instrument;
 
@@ -26,7 +25,7 @@ use crate::telemetry::{Health, Metrics};
 
 use super::cache::{Cache, Key, Triggers};
 use super::executor::Executor;
-use super::objects::{trim, GeneratedIndex, KindEntry, Typed};
+use super::objects::{GeneratedIndex, KindEntry, Typed};
 
 /// What the controller remembers about a baseline between reconciles.
 #[derive(Default)]
@@ -38,6 +37,8 @@ struct BaselineState {
     seen: BTreeSet<FindingId>,
     /// The status we last wrote: the watch may not have delivered it yet.
     last_status: Option<MeshBaselineStatus>,
+    /// Istio kinds missing at the last successful reconcile.
+    last_missing: BTreeSet<Kind>,
     failures: u32,
 }
 
@@ -75,6 +76,8 @@ pub struct Ctx {
     /// (uid, generation, creation) per baseline: a change re-reconciles every baseline
     /// (overlaps), status-only updates do not.
     identities: Mutex<BTreeMap<String, String>>,
+    /// Generated objects changed by someone else since the baseline's last reconcile.
+    dirty: Mutex<HashMap<String, BTreeSet<ObjectKey>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,11 +135,12 @@ impl Ctx {
             state: Mutex::new(HashMap::new()),
             inventory: Mutex::new(None),
             identities: Mutex::new(BTreeMap::new()),
+            dirty: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A change in a kind cache: generated objects go to their baseline at once; tenant
-    /// objects change the inventory. Edits of generated objects do not invalidate compile and
+    /// A change in a kind cache: generated objects go to their baseline at once (unless the
+    /// change is our own write, `trigger == false`); tenant objects change the inventory. Edits of generated objects do not invalidate compile and
     /// audit results (they are repaired, not audited).
     pub fn kind_changed(
         &self,
@@ -147,12 +151,23 @@ impl Ctx {
         trigger: bool,
     ) {
         let touched = self.generated.update(kind, key, old, new);
-        if !trigger {
-            return;
+        if trigger && !touched.is_empty() {
+            let okey = ObjectKey {
+                kind,
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+            };
+            let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+            for b in &touched {
+                dirty.entry(b.clone()).or_default().insert(okey.clone());
+            }
+            drop(dirty);
+            for b in &touched {
+                self.triggers.baseline(b);
+            }
         }
-        for b in &touched {
-            self.triggers.baseline(b);
-        }
+        // Also after our own write (a revert): the audit must see the tenant object as it is
+        // now, or a cached finding would plan the same revert again.
         fn tenant(e: Option<&KindEntry>) -> Option<&Option<Typed>> {
             e.filter(|e| e.generated.is_none()).map(|e| &e.typed)
         }
@@ -319,6 +334,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
     let name = mb.name_any();
     let uid = mb.metadata.uid.clone();
     let validated: Result<Baseline, InvalidBaseline> = Baseline::try_from(mb.as_ref());
+    let dirty = ctx
+        .dirty
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&name)
+        .unwrap_or_default();
 
     let (plan, computed, next_expiry) = {
         let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -342,6 +363,17 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         let no_inventory = Inventory::default();
         let missing = ctx.istio_missing();
         let previous = state.last_status.clone().or_else(|| mb.status.clone());
+        // Drift fast path: when nothing but generated objects changed since a successful
+        // reconcile with the same compile output, only those objects need comparing.
+        let fast = state.failures == 0
+            && state.last_status.is_some()
+            && state.last_missing == missing
+            && computed.as_ref().is_some_and(|c| {
+                state
+                    .previous_compiled
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(p, &c.compiled))
+            });
         let spec = match &validated {
             Ok(b) => Spec::Valid(b),
             Err(e) => Spec::Invalid(e),
@@ -361,10 +393,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 previous: previous.as_ref(),
                 previous_compiled: state.previous_compiled.as_deref(),
                 previous_findings: &state.seen,
+                only: fast.then_some(&dirty),
                 now,
             })
         });
         let next_expiry = computed.as_ref().and_then(|c| c.valid_until);
+        state.last_missing = missing;
         ctx.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -383,7 +417,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
     }
 
     let mut progress = 0;
-    let result = execute(&ctx, &mb, &plan, &mut progress).await;
+    let result = super::execute::execute(&ctx, &mb, &plan, &mut progress).await;
     let elapsed = started.elapsed();
     ctx.metrics
         .reconcile_duration
@@ -445,102 +479,6 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             ctx.metrics.reconciled(false);
             ctx.metrics.reconcile_error(e.reason());
             Err(e)
-        }
-    }
-}
-
-/// Executes a plan: every write goes through the executor. Continues past a failed write so
-/// one bad object does not block the others; the first error is returned (retried with
-/// backoff), and the status is then not written, so it never claims more than was done.
-/// `progress` counts the writes that succeeded.
-async fn execute(
-    ctx: &Ctx,
-    mb: &MeshBaseline,
-    p: &plan::Plan,
-    progress: &mut usize,
-) -> Result<(), ReconcileError> {
-    let mut first_err: Option<kube::Error> = None;
-    fn note(first: &mut Option<kube::Error>, e: kube::Error, what: String) {
-        tracing::warn!(error = %e, "{what} failed");
-        if first.is_none() {
-            *first = Some(e);
-        }
-    }
-    for a in &p.applies {
-        match ctx.executor.apply(&a.key, &a.manifest).await {
-            Ok(obj) => {
-                *progress += 1;
-                write_through(ctx, a.key.kind, obj);
-                if a.repair {
-                    ctx.metrics.drift_repaired(a.key.kind.name());
-                    tracing::info!(object = %a.key, "drift repaired");
-                }
-            }
-            Err(e) => note(&mut first_err, e, format!("apply {}", a.key)),
-        }
-    }
-    for key in &p.deletes {
-        let uid = ctx.generated.with(&mb.name_any(), |o| {
-            o.get(key)
-                .and_then(|o| o.manifest.pointer("/metadata/uid"))
-                .and_then(|u| u.as_str().map(String::from))
-        });
-        match ctx.executor.delete(key, uid).await {
-            Ok(()) => {
-                *progress += 1;
-                forget(ctx, key);
-            }
-            Err(e) => note(&mut first_err, e, format!("delete {key}")),
-        }
-    }
-    for r in &p.reverts {
-        match ctx.executor.revert(r).await {
-            Ok(obj) => {
-                *progress += 1;
-                ctx.metrics.tenant_reverted(r.key.kind.name());
-                tracing::info!(object = %r.key, fields = ?r.fields, "tenant override reverted");
-                write_through(ctx, r.key.kind, obj);
-            }
-            Err(e) => note(&mut first_err, e, format!("revert {}", r.key)),
-        }
-    }
-    if first_err.is_none() {
-        if let Some(status) = &p.status {
-            if let Err(e) = ctx.executor.status(&mb.name_any(), status).await {
-                note(&mut first_err, e, "status".into());
-            }
-        }
-    }
-    let reference = mb.object_ref(&());
-    for ev in &p.events {
-        // Events are best effort: a lost event must not fail the reconcile.
-        if let Err(e) = ctx.executor.event(&reference, ev).await {
-            tracing::warn!(error = %e, reason = %ev.reason, "event not recorded");
-        }
-    }
-    match first_err {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
-    }
-}
-
-/// The stored object from a write goes into the cache at once, so the next reconcile does not
-/// see the stale version before the watch delivers the event.
-fn write_through(ctx: &Ctx, kind: Kind, obj: DynamicObject) {
-    let (Some(cache), Some((key, entry))) = (ctx.kinds.get(&kind), trim(kind, obj)) else {
-        return;
-    };
-    let new = entry.clone();
-    if let Some(old) = cache.apply(key.clone(), entry) {
-        ctx.kind_changed(kind, &key, old.as_ref(), Some(&new), false);
-    }
-}
-
-fn forget(ctx: &Ctx, key: &ObjectKey) {
-    let k = (key.namespace.clone(), key.name.clone());
-    if let Some(cache) = ctx.kinds.get(&key.kind) {
-        if let Some(old) = cache.delete(&k) {
-            ctx.kind_changed(key.kind, &k, Some(&old), None, false);
         }
     }
 }

@@ -38,11 +38,12 @@ fn list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "10"}, "items": items})
 }
 
-fn fake_api() -> (Client, Arc<Mutex<Vec<Seen>>>) {
+fn fake_api(crds: Vec<Value>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let log2 = log.clone();
     let svc = tower::service_fn(move |req: Request<Body>| {
         let log = log2.clone();
+        let crds = crds.clone();
         async move {
             let (parts, body) = req.into_parts();
             let bytes = body.collect_bytes().await?;
@@ -76,6 +77,8 @@ fn fake_api() -> (Client, Arc<Mutex<Vec<Seen>>>) {
                     .unwrap()
             } else if parts.method == "GET" && path.ends_with("/meshbaselines") {
                 full(200, list(vec![baseline()]))
+            } else if parts.method == "GET" && path.ends_with("/customresourcedefinitions") {
+                full(200, list(crds))
             } else if parts.method == "GET" {
                 full(200, list(vec![]))
             } else if path.ends_with("/status") {
@@ -109,16 +112,22 @@ async fn wait_for(log: &Mutex<Vec<Seen>>, f: impl Fn(&Seen) -> bool) -> Seen {
 
 #[tokio::test]
 async fn reports_an_invalid_baseline_and_shuts_down() {
-    let (client, log) = fake_api();
+    let (client, log) = fake_api(vec![]);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let config = Config {
         qps: 1000,
         burst: 1000,
         ..Config::default()
     };
-    let task = tokio::spawn(run(client, config, async move {
-        let _ = stop_rx.await;
-    }));
+    let metrics = Arc::new(Metrics::new());
+    let task = tokio::spawn(run_with_metrics(
+        client,
+        config,
+        metrics.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let status = wait_for(&log, |s| s.path.ends_with("/status")).await;
     assert_eq!(status.method, "PATCH");
@@ -138,6 +147,16 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
     assert_eq!(status.body["status"]["observedGeneration"], 2);
     let event = wait_for(&log, |s| s.path.ends_with("/events")).await;
     assert_eq!(event.body["reason"], "InvalidSpec");
+    let text = metrics.encode();
+    assert!(
+        text.contains("meshbaseline_reconcile_errors_total{reason=\"invalid_spec\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("meshbaseline_api_writes_total{verb=\"status\",kind=\"MeshBaseline\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("meshbaseline_leader 1"), "{text}");
 
     // The watches the shell opens: the generated kinds are one watch each, Istio kinds only
     // once their CRD exists (it does not here).
@@ -180,6 +199,54 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         "{writes:?}"
     );
 
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("shutdown within 10 s")
+        .unwrap()
+        .unwrap();
+}
+
+fn crd(plural: &str, group: &str, kind: &str, version: &str) -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "kind": kind},
+            "versions": [{"name": version, "served": true, "storage": true}]}})
+}
+
+#[tokio::test]
+async fn istio_watchers_start_for_the_crds_the_cluster_serves() {
+    let (client, log) = fake_api(vec![
+        crd(
+            "peerauthentications",
+            "security.istio.io",
+            "PeerAuthentication",
+            "v1",
+        ),
+        // An older Istio that serves only v1beta1 counts as missing.
+        crd(
+            "destinationrules",
+            "networking.istio.io",
+            "DestinationRule",
+            "v1beta1",
+        ),
+    ]);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(client, Config::default(), async move {
+        let _ = stop_rx.await;
+    }));
+    wait_for(&log, |s| {
+        s.path == "/apis/security.istio.io/v1/peerauthentications"
+    })
+    .await;
+    // Ready only once the Istio cache is filled too: the status write proves the reconcile ran.
+    wait_for(&log, |s| s.path.ends_with("/status")).await;
+    let paths: Vec<String> = log.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    assert!(
+        !paths.iter().any(|p| p.contains("destinationrules")),
+        "{paths:?}"
+    );
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

@@ -21,7 +21,7 @@ use crate::api::Baseline;
 use crate::audit::Finding;
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
-use crate::object::{Kind, ObjectKey, BASELINE_LABEL};
+use crate::object::{DesiredObject, Kind, ObjectKey, BASELINE_LABEL};
 use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING};
 
 /// At most this many "new finding" events per reconcile; the rest are only in the status.
@@ -82,6 +82,10 @@ pub struct PlanInput<'a> {
     pub previous_compiled: Option<&'a Compiled>,
     /// Findings (and fights) already announced by events.
     pub previous_findings: &'a BTreeSet<FindingId>,
+    /// Compare only these keys (the generated objects that changed since the last complete
+    /// plan, which the controller knows from its watch): the drift-repair fast path. `None`:
+    /// compare everything.
+    pub only: Option<&'a BTreeSet<ObjectKey>>,
     pub now: Timestamp,
 }
 
@@ -130,45 +134,84 @@ fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
     }
 }
 
-fn diff(
+/// One desired/observed pair: what to do with it.
+fn decide_one(
     input: &PlanInput,
-    desired: &[crate::object::DesiredObject],
-) -> (Vec<Apply>, Vec<ObjectKey>) {
-    let mut applies = Vec::new();
-    for d in desired {
-        if input.missing_kinds.contains(&d.key.kind) {
-            continue;
-        }
-        let matches = input
-            .observed
-            .get(&d.key)
-            .is_some_and(|o| is_subset(&d.manifest, &o.manifest));
-        if matches {
-            continue;
-        }
-        let repair = input.previous_compiled.is_some_and(|prev| {
-            prev.objects
-                .binary_search_by(|p| p.key.cmp(&d.key))
-                .is_ok_and(|i| prev.objects[i].manifest == d.manifest)
-        });
-        applies.push(Apply {
-            key: d.key.clone(),
-            manifest: d.manifest.clone(),
-            repair,
-        });
+    key: &ObjectKey,
+    desired: Option<&DesiredObject>,
+    observed: Option<&Observed>,
+    applies: &mut Vec<Apply>,
+    deletes: &mut Vec<ObjectKey>,
+) {
+    if input.missing_kinds.contains(&key.kind) {
+        return;
     }
-    let wanted: BTreeSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
-    let deletes = input
-        .observed
-        .iter()
-        .filter(|(k, o)| {
-            !wanted.contains(k)
-                && !input.missing_kinds.contains(&k.kind)
-                && o.labels.get(BASELINE_LABEL).map(String::as_str) == Some(input.name)
+    match (desired, observed) {
+        (Some(d), o) => {
+            if o.is_some_and(|o| is_subset(&d.manifest, &o.manifest)) {
+                return;
+            }
+            let repair = input.previous_compiled.is_some_and(|prev| {
+                prev.objects
+                    .binary_search_by(|p| p.key.cmp(&d.key))
+                    .is_ok_and(|i| prev.objects[i].manifest == d.manifest)
+            });
+            applies.push(Apply {
+                key: d.key.clone(),
+                manifest: d.manifest.clone(),
+                repair,
+            });
+        }
+        (None, Some(o)) => {
+            if o.labels.get(BASELINE_LABEL).map(String::as_str) == Some(input.name)
                 && o.owner_uid.as_deref() == input.uid
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
+            {
+                deletes.push(key.clone());
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// Applies for desired objects that are missing or differ, deletes for generated objects no
+/// longer desired. A merge of the two sorted sequences, or only `input.only` when given.
+fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>, Vec<ObjectKey>) {
+    let mut applies = Vec::new();
+    let mut deletes = Vec::new();
+    let mut sorted: Vec<&DesiredObject> = desired.iter().collect();
+    // The compiler sorts by key; stay correct if some input does not.
+    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    if let Some(only) = input.only {
+        for key in only {
+            let d = sorted
+                .binary_search_by(|d| d.key.cmp(key))
+                .ok()
+                .map(|i| sorted[i]);
+            let o = input.observed.get(key);
+            decide_one(input, key, d, o, &mut applies, &mut deletes);
+        }
+        return (applies, deletes);
+    }
+    let mut ds = sorted.into_iter().peekable();
+    let mut os = input.observed.iter().peekable();
+    loop {
+        let (key, d, o) = match (ds.peek(), os.peek()) {
+            (None, None) => break,
+            (Some(d), None) => (&d.key, ds.next(), None),
+            (None, Some((k, _))) => (*k, None, os.next().map(|(_, o)| o)),
+            (Some(d), Some((k, _))) => match d.key.cmp(k) {
+                std::cmp::Ordering::Less => (&d.key, ds.next(), None),
+                std::cmp::Ordering::Greater => (*k, None, os.next().map(|(_, o)| o)),
+                std::cmp::Ordering::Equal => {
+                    let key = &d.key;
+                    (key, ds.next(), os.next().map(|(_, o)| o))
+                }
+            },
+        };
+        decide_one(input, key, d, o, &mut applies, &mut deletes);
+    }
     (applies, deletes)
 }
 

@@ -220,6 +220,7 @@ struct Case {
     previous: Option<MeshBaselineStatus>,
     previous_compiled: Option<Compiled>,
     seen: BTreeSet<FindingId>,
+    only: Option<BTreeSet<ObjectKey>>,
     now: Timestamp,
 }
 
@@ -236,6 +237,7 @@ impl Case {
             previous: None,
             previous_compiled: None,
             seen: BTreeSet::new(),
+            only: None,
             now: ts("2026-06-01T00:00:00Z"),
         }
     }
@@ -259,6 +261,7 @@ impl Case {
             previous: self.previous.as_ref(),
             previous_compiled: self.previous_compiled.as_ref(),
             previous_findings: &self.seen,
+            only: self.only.as_ref(),
             now: self.now,
         })
     }
@@ -745,4 +748,37 @@ fn findings_are_capped_sorted_and_announced_once() {
         "{}",
         p2.events[0].note
     );
+}
+
+#[test]
+fn fast_path_compares_only_the_changed_keys() {
+    let (ap, np, stale) = (deny_ap("a"), netpol("a"), netpol("z"));
+    let mut case = Case::new(vec![ap.clone(), np.clone()]);
+    case.observed = observed_of(&[&stale]);
+    // Both desired objects are missing, but only the NetworkPolicy and the stale object
+    // changed since the last complete plan.
+    case.only = Some(BTreeSet::from([np.key.clone(), stale.key.clone()]));
+    let p = case.run();
+    assert_eq!(
+        p.applies.iter().map(|a| &a.key).collect::<Vec<_>>(),
+        [&np.key]
+    );
+    assert_eq!(p.deletes, std::slice::from_ref(&stale.key));
+    // The complete merge finds the same and more.
+    case.only = None;
+    let p = case.run();
+    assert_eq!(p.applies.len(), 2);
+    assert_eq!(p.deletes, [stale.key]);
+}
+
+#[test]
+fn unsorted_desired_objects_are_still_merged_correctly() {
+    let (ap, np) = (deny_ap("a"), netpol("a"));
+    let mut case = Case::new(vec![]);
+    case.compiled.objects = vec![np.clone(), ap.clone(), netpol("0")];
+    case.observed = observed_of(&[&ap, &np]);
+    let p = case.run();
+    assert_eq!(p.applies.len(), 1);
+    assert_eq!(p.applies[0].key, netpol("0").key);
+    assert!(p.deletes.is_empty());
 }

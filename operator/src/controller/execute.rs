@@ -1,0 +1,108 @@
+//! Executing a plan: every write goes through the executor, and what the API server answers
+//! goes into the caches at once.
+
+use kube::api::DynamicObject;
+use kube::{Resource, ResourceExt};
+
+use crate::api::MeshBaseline;
+use crate::object::{Kind, ObjectKey};
+use crate::plan;
+
+use super::objects::trim;
+use super::reconcile::{Ctx, ReconcileError};
+
+/// Executes a plan: every write goes through the executor. Continues past a failed write so
+/// one bad object does not block the others; the first error is returned (retried with
+/// backoff), and the status is then not written, so it never claims more than was done.
+/// `progress` counts the writes that succeeded.
+pub(super) async fn execute(
+    ctx: &Ctx,
+    mb: &MeshBaseline,
+    p: &plan::Plan,
+    progress: &mut usize,
+) -> Result<(), ReconcileError> {
+    let mut first_err: Option<kube::Error> = None;
+    fn note(first: &mut Option<kube::Error>, e: kube::Error, what: String) {
+        tracing::warn!(error = %e, "{what} failed");
+        if first.is_none() {
+            *first = Some(e);
+        }
+    }
+    for a in &p.applies {
+        match ctx.executor.apply(&a.key, &a.manifest).await {
+            Ok(obj) => {
+                *progress += 1;
+                write_through(ctx, a.key.kind, obj);
+                if a.repair {
+                    ctx.metrics.drift_repaired(a.key.kind.name());
+                    tracing::info!(object = %a.key, "drift repaired");
+                }
+            }
+            Err(e) => note(&mut first_err, e, format!("apply {}", a.key)),
+        }
+    }
+    for key in &p.deletes {
+        let uid = ctx.generated.with(&mb.name_any(), |o| {
+            o.get(key)
+                .and_then(|o| o.manifest.pointer("/metadata/uid"))
+                .and_then(|u| u.as_str().map(String::from))
+        });
+        match ctx.executor.delete(key, uid).await {
+            Ok(()) => {
+                *progress += 1;
+                forget(ctx, key);
+            }
+            Err(e) => note(&mut first_err, e, format!("delete {key}")),
+        }
+    }
+    for r in &p.reverts {
+        match ctx.executor.revert(r).await {
+            Ok(obj) => {
+                *progress += 1;
+                ctx.metrics.tenant_reverted(r.key.kind.name());
+                tracing::info!(object = %r.key, fields = ?r.fields, "tenant override reverted");
+                write_through(ctx, r.key.kind, obj);
+            }
+            Err(e) => note(&mut first_err, e, format!("revert {}", r.key)),
+        }
+    }
+    if first_err.is_none() {
+        if let Some(status) = &p.status {
+            if let Err(e) = ctx.executor.status(&mb.name_any(), status).await {
+                note(&mut first_err, e, "status".into());
+            }
+        }
+    }
+    let reference = mb.object_ref(&());
+    for ev in &p.events {
+        // Events are best effort: a lost event must not fail the reconcile.
+        if let Err(e) = ctx.executor.event(&reference, ev).await {
+            tracing::warn!(error = %e, reason = %ev.reason, "event not recorded");
+        }
+    }
+    match first_err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// The stored object from a write goes into the cache at once, so the next reconcile does not
+/// see the stale version before the watch delivers the event.
+fn write_through(ctx: &Ctx, kind: Kind, obj: DynamicObject) {
+    let (Some(cache), Some((key, entry))) = (ctx.kinds.get(&kind), trim(kind, obj)) else {
+        return;
+    };
+    let new = entry.clone();
+    if let Some(old) = cache.apply(key.clone(), entry) {
+        ctx.kind_changed(kind, &key, old.as_ref(), Some(&new), false);
+    }
+}
+
+fn forget(ctx: &Ctx, key: &ObjectKey) {
+    let k = (key.namespace.clone(), key.name.clone());
+    if let Some(cache) = ctx.kinds.get(&key.kind) {
+        if let Some(old) = cache.delete(&k) {
+            ctx.kind_changed(key.kind, &k, Some(&old), None, false);
+        }
+    }
+}
