@@ -14,10 +14,12 @@ use super::reconcile::{Ctx, ReconcileError};
 /// Executes a plan: every write goes through the executor. Continues past a failed write so
 /// one bad object does not block the others; the first error is returned (retried with
 /// backoff), and the status is then not written, so it never claims more than was done.
+/// `progress` counts the writes that succeeded.
 pub(super) async fn execute(
     ctx: &Ctx,
     mb: &MeshBaseline,
     p: &plan::Plan,
+    progress: &mut usize,
 ) -> Result<(), ReconcileError> {
     let mut first_err: Option<kube::Error> = None;
     fn note(first: &mut Option<kube::Error>, e: kube::Error, what: String) {
@@ -29,6 +31,7 @@ pub(super) async fn execute(
     for a in &p.applies {
         match ctx.executor.apply(&a.key, &a.manifest).await {
             Ok(obj) => {
+                *progress += 1;
                 write_through(ctx, a.key.kind, obj);
                 if a.repair {
                     ctx.metrics.drift_repaired(a.key.kind.name());
@@ -45,13 +48,17 @@ pub(super) async fn execute(
                 .and_then(|u| u.as_str().map(String::from))
         });
         match ctx.executor.delete(key, uid).await {
-            Ok(()) => forget(ctx, key),
+            Ok(()) => {
+                *progress += 1;
+                forget(ctx, key);
+            }
             Err(e) => note(&mut first_err, e, format!("delete {key}")),
         }
     }
     for r in &p.reverts {
         match ctx.executor.revert(r).await {
             Ok(obj) => {
+                *progress += 1;
                 ctx.metrics.tenant_reverted(r.key.kind.name());
                 tracing::info!(object = %r.key, fields = ?r.fields, "tenant override reverted");
                 write_through(ctx, r.key.kind, obj);

@@ -416,7 +416,8 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         ctx.metrics.reconcile_error("crd_missing");
     }
 
-    let result = super::execute::execute(&ctx, &mb, &plan).await;
+    let mut progress = 0;
+    let result = super::execute::execute(&ctx, &mb, &plan, &mut progress).await;
     let elapsed = started.elapsed();
     ctx.metrics
         .reconcile_duration
@@ -435,6 +436,10 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                         state.previous_compiled = Some(c.compiled.clone());
                     }
                 }
+                // Backoff grows only while nothing gets through: under a share of failing
+                // requests, a reconcile that wrote something starts the backoff over, so
+                // convergence is not held up by long waits.
+                Err(_) if progress > 0 => state.failures = 1,
                 Err(_) => state.failures = state.failures.saturating_add(1),
             }
         }

@@ -1,0 +1,210 @@
+//! Convergence under API faults, and no writes in steady state.
+
+use std::time::Duration;
+
+use meshbaseline_e2e::{FaultConfig, Verb};
+use serde_json::json;
+
+use crate::fixtures::*;
+
+/// DESIGN §7: exact desired state within 30 s under faults.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
+    let cluster = meshbaseline_e2e::Cluster::start().await?;
+    if cluster.sim_or_skip("converges_under_faults").is_none() {
+        return Ok(());
+    }
+    Env::seed_root(&cluster).await?;
+    cluster.sim()?.set_faults(FaultConfig {
+        seed: 7,
+        error_rate: 0.2,
+        error_codes: vec![500, 503],
+        watch_cut_after_events: Some(5),
+        watch_cut_after: Some(Duration::from_millis(700)),
+        watch_gone_rate: 0.3,
+        apply_conflict_rate: 0.2,
+        ..FaultConfig::default()
+    });
+    let op = Operator::start(&cluster);
+    let env = Env {
+        cluster,
+        op,
+        scenario: "faults".into(),
+    };
+    for i in 0..6 {
+        env.add_namespace(&format!("n{i}")).await?;
+    }
+    let n0 = env.ns("n0");
+    env.apply(&mk_destination_rule(
+        &n0,
+        "all",
+        &format!("*.{n0}.svc.cluster.local"),
+        "ISTIO_MUTUAL",
+    ))
+    .await?;
+    env.apply(&mk_peer_authentication(
+        &env.ns("n1"),
+        "loose",
+        "PERMISSIVE",
+    ))
+    .await?;
+    env.apply(&mk_baseline(
+        "faults",
+        "faults",
+        json!({"tenantOverrides": "Revert"}),
+    ))
+    .await?;
+    env.wait_converged_within("faults", CONVERGE).await?;
+    // Changes while the faults go on: drift, a namespace leaving, one joining.
+    env.cluster
+        .delete(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            Some(&env.ns("n2")),
+            "meshbaseline-baseline",
+        )
+        .await?;
+    env.cluster
+        .merge_patch(
+            "v1",
+            "Namespace",
+            None,
+            &env.ns("n3"),
+            &json!({"metadata": {"labels": {SCENARIO_LABEL: null}}}),
+        )
+        .await?;
+    env.add_namespace("n6").await?;
+    let objects = env.wait_converged_within("faults", CONVERGE).await?;
+    // The tenant's DestinationRule for the namespace wildcard replaces ours.
+    assert!(!objects.contains_key(&(
+        "DestinationRule".into(),
+        n0.clone(),
+        "meshbaseline-mtls".into()
+    )));
+    env.cluster
+        .wait_for("PERMISSIVE reverted under faults", WAIT, || async {
+            let pa = env
+                .cluster
+                .get(
+                    "security.istio.io/v1",
+                    "PeerAuthentication",
+                    Some(&env.ns("n1")),
+                    "loose",
+                )
+                .await?;
+            let mode = pa.and_then(|p| p.data["spec"]["mtls"]["mode"].as_str().map(String::from));
+            Ok((mode.as_deref() == Some("STRICT")).then_some(()))
+        })
+        .await?;
+    let sim = env.cluster.sim()?;
+    let log = sim.requests();
+    assert!(log.count(|r| r.code >= 500) > 0, "no faults were injected");
+    assert!(
+        log.count(|r| r.code == 409) > 0,
+        "no conflicts were injected"
+    );
+    sim.clear_faults();
+    env.wait_condition("faults", "Ready", "True", |_, _| true)
+        .await?;
+    assert!(env.op.alive(), "the operator stopped");
+    env.finish().await
+}
+
+/// Waits until a full reconcile happened after this point: a new label on the unselected
+/// namespace `<scenario>-tick` changes the inventory, which re-reconciles every baseline
+/// (after the debounce) without changing anything the baseline cares about.
+async fn reconcile_barrier(env: &Env, tick: u32) -> TestResult {
+    let before = env.op.successful_reconciles();
+    let patch = json!({"metadata": {"labels": {"e2e.meshbaseline.dev/tick": tick.to_string()}}});
+    env.cluster
+        .merge_patch("v1", "Namespace", None, &env.ns("tick"), &patch)
+        .await?;
+    // Callers make sure no reconcile is in flight (the state is converged and quiet), so the
+    // next one to finish started after the change.
+    env.cluster
+        .wait_for("a reconcile after the barrier", WAIT, || async {
+            Ok((env.op.successful_reconciles() > before).then_some(()))
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
+    let env = Env::start("quiet").await?;
+    let Some(sim) = env
+        .cluster
+        .sim_or_skip("steady_state_and_watch_restarts_write_nothing")
+    else {
+        return env.finish().await;
+    };
+    let a = env.add_namespace("a").await?;
+    env.add_namespace("b").await?;
+    env.apply(&mk_namespace(&env.ns("tick"), None)).await?;
+    env.apply(&mk_peer_authentication(&a, "loose", "PERMISSIVE"))
+        .await?;
+    env.apply(&mk_baseline("quiet", "quiet", json!({}))).await?;
+    env.wait_converged("quiet").await?;
+    env.wait_condition("quiet", "Ready", "True", |_, _| true)
+        .await?;
+    // Flush whatever was still in flight after convergence.
+    reconcile_barrier(&env, 1).await?;
+    reconcile_barrier(&env, 2).await?;
+
+    // Quiet period: a bookmark on every watch, then a full reconcile.
+    let mark = sim.mark();
+    sim.bookmark_now();
+    reconcile_barrier(&env, 3).await?;
+    let log = sim.requests_since(mark);
+    assert_eq!(
+        log.writes(),
+        0,
+        "writes while quiet: {:?}",
+        log.by_verb_resource()
+    );
+
+    // Watch restarts: cut every stream, and once with the history compacted (410 -> relist).
+    for (i, compact) in [false, true].into_iter().enumerate() {
+        let mark = sim.mark();
+        if compact {
+            sim.compact();
+        }
+        sim.cut_watches();
+        // Every watched resource was watched again (re-listed after a 410).
+        let resources = [
+            "namespaces",
+            "pods",
+            "services",
+            "networkpolicies",
+            "peerauthentications",
+            "meshbaselines",
+        ];
+        env.cluster
+            .wait_for("watches restarted", WAIT, || async {
+                let log = sim.requests_since(mark);
+                let again =
+                    |res: &str, verb| log.count(|r| r.resource == res && r.verb == verb) > 0;
+                // A watch already at the newest resourceVersion resumes without a 410.
+                let relisted = !compact || log.count(|r| r.verb == Verb::List) > 0;
+                Ok((relisted && resources.iter().all(|res| again(res, Verb::Watch))).then_some(()))
+            })
+            .await
+            .map_err(|e| {
+                format!(
+                    "{e} (compact: {compact}): {:?}",
+                    sim.requests_since(mark).by_verb_resource()
+                )
+            })?;
+        reconcile_barrier(&env, 4 + i as u32).await?;
+        let log = sim.requests_since(mark);
+        assert_eq!(
+            log.writes(),
+            0,
+            "writes after a watch restart: {:?}",
+            log.by_verb_resource()
+        );
+    }
+    env.finish().await
+}
