@@ -412,7 +412,7 @@ pub fn diff(expected: &Compiled, actual: &Objects) -> Option<String> {
             d.key.namespace.clone(),
             d.key.name.clone(),
         );
-        wanted.insert(key, &d.manifest);
+        wanted.insert(key, d.manifest());
     }
     for key in actual.keys() {
         if !wanted.contains_key(key) {
