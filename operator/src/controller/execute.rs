@@ -29,7 +29,7 @@ pub(super) async fn execute(
         }
     }
     for a in &p.applies {
-        match ctx.executor.apply(&a.key, &a.manifest).await {
+        match ctx.executor.apply(&a.key, &a.object.manifest()).await {
             Ok(obj) => {
                 *progress += 1;
                 write_through(ctx, a.key.kind, obj);

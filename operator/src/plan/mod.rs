@@ -114,7 +114,9 @@ pub struct PlanInput<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Apply {
     pub key: ObjectKey,
-    pub manifest: Value,
+    /// Shares its spec with the compiled output; the manifest is built when it is written, so
+    /// a first convergence of 30,000 objects does not hold 30,000 manifests at once.
+    pub object: DesiredObject,
     /// The object was as desired before and someone changed or deleted it.
     pub repair: bool,
 }
@@ -212,7 +214,7 @@ fn decide_one(
             });
             applies.push(Apply {
                 key: d.key.clone(),
-                manifest: d.manifest(),
+                object: d.clone(),
                 repair,
             });
         }

@@ -296,7 +296,7 @@ fn creates_missing_objects() {
             "NetworkPolicy a/meshbaseline-baseline"
         ]
     );
-    assert_eq!(p.applies[0].manifest, deny_ap("a").manifest());
+    assert_eq!(p.applies[0].object.manifest(), deny_ap("a").manifest());
     assert!(
         p.applies.iter().all(|a| !a.repair),
         "a first creation is not a repair"
