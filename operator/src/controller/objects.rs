@@ -60,8 +60,17 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     let mut full = serde_json::to_value(&obj).ok()?;
     let keeps_managed_fields = matches!(kind, Kind::PeerAuthentication | Kind::DestinationRule);
     let generated = if ours {
-        let mut manifest = full.clone();
-        remove_managed_fields(&mut manifest);
+        // Only what the planner reads: the spec, ownerReferences and the uid (for deletes);
+        // labels are kept apart in `Observed`. The rest of the object is the typed copy's.
+        let pick = |from: &Value, keys: &[&str]| -> Value {
+            let m = keys
+                .iter()
+                .filter_map(|k| Some((k.to_string(), from.get(*k)?.clone())))
+                .collect();
+            Value::Object(m)
+        };
+        let mut manifest = pick(&full, &["spec"]);
+        manifest["metadata"] = pick(&full["metadata"], &["uid", "ownerReferences"]);
         let baseline = labels.get(BASELINE_LABEL).cloned().unwrap_or_default();
         Some((baseline, Observed::new(manifest, owner_uid, labels)))
     } else {
@@ -163,6 +172,8 @@ mod tests {
         assert_eq!(b, "default");
         assert_eq!(obs.owner_uid.as_deref(), Some("u1"));
         assert!(obs.manifest["metadata"].get("managedFields").is_none());
+        assert_eq!(obs.manifest["spec"], json!({"action": "DENY"}));
+        assert_eq!(obs.manifest["metadata"]["ownerReferences"][0]["uid"], "u1");
         match &entry.typed {
             Some(Typed::AuthorizationPolicy(ap)) => assert!(ap.metadata.managed_fields.is_none()),
             other => panic!("{other:?}"),
