@@ -16,6 +16,15 @@ fn has_selector(pa: &PeerAuthentication) -> bool {
         .is_some_and(|s| !s.match_labels.is_empty())
 }
 
+/// `name (MODE)`, as the messages name a policy.
+fn name_and_mode(pa: &PeerAuthentication) -> String {
+    format!(
+        "{} ({})",
+        name_of(&pa.metadata),
+        mode(pa).unwrap_or("UNSET")
+    )
+}
+
 fn mode(pa: &PeerAuthentication) -> Option<&str> {
     pa.spec.mtls.as_ref().and_then(|m| m.mode.as_deref())
 }
@@ -136,16 +145,7 @@ fn mesh_wide_conflicts(ctx: &Ctx, out: &mut Vec<Finding>) {
         return;
     }
     mesh_wide.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
-    let names: Vec<String> = mesh_wide
-        .iter()
-        .map(|pa| {
-            format!(
-                "{} ({})",
-                name_of(&pa.metadata),
-                mode(pa).unwrap_or("UNSET")
-            )
-        })
-        .collect();
+    let names: Vec<String> = mesh_wide.iter().map(|pa| name_and_mode(pa)).collect();
     let oldest = &mesh_wide[0].metadata;
     let winner = if crate::inventory::created(oldest).is_some() {
         format!(
@@ -207,32 +207,21 @@ impl<'a> PaIndex<'a> {
     pub fn describe(&self, ns: &str) -> String {
         let base = if let Some(pa) = self.namespace_wide.get(ns) {
             format!(
-                "namespace-wide PeerAuthentication {ns}/{} ({})",
-                name_of(&pa.metadata),
-                mode(pa).unwrap_or("UNSET")
+                "namespace-wide PeerAuthentication {ns}/{}",
+                name_and_mode(pa)
             )
         } else if let Some(pa) = self.namespace_wide.get(self.root) {
             format!(
-                "mesh-wide PeerAuthentication {}/{} ({})",
+                "mesh-wide PeerAuthentication {}/{}",
                 self.root,
-                name_of(&pa.metadata),
-                mode(pa).unwrap_or("UNSET")
+                name_and_mode(pa)
             )
         } else {
             "none (mesh default PERMISSIVE)".to_string()
         };
         match self.workload.get(ns) {
             Some(w) if ns != self.root => {
-                let names: Vec<String> = w
-                    .iter()
-                    .map(|pa| {
-                        format!(
-                            "{} ({})",
-                            name_of(&pa.metadata),
-                            mode(pa).unwrap_or("UNSET")
-                        )
-                    })
-                    .collect();
+                let names: Vec<String> = w.iter().map(|pa| name_and_mode(pa)).collect();
                 format!(
                     "{base}; workload-level in {ns} for the pods they select: {}",
                     names.join(", ")

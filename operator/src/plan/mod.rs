@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub use overlap::{resolve_overlaps, Resolved};
 pub use revert::{Fight, Revert, REVERTED_ANNOTATION};
-pub use subset::{fingerprint, is_subset, owned_fingerprint};
+pub use subset::is_subset;
 
 use crate::api::baseline::{MeshBaselineStatus, Mode, NamespaceCounts, TenantOverrides};
 use crate::api::model::InvalidBaseline;
