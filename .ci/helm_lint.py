@@ -4,9 +4,12 @@ For the chart's defaults and for each ci/*-values.yaml:
 - lint: helm-sdkpy's Lint takes a chart path only, so each values file is deep-merged into a
   temporary copy of values.yaml. Lint renders every template, checks the YAML and the metadata,
   and validates the values against values.schema.json. Warnings and errors fail.
-- render: helm-sdkpy has no `template` action, so the chart is installed (HELM_DRIVER=memory)
-  against FakeKubeApi on 127.0.0.1 and the release's manifest is written to
-  <out>/meshbaseline-<values>.yaml. Errors carry Helm's messages (file:line), unlike lint's.
+- install: the chart is installed for real into the API server of MESHBASELINE_HELM_KUBECONFIG
+  (the local control plane of e2e/testenv in CI) and the release's manifest is written to <out>/meshbaseline-<values>.yaml.
+  Every object of the manifest must then exist on the server; the defaults are upgraded
+  (replicas, dashboards) and checked again; each release is uninstalled and its objects must
+  be gone. The API server validates everything: the CRD (structural schema, CEL cost), the
+  MeshBaseline of defaultBaseline against it, RBAC objects, the Deployment.
 Then the rendered objects are checked: the ones each values set must produce, and RBAC rules
 identical to templates/clusterrole.yaml and templates/role.yaml (which the Rust tests read).
 """
@@ -22,7 +25,7 @@ import tempfile
 import helm_sdkpy
 import yaml
 
-from fake_kube_api import FakeKubeApi
+import subprocess
 
 # helm.sh/helm/v4/pkg/chart/v2/lint/support: 1 info, 2 warning, 3 error.
 SEVERITY = {0: "unknown", 1: "info", 2: "warning", 3: "error"}
@@ -60,16 +63,67 @@ async def lint(chart: pathlib.Path, label: str) -> int:
     return failures
 
 
-async def render(chart: pathlib.Path, values: dict, label: str) -> str | None:
-    with FakeKubeApi() as api:
-        config = helm_sdkpy.Configuration(namespace=NAMESPACE, kubeconfig=api.kubeconfig(NAMESPACE))
-        try:
-            release = await helm_sdkpy.Install(config).run(
-                RELEASE, str(chart), values=values or None, wait=False, timeout=30)
-        except helm_sdkpy.HelmError as err:
-            print(f"helm template ({label}): FAILED\n  {err}")
+KUBECTL = os.environ.get("MESHBASELINE_KUBECTL", "kubectl")
+# The Prometheus Operator's kinds, as stand-ins with open schemas: its CRDs are not shipped by
+# any package registry this CI reaches. The ServiceMonitor and PrometheusRule of the all-on
+# values are stored as written; their own schemas are not checked here.
+MONITORING_CRDS = pathlib.Path(__file__).with_name("monitoring-crds.yaml")
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, *args], input=stdin,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def prepare_cluster(kubeconfig: str) -> None:
+    kubectl(kubeconfig, "apply", "--server-side", "-f", str(MONITORING_CRDS))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(MONITORING_CRDS))
+    kubectl(kubeconfig, "apply", "--server-side", "-f", "-",
+            stdin="apiVersion: v1\nkind: Namespace\nmetadata: {name: monitoring}\n")
+
+
+def present(kubeconfig: str, manifest: str) -> list[str]:
+    """`kind/name` of every object of the manifest found on the server."""
+    out = kubectl(kubeconfig, "get", "--ignore-not-found", "-o", "name", "-f", "-", stdin=manifest)
+    return sorted(line for line in out.splitlines() if line)
+
+
+async def render(chart: pathlib.Path, values: dict, label: str, kubeconfig: str) -> str | None:
+    config = helm_sdkpy.Configuration(namespace=NAMESPACE, kubeconfig=kubeconfig)
+    try:
+        release = await helm_sdkpy.Install(config).run(
+            RELEASE, str(chart), values=values or None, create_namespace=True, wait=False, timeout=60)
+        manifest = release["manifest"]
+        docs = [d for d in yaml.safe_load_all(manifest) if d]
+        found = present(kubeconfig, manifest)
+        if len(found) != len(docs):
+            print(f"helm install ({label}): FAILED, {len(found)} of {len(docs)} objects on the server: {found}")
             return None
-    return release["manifest"]
+        if label == "defaults":
+            upgraded = merge(values, {"replicaCount": 3, "dashboards": {"enabled": True}})
+            after = await helm_sdkpy.Upgrade(config).run(RELEASE, str(chart), values=upgraded, wait=False, timeout=60)
+            replicas = kubectl(kubeconfig, "-n", NAMESPACE, "get", "deployment", RELEASE,
+                               "-o", "jsonpath={.spec.replicas}")
+            dashboards = kubectl(kubeconfig, "get", "configmap", "-A", "-l", "grafana_dashboard=1", "-o", "name")
+            if replicas != "3" or not dashboards.strip():
+                print(f"helm upgrade ({label}): FAILED, replicas {replicas!r}, dashboards {dashboards!r}")
+                return None
+            removed = after.get("manifest") or ""
+        else:
+            removed = manifest
+        await helm_sdkpy.Uninstall(config).run(RELEASE, wait=False, timeout=60)
+        left = present(kubeconfig, removed) + present(kubeconfig, manifest)
+        if left:
+            print(f"helm uninstall ({label}): FAILED, still on the server: {left}")
+            return None
+        print(f"helm install, uninstall ({label}): ok, {len(docs)} objects created and removed")
+    except (helm_sdkpy.HelmError, RuntimeError) as err:
+        print(f"helm install ({label}): FAILED\n  {err}")
+        return None
+    return manifest
 
 
 def rules(path: pathlib.Path):
@@ -128,9 +182,13 @@ async def main(chart: pathlib.Path, out: pathlib.Path) -> int:
     if not (chart / "Chart.yaml").is_file():
         print(f"{chart}: not a chart (no Chart.yaml)", file=sys.stderr)
         return 2
-    if os.environ.get("HELM_DRIVER") != "memory":
-        print("HELM_DRIVER=memory must be set before helm-sdkpy loads", file=sys.stderr)
+    kubeconfig = os.environ.get("MESHBASELINE_HELM_KUBECONFIG")
+    if not kubeconfig:
+        print("MESHBASELINE_HELM_KUBECONFIG must name a kubeconfig: the chart is installed for real "
+              "(target/testenv/bin/testenv run -- env MESHBASELINE_HELM_KUBECONFIG=\\$KUBECONFIG .ci/helm-lint.sh)",
+              file=sys.stderr)
         return 2
+    prepare_cluster(kubeconfig)
     print(f"helm-sdkpy {helm_sdkpy.__version__}")
     out.mkdir(parents=True, exist_ok=True)
     defaults = yaml.safe_load((chart / "values.yaml").read_text()) or {}
@@ -148,7 +206,7 @@ async def main(chart: pathlib.Path, out: pathlib.Path) -> int:
                 failures += await lint(copy_dir, label)
         else:
             failures += await lint(chart, label)
-        manifest = await render(chart, override, label)
+        manifest = await render(chart, override, label, kubeconfig)
         if manifest is None:
             failures += 1
             continue

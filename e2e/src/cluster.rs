@@ -1,7 +1,9 @@
 //! The cluster a scenario runs against: the in-process simulator by default, or a real
-//! cluster when `MESHBASELINE_E2E_KUBECONFIG` names a kubeconfig. Seeding and checks go
-//! through the Kubernetes API in both cases; fault injection and request accounting exist
-//! only in the simulator.
+//! cluster when `MESHBASELINE_E2E_KUBECONFIG` names a kubeconfig (the local control plane of
+//! `e2e/testenv`, or any other). Seeding and checks go through the Kubernetes API in both
+//! cases. On a real cluster the operator acts as the chart's ServiceAccount through the fault
+//! proxy (`proxy`), which injects faults and counts requests as the simulator does, and
+//! tenants act as a user with `edit` in their namespaces (`real`).
 
 use std::future::Future;
 use std::path::Path;
@@ -13,10 +15,15 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{pinned_kind, ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
 
-use crate::sim::{SimError, SimHandle, Simulator};
+use crate::proxy::FaultProxy;
+use crate::real;
+use crate::sim::{FaultConfig, RequestLog, SimError, SimHandle, Simulator};
 
 /// Names the kubeconfig of a real cluster to run the suite against.
 pub const KUBECONFIG_ENV: &str = "MESHBASELINE_E2E_KUBECONFIG";
+
+/// Namespaces tenants have no rights in: the harness writes there as the platform (admin).
+const SYSTEM_NAMESPACES: &[&str] = &["istio-system", "kube-system", real::OPERATOR_NAMESPACE];
 
 /// Field manager of objects a scenario seeds or edits as a tenant would.
 pub const TENANT_MANAGER: &str = "tenant";
@@ -46,6 +53,10 @@ pub enum HarnessError {
     Timeout { what: String, after: Duration },
     #[error("unsupported against a real cluster: {0}")]
     Unsupported(String),
+    #[error("setting up the cluster: {0}")]
+    Setup(String),
+    #[error("fault proxy: {0}")]
+    Proxy(#[from] std::io::Error),
 }
 
 /// A seeded object, remembered for cleanup on real clusters.
@@ -60,8 +71,72 @@ pub struct Cluster {
     config: kube::Config,
     client: kube::Client,
     harness: kube::Client,
+    /// Tenant writes: the harness client in the simulator, the `edit` user on a real cluster.
+    tenant: kube::Client,
     sim: Option<SimHandle>,
+    proxy: Option<FaultProxy>,
+    /// The user the operator authenticates as on a real cluster.
+    operator_user: Option<String>,
     seeded: Mutex<Vec<Seeded>>,
+    /// Scenarios share a real cluster (cluster-scoped baselines, one root namespace, one
+    /// Lease): they take turns, one `Cluster` at a time, whatever the test threads.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+static REAL_CLUSTER_TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Fault injection and request accounting of the operator's traffic: the simulator itself, or
+/// the proxy in front of a real API server.
+pub enum Gate<'a> {
+    Sim(&'a SimHandle),
+    Proxy(&'a FaultProxy),
+}
+
+impl Gate<'_> {
+    pub fn set_faults(&self, config: FaultConfig) {
+        match self {
+            Gate::Sim(s) => s.set_faults(config),
+            Gate::Proxy(p) => p.set_faults(config),
+        }
+    }
+    pub fn clear_faults(&self) {
+        match self {
+            Gate::Sim(s) => s.clear_faults(),
+            Gate::Proxy(p) => p.clear_faults(),
+        }
+    }
+    /// Ends every open watch of the operator.
+    pub fn cut_watches(&self) {
+        match self {
+            Gate::Sim(s) => s.cut_watches(),
+            Gate::Proxy(p) => p.cut_watches(),
+        }
+    }
+    pub fn mark(&self) -> u64 {
+        match self {
+            Gate::Sim(s) => s.mark(),
+            Gate::Proxy(p) => p.mark(),
+        }
+    }
+    pub fn requests_since(&self, mark: u64) -> RequestLog {
+        match self {
+            Gate::Sim(s) => s.requests_since(mark),
+            Gate::Proxy(p) => p.requests_since(mark),
+        }
+    }
+    pub fn requests(&self) -> RequestLog {
+        match self {
+            Gate::Sim(s) => s.requests(),
+            Gate::Proxy(p) => p.requests(),
+        }
+    }
+    pub fn reset_requests(&self) {
+        match self {
+            Gate::Sim(s) => s.reset_requests(),
+            Gate::Proxy(p) => p.reset_requests(),
+        }
+    }
 }
 
 impl Cluster {
@@ -77,12 +152,17 @@ impl Cluster {
     pub async fn simulated() -> Result<Self, HarnessError> {
         let sim = Simulator::start().await?;
         sim.install_standard_crds()?;
+        let harness = sim.harness_client()?;
         Ok(Cluster {
             config: sim.kube_config()?,
             client: sim.client()?,
-            harness: sim.harness_client()?,
+            tenant: harness.clone(),
+            harness,
             sim: Some(sim),
+            proxy: None,
+            operator_user: None,
             seeded: Mutex::default(),
+            _turn: None,
         })
     }
 
@@ -97,14 +177,43 @@ impl Cluster {
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .map_err(err)?;
-        let client = kube::Client::try_from(config.clone())?;
+        let turn = REAL_CLUSTER_TURN.clone().lock_owned().await;
+        let admin = kube::Client::try_from(config.clone())?;
+        let service_account = real::prepare(&admin).await?;
+        let operator = real::operator_config(&config, &admin, &service_account).await?;
+        let proxy = FaultProxy::start(kube::Client::try_from(operator)?).await?;
+        let proxied = proxy
+            .kube_config()
+            .map_err(|e| HarnessError::Setup(format!("proxy address: {e}")))?;
         Ok(Cluster {
-            config,
-            harness: client.clone(),
-            client,
+            client: kube::Client::try_from(proxied.clone())?,
+            config: proxied,
+            tenant: kube::Client::try_from(real::tenant_config(&config))?,
+            harness: admin,
             sim: None,
+            proxy: Some(proxy),
+            operator_user: Some(format!(
+                "system:serviceaccount:{}:{service_account}",
+                real::OPERATOR_NAMESPACE
+            )),
             seeded: Mutex::default(),
+            _turn: Some(turn),
         })
+    }
+
+    /// The user the operator authenticates as (real clusters).
+    pub fn operator_user(&self) -> Option<String> {
+        self.operator_user.clone()
+    }
+
+    /// Fault injection and request accounting, in both modes.
+    pub fn gate(&self) -> Gate<'_> {
+        match (&self.sim, &self.proxy) {
+            (Some(sim), _) => Gate::Sim(sim),
+            (None, Some(proxy)) => Gate::Proxy(proxy),
+            // `real` always starts the proxy and `simulated` the simulator.
+            (None, None) => unreachable!("a cluster has a simulator or a proxy"),
+        }
     }
 
     pub fn is_simulated(&self) -> bool {
@@ -135,18 +244,6 @@ impl Cluster {
         })
     }
 
-    /// The simulator, or `None` after printing why `test` is skipped (real clusters only: in
-    /// the simulator nothing is ever skipped).
-    pub fn sim_or_skip(&self, test: &str) -> Option<&SimHandle> {
-        if self.sim.is_none() {
-            eprintln!(
-                "SKIPPED {test}: needs fault injection or request accounting, which only the simulator has \
-                 ({KUBECONFIG_ENV} is set)"
-            );
-        }
-        self.sim.as_ref()
-    }
-
     /// The API resource of an apiVersion and kind (through discovery, in both modes).
     pub async fn resource(
         &self,
@@ -163,13 +260,32 @@ impl Cluster {
         kind: &str,
         ns: Option<&str>,
     ) -> Result<(Api<DynamicObject>, ApiResource), HarnessError> {
+        self.api_as(&self.harness, api_version, kind, ns).await
+    }
+
+    async fn api_as(
+        &self,
+        client: &kube::Client,
+        api_version: &str,
+        kind: &str,
+        ns: Option<&str>,
+    ) -> Result<(Api<DynamicObject>, ApiResource), HarnessError> {
         let (ar, caps) = self.resource(api_version, kind).await?;
         let api = match (caps.scope, ns) {
-            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.harness.clone(), ns, &ar),
-            (Scope::Namespaced, None) => Api::all_with(self.harness.clone(), &ar),
-            (Scope::Cluster, _) => Api::all_with(self.harness.clone(), &ar),
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+            (Scope::Namespaced, None) => Api::all_with(client.clone(), &ar),
+            (Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
         };
         Ok((api, ar))
+    }
+
+    /// Who makes a tenant-side write: the tenant in its own namespaces; the platform (admin)
+    /// for cluster-scoped objects and the system namespaces, where tenants have no rights.
+    fn writer(&self, ns: Option<&str>) -> &kube::Client {
+        match ns {
+            Some(ns) if !SYSTEM_NAMESPACES.contains(&ns) => &self.tenant,
+            _ => &self.harness,
+        }
     }
 
     /// Server-side applies every document of `yaml` (multi-document, `kind: List` expanded)
@@ -198,11 +314,17 @@ impl Cluster {
             )));
         };
         let ns = text("/metadata/namespace");
-        let (api, resource) = self.api(&api_version, &kind, ns.as_deref()).await?;
+        let client = self.writer(ns.as_deref()).clone();
+        let (api, resource) = self
+            .api_as(&client, &api_version, &kind, ns.as_deref())
+            .await?;
         let existed = api.get_opt(&name).await?.is_some();
         let mut params = PatchParams::apply(manager);
         params.force = force;
         let applied = api.patch(&name, &params, &Patch::Apply(obj)).await?;
+        if kind == "Namespace" && api_version == "v1" && self.sim.is_none() {
+            real::grant_tenant(&self.harness, &name).await?;
+        }
         if !existed {
             let namespace = applied.metadata.namespace.clone();
             crate::sim_lock(&self.seeded).push(Seeded {
@@ -223,7 +345,7 @@ impl Cluster {
         name: &str,
         patch: &Value,
     ) -> Result<DynamicObject, HarnessError> {
-        let (api, _) = self.api(api_version, kind, ns).await?;
+        let (api, _) = self.api_as(self.writer(ns), api_version, kind, ns).await?;
         let params = PatchParams {
             field_manager: Some(TENANT_MANAGER.into()),
             ..PatchParams::default()
@@ -239,7 +361,7 @@ impl Cluster {
         ns: Option<&str>,
         name: &str,
     ) -> Result<bool, HarnessError> {
-        let (api, _) = self.api(api_version, kind, ns).await?;
+        let (api, _) = self.api_as(self.writer(ns), api_version, kind, ns).await?;
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),

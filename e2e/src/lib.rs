@@ -2,9 +2,11 @@
 //! harness (`cluster`) that runs the same scenarios against it or against a real cluster.
 
 pub mod cluster;
+pub mod proxy;
+pub mod real;
 pub mod sim;
 
-pub use cluster::{Cluster, HarnessError, KUBECONFIG_ENV, TENANT_MANAGER};
+pub use cluster::{Cluster, Gate, HarnessError, KUBECONFIG_ENV, TENANT_MANAGER};
 pub use sim::{
     FaultConfig, RequestLog, RequestRecord, SimConfig, SimError, SimHandle, SimView, Simulator,
     Verb,

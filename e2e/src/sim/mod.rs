@@ -68,8 +68,8 @@ pub use crds::{istio_crd, istio_crds, meshbaseline_crd, ISTIO_KINDS};
 pub use errors::ApiError;
 pub use faults::FaultConfig;
 
-use accounting::Accounting;
-use faults::Faults;
+pub(crate) use accounting::Accounting;
+pub(crate) use faults::Faults;
 use store::State;
 
 /// Requests carrying this header (the harness's own client) are exempt from faults and not

@@ -13,11 +13,9 @@ const CONVERGE: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
     let cluster = meshbaseline_e2e::Cluster::start().await?;
-    if cluster.sim_or_skip("converges_under_faults").is_none() {
-        return Ok(());
-    }
     Env::seed_root(&cluster).await?;
-    cluster.sim()?.set_faults(FaultConfig {
+    // The simulator injects the faults itself; on a real server the fault proxy does.
+    cluster.gate().set_faults(FaultConfig {
         seed: 7,
         error_rate: 0.2,
         error_codes: vec![500, 503],
@@ -98,14 +96,14 @@ async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
             Ok((mode.as_deref() == Some("STRICT")).then_some(()))
         })
         .await?;
-    let sim = env.cluster.sim()?;
-    let log = sim.requests();
+    let gate = env.cluster.gate();
+    let log = gate.requests();
     assert!(log.count(|r| r.code >= 500) > 0, "no faults were injected");
     assert!(
         log.count(|r| r.code == 409) > 0,
         "no conflicts were injected"
     );
-    sim.clear_faults();
+    gate.clear_faults();
     env.wait_condition("faults", "Ready", "True", |_, _| true)
         .await?;
     assert!(env.op.alive(), "the operator stopped");
@@ -134,12 +132,7 @@ async fn reconcile_barrier(env: &Env, tick: u32) -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
     let env = Env::start("quiet").await?;
-    let Some(sim) = env
-        .cluster
-        .sim_or_skip("steady_state_and_watch_restarts_write_nothing")
-    else {
-        return env.finish().await;
-    };
+    let gate = env.cluster.gate();
     let a = env.add_namespace("a").await?;
     env.add_namespace("b").await?;
     env.apply(&mk_namespace(&env.ns("tick"), None)).await?;
@@ -154,10 +147,13 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
     reconcile_barrier(&env, 2).await?;
 
     // Quiet period: a bookmark on every watch, then a full reconcile.
-    let mark = sim.mark();
-    sim.bookmark_now();
+    let mark = gate.mark();
+    // The simulator sends a bookmark on every watch now; a real server sends them on its own.
+    if let Ok(sim) = env.cluster.sim() {
+        sim.bookmark_now();
+    }
     reconcile_barrier(&env, 3).await?;
-    let log = sim.requests_since(mark);
+    let log = gate.requests_since(mark);
     assert_eq!(
         log.writes(),
         0,
@@ -165,13 +161,21 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
         log.by_verb_resource()
     );
 
-    // Watch restarts: cut every stream, and once with the history compacted (410 -> relist).
+    // Watch restarts: cut every stream, and once with the history compacted (410 -> relist):
+    // the simulator compacts; in front of a real server the proxy answers every resumed watch
+    // with 410 Gone, as the server does for a compacted resourceVersion.
     for (i, compact) in [false, true].into_iter().enumerate() {
-        let mark = sim.mark();
+        let mark = gate.mark();
         if compact {
-            sim.compact();
+            match env.cluster.sim() {
+                Ok(sim) => sim.compact(),
+                Err(_) => gate.set_faults(FaultConfig {
+                    watch_gone_rate: 1.0,
+                    ..FaultConfig::default()
+                }),
+            }
         }
-        sim.cut_watches();
+        gate.cut_watches();
         // Every watched resource was watched again (re-listed after a 410).
         let resources = [
             "namespaces",
@@ -183,7 +187,7 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
         ];
         env.cluster
             .wait_for("watches restarted", WAIT, || async {
-                let log = sim.requests_since(mark);
+                let log = gate.requests_since(mark);
                 let again =
                     |res: &str, verb| log.count(|r| r.resource == res && r.verb == verb) > 0;
                 // A watch already at the newest resourceVersion resumes without a 410.
@@ -194,11 +198,12 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
             .map_err(|e| {
                 format!(
                     "{e} (compact: {compact}): {:?}",
-                    sim.requests_since(mark).by_verb_resource()
+                    gate.requests_since(mark).by_verb_resource()
                 )
             })?;
+        gate.clear_faults();
         reconcile_barrier(&env, 4 + i as u32).await?;
-        let log = sim.requests_since(mark);
+        let log = gate.requests_since(mark);
         assert_eq!(
             log.writes(),
             0,

@@ -1,8 +1,8 @@
 //! The scenario suite (issue 5): the real controller, started through the library entry point
 //! of `meshbaseline run`, against the in-process API simulator, or against a real cluster when
-//! `MESHBASELINE_E2E_KUBECONFIG` is set (scenarios needing fault injection or request
-//! accounting print SKIPPED there). One test per scenario; each has its own simulator,
-//! operator and metrics registry, so they run in parallel threads of one process.
+//! `MESHBASELINE_E2E_KUBECONFIG` is set (the local control plane of `e2e/testenv` in CI).
+//! One test per scenario; each has its own simulator (or its turn on the real cluster, with
+//! the fault proxy in front of it), operator and metrics registry.
 
 mod fixtures;
 

@@ -15,7 +15,8 @@ use serde_json::json;
 
 use crate::fixtures::*;
 
-const LEASE_NAMESPACE: &str = "default";
+/// The chart's Role (leases) lives in the release namespace.
+const LEASE_NAMESPACE: &str = meshbaseline_e2e::real::OPERATOR_NAMESPACE;
 
 /// The request line a real client sent for a recorded request (versions do not matter to
 /// RBAC). Server-side apply is a PATCH; the simulator records it as `Apply`.
@@ -60,12 +61,6 @@ fn request_line(r: &RequestRecord) -> (&'static str, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     let cluster = meshbaseline_e2e::Cluster::start().await?;
-    if cluster
-        .sim_or_skip("chart_rbac_grants_exactly_what_the_operator_uses")
-        .is_none()
-    {
-        return Ok(());
-    }
     Env::seed_root(&cluster).await?;
     let config = meshbaseline::controller::Config {
         leader_election: true,
@@ -78,7 +73,7 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         op,
         scenario: "rbac".into(),
     };
-    let sim = env.cluster.sim()?;
+    let sim = env.cluster.gate();
     let a = env.add_namespace("a").await?;
     let b = env.add_namespace("b").await?;
     env.apply(&mk_peer_authentication(&a, "loose", "PERMISSIVE"))
@@ -153,19 +148,30 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         })
         .await?;
     let log = sim.requests();
+    let operator_user = env.cluster.operator_user();
+    let real = !env.cluster.is_simulated();
     env.finish().await?;
 
     let rbac = ChartRbac::read(&chart_dir())?;
     let mut used_cluster = BTreeSet::new();
     let mut used_namespaced = BTreeSet::new();
-    for r in log.records() {
-        let (method, path) = request_line(r);
-        let Some((grant, ns)) = request_grant(method, &path)? else {
-            continue;
-        };
+    // On a real server its audit log says what was checked and decided; in the simulator the
+    // request log is mapped to the checks a real server makes.
+    let checks = match (real, operator_user) {
+        (true, Some(user)) => audited_checks(&user)?,
+        _ => {
+            let mut checks = Vec::new();
+            for r in log.records() {
+                let (method, path) = request_line(r);
+                checks.extend(request_grant(method, &path)?);
+            }
+            checks
+        }
+    };
+    for (grant, ns) in checks {
         // Leases are the only namespaced grant (the Role in the operator's namespace).
         if grant.resource == "leases" {
-            assert_eq!(ns.as_deref(), Some(LEASE_NAMESPACE), "{method} {path}");
+            assert_eq!(ns.as_deref(), Some(LEASE_NAMESPACE), "{grant}");
             used_namespaced.insert(grant);
         } else {
             used_cluster.insert(grant);
@@ -200,4 +206,57 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         .collect();
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
     Ok(())
+}
+
+/// The RBAC checks the real API server made for `user`, from its audit log
+/// (`MESHBASELINE_E2E_AUDIT_LOG`, else `audit.log` of the local control plane in
+/// `MESHBASELINE_TESTENV_DIR`). Fails on any request the server refused.
+fn audited_checks(
+    user: &str,
+) -> Result<Vec<(Grant, Option<String>)>, Box<dyn std::error::Error + Send + Sync>> {
+    let path = match (
+        std::env::var_os("MESHBASELINE_E2E_AUDIT_LOG"),
+        std::env::var_os("MESHBASELINE_TESTENV_DIR"),
+    ) {
+        (Some(p), _) => std::path::PathBuf::from(p),
+        (None, Some(dir)) => std::path::Path::new(&dir).join("audit.log"),
+        (None, None) => {
+            return Err("the RBAC check on a real cluster reads its audit log: set \
+                        MESHBASELINE_E2E_AUDIT_LOG to the API server's audit log (JSON lines)"
+                .into())
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut checks = Vec::new();
+    let mut refused = Vec::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if event["user"]["username"] != user || event["stage"] != "ResponseComplete" {
+            continue;
+        }
+        let Some(resource) = event["objectRef"]["resource"].as_str() else {
+            continue; // discovery and other non-resource URLs
+        };
+        let resource = match event["objectRef"]["subresource"].as_str() {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        };
+        let group = event["objectRef"]["apiGroup"].as_str().unwrap_or_default();
+        let verb = event["verb"].as_str().unwrap_or_default();
+        let grant = Grant::new(group, &resource, verb);
+        if event["annotations"]["authorization.k8s.io/decision"] != "allow" {
+            refused.push(format!("{grant}: {}", event["requestURI"]));
+        }
+        let ns = event["objectRef"]["namespace"].as_str().map(str::to_string);
+        checks.push((grant, ns));
+    }
+    if !refused.is_empty() {
+        return Err(format!("the API server refused the operator: {refused:?}").into());
+    }
+    if checks.is_empty() {
+        return Err(format!("{}: no request of {user}", path.display()).into());
+    }
+    Ok(checks)
 }

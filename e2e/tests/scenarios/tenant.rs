@@ -75,7 +75,7 @@ async fn permissive_peer_authentication_is_reverted_until_a_fight() -> TestResul
         .await?;
 
     // Another manager (a GitOps tool) keeps setting it back.
-    let mark = env.cluster.sim().ok().map(|s| s.mark());
+    let mark = env.cluster.gate().mark();
     env.cluster
         .apply_as(
             "argocd",
@@ -100,17 +100,11 @@ async fn permissive_peer_authentication_is_reverted_until_a_fight() -> TestResul
     env.wait_converged("pa-revert").await?;
     let v = get().await?.ok_or("PA gone")?;
     assert_eq!(mode(&v).as_deref(), Some("PERMISSIVE"));
-    if let (Some(sim), Some(mark)) = (env.cluster.sim_or_skip("fight write count"), mark) {
-        let writes = sim.requests_since(mark).count(|r| {
-            r.verb.is_write() && r.resource == "peerauthentications" && r.name == "loose"
-        });
-        assert_eq!(
-            writes,
-            0,
-            "the operator kept reverting: {:?}",
-            sim.requests_since(mark)
-        );
-    }
+    let log = env.cluster.gate().requests_since(mark);
+    let writes = log.count(|r| {
+        r.verb.is_write() && r.resource == "peerauthentications" && r.name == "loose"
+    });
+    assert_eq!(writes, 0, "the operator kept reverting: {log:?}");
     env.finish().await
 }
 

@@ -148,19 +148,19 @@ async fn seed_edit_wait_and_delete() -> TestResult {
 }
 
 #[tokio::test]
-async fn fault_features_need_the_simulator() -> TestResult {
+async fn harness_requests_are_not_counted_operator_requests_are() -> TestResult {
     let cluster = Cluster::start().await?;
-    let Some(sim) = cluster.sim_or_skip("fault_features_need_the_simulator") else {
-        assert!(cluster.sim().is_err());
-        return Ok(());
-    };
-    assert!(cluster.is_simulated());
-    let mark = sim.mark();
+    let gate = cluster.gate();
+    let mark = gate.mark();
     cluster.get("v1", "Namespace", None, "default").await?;
     assert_eq!(
-        sim.requests_since(mark).records().len(),
+        gate.requests_since(mark).records().len(),
         0,
         "harness requests are not counted"
     );
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client());
+    api.get("default").await?;
+    let log = gate.requests_since(mark);
+    assert_eq!(log.count(|r| r.resource == "namespaces" && r.name == "default"), 1);
     Ok(())
 }

