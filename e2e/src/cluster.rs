@@ -77,6 +77,8 @@ pub struct Cluster {
     proxy: Option<FaultProxy>,
     /// The user the operator authenticates as on a real cluster.
     operator_user: Option<String>,
+    /// The admin's config on a real cluster, for the cleanup of a scenario that failed.
+    admin_config: Option<kube::Config>,
     seeded: Mutex<Vec<Seeded>>,
     /// Scenarios share a real cluster (cluster-scoped baselines, one root namespace, one
     /// Lease): they take turns, one `Cluster` at a time, whatever the test threads.
@@ -161,6 +163,7 @@ impl Cluster {
             sim: Some(sim),
             proxy: None,
             operator_user: None,
+            admin_config: None,
             seeded: Mutex::default(),
             _turn: None,
         })
@@ -192,6 +195,7 @@ impl Cluster {
             harness: admin,
             sim: None,
             proxy: Some(proxy),
+            admin_config: Some(config.clone()),
             operator_user: Some(format!(
                 "system:serviceaccount:{}:{service_account}",
                 real::OPERATOR_NAMESPACE
@@ -435,10 +439,41 @@ impl Cluster {
     /// away with the handle).
     pub async fn cleanup(&self) -> Result<(), HarnessError> {
         let seeded = std::mem::take(&mut *crate::sim_lock(&self.seeded));
+        delete_seeded(&self.harness, seeded).await
+    }
+}
+
+/// A scenario that failed before `cleanup` must not leave its baselines to the next one on a
+/// shared real cluster: delete what it seeded on a runtime of its own (the test's runtime may
+/// be unwinding).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let seeded = std::mem::take(&mut *crate::sim_lock(&self.seeded));
+        let Some(config) = self.admin_config.clone().filter(|_| !seeded.is_empty()) else {
+            return;
+        };
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let admin = kube::Client::try_from(config)?;
+                delete_seeded(&admin, seeded).await
+            })?;
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("cleanup after a failed scenario: {e}");
+        }
+    }
+}
+
+async fn delete_seeded(admin: &kube::Client, seeded: Vec<Seeded>) -> Result<(), HarnessError> {
+    {
         for s in seeded.into_iter().rev() {
             let api: Api<DynamicObject> = match &s.namespace {
-                Some(ns) => Api::namespaced_with(self.harness.clone(), ns, &s.resource),
-                None => Api::all_with(self.harness.clone(), &s.resource),
+                Some(ns) => Api::namespaced_with(admin.clone(), ns, &s.resource),
+                None => Api::all_with(admin.clone(), &s.resource),
             };
             match api.delete(&s.name, &DeleteParams::background()).await {
                 Ok(_) => {}

@@ -189,7 +189,12 @@ fn classify(req: &Request<Incoming>) -> RequestRecord {
     }
 }
 
-fn status_response(code: u16, reason: &str, message: &str, retry_after: u64) -> Response<ProxyBody> {
+fn status_response(
+    code: u16,
+    reason: &str,
+    message: &str,
+    retry_after: u64,
+) -> Response<ProxyBody> {
     let body = serde_json::json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code,
@@ -208,7 +213,9 @@ fn status_response(code: u16, reason: &str, message: &str, retry_after: u64) -> 
 }
 
 fn full(bytes: Bytes) -> ProxyBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -217,7 +224,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         let mut f = sim_lock(&state.faults);
         let error = f.error_for(record.verb);
         let conflict = record.verb == Verb::Apply && f.apply_conflict();
-        let resuming = req.uri().query().unwrap_or_default().contains("resourceVersion=");
+        let resuming = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .contains("resourceVersion=");
         let gone = record.verb == Verb::Watch && resuming && f.watch_gone();
         let c = &f.config;
         (
@@ -315,35 +326,32 @@ fn cut_watch(
 ) -> Response<ProxyBody> {
     let (parts, body) = resp.into_parts();
     let deadline = after.map(|d| tokio::time::Instant::now() + d);
-    let frames = futures::stream::unfold(
-        (body, 0u32, false),
-        move |(mut body, mut seen, done)| {
-            let mut cut = cut.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                let sleep = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let frame = tokio::select! {
-                    _ = cut.changed() => return None,
-                    _ = sleep => return None,
-                    frame = body.frame() => frame?,
-                };
-                if let Ok(data) = frame.as_ref().map(Frame::data_ref) {
-                    if let Some(data) = data {
-                        seen += data.iter().filter(|b| **b == b'\n').count() as u32;
-                    }
-                }
-                let end = events.is_some_and(|n| seen >= n);
-                Some((frame, (body, seen, end)))
+    let frames = futures::stream::unfold((body, 0u32, false), move |(mut body, mut seen, done)| {
+        let mut cut = cut.clone();
+        async move {
+            if done {
+                return None;
             }
-        },
-    );
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let frame = tokio::select! {
+                _ = cut.changed() => return None,
+                _ = sleep => return None,
+                frame = body.frame() => frame?,
+            };
+            if let Ok(data) = frame.as_ref().map(Frame::data_ref) {
+                if let Some(data) = data {
+                    seen += data.iter().filter(|b| **b == b'\n').count() as u32;
+                }
+            }
+            let end = events.is_some_and(|n| seen >= n);
+            Some((frame, (body, seen, end)))
+        }
+    });
     let body = BodyExt::boxed_unsync(StreamBody::new(frames.boxed()));
     Response::from_parts(parts, body)
 }

@@ -44,7 +44,12 @@ pub fn istio_crds_path() -> Result<PathBuf, HarnessError> {
     }
     let root = workspace_root();
     root.ancestors()
-        .flat_map(|a| [a.join("shared/istio/crds.yaml"), a.join("../shared/istio/crds.yaml")])
+        .flat_map(|a| {
+            [
+                a.join("shared/istio/crds.yaml"),
+                a.join("../shared/istio/crds.yaml"),
+            ]
+        })
         .find(|p| p.is_file())
         .ok_or_else(|| {
             HarnessError::Setup(format!(
@@ -93,8 +98,11 @@ async fn prepare_once(admin: &kube::Client) -> Result<String, HarnessError> {
     }))
     .await?;
     for ns in [OPERATOR_NAMESPACE, "istio-system"] {
-        apply_admin(admin, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-            .await?;
+        apply_admin(
+            admin,
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
 
     let manifest = chart_manifest_path();
@@ -122,9 +130,8 @@ async fn prepare_once(admin: &kube::Client) -> Result<String, HarnessError> {
         }
         apply_admin(admin, &doc).await?;
     }
-    service_account.ok_or_else(|| {
-        HarnessError::Setup(format!("{}: no ServiceAccount", manifest.display()))
-    })
+    service_account
+        .ok_or_else(|| HarnessError::Setup(format!("{}: no ServiceAccount", manifest.display())))
 }
 
 /// Server-side apply as the setup manager, with force (setup owns what it writes).
@@ -136,7 +143,9 @@ pub async fn apply_admin(admin: &kube::Client, obj: &Value) -> Result<DynamicObj
     let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
     let (ar, caps) = kube::discovery::pinned_kind(admin, &gvk).await?;
     let api: Api<DynamicObject> = match (caps.scope, obj["metadata"]["namespace"].as_str()) {
-        (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(admin.clone(), ns, &ar),
+        (kube::discovery::Scope::Namespaced, Some(ns)) => {
+            Api::namespaced_with(admin.clone(), ns, &ar)
+        }
         _ => Api::all_with(admin.clone(), &ar),
     };
     let params = PatchParams::apply(SETUP_MANAGER).force();
@@ -162,18 +171,25 @@ async fn wait_established(admin: &kube::Client, crds: &[Value]) -> Result<(), Ha
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if !established {
-            return Err(HarnessError::Setup(format!("CRD {name} not Established after 30s")));
+            return Err(HarnessError::Setup(format!(
+                "CRD {name} not Established after 30s"
+            )));
         }
     }
     // Discovery caches of the server catch up a little after Established.
     for _ in 0..100 {
-        let d = Discovery::new(admin.clone()).filter(&["meshbaseline.dev"]).run().await?;
+        let d = Discovery::new(admin.clone())
+            .filter(&["meshbaseline.dev"])
+            .run()
+            .await?;
         if d.groups().next().is_some() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(HarnessError::Setup("meshbaseline.dev not in discovery after 10s".into()))
+    Err(HarnessError::Setup(
+        "meshbaseline.dev not in discovery after 10s".into(),
+    ))
 }
 
 /// A kube config acting as the operator: the admin config's server and CA, with a bound token
@@ -248,5 +264,7 @@ pub async fn grant_tenant(admin: &kube::Client, ns: &str) -> Result<(), HarnessE
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(HarnessError::Setup(format!("namespace {ns}: no default ServiceAccount after 30s")))
+    Err(HarnessError::Setup(format!(
+        "namespace {ns}: no default ServiceAccount after 30s"
+    )))
 }

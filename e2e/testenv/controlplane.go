@@ -179,7 +179,13 @@ func start(dir, binDir string, apiPort int) (cp *controlPlane, err error) {
 		"--kubeconfig="+kcmConfig,
 		"--authentication-kubeconfig="+kcmConfig,
 		"--authorization-kubeconfig="+kcmConfig,
-		"--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,root-ca-certificate-publisher-controller",
+		// What the suite relies on: garbage collection (ownerReferences), namespace deletion,
+		// default ServiceAccounts (pods need them), kube-root-ca.crt, and the aggregation of
+		// ClusterRoles into admin/edit/view (tenants' rights on Istio's kinds).
+		"--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,"+
+			"root-ca-certificate-publisher-controller,clusterrole-aggregation-controller",
+		// Each controller acts as its own ServiceAccount with the bootstrap roles, as in a cluster.
+		"--use-service-account-credentials=true",
 		"--root-ca-file="+p.path("ca.crt"),
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",

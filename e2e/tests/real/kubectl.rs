@@ -90,7 +90,9 @@ async fn kubectl_shows_what_the_doc_says() -> TestResult {
     let baseline = json!({"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
         "metadata": {"name": "default"},
         "spec": {"namespaceSelector": {"matchLabels": {LABEL: "kubectl"}}}});
-    cluster.apply_as("meshbaseline-e2e", &baseline, true).await?;
+    cluster
+        .apply_as("meshbaseline-e2e", &baseline, true)
+        .await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = Config {
         pod_name: "meshbaseline-e2e".into(),
@@ -114,13 +116,24 @@ async fn kubectl_shows_what_the_doc_says() -> TestResult {
 
 async fn check(cluster: &Cluster) -> TestResult {
     wait("Ready=True", || {
-        kubectl(&["get", "mb", "default", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
-            .is_ok_and(|s| s == "True")
+        kubectl(&[
+            "get",
+            "mb",
+            "default",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .is_ok_and(|s| s == "True")
     })
     .await?;
     // A repair, so that describe has an operator Event to show.
     cluster
-        .delete("networking.k8s.io/v1", "NetworkPolicy", Some(NS), "meshbaseline-baseline")
+        .delete(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            Some(NS),
+            "meshbaseline-baseline",
+        )
         .await?;
     wait("the NetworkPolicy repaired", || {
         kubectl(&["get", "networkpolicy", "meshbaseline-baseline", "-n", NS]).is_ok()
@@ -133,17 +146,39 @@ async fn check(cluster: &Cluster) -> TestResult {
         .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
         .take_while(|c| c.chars().all(|ch| ch.is_ascii_uppercase()))
         .collect();
-    assert!(columns.len() >= 5, "column table not found in docs/kubectl.md: {columns:?}");
+    assert!(
+        columns.len() >= 5,
+        "column table not found in docs/kubectl.md: {columns:?}"
+    );
     let table = kubectl(&["get", "mb"])?;
-    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(header[0], "NAME");
     assert_eq!(header[1..], columns[..], "kubectl get mb:\n{table}");
-    let row = table.lines().find(|l| l.starts_with("default ")).ok_or(table.clone())?;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("default "))
+        .ok_or(table.clone())?;
     assert!(row.contains("Enforce") && row.contains("True"), "{row}");
 
     let described = kubectl(&["describe", "mb", "default"])?;
-    for needle in ["Conditions:", "Ready", "Reconciling", "Degraded", "DriftDetected", "Invalid", "Events:"] {
-        assert!(described.contains(needle), "describe has no {needle}:\n{described}");
+    for needle in [
+        "Conditions:",
+        "Ready",
+        "Reconciling",
+        "Degraded",
+        "DriftDetected",
+        "Invalid",
+        "Events:",
+    ] {
+        assert!(
+            described.contains(needle),
+            "describe has no {needle}:\n{described}"
+        );
     }
     wait("the DriftRepaired event in describe", || {
         kubectl(&["describe", "mb", "default"]).is_ok_and(|d| d.contains("DriftRepaired"))
@@ -154,15 +189,21 @@ async fn check(cluster: &Cluster) -> TestResult {
     let mut ran = 0;
     for cmd in documented_commands() {
         let line = cmd.join(" ");
-        let about_us = line.contains(" mb") || line.contains("mb/") || line.contains("managed-by")
-            || line.contains("meshbaseline.dev/baseline") || line.contains("involvedObject")
+        let about_us = line.contains(" mb")
+            || line.contains("mb/")
+            || line.contains("managed-by")
+            || line.contains("meshbaseline.dev/baseline")
+            || line.contains("involvedObject")
             || line.contains("meshbaseline-deny-plaintext");
         if !about_us || line.contains("--show-managed-fields") {
             continue;
         }
         let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
         let out = kubectl(&args)?;
-        assert!(!out.trim().is_empty() || line.contains("wait"), "no output: kubectl {line}");
+        assert!(
+            !out.trim().is_empty() || line.contains("wait"),
+            "no output: kubectl {line}"
+        );
         ran += 1;
     }
     assert!(ran >= 8, "only {ran} documented commands found");

@@ -11,8 +11,8 @@ mod kubectl;
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// The real cluster (prepared: CRDs, chart RBAC), or a clear failure.
-pub async fn real_cluster() -> Result<meshbaseline_e2e::Cluster, Box<dyn std::error::Error + Send + Sync>>
-{
+pub async fn real_cluster(
+) -> Result<meshbaseline_e2e::Cluster, Box<dyn std::error::Error + Send + Sync>> {
     let Some(path) = std::env::var_os(meshbaseline_e2e::KUBECONFIG_ENV).filter(|v| !v.is_empty())
     else {
         return Err(format!(

@@ -101,9 +101,8 @@ async fn permissive_peer_authentication_is_reverted_until_a_fight() -> TestResul
     let v = get().await?.ok_or("PA gone")?;
     assert_eq!(mode(&v).as_deref(), Some("PERMISSIVE"));
     let log = env.cluster.gate().requests_since(mark);
-    let writes = log.count(|r| {
-        r.verb.is_write() && r.resource == "peerauthentications" && r.name == "loose"
-    });
+    let writes = log
+        .count(|r| r.verb.is_write() && r.resource == "peerauthentications" && r.name == "loose");
     assert_eq!(writes, 0, "the operator kept reverting: {log:?}");
     env.finish().await
 }

@@ -161,6 +161,9 @@ async fn harness_requests_are_not_counted_operator_requests_are() -> TestResult 
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(cluster.client());
     api.get("default").await?;
     let log = gate.requests_since(mark);
-    assert_eq!(log.count(|r| r.resource == "namespaces" && r.name == "default"), 1);
+    assert_eq!(
+        log.count(|r| r.resource == "namespaces" && r.name == "default"),
+        1
+    );
     Ok(())
 }
