@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::{ApiResource, Discovery};
 use serde_json::{json, Value};
@@ -79,7 +80,20 @@ pub async fn prepare(admin: &kube::Client) -> Result<String, HarnessError> {
 }
 
 async fn prepare_once(admin: &kube::Client) -> Result<String, HarnessError> {
-    let mut crds = parse_documents(&read(&istio_crds_path()?)?)?;
+    // Istio's CRDs from shared/istio/crds.yaml unless the cluster has them (a cluster with
+    // Istio installed keeps its own); ours always, so the CRD under test is the current one.
+    let crd_api: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let mut istio_missing = false;
+    for (group, _, plural) in crate::sim::ISTIO_KINDS {
+        istio_missing |= crd_api
+            .get_opt(&format!("{plural}.{group}"))
+            .await?
+            .is_none();
+    }
+    let mut crds = Vec::new();
+    if istio_missing {
+        crds.extend(parse_documents(&read(&istio_crds_path()?)?)?);
+    }
     crds.extend(parse_documents(&read(
         &workspace_root().join("crds/meshbaselines.meshbaseline.dev.yaml"),
     )?)?);
@@ -153,7 +167,7 @@ pub async fn apply_admin(admin: &kube::Client, obj: &Value) -> Result<DynamicObj
 }
 
 async fn wait_established(admin: &kube::Client, crds: &[Value]) -> Result<(), HarnessError> {
-    let ar = ApiResource::erase::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(&());
+    let ar = ApiResource::erase::<CustomResourceDefinition>(&());
     let api: Api<DynamicObject> = Api::all_with(admin.clone(), &ar);
     for crd in crds {
         let name = crd["metadata"]["name"].as_str().unwrap_or_default();

