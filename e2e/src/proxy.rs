@@ -343,10 +343,8 @@ fn cut_watch(
                 _ = sleep => return None,
                 frame = body.frame() => frame?,
             };
-            if let Ok(data) = frame.as_ref().map(Frame::data_ref) {
-                if let Some(data) = data {
-                    seen += data.iter().filter(|b| **b == b'\n').count() as u32;
-                }
+            if let Ok(Some(data)) = frame.as_ref().map(Frame::data_ref) {
+                seen += data.iter().filter(|b| **b == b'\n').count() as u32;
             }
             let end = events.is_some_and(|n| seen >= n);
             Some((frame, (body, seen, end)))

@@ -238,7 +238,16 @@ async fn serve_resource(
 
     let mut state = lock(&shared.state);
     // Set for every request that takes the lock, so an early return cannot leave it behind.
-    state.set_dry_run(verb.is_write() && q.get("dryRun").is_some_and(|d| d == "All"));
+    // Deletes may carry `dryRun` in their DeleteOptions body instead (kube-rs sends it there).
+    let body_dry_run = matches!(verb, Verb::Delete | Verb::DeleteCollection)
+        && serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|o| o.get("dryRun").cloned())
+            .and_then(|d| d.as_array().cloned())
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
+    state.set_dry_run(
+        verb.is_write() && (body_dry_run || q.get("dryRun").is_some_and(|d| d == "All")),
+    );
     let rt = resources::resolve(&state, &route.group, &route.version, &route.plural).ok_or_else(
         || {
             ApiError::new(

@@ -212,6 +212,8 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     Ok(())
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The API server's audit log: `MESHBASELINE_E2E_AUDIT_LOG`, else `audit.log` of the local
 /// control plane in `MESHBASELINE_TESTENV_DIR` (set by `testenv run`).
 fn audit_log_path() -> Option<std::path::PathBuf> {
@@ -230,7 +232,7 @@ fn audit_log_path() -> Option<std::path::PathBuf> {
 fn audited_checks(
     path: &std::path::Path,
     user: &str,
-) -> Result<Vec<(Grant, Option<String>)>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Vec<(Grant, Option<String>)>, BoxError> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut checks = Vec::new();
     let mut refused = Vec::new();
