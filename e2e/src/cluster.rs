@@ -205,6 +205,11 @@ impl Cluster {
         })
     }
 
+    /// The fault proxy's URL (real clusters), where an operator process connects.
+    pub fn proxy_url(&self) -> Option<String> {
+        self.proxy.as_ref().map(FaultProxy::url)
+    }
+
     /// The user the operator authenticates as (real clusters).
     pub fn operator_user(&self) -> Option<String> {
         self.operator_user.clone()

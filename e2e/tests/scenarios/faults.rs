@@ -26,7 +26,7 @@ async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
         ..FaultConfig::default()
     });
     let op = Operator::start(&cluster);
-    let env = Env {
+    let mut env = Env {
         cluster,
         op,
         scenario: "faults".into(),

@@ -16,6 +16,7 @@ use meshbaseline::controller::{self, Config};
 use meshbaseline::manifests::Loaded;
 use meshbaseline::object::Kind;
 use meshbaseline::telemetry::Metrics;
+use meshbaseline_e2e::process::OperatorProcess;
 use meshbaseline_e2e::{Cluster, HarnessError};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -104,12 +105,22 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The operator under test, started through the library entry point of `meshbaseline run`
-/// with the cluster's (counted, faulted) client and its own metrics registry.
+/// The operator under test: on the simulator, started in-process through the library entry
+/// point of `meshbaseline run` with the simulator's (counted, faulted) client and its own
+/// metrics registry; on a real cluster, the `meshbaseline run` binary as its own process,
+/// configured by flags, connected through the fault proxy as the chart's ServiceAccount, its
+/// metrics read over HTTP.
 pub struct Operator {
-    pub metrics: Arc<Metrics>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), controller::Error>>>,
+    run: Running,
+}
+
+enum Running {
+    InProcess {
+        metrics: Arc<Metrics>,
+        stop: Option<oneshot::Sender<()>>,
+        task: Option<JoinHandle<Result<(), controller::Error>>>,
+    },
+    Process(Option<OperatorProcess>),
 }
 
 /// The config the scenarios run the operator with: no HTTP server (the registry is read
@@ -122,12 +133,35 @@ pub fn test_config() -> Config {
     }
 }
 
+/// The flags of `meshbaseline run` that give `config`.
+fn flags(config: &Config) -> Vec<String> {
+    vec![
+        format!("--leader-election={}", config.leader_election),
+        format!("--lease-name={}", config.lease_name),
+        format!("--lease-namespace={}", config.lease_namespace),
+        format!("--pod-name={}", config.pod_name),
+        format!("--qps={}", config.qps),
+        format!("--burst={}", config.burst),
+        format!("--debounce-ms={}", config.debounce.as_millis()),
+        "--log-format=text".into(),
+    ]
+}
+
 impl Operator {
     pub fn start(cluster: &Cluster) -> Operator {
         Operator::start_with(cluster, test_config())
     }
 
     pub fn start_with(cluster: &Cluster, config: Config) -> Operator {
+        if let Some(url) = cluster.proxy_url() {
+            // A failure to start shows as a dead operator in the scenario's first wait.
+            let process = OperatorProcess::spawn(&url, &flags(&config))
+                .map_err(|e| eprintln!("meshbaseline run: {e}"))
+                .ok();
+            return Operator {
+                run: Running::Process(process),
+            };
+        }
         let metrics = Arc::new(Metrics::new());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(controller::run_with_metrics(
@@ -139,9 +173,11 @@ impl Operator {
             },
         ));
         Operator {
-            metrics,
-            stop: Some(stop),
-            task: Some(task),
+            run: Running::InProcess {
+                metrics,
+                stop: Some(stop),
+                task: Some(task),
+            },
         }
     }
 
@@ -152,9 +188,12 @@ impl Operator {
         } else {
             format!("{name}{{{labels}}}")
         };
-        self.metrics
-            .encode()
-            .lines()
+        let text = match &self.run {
+            Running::InProcess { metrics, .. } => metrics.encode(),
+            Running::Process(Some(p)) => p.metrics_text(),
+            Running::Process(None) => String::new(),
+        };
+        text.lines()
             .find_map(|l| {
                 let (series, value) = l.rsplit_once(' ')?;
                 (series == wanted).then(|| value.parse().ok()).flatten()
@@ -166,18 +205,29 @@ impl Operator {
         self.metric("meshbaseline_reconciles_total", "result=\"success\"")
     }
 
-    /// Whether the operator task is still running (it ends only on shutdown or a panic).
-    pub fn alive(&self) -> bool {
-        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    /// Whether the operator is still running (it ends only on shutdown or a panic).
+    pub fn alive(&mut self) -> bool {
+        match &mut self.run {
+            Running::InProcess { task, .. } => task.as_ref().is_some_and(|t| !t.is_finished()),
+            Running::Process(p) => p.as_mut().is_some_and(OperatorProcess::alive),
+        }
     }
 
     /// Shuts the operator down and fails if it panicked or returned an error.
     pub async fn stop(mut self) -> TestResult {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task).await???;
+        match &mut self.run {
+            Running::InProcess { stop, task, .. } => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                if let Some(task) = task.take() {
+                    tokio::time::timeout(Duration::from_secs(10), task).await???;
+                }
+            }
+            Running::Process(p) => match p.take() {
+                Some(p) => p.stop().await?,
+                None => return Err("meshbaseline run never started".into()),
+            },
         }
         Ok(())
     }
@@ -185,8 +235,12 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        // A failed test must not leave the operator running against the next one's cluster.
-        if let Some(task) = &self.task {
+        // A failed test must not leave the operator running against the next one's cluster
+        // (a process is killed by its own Drop).
+        if let Running::InProcess {
+            task: Some(task), ..
+        } = &self.run
+        {
             task.abort();
         }
     }
