@@ -52,7 +52,23 @@ func readState(dir string) (*state, error) {
 type controlPlane struct {
 	st       state
 	etcd     *embed.Etcd
-	children []*exec.Cmd
+	children []*child
+}
+
+// child is a process of the control plane; done is closed once it has exited and been reaped.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 const auditPolicy = `apiVersion: audit.k8s.io/v1
@@ -255,18 +271,20 @@ func (cp *controlPlane) spawn(bin, name string, args ...string) error {
 		logFile.Close()
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	cp.children = append(cp.children, cmd)
+	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
+	cp.children = append(cp.children, c)
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
+		close(c.done)
 	}()
 	return nil
 }
 
 func (cp *controlPlane) exited(name string) error {
 	for _, c := range cp.children {
-		if c.ProcessState != nil && strings.HasSuffix(c.Path, name) {
-			return fmt.Errorf("%s exited (%s); last lines of %s:\n%s", name, c.ProcessState,
+		if c.name == name && c.exited() {
+			return fmt.Errorf("%s exited (%s); last lines of %s:\n%s", name, c.cmd.ProcessState,
 				filepath.Join(cp.st.Dir, name+".log"), tail(filepath.Join(cp.st.Dir, name+".log"), 30))
 		}
 	}
@@ -342,15 +360,16 @@ func (cp *controlPlane) waitControllers(timeout time.Duration) error {
 func (cp *controlPlane) stop() {
 	for i := len(cp.children) - 1; i >= 0; i-- {
 		c := cp.children[i]
-		if c.Process == nil || c.ProcessState != nil {
+		if c.exited() {
 			continue
 		}
-		_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
-		deadline := time.Now().Add(10 * time.Second)
-		for c.ProcessState == nil && time.Now().Before(deadline) && syscall.Kill(c.Process.Pid, 0) == nil {
-			time.Sleep(50 * time.Millisecond)
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.done
 		}
-		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 	}
 	if cp.etcd != nil {
 		cp.etcd.Close()
