@@ -5,11 +5,9 @@
 //! generated objects runs.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use meshbaseline::controller::{self, Config};
-use meshbaseline::telemetry::Metrics;
+use meshbaseline_e2e::process::OperatorProcess;
 use meshbaseline_e2e::Cluster;
 use serde_json::json;
 
@@ -93,25 +91,18 @@ async fn kubectl_shows_what_the_doc_says() -> TestResult {
     cluster
         .apply_as("meshbaseline-e2e", &baseline, true)
         .await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = Config {
-        pod_name: "meshbaseline-e2e".into(),
-        debounce: Duration::from_millis(20),
-        ..Config::default()
-    };
-    let operator = tokio::spawn(controller::run_with_metrics(
-        cluster.client(),
-        config,
-        Arc::new(Metrics::new()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let proxy = cluster
+        .proxy_url()
+        .ok_or("a real cluster has the fault proxy")?;
+    let operator = OperatorProcess::spawn(
+        &proxy,
+        &["--leader-election=false".into(), "--debounce-ms=20".into()],
+    )?;
     let result = check(&cluster).await;
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+    let stopped = operator.stop().await;
     cluster.cleanup().await?;
-    result
+    result?;
+    Ok(stopped?)
 }
 
 async fn check(cluster: &Cluster) -> TestResult {
