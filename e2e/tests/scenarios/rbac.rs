@@ -62,6 +62,12 @@ fn request_line(r: &RequestRecord) -> (&'static str, String) {
 async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     let cluster = meshbaseline_e2e::Cluster::start().await?;
     Env::seed_root(&cluster).await?;
+    // The Lease lives in the release namespace (a real cluster's setup made it already).
+    if cluster.get("v1", "Namespace", None, LEASE_NAMESPACE).await?.is_none() {
+        cluster
+            .apply_yaml(&mk_namespace(LEASE_NAMESPACE, None).to_string())
+            .await?;
+    }
     let config = meshbaseline::controller::Config {
         leader_election: true,
         lease_namespace: LEASE_NAMESPACE.into(),
