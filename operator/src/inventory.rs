@@ -49,8 +49,10 @@ pub struct PodInfo {
     pub kind: String,
     /// `None` for templates; pods that have finished are not audited for a missing sidecar.
     pub phase: Option<String>,
-    /// Only annotations that matter to the mesh (`sidecar.istio.io/*`, `traffic.sidecar.istio.io/*`).
+    /// Only annotations that matter to the mesh (see [`mesh_annotation`]).
     pub annotations: BTreeMap<String, String>,
+    /// Only labels that choose the data plane (see [`mesh_label`]).
+    pub labels: BTreeMap<String, String>,
     pub host_network: bool,
     pub share_process_namespace: bool,
     pub run_as_user: Option<i64>,
@@ -86,21 +88,15 @@ impl PodInfo {
 
     /// A pod template of a workload (`kind` names the workload).
     pub fn from_spec(meta: &ObjectMeta, spec: Option<&PodSpec>, kind: &str) -> PodInfo {
-        let annotations = meta
-            .annotations
-            .iter()
-            .flatten()
-            .filter(|(k, _)| {
-                k.starts_with("sidecar.istio.io/") || k.starts_with("traffic.sidecar.istio.io/")
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let annotations = filtered(meta.annotations.as_ref(), mesh_annotation);
+        let labels = filtered(meta.labels.as_ref(), mesh_label);
         let Some(spec) = spec else {
             return PodInfo {
                 namespace: meta.namespace.clone().unwrap_or_default(),
                 name: meta.name.clone().unwrap_or_default(),
                 kind: kind.to_string(),
                 annotations,
+                labels,
                 ..PodInfo::default()
             };
         };
@@ -122,6 +118,7 @@ impl PodInfo {
             kind: kind.to_string(),
             phase: None,
             annotations,
+            labels,
             host_network: spec.host_network.unwrap_or(false),
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             run_as_user: psc.and_then(|s| s.run_as_user),
@@ -129,6 +126,37 @@ impl PodInfo {
             containers,
         }
     }
+}
+
+/// Pod annotations the audit reads: injection and capture settings, and what the injector and
+/// istio-cni write (`sidecar.istio.io/status`, `ambient.istio.io/redirection`).
+pub fn mesh_annotation(key: &str) -> bool {
+    key.starts_with("sidecar.istio.io/")
+        || key.starts_with("traffic.sidecar.istio.io/")
+        || key.starts_with("ambient.istio.io/")
+        || key == "status.sidecar.istio.io/port"
+}
+
+/// Pod labels that choose the data plane; all other labels stay out of the cache.
+pub fn mesh_label(key: &str) -> bool {
+    matches!(
+        key,
+        "sidecar.istio.io/inject"
+            | "istio.io/rev"
+            | "istio.io/dataplane-mode"
+            | "istio.io/use-waypoint"
+    )
+}
+
+fn filtered(
+    map: Option<&BTreeMap<String, String>>,
+    keep: fn(&str) -> bool,
+) -> BTreeMap<String, String> {
+    map.into_iter()
+        .flatten()
+        .filter(|(k, _)| keep(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 impl ContainerInfo {
@@ -155,6 +183,8 @@ pub struct ServiceInfo {
     /// `IPv4`, `IPv6`, as in `spec.ipFamilies`.
     pub ip_families: Vec<String>,
     pub ip_family_policy: Option<String>,
+    /// The `istio.io/use-waypoint` label (`none` opts the Service out of its namespace's waypoint).
+    pub use_waypoint: Option<String>,
 }
 
 impl From<&Service> for ServiceInfo {
@@ -165,6 +195,12 @@ impl From<&Service> for ServiceInfo {
             name: svc.metadata.name.clone().unwrap_or_default(),
             ip_families: spec.and_then(|s| s.ip_families.clone()).unwrap_or_default(),
             ip_family_policy: spec.and_then(|s| s.ip_family_policy.clone()),
+            use_waypoint: svc
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::dataplane::USE_WAYPOINT))
+                .cloned(),
         }
     }
 }

@@ -79,6 +79,9 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     if !keeps_managed_fields {
         remove_managed_fields(&mut full);
     }
+    if kind != Kind::NetworkPolicy {
+        crate::api::istio::default_spec(&mut full);
+    }
     let typed = match kind {
         Kind::PeerAuthentication => typed_as(full).map(Typed::PeerAuthentication),
         Kind::DestinationRule => typed_as(full).map(Typed::DestinationRule),
