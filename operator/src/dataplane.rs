@@ -188,10 +188,7 @@ mod tests {
 
     #[test]
     fn namespace_labels_choose_the_data_plane() {
-        assert_eq!(
-            namespace_dataplane(&labels(ENABLED)),
-            DataPlane::Sidecar
-        );
+        assert_eq!(namespace_dataplane(&labels(ENABLED)), DataPlane::Sidecar);
         assert_eq!(
             namespace_dataplane(&labels(&[(REV_LABEL, "1-24")])),
             DataPlane::Sidecar
@@ -207,7 +204,10 @@ mod tests {
             DataPlane::Ambient
         );
         assert_eq!(
-            namespace_dataplane(&labels(&[(DATAPLANE_MODE, "ambient"), (INJECTION_LABEL, "enabled")])),
+            namespace_dataplane(&labels(&[
+                (DATAPLANE_MODE, "ambient"),
+                (INJECTION_LABEL, "enabled")
+            ])),
             DataPlane::Sidecar,
             "sidecar wins where both are asked for"
         );
@@ -230,11 +230,23 @@ mod tests {
     #[test]
     fn unlabelled_namespaces_inject_only_pods_that_opt_in_by_label() {
         let ns = labels(&[]);
-        assert!(injected_at_admission(&ns, &template(&[(INJECT, "true")], &[])));
-        assert!(injected_at_admission(&ns, &template(&[(REV_LABEL, "canary")], &[])));
-        assert!(!injected_at_admission(&ns, &template(&[], &[(INJECT, "true")])));
+        assert!(injected_at_admission(
+            &ns,
+            &template(&[(INJECT, "true")], &[])
+        ));
+        assert!(injected_at_admission(
+            &ns,
+            &template(&[(REV_LABEL, "canary")], &[])
+        ));
+        assert!(!injected_at_admission(
+            &ns,
+            &template(&[], &[(INJECT, "true")])
+        ));
         let disabled = labels(&[(INJECTION_LABEL, "disabled")]);
-        assert!(!injected_at_admission(&disabled, &template(&[(INJECT, "true")], &[])));
+        assert!(!injected_at_admission(
+            &disabled,
+            &template(&[(INJECT, "true")], &[])
+        ));
         let mut host = template(&[], &[]);
         host.host_network = true;
         assert!(!injected_at_admission(&labels(ENABLED), &host));

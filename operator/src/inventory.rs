@@ -145,6 +145,7 @@ pub fn mesh_label(key: &str) -> bool {
             | "istio.io/rev"
             | "istio.io/dataplane-mode"
             | "istio.io/use-waypoint"
+            | "gateway.istio.io/managed"
     )
 }
 

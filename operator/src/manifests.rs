@@ -254,14 +254,15 @@ impl Loaded {
         }
         // Istio accepts its kinds without a spec; so do we.
         let filled;
-        let doc = if group.ends_with(".istio.io") && doc.value.get("spec").is_none_or(Value::is_null) {
-            let mut d = doc.clone();
-            crate::api::istio::default_spec(&mut d.value);
-            filled = d;
-            &filled
-        } else {
-            doc
-        };
+        let doc =
+            if group.ends_with(".istio.io") && doc.value.get("spec").is_none_or(Value::is_null) {
+                let mut d = doc.clone();
+                crate::api::istio::default_spec(&mut d.value);
+                filled = d;
+                &filled
+            } else {
+                doc
+            };
         let inv = &mut self.inventory;
         match (group, kind) {
             ("", "Namespace") => {

@@ -243,9 +243,7 @@ pub struct SidecarSpec {
 /// `spec: null`) means an empty spec, as it does to Istio.
 pub fn default_spec(object: &mut serde_json::Value) {
     if let Some(map) = object.as_object_mut() {
-        let spec = map
-            .entry("spec")
-            .or_insert(serde_json::Value::Null);
+        let spec = map.entry("spec").or_insert(serde_json::Value::Null);
         if spec.is_null() {
             *spec = serde_json::Value::Object(serde_json::Map::new());
         }

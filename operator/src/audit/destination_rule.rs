@@ -285,7 +285,11 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             .chain(inv.pods.iter().map(|p| p.namespace.as_str()))
             .chain(inv.destination_rules.iter().map(|o| ns_of(&o.metadata)))
             .chain(inv.peer_authentications.iter().map(|o| ns_of(&o.metadata)))
-            .chain(inv.authorization_policies.iter().map(|o| ns_of(&o.metadata)))
+            .chain(
+                inv.authorization_policies
+                    .iter()
+                    .map(|o| ns_of(&o.metadata)),
+            )
             .chain(inv.network_policies.iter().map(|o| ns_of(&o.metadata)))
             .chain(inv.sidecars.iter().map(|o| ns_of(&o.metadata)))
             .collect::<std::collections::BTreeSet<_>>()

@@ -14,11 +14,17 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         }
         let mut why = Vec::new();
         match labels.get(dataplane::INJECTION_LABEL) {
-            Some(v) => why.push(format!("its label istio-injection is {v:?}, which turns sidecar injection off")),
-            None => why.push("it has neither istio-injection=enabled nor istio.io/rev for sidecars".to_string()),
+            Some(v) => why.push(format!(
+                "its label istio-injection is {v:?}, which turns sidecar injection off"
+            )),
+            None => why.push(
+                "it has neither istio-injection=enabled nor istio.io/rev for sidecars".to_string(),
+            ),
         }
         match labels.get(dataplane::DATAPLANE_MODE) {
-            Some(v) => why.push(format!("its label istio.io/dataplane-mode is {v:?}, not ambient")),
+            Some(v) => why.push(format!(
+                "its label istio.io/dataplane-mode is {v:?}, not ambient"
+            )),
             None => why.push("no istio.io/dataplane-mode=ambient for ztunnel".to_string()),
         }
         out.push(ctx.finding(

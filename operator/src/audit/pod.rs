@@ -194,7 +194,14 @@ fn proxy_identity(pod: &PodInfo, who: &Who) -> Option<(String, Severity)> {
     if !any_app {
         message.push_str(" Only init containers do: Istio documents UID 1337 as a workaround for init containers that need the network before the proxy is up, so this may be deliberate, but their traffic is still outside the mesh.");
     }
-    Some((message, if any_app { Severity::Critical } else { Severity::High }))
+    Some((
+        message,
+        if any_app {
+            Severity::Critical
+        } else {
+            Severity::High
+        },
+    ))
 }
 
 /// The data plane a running pod or a template should be in but is not; `None` when it is in

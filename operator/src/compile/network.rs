@@ -20,7 +20,8 @@ pub const ISTIOD_MONITORING_PORT: u16 = 15014;
 /// ztunnel's and waypoints' HBONE (mTLS tunnel) port: all ambient mesh traffic arrives on it.
 pub const HBONE_PORT: u16 = 15008;
 /// The label Istio puts on waypoint pods.
-pub const WAYPOINT_POD_LABEL: (&str, &str) = ("gateway.istio.io/managed", "istio.io-mesh-controller");
+pub const WAYPOINT_POD_LABEL: (&str, &str) =
+    ("gateway.istio.io/managed", "istio.io-mesh-controller");
 
 fn tcp() -> Value {
     json!([{"protocol": "TCP"}])
