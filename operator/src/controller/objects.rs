@@ -213,4 +213,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn istio_objects_without_a_spec_are_seen_with_an_empty_one() {
+        // Istio's schemas accept a Sidecar or AuthorizationPolicy without `spec`.
+        for (kind, k) in [
+            (Kind::Sidecar, "Sidecar"),
+            (Kind::AuthorizationPolicy, "AuthorizationPolicy"),
+        ] {
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "networking.istio.io/v1", "kind": k,
+                "metadata": {"name": "empty", "namespace": "a"}
+            }))
+            .unwrap();
+            let (_, entry) = trim(kind, obj).unwrap();
+            assert!(entry.typed.is_some(), "{k} must parse");
+        }
+    }
 }
