@@ -279,7 +279,7 @@ fn use_waypoint_none(
         kind,
         Some(ns),
         name,
-        format!("{who} is labelled istio.io/use-waypoint=none: its traffic skips namespace {ns}'s waypoint {waypoint}, so the waypoint's L7 AuthorizationPolicies and routing do not apply to it."),
+        format!("{who} is labelled istio.io/use-waypoint=none: its traffic skips namespace {ns}'s waypoint {waypoint:?}, so the waypoint's L7 AuthorizationPolicies and routing do not apply to it."),
         "Remove the label, or give the workload L4 AuthorizationPolicies that do not rely on the waypoint.".to_string(),
     )
 }

@@ -128,12 +128,26 @@ fn check_pod(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
 
     if let Some(missing) = missing_dataplane(ctx, pod, plane) {
         let (what, fix) = match missing {
-            DataPlane::Ambient => (
-                "without ambient capture: istio-cni has not marked it ambient.istio.io/redirection=enabled, so ztunnel does not carry its traffic".to_string(),
-                "Check that istio-cni and ztunnel run on its node, remove any istio.io/dataplane-mode=none label, and restart the workload.",
-            ),
+            DataPlane::Ambient => {
+                let why = if pod.labels.get(dataplane::DATAPLANE_MODE).is_some_and(|v| v == "none") {
+                    "it is labelled istio.io/dataplane-mode=none"
+                } else if pod.phase.is_some() {
+                    "istio-cni has not marked it ambient.istio.io/redirection=enabled"
+                } else {
+                    "it opts out of ambient"
+                };
+                (
+                    format!("without ambient capture ({why}), so ztunnel does not carry its traffic"),
+                    "Remove any istio.io/dataplane-mode=none label, check that istio-cni and ztunnel run on its node, and restart the workload.",
+                )
+            }
             DataPlane::Sidecar => (
-                "without an istio-proxy sidecar".to_string(),
+                match dataplane::inject_choice(pod) {
+                    Some((false, source)) => format!(
+                        "without an istio-proxy sidecar (injection disabled by the pod {source} sidecar.istio.io/inject=\"false\")"
+                    ),
+                    _ => "without an istio-proxy sidecar".to_string(),
+                },
                 "Enable injection (namespace label istio-injection=enabled or istio.io/rev), remove sidecar.istio.io/inject=\"false\" (label or annotation), and restart the workload.",
             ),
             DataPlane::None => (
@@ -208,14 +222,23 @@ fn proxy_identity(pod: &PodInfo, who: &Who) -> Option<(String, Severity)> {
 /// one, has finished, or depends on a namespace that is not in the input.
 fn missing_dataplane(ctx: &Ctx, pod: &PodInfo, plane: Option<DataPlane>) -> Option<DataPlane> {
     match pod.phase.as_deref() {
+        // MB503 already says that a host-network pod is in no data plane.
+        _ if pod.host_network => return None,
         Some("Running") | None => {}
         Some(_) => return None,
     }
     if plane? != DataPlane::None {
         return None;
     }
-    // What the labels asked for, to name what is missing.
-    Some(ctx.expected_dataplane(pod).unwrap_or(DataPlane::None))
+    // Name what is missing: what the pod's labels ask for, else what its namespace gives.
+    let requested = ctx.expected_dataplane(pod).unwrap_or(DataPlane::None);
+    if requested != DataPlane::None {
+        return Some(requested);
+    }
+    Some(
+        ctx.namespace_dataplane(&pod.namespace)
+            .unwrap_or(DataPlane::None),
+    )
 }
 
 /// MB506: an effective injection opt-out, and exclusion annotations other than those the
