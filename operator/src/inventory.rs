@@ -210,3 +210,56 @@ impl From<&Service> for ServiceInfo {
 pub fn created(meta: &ObjectMeta) -> Option<Timestamp> {
     meta.creation_timestamp.as_ref().map(|t| t.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The controller's pod projection keeps what decides the data plane and nothing else.
+    #[test]
+    fn pods_keep_only_data_plane_labels_and_mesh_annotations() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "p", "namespace": "shop",
+                "labels": {"app": "web", "pod-template-hash": "abc",
+                    "istio.io/dataplane-mode": "none", "sidecar.istio.io/inject": "false",
+                    "istio.io/use-waypoint": "none", "gateway.istio.io/managed": "istio.io-mesh-controller"},
+                "annotations": {"kubectl.kubernetes.io/restartedAt": "now",
+                    "ambient.istio.io/redirection": "enabled",
+                    "ambient.istio.io/bypass-inbound-capture": "true",
+                    "status.sidecar.istio.io/port": "15020",
+                    "traffic.sidecar.istio.io/excludeInboundPorts": "15020"}
+            },
+            "spec": {"containers": [{"name": "web"}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        let info = PodInfo::from_pod(&pod);
+        assert_eq!(
+            info.labels.keys().collect::<Vec<_>>(),
+            [
+                "gateway.istio.io/managed",
+                "istio.io/dataplane-mode",
+                "istio.io/use-waypoint",
+                "sidecar.istio.io/inject"
+            ]
+        );
+        assert_eq!(
+            info.annotations.keys().collect::<Vec<_>>(),
+            [
+                "ambient.istio.io/bypass-inbound-capture",
+                "ambient.istio.io/redirection",
+                "status.sidecar.istio.io/port",
+                "traffic.sidecar.istio.io/excludeInboundPorts"
+            ]
+        );
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "shop", "labels": {"istio.io/use-waypoint": "none"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            ServiceInfo::from(&svc).use_waypoint.as_deref(),
+            Some("none")
+        );
+    }
+}
