@@ -176,8 +176,8 @@ fn check_pod(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
 }
 
 /// MB501: containers other than Istio's running with the proxy's UID or GID. Init containers
-/// alone are less severe: they run before (classic sidecars) the proxy and 1337 is Istio's
-/// documented way for them to reach the network, but they still bypass policy.
+/// alone are less severe: with a classic sidecar they run before the proxy exists, and 1337 is
+/// Istio's documented way for them to reach the network; they still bypass policy.
 fn proxy_identity(pod: &PodInfo, who: &Who) -> Option<(String, Severity)> {
     let mut any_app = false;
     let ids: Vec<String> = pod
