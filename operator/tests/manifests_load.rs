@@ -173,7 +173,7 @@ fn directories_are_read_recursively_in_name_order() {
 #[test]
 fn istio_objects_without_a_spec_load() {
     let loaded = load(
-        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: istio-system}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: shop}\nspec: null\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: shop}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: shop}\n",
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: istio-system}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: shop}\nspec: null\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: shop}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: shop}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: nulls, namespace: shop}\nspec: {host: a, subsets: null, exportTo: null, trafficPolicy: {tls: null}}\n",
     );
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let inv = &loaded.inventory;
@@ -181,7 +181,7 @@ fn istio_objects_without_a_spec_load() {
     assert_eq!(inv.authorization_policies.len(), 1);
     assert!(inv.authorization_policies[0].spec.rules.is_empty());
     assert_eq!(inv.peer_authentications.len(), 1);
-    assert_eq!(inv.destination_rules.len(), 1);
+    assert_eq!(inv.destination_rules.len(), 2);
 }
 
 /// The labels and annotations that choose the data plane survive trimming; others do not.

@@ -240,12 +240,25 @@ pub struct SidecarSpec {
 }
 
 /// Istio's schemas do not require `spec`; our types do. An object without one (or with
-/// `spec: null`) means an empty spec, as it does to Istio.
+/// `spec: null`) means an empty spec, as it does to Istio. Null fields inside the spec are
+/// dropped, as the API server prunes them before storing the object.
 pub fn default_spec(object: &mut serde_json::Value) {
     if let Some(map) = object.as_object_mut() {
         let spec = map.entry("spec").or_insert(serde_json::Value::Null);
         if spec.is_null() {
             *spec = serde_json::Value::Object(serde_json::Map::new());
         }
+        prune_nulls(spec);
+    }
+}
+
+fn prune_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(prune_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(prune_nulls),
+        _ => {}
     }
 }
