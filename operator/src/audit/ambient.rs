@@ -78,6 +78,18 @@ fn ambient_namespace(ctx: &Ctx, ns: &str) -> bool {
 }
 
 pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
+    if ctx.inventory.authorization_policies.is_empty() {
+        return;
+    }
+    // Ambient namespaces can hold sidecar pods (injected by pod label). Pods are kept without
+    // their other labels, so where a selector might pick only those, MB302 stays silent.
+    let mixed: std::collections::BTreeSet<&str> = ctx
+        .inventory
+        .pods
+        .iter()
+        .filter(|p| ctx.pod_dataplane(p) == Some(DataPlane::Sidecar))
+        .map(|p| p.namespace.as_str())
+        .collect();
     for ap in &ctx.inventory.authorization_policies {
         if is_managed(&ap.metadata) {
             continue;
@@ -86,7 +98,13 @@ pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
         if !ambient_namespace(ctx, ns) {
             continue;
         }
-        if !ap.spec.targets() && ctx.applies(ns, Rule::MB302) {
+        let selective = ap
+            .spec
+            .selector
+            .as_ref()
+            .is_some_and(|s| !s.match_labels.is_empty());
+        if !ap.spec.targets() && !(selective && mixed.contains(ns)) && ctx.applies(ns, Rule::MB302)
+        {
             l7_on_ztunnel(ctx, ap, ns, name, out);
         }
         if ap.spec.targets() && action(ap) == "ALLOW" && ctx.applies(ns, Rule::MB303) {

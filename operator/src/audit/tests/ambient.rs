@@ -288,3 +288,24 @@ fn ambient_rules_obey_exemptions() {
         vec!["shop/get-only"]
     );
 }
+
+#[test]
+fn mb302_selector_policies_are_silent_where_sidecar_pods_share_the_namespace() {
+    let mut i = ambient_inv(&[]);
+    // Injected by pod label in an ambient namespace: the sidecar enforces L7 itself.
+    i.pods = vec![with_label(
+        template_in("shop", "legacy"),
+        "sidecar.istio.io/inject",
+        "true",
+    )];
+    let l7 = json!({"selector": {"matchLabels": {"app": "legacy"}},
+        "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]});
+    let mut namespace_wide = l7.clone();
+    namespace_wide.as_object_mut().unwrap().remove("selector");
+    i.authorization_policies = vec![
+        mk_ap("shop", "legacy-get", l7),
+        mk_ap("shop", "all-get", namespace_wide),
+    ];
+    // The namespace-wide one still reaches the ambient pods.
+    assert_eq!(hits(&run(&strict(), &i), Rule::MB302), vec!["shop/all-get"]);
+}
