@@ -98,13 +98,15 @@ pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
         if !ambient_namespace(ctx, ns) {
             continue;
         }
-        let selective = ap
-            .spec
-            .selector
-            .as_ref()
-            .is_some_and(|s| !s.match_labels.is_empty());
-        if !ap.spec.targets() && !(selective && mixed.contains(ns)) && ctx.applies(ns, Rule::MB302)
-        {
+        // Where a selector may pick only sidecar pods, L7 is theirs to enforce.
+        let maybe_sidecars = mixed.contains(ns)
+            && ap
+                .spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| !s.match_labels.is_empty());
+        let on_ztunnel = !ap.spec.targets() && !maybe_sidecars;
+        if on_ztunnel && ctx.applies(ns, Rule::MB302) {
             l7_on_ztunnel(ctx, ap, ns, name, out);
         }
         if ap.spec.targets() && action(ap) == "ALLOW" && ctx.applies(ns, Rule::MB303) {
