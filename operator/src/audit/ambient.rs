@@ -87,7 +87,11 @@ pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
         .inventory
         .pods
         .iter()
-        .filter(|p| ctx.pod_dataplane(p) == Some(DataPlane::Sidecar))
+        .filter(|p| {
+            // Waypoints and gateways run istio-proxy too, but are not the tenant's workloads.
+            !p.labels.contains_key(GATEWAY_MANAGED)
+                && ctx.pod_dataplane(p) == Some(DataPlane::Sidecar)
+        })
         .map(|p| p.namespace.as_str())
         .collect();
     for ap in &ctx.inventory.authorization_policies {

@@ -308,4 +308,16 @@ fn mb302_selector_policies_are_silent_where_sidecar_pods_share_the_namespace() {
     ];
     // The namespace-wide one still reaches the ambient pods.
     assert_eq!(hits(&run(&strict(), &i), Rule::MB302), vec!["shop/all-get"]);
+    // A waypoint runs istio-proxy too, but does not make the namespace mixed.
+    let mut waypoint = with_label(
+        ambient_pod("shop", "waypoint-1"),
+        "gateway.istio.io/managed",
+        "istio.io-mesh-controller",
+    );
+    waypoint.containers.push(mk_container("istio-proxy"));
+    i.pods = vec![waypoint];
+    assert_eq!(
+        hits(&run(&strict(), &i), Rule::MB302),
+        vec!["shop/all-get", "shop/legacy-get"]
+    );
 }
