@@ -26,6 +26,15 @@ pub const BYPASS_INBOUND_CAPTURE: &str = "ambient.istio.io/bypass-inbound-captur
 /// `disabled` was the pre-1.22 per-pod opt-out.
 pub const REDIRECTION: &str = "ambient.istio.io/redirection";
 
+/// `when` keys ztunnel evaluates (Istio's `l4WhenAttributes`); any other key is HTTP.
+pub const L4_WHEN_KEYS: [&str; 5] = [
+    "source.ip",
+    "source.namespace",
+    "source.principal",
+    "destination.ip",
+    "destination.port",
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DataPlane {
     Sidecar,

@@ -77,5 +77,9 @@ async fn ambient_namespace_objects_follow_its_labels() -> TestResult {
         &a,
         "meshbaseline-waypoint-only"
     )));
+    env.wait_condition("ambient", "Degraded", "False", |reason, _| {
+        reason == "AsExpected"
+    })
+    .await?;
     env.finish().await
 }

@@ -11,14 +11,6 @@ const AP: &str = "AuthorizationPolicy";
 /// Label of the pods Istio deploys for waypoints and gateways.
 const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
 
-/// `when` keys ztunnel evaluates (Istio's `l4WhenAttributes`); any other key is HTTP.
-const L4_WHEN_KEYS: [&str; 5] = [
-    "source.ip",
-    "source.namespace",
-    "source.principal",
-    "destination.ip",
-    "destination.port",
-];
 const L7_OPERATION_FIELDS: [&str; 6] = [
     "hosts",
     "notHosts",
@@ -59,7 +51,7 @@ fn l7_attributes(rule: &AuthzRule) -> Vec<String> {
         }
     }
     for c in &rule.when {
-        if !L4_WHEN_KEYS.contains(&c.key.as_str()) {
+        if !dataplane::L4_WHEN_KEYS.contains(&c.key.as_str()) {
             out.push(format!("when {}", c.key));
         }
     }
