@@ -36,12 +36,17 @@ fn inventory() -> Inventory {
     let mut inv = Inventory::default();
     for n in 0..NAMESPACES {
         let ns = format!("tenant-{n:05}");
-        let injection = if n % 50 == 0 { "disabled" } else { "enabled" };
+        // One namespace in ten is ambient, one in fifty has injection disabled.
+        let labels = match n {
+            _ if n % 10 == 5 => [("istio.io/dataplane-mode", "ambient")],
+            _ if n % 50 == 0 => [("istio-injection", "disabled")],
+            _ => [("istio-injection", "enabled")],
+        };
         inv.namespaces.insert(
             ns.clone(),
             NamespaceInfo {
                 name: ns.clone(),
-                labels: [("istio-injection".to_string(), injection.to_string())].into(),
+                labels: labels.map(|(k, v)| (k.to_string(), v.to_string())).into(),
             },
         );
         for p in 0..PODS_PER_NAMESPACE {
@@ -74,6 +79,7 @@ fn inventory() -> Inventory {
             name: "api".into(),
             ip_families: vec![if n % 100 == 0 { "IPv6" } else { "IPv4" }.into()],
             ip_family_policy: None,
+            use_waypoint: None,
         });
         let host = format!("*.{ns}.svc.cluster.local");
         inv.destination_rules.push(obj::<DestinationRule>(

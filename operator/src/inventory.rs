@@ -49,8 +49,10 @@ pub struct PodInfo {
     pub kind: String,
     /// `None` for templates; pods that have finished are not audited for a missing sidecar.
     pub phase: Option<String>,
-    /// Only annotations that matter to the mesh (`sidecar.istio.io/*`, `traffic.sidecar.istio.io/*`).
+    /// Only annotations that matter to the mesh (see [`mesh_annotation`]).
     pub annotations: BTreeMap<String, String>,
+    /// Only labels that choose the data plane (see [`mesh_label`]).
+    pub labels: BTreeMap<String, String>,
     pub host_network: bool,
     pub share_process_namespace: bool,
     pub run_as_user: Option<i64>,
@@ -86,21 +88,15 @@ impl PodInfo {
 
     /// A pod template of a workload (`kind` names the workload).
     pub fn from_spec(meta: &ObjectMeta, spec: Option<&PodSpec>, kind: &str) -> PodInfo {
-        let annotations = meta
-            .annotations
-            .iter()
-            .flatten()
-            .filter(|(k, _)| {
-                k.starts_with("sidecar.istio.io/") || k.starts_with("traffic.sidecar.istio.io/")
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let annotations = filtered(meta.annotations.as_ref(), mesh_annotation);
+        let labels = filtered(meta.labels.as_ref(), mesh_label);
         let Some(spec) = spec else {
             return PodInfo {
                 namespace: meta.namespace.clone().unwrap_or_default(),
                 name: meta.name.clone().unwrap_or_default(),
                 kind: kind.to_string(),
                 annotations,
+                labels,
                 ..PodInfo::default()
             };
         };
@@ -122,6 +118,7 @@ impl PodInfo {
             kind: kind.to_string(),
             phase: None,
             annotations,
+            labels,
             host_network: spec.host_network.unwrap_or(false),
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             run_as_user: psc.and_then(|s| s.run_as_user),
@@ -129,6 +126,38 @@ impl PodInfo {
             containers,
         }
     }
+}
+
+/// Pod annotations the audit reads: injection and capture settings, and what the injector and
+/// istio-cni write (`sidecar.istio.io/status`, `ambient.istio.io/redirection`).
+pub fn mesh_annotation(key: &str) -> bool {
+    key.starts_with("sidecar.istio.io/")
+        || key.starts_with("traffic.sidecar.istio.io/")
+        || key.starts_with("ambient.istio.io/")
+        || key == "status.sidecar.istio.io/port"
+}
+
+/// Pod labels that choose the data plane; all other labels stay out of the cache.
+pub fn mesh_label(key: &str) -> bool {
+    matches!(
+        key,
+        "sidecar.istio.io/inject"
+            | "istio.io/rev"
+            | "istio.io/dataplane-mode"
+            | "istio.io/use-waypoint"
+            | "gateway.istio.io/managed"
+    )
+}
+
+fn filtered(
+    map: Option<&BTreeMap<String, String>>,
+    keep: fn(&str) -> bool,
+) -> BTreeMap<String, String> {
+    map.into_iter()
+        .flatten()
+        .filter(|(k, _)| keep(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 impl ContainerInfo {
@@ -155,6 +184,8 @@ pub struct ServiceInfo {
     /// `IPv4`, `IPv6`, as in `spec.ipFamilies`.
     pub ip_families: Vec<String>,
     pub ip_family_policy: Option<String>,
+    /// The `istio.io/use-waypoint` label (`none` opts the Service out of its namespace's waypoint).
+    pub use_waypoint: Option<String>,
 }
 
 impl From<&Service> for ServiceInfo {
@@ -165,6 +196,12 @@ impl From<&Service> for ServiceInfo {
             name: svc.metadata.name.clone().unwrap_or_default(),
             ip_families: spec.and_then(|s| s.ip_families.clone()).unwrap_or_default(),
             ip_family_policy: spec.and_then(|s| s.ip_family_policy.clone()),
+            use_waypoint: svc
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::dataplane::USE_WAYPOINT))
+                .cloned(),
         }
     }
 }
@@ -172,4 +209,57 @@ impl From<&Service> for ServiceInfo {
 /// The creation time of an object, for "the oldest wins" rules.
 pub fn created(meta: &ObjectMeta) -> Option<Timestamp> {
     meta.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The controller's pod projection keeps what decides the data plane and nothing else.
+    #[test]
+    fn pods_keep_only_data_plane_labels_and_mesh_annotations() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "p", "namespace": "shop",
+                "labels": {"app": "web", "pod-template-hash": "abc",
+                    "istio.io/dataplane-mode": "none", "sidecar.istio.io/inject": "false",
+                    "istio.io/use-waypoint": "none", "gateway.istio.io/managed": "istio.io-mesh-controller"},
+                "annotations": {"kubectl.kubernetes.io/restartedAt": "now",
+                    "ambient.istio.io/redirection": "enabled",
+                    "ambient.istio.io/bypass-inbound-capture": "true",
+                    "status.sidecar.istio.io/port": "15020",
+                    "traffic.sidecar.istio.io/excludeInboundPorts": "15020"}
+            },
+            "spec": {"containers": [{"name": "web"}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        let info = PodInfo::from_pod(&pod);
+        assert_eq!(
+            info.labels.keys().collect::<Vec<_>>(),
+            [
+                "gateway.istio.io/managed",
+                "istio.io/dataplane-mode",
+                "istio.io/use-waypoint",
+                "sidecar.istio.io/inject"
+            ]
+        );
+        assert_eq!(
+            info.annotations.keys().collect::<Vec<_>>(),
+            [
+                "ambient.istio.io/bypass-inbound-capture",
+                "ambient.istio.io/redirection",
+                "status.sidecar.istio.io/port",
+                "traffic.sidecar.istio.io/excludeInboundPorts"
+            ]
+        );
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "shop", "labels": {"istio.io/use-waypoint": "none"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            ServiceInfo::from(&svc).use_waypoint.as_deref(),
+            Some("none")
+        );
+    }
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod compile;
 pub mod controller;
+pub mod dataplane;
 pub mod inventory;
 pub mod manifests;
 pub mod object;

@@ -252,6 +252,16 @@ impl Loaded {
                 message: "apiVersion and kind must be set".into(),
             });
         }
+        // Istio accepts its kinds without a spec, and with null fields; so do we.
+        let filled;
+        let doc = if group.ends_with(".istio.io") {
+            let mut d = doc.clone();
+            crate::api::istio::default_spec(&mut d.value);
+            filled = d;
+            &filled
+        } else {
+            doc
+        };
         let inv = &mut self.inventory;
         match (group, kind) {
             ("", "Namespace") => {

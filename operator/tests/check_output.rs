@@ -73,17 +73,27 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "MB201 DestinationRule checkout/legacy-billing-plaintext",
         "MB201 DestinationRule payments/ledger",
         "MB301 AuthorizationPolicy payments/allow-health",
+        "MB302 AuthorizationPolicy shop/storefront-get-only",
+        "MB303 AuthorizationPolicy catalog/catalog-viewer",
         "MB401 NetworkPolicy payments/egress-internet",
         "MB402 NetworkPolicy payments/statsd",
         "MB501 Deployment payments/ledger-sync",
+        "MB501 StatefulSet payments/ledger-db",
         "MB502 Deployment payments/packet-capture",
         "MB503 DaemonSet payments/payments-node-agent",
         "MB504 Pod payments/debug-toolbox",
         "MB505 CronJob payments/settlement-report",
         "MB505 Deployment legacy-billing/invoice-generator",
+        "MB505 Deployment payments/audit-exporter",
+        "MB505 Deployment shop/batch-export",
         "MB505 Pod payments/ledger-migrate-29xq7",
+        "MB505 Pod shop/storefront-5c7d9-fghij",
         "MB506 CronJob payments/settlement-report",
+        "MB506 Deployment payments/audit-exporter",
         "MB506 Deployment payments/fraud-scorer",
+        "MB507 Deployment shop/batch-export",
+        "MB508 Deployment shop/webhook-receiver",
+        "MB509 Service shop/admin",
         "MB601 Namespace legacy-billing",
         "MB602 Service payments/ledger",
         "MB701 NetworkPolicy istio-system/istiod-debug",
@@ -115,6 +125,20 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "checkout/ledger-override",
         "checkout/checkout-web",
         "legacy-billing/invoice-generator Service",
+        // Injector-written annotations; the injection label wins over the annotation; a
+        // Sidecar without spec.
+        "payments/reconciler",
+        "payments/defaults",
+        // Ambient: no sidecar, UID 1337 and sidecar annotations do not matter; captured pods,
+        // the waypoint, L7 rules on the waypoint with an L4 policy behind, explicit waypoint.
+        "shop/storefront Deployment",
+        "shop/storefront-5c7d9-abcde",
+        "shop/waypoint-7f8c6-zzzzz",
+        "shop/storefront-l7",
+        "shop/waypoint-only",
+        "shop/storefront Service",
+        "shop Namespace",
+        "catalog Namespace",
     ];
     for miss in near_misses {
         let (object, kind) = miss.split_once(' ').unwrap_or((miss, ""));
@@ -165,7 +189,7 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
         .remove("message");
     assert!(!validator.is_valid(&broken));
     let results = doc["runs"][0]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 25);
+    assert_eq!(results.len(), 35);
     let first = &results[0];
     assert_eq!(first["level"], "error");
     assert!(
@@ -329,4 +353,14 @@ fn a_baseline_file_with_exemptions_is_honoured() {
     };
     assert_eq!(count(baseline("2026-12-31T00:00:00Z")), 0);
     assert_eq!(count(baseline("2026-01-01T00:00:00Z")), 2);
+}
+
+/// Every rule id is documented in the README's findings table with its default severity.
+#[test]
+fn readme_documents_every_rule() {
+    let readme = std::fs::read_to_string("../README.md").unwrap();
+    for rule in Rule::ALL {
+        let row = format!("| {} | {} |", rule.id(), rule.severity());
+        assert!(readme.contains(&row), "README lacks the row {row}");
+    }
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 const FULL: &str = r#"
 namespaceSelector: {matchLabels: {protected: "true"}}
 authorization:
+  waypointOnly: true
   denyRules:
     - name: everything
       from:
@@ -34,7 +35,19 @@ fn every_generated_object_validates() {
     let mut mb = mesh_baseline(FULL);
     mb.metadata.uid = Some("0b9a1f2e-0000-4000-8000-000000000001".into());
     let b = meshbaseline::api::Baseline::try_from(&mb).unwrap();
-    let c = run(&b, &inventory(&["a", "b"]));
+    // `c` is ambient with a waypoint: its NetworkPolicy and waypoint-only policy are checked too.
+    let mut inv = inventory(&["a", "b", "c"]);
+    let c_labels = &mut inv.namespaces.get_mut("c").unwrap().labels;
+    c_labels.insert("istio.io/dataplane-mode".into(), "ambient".into());
+    c_labels.insert("istio.io/use-waypoint".into(), "waypoint".into());
+    let c = run(&b, &inv);
+    assert!(find(
+        &c,
+        Kind::AuthorizationPolicy,
+        "c",
+        "meshbaseline-waypoint-only"
+    )
+    .is_some());
     let kinds: std::collections::BTreeSet<Kind> = c.objects.iter().map(|o| o.key.kind).collect();
     assert_eq!(kinds.len(), Kind::ALL.len(), "every kind is exercised");
     assert_all_valid(&schemas, &c);

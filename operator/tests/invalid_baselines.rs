@@ -207,3 +207,24 @@ fn committed_crd_is_up_to_date() {
         "{path} is stale: run `cargo run -p meshbaseline -- crdgen --out crds/meshbaselines.meshbaseline.dev.yaml`"
     );
 }
+
+#[test]
+fn probe_cidrs_are_validated_with_their_field_path() {
+    assert_error(
+        "network: {ambient: {probeCidrs: [169.254.7.127/24]}}",
+        "spec.network.ambient.probeCidrs[0]: \"169.254.7.127/24\" has host bits set; did you mean \"169.254.7.0/24\"?",
+    );
+    assert_error(
+        "network: {ambient: {probeCidrs: [169.254.7.127/32, probe]}}",
+        "spec.network.ambient.probeCidrs[1]: \"probe\" is not a CIDR",
+    );
+    assert_error(
+        "network: {ambient: {probeCidrs: [\"::/0\"]}}",
+        "spec.network.ambient.probeCidrs[0]: \"::/0\" allows every address; name the probe source address only",
+    );
+    let empty = errors("network: {ambient: {probeCidrs: []}}");
+    assert!(
+        empty[0].starts_with("spec.network.ambient.probeCidrs: name at least one CIDR"),
+        "{empty:?}"
+    );
+}

@@ -168,3 +168,35 @@ fn directories_are_read_recursively_in_name_order() {
         .collect();
     assert_eq!(names, vec!["first", "second"]);
 }
+
+/// Istio's schemas do not require `spec`: such objects load as empty specs and are audited.
+#[test]
+fn istio_objects_without_a_spec_load() {
+    let loaded = load(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: istio-system}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: shop}\nspec: null\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: shop}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d, namespace: shop}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: nulls, namespace: shop}\nspec: {host: a, subsets: null, exportTo: null, trafficPolicy: {tls: null}}\n",
+    );
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let inv = &loaded.inventory;
+    assert_eq!(inv.sidecars.len(), 1);
+    assert_eq!(inv.authorization_policies.len(), 1);
+    assert!(inv.authorization_policies[0].spec.rules.is_empty());
+    assert_eq!(inv.peer_authentications.len(), 1);
+    assert_eq!(inv.destination_rules.len(), 2);
+}
+
+/// The labels and annotations that choose the data plane survive trimming; others do not.
+#[test]
+fn pod_templates_keep_data_plane_labels_and_annotations() {
+    let loaded = load(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: shop}\nspec:\n  template:\n    metadata:\n      labels: {app: d, sidecar.istio.io/inject: \"false\", istio.io/dataplane-mode: none}\n      annotations: {ambient.istio.io/bypass-inbound-capture: \"true\", team: x}\n    spec: {containers: [{name: app, image: x}]}\n",
+    );
+    let pod = &loaded.inventory.pods[0];
+    assert_eq!(
+        pod.labels.keys().collect::<Vec<_>>(),
+        ["istio.io/dataplane-mode", "sidecar.istio.io/inject"]
+    );
+    assert_eq!(
+        pod.annotations.keys().collect::<Vec<_>>(),
+        ["ambient.istio.io/bypass-inbound-capture"]
+    );
+}

@@ -6,6 +6,7 @@
 
 mod fixtures;
 
+mod ambient;
 mod baseline;
 mod drift;
 mod faults;

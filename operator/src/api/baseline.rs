@@ -195,6 +195,12 @@ pub struct AuthorizationSpec {
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
     )]
     pub deny_rules: Vec<DenyRuleSpec>,
+    /// In ambient namespaces that use a waypoint (`istio.io/use-waypoint`), an L4 ALLOW policy
+    /// admitting only the waypoint's identity, so traffic sent straight to a pod cannot skip
+    /// the waypoint's policies. Off by default: clients that bypass the waypoint by design
+    /// (ingress gateways without `istio.io/ingress-use-waypoint`) would be refused.
+    #[serde(default)]
+    pub waypoint_only: bool,
 }
 
 /// A subset of Istio's AuthorizationPolicy rule syntax.
@@ -276,6 +282,9 @@ pub struct NetworkSpec {
     pub egress: EgressSpec,
     #[serde(default)]
     pub control_plane: ControlPlaneSpec,
+    /// What the NetworkPolicy of ambient namespaces must let through.
+    #[serde(default)]
+    pub ambient: AmbientNetworkSpec,
 }
 
 impl Default for NetworkSpec {
@@ -285,6 +294,32 @@ impl Default for NetworkSpec {
             dns: DnsSpec::default(),
             egress: EgressSpec::default(),
             control_plane: ControlPlaneSpec::default(),
+            ambient: AmbientNetworkSpec::default(),
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AmbientNetworkSpec {
+    /// Source addresses istio-cni gives kubelet probes in ambient pods (its HOST_PROBE_SNAT_IP
+    /// and HOST_PROBE_SNAT_IPV6); allowed in so probes keep working.
+    #[serde(default = "default_probe_cidrs")]
+    #[schemars(length(min = 1, max = 4))]
+    pub probe_cidrs: Vec<String>,
+}
+
+pub fn default_probe_cidrs() -> Vec<String> {
+    vec![
+        "169.254.7.127/32".into(),
+        "fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128".into(),
+    ]
+}
+
+impl Default for AmbientNetworkSpec {
+    fn default() -> Self {
+        Self {
+            probe_cidrs: default_probe_cidrs(),
         }
     }
 }

@@ -128,6 +128,11 @@ pub struct Source {
     pub ip_blocks: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ip_blocks: Vec<String>,
+    /// From X-Forwarded-For: an L7 attribute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_ip_blocks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_remote_ip_blocks: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -158,6 +163,25 @@ pub struct Rule {
     pub when: Vec<Condition>,
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyTargetReference {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl AuthorizationPolicySpec {
+    /// Bound to a waypoint or gateway rather than to workloads (sidecars or ztunnel).
+    pub fn targets(&self) -> bool {
+        self.target_ref.is_some() || !self.target_refs.is_empty()
+    }
+}
+
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "security.istio.io",
@@ -172,6 +196,12 @@ pub struct Rule {
 pub struct AuthorizationPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<WorkloadSelector>,
+    /// Binds the policy to a waypoint or gateway (Gateway, Service, ServiceEntry, GatewayClass)
+    /// instead of the selected workloads' own proxies or ztunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<PolicyTargetReference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<PolicyTargetReference>,
     /// ALLOW when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
@@ -207,4 +237,28 @@ pub struct SidecarSpec {
     pub workload_selector: Option<SidecarWorkloadSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
+}
+
+/// Istio's schemas do not require `spec`; our types do. An object without one (or with
+/// `spec: null`) means an empty spec, as it does to Istio. Null fields inside the spec are
+/// dropped, as the API server prunes them before storing the object.
+pub fn default_spec(object: &mut serde_json::Value) {
+    if let Some(map) = object.as_object_mut() {
+        let spec = map.entry("spec").or_insert(serde_json::Value::Null);
+        if spec.is_null() {
+            *spec = serde_json::Value::Object(serde_json::Map::new());
+        }
+        prune_nulls(spec);
+    }
+}
+
+fn prune_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(prune_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(prune_nulls),
+        _ => {}
+    }
 }

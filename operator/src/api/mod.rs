@@ -3,7 +3,7 @@
 pub mod baseline;
 pub mod istio;
 pub mod model;
-mod rules;
+pub(crate) mod rules;
 pub mod selector;
 
 pub use baseline::{MeshBaseline, MeshBaselineSpec, MeshBaselineStatus};

@@ -30,6 +30,8 @@ pub struct Baseline {
     pub exemptions: Vec<Exemption>,
     pub mtls: MtlsSpec,
     pub deny_rules: Vec<DenyRuleSpec>,
+    /// Generate the waypoint-only L4 policy in ambient namespaces that use a waypoint.
+    pub waypoint_only: bool,
     pub network: Network,
     pub workloads_audit: bool,
     pub tenant_overrides: TenantOverrides,
@@ -49,6 +51,8 @@ pub struct Network {
     pub dns: DnsSpec,
     pub egress: Egress,
     pub control_plane: ControlPlaneSpec,
+    /// Sources of kubelet probes in ambient pods.
+    pub probe_cidrs: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -197,6 +201,7 @@ impl TryFrom<&MeshBaseline> for Baseline {
             exemptions,
             mtls: spec.mtls.clone(),
             deny_rules: spec.authorization.deny_rules.clone(),
+            waypoint_only: spec.authorization.waypoint_only,
             network,
             workloads_audit: spec.workloads.audit,
             tenant_overrides: spec.tenant_overrides,
@@ -268,6 +273,7 @@ fn parse_network(spec: &MeshBaselineSpec, errs: &mut FieldErrors) -> Network {
             Err(_) => errs.push(p, format!("{c:?} is not a CIDR")),
         }
     }
+    let probe_cidrs = parse_probe_cidrs(&n.ambient.probe_cidrs, errs);
     if eg.mode == EgressMode::Unrestricted && !eg.allow_cidrs.is_empty() {
         errs.push(
             "spec.network.egress.allowCidrs",
@@ -309,7 +315,36 @@ fn parse_network(spec: &MeshBaselineSpec, errs: &mut FieldErrors) -> Network {
             registry_only: eg.registry_only,
         },
         control_plane: cp.clone(),
+        probe_cidrs,
     }
+}
+
+/// `spec.network.ambient.probeCidrs`: exact sources, so no host bits and no `/0`; an empty
+/// list would leave the probe rule without a peer, which NetworkPolicy reads as "anyone".
+fn parse_probe_cidrs(cidrs: &[String], errs: &mut FieldErrors) -> Vec<IpNet> {
+    if cidrs.is_empty() {
+        errs.push(
+            "spec.network.ambient.probeCidrs",
+            "name at least one CIDR (default: 169.254.7.127/32 and fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128)",
+        );
+    }
+    let mut out = Vec::new();
+    for (i, c) in cidrs.iter().enumerate() {
+        let p = format!("spec.network.ambient.probeCidrs[{i}]");
+        match c.parse::<IpNet>() {
+            Ok(net) if net.trunc() != net => errs.push(
+                p,
+                format!("{c:?} has host bits set; did you mean \"{}\"?", net.trunc()),
+            ),
+            Ok(net) if net.prefix_len() == 0 => errs.push(
+                p,
+                format!("{c:?} allows every address; name the probe source address only"),
+            ),
+            Ok(net) => out.push(net),
+            Err(_) => errs.push(p, format!("{c:?} is not a CIDR")),
+        }
+    }
+    out
 }
 
 fn check_pod_selector(path: &str, labels: &BTreeMap<String, String>, errs: &mut FieldErrors) {

@@ -108,3 +108,30 @@ fn non_empty_strings(path: &str, values: &[String], errs: &mut FieldErrors) {
         }
     }
 }
+
+/// The names of the deny rules that use HTTP attributes (`to` hosts, methods or paths, `when`
+/// keys other than ztunnel's L4 ones). Sidecars and waypoints enforce them as written; ztunnel
+/// enforces a DENY rule without its HTTP parts, so it denies more than written.
+pub fn http_deny_rules(rules: &[DenyRuleSpec]) -> Vec<&str> {
+    rules
+        .iter()
+        .filter(|r| {
+            r.to.iter().any(|o| {
+                [
+                    &o.hosts,
+                    &o.not_hosts,
+                    &o.methods,
+                    &o.not_methods,
+                    &o.paths,
+                    &o.not_paths,
+                ]
+                .iter()
+                .any(|v| !v.is_empty())
+            }) || r
+                .when
+                .iter()
+                .any(|c| !crate::dataplane::L4_WHEN_KEYS.contains(&c.key.as_str()))
+        })
+        .map(|r| r.name.as_str())
+        .collect()
+}

@@ -11,7 +11,8 @@ use super::{Finding, Rule};
 use crate::api::baseline::Control;
 use crate::api::model::{Baseline, FieldErrors};
 use crate::api::selector::Selector;
-use crate::inventory::Inventory;
+use crate::dataplane::{self, DataPlane};
+use crate::inventory::{Inventory, PodInfo};
 use crate::object::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 pub(crate) struct Ctx<'a> {
@@ -42,6 +43,45 @@ impl<'a> Ctx<'a> {
             .get(ns)
             .map(|n| &n.labels)
             .unwrap_or(&self.empty)
+    }
+
+    /// Whether the input has the Namespace object (and so its labels).
+    pub fn known(&self, ns: &str) -> bool {
+        self.inventory.namespaces.contains_key(ns)
+    }
+
+    /// The data plane a namespace's labels give its pods; `None` when the namespace is not in
+    /// the input.
+    pub fn namespace_dataplane(&self, ns: &str) -> Option<DataPlane> {
+        self.known(ns)
+            .then(|| dataplane::namespace_dataplane(self.labels(ns)))
+    }
+
+    /// The data plane a pod is in. Observed pods show it (an istio-proxy container, or
+    /// istio-cni's `ambient.istio.io/redirection: enabled`); templates get what admission and
+    /// istio-cni will give them, which needs the namespace's labels (`None` without them).
+    pub fn pod_dataplane(&self, pod: &PodInfo) -> Option<DataPlane> {
+        if dataplane::has_sidecar(pod) {
+            return Some(DataPlane::Sidecar);
+        }
+        if pod.phase.is_some() {
+            let captured = pod
+                .annotations
+                .get(dataplane::REDIRECTION)
+                .is_some_and(|v| v == "enabled");
+            return Some(if captured {
+                DataPlane::Ambient
+            } else {
+                DataPlane::None
+            });
+        }
+        self.expected_dataplane(pod)
+    }
+
+    /// The data plane the namespace's and the pod's labels ask for, as if it were admitted now.
+    pub fn expected_dataplane(&self, pod: &PodInfo) -> Option<DataPlane> {
+        self.known(&pod.namespace)
+            .then(|| dataplane::requested_dataplane(self.labels(&pod.namespace), pod))
     }
 
     pub fn protected(&self, ns: &str) -> bool {

@@ -274,13 +274,24 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let index = DrIndex::new(ctx);
     let pas = PaIndex::new(ctx);
     let domain = ctx.baseline.cluster_domain.as_str();
-    // Server namespaces a mesh-wide host (`*`, `*.svc.cluster.local`) reaches.
+    // Server namespaces a mesh-wide host (`*`, `*.local`) reaches: every namespace the input
+    // shows, by its Namespace object or by the objects in it (manifests often have none).
     let all_servers = || -> Vec<&str> {
-        ctx.inventory
-            .namespaces
+        let inv = ctx.inventory;
+        inv.namespaces
             .keys()
             .map(String::as_str)
-            .chain(ctx.inventory.services.iter().map(|s| s.namespace.as_str()))
+            .chain(inv.services.iter().map(|s| s.namespace.as_str()))
+            .chain(inv.pods.iter().map(|p| p.namespace.as_str()))
+            .chain(inv.destination_rules.iter().map(|o| ns_of(&o.metadata)))
+            .chain(inv.peer_authentications.iter().map(|o| ns_of(&o.metadata)))
+            .chain(
+                inv.authorization_policies
+                    .iter()
+                    .map(|o| ns_of(&o.metadata)),
+            )
+            .chain(inv.network_policies.iter().map(|o| ns_of(&o.metadata)))
+            .chain(inv.sidecars.iter().map(|o| ns_of(&o.metadata)))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect()

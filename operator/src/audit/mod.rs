@@ -10,6 +10,7 @@ use crate::api::baseline::{Control, FindingStatus};
 use crate::api::model::Baseline;
 use crate::inventory::Inventory;
 
+mod ambient;
 mod authorization_policy;
 mod context;
 pub(crate) mod destination_rule;
@@ -29,8 +30,10 @@ pub fn audit(baseline: &Baseline, inventory: &Inventory, now: Timestamp) -> Vec<
     peer_authentication::check(&ctx, &mut out);
     destination_rule::check(&ctx, &mut out);
     authorization_policy::check(&ctx, &mut out);
+    ambient::check_policies(&ctx, &mut out);
     network_policy::check(&ctx, &mut out);
     pod::check(&ctx, &mut out);
+    ambient::check_workloads(&ctx, &mut out);
     namespace::check(&ctx, &mut out);
     root::check(&ctx, &mut out);
     out.sort_by(|a, b| {
@@ -101,6 +104,8 @@ pub enum Rule {
     MB104,
     MB201,
     MB301,
+    MB302,
+    MB303,
     MB401,
     MB402,
     MB501,
@@ -109,6 +114,9 @@ pub enum Rule {
     MB504,
     MB505,
     MB506,
+    MB507,
+    MB508,
+    MB509,
     MB601,
     MB602,
     MB701,
@@ -116,13 +124,15 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 23] = [
         Rule::MB101,
         Rule::MB102,
         Rule::MB103,
         Rule::MB104,
         Rule::MB201,
         Rule::MB301,
+        Rule::MB302,
+        Rule::MB303,
         Rule::MB401,
         Rule::MB402,
         Rule::MB501,
@@ -131,6 +141,9 @@ impl Rule {
         Rule::MB504,
         Rule::MB505,
         Rule::MB506,
+        Rule::MB507,
+        Rule::MB508,
+        Rule::MB509,
         Rule::MB601,
         Rule::MB602,
         Rule::MB701,
@@ -145,6 +158,8 @@ impl Rule {
             Rule::MB104 => "MB104",
             Rule::MB201 => "MB201",
             Rule::MB301 => "MB301",
+            Rule::MB302 => "MB302",
+            Rule::MB303 => "MB303",
             Rule::MB401 => "MB401",
             Rule::MB402 => "MB402",
             Rule::MB501 => "MB501",
@@ -153,6 +168,9 @@ impl Rule {
             Rule::MB504 => "MB504",
             Rule::MB505 => "MB505",
             Rule::MB506 => "MB506",
+            Rule::MB507 => "MB507",
+            Rule::MB508 => "MB508",
+            Rule::MB509 => "MB509",
             Rule::MB601 => "MB601",
             Rule::MB602 => "MB602",
             Rule::MB701 => "MB701",
@@ -169,15 +187,28 @@ impl Rule {
             Rule::MB104 => "PeerAuthentication with a selector in the root namespace",
             Rule::MB201 => "DestinationRule disables or downgrades TLS for an in-mesh host",
             Rule::MB301 => "ALLOW AuthorizationPolicy rule that plaintext requests can match",
+            Rule::MB302 => {
+                "AuthorizationPolicy with HTTP attributes enforced by ztunnel (deny-all)"
+            }
+            Rule::MB303 => "Waypoint ALLOW policy with no L4 policy keeping direct traffic out",
             Rule::MB401 => "NetworkPolicy allows egress beyond the cluster and the allow-list",
             Rule::MB402 => "NetworkPolicy allows UDP or SCTP other than DNS",
             Rule::MB501 => "Container runs as UID or GID 1337 and bypasses the sidecar",
             Rule::MB502 => "Container adds NET_ADMIN or NET_RAW, or is privileged",
             Rule::MB503 => "Pod uses the host network",
             Rule::MB504 => "Pod shares its process namespace with the sidecar",
-            Rule::MB505 => "Running pod in a protected namespace without a sidecar",
-            Rule::MB506 => "Pod annotation disables injection or excludes traffic from the sidecar",
-            Rule::MB601 => "Protected namespace without sidecar injection",
+            Rule::MB505 => {
+                "Running pod in a protected namespace outside its data plane (sidecar or ambient)"
+            }
+            Rule::MB506 => {
+                "Pod label or annotation disables injection or excludes traffic from the sidecar"
+            }
+            Rule::MB507 => "Pod opted out of ambient in an ambient namespace",
+            Rule::MB508 => "Ambient pod bypasses inbound capture",
+            Rule::MB509 => "Pod or Service skips its namespace's waypoint",
+            Rule::MB601 => {
+                "Protected namespace in neither data plane (sidecar injection or ambient)"
+            }
             Rule::MB602 => "Service with an IPv6 family in a protected namespace",
             Rule::MB701 => "istiod reachable on plaintext or debug ports",
             Rule::MB702 => "More than one selector-less Sidecar in the root namespace",
@@ -190,8 +221,9 @@ impl Rule {
             Rule::MB501 | Rule::MB701 => Critical,
             Rule::MB101 | Rule::MB103 | Rule::MB201 | Rule::MB301 | Rule::MB401 => High,
             Rule::MB402 | Rule::MB502 | Rule::MB503 | Rule::MB505 => High,
+            Rule::MB303 | Rule::MB507 | Rule::MB508 => High,
             Rule::MB102 | Rule::MB104 | Rule::MB504 | Rule::MB506 | Rule::MB601 => Medium,
-            Rule::MB702 => Medium,
+            Rule::MB302 | Rule::MB509 | Rule::MB702 => Medium,
             Rule::MB602 => Low,
         }
     }
@@ -201,11 +233,12 @@ impl Rule {
     pub fn control(self) -> Option<Control> {
         match self {
             Rule::MB101 | Rule::MB102 | Rule::MB201 => Some(Control::Mtls),
-            Rule::MB301 => Some(Control::Authorization),
+            Rule::MB301 | Rule::MB302 | Rule::MB303 => Some(Control::Authorization),
             Rule::MB401 | Rule::MB402 => Some(Control::Network),
             Rule::MB501 | Rule::MB502 | Rule::MB503 | Rule::MB504 | Rule::MB505 | Rule::MB506 => {
                 Some(Control::Workloads)
             }
+            Rule::MB507 | Rule::MB508 | Rule::MB509 => Some(Control::Workloads),
             Rule::MB601 | Rule::MB602 => Some(Control::Workloads),
             Rule::MB103 | Rule::MB104 | Rule::MB701 | Rule::MB702 => None,
         }

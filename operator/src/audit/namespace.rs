@@ -1,33 +1,39 @@
-//! MB601, MB602: namespaces not in the mesh, Services with IPv6 families.
-
-use std::collections::BTreeMap;
+//! MB601, MB602: namespaces in neither data plane, Services with IPv6 families.
 
 use super::context::Ctx;
 use super::{Finding, Rule};
-
-pub(crate) fn injection_enabled(labels: &BTreeMap<String, String>) -> bool {
-    labels
-        .get("istio-injection")
-        .is_some_and(|v| v == "enabled")
-        || labels.contains_key("istio.io/rev")
-}
+use crate::dataplane::{self, DataPlane};
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for (name, ns) in &ctx.inventory.namespaces {
-        if !ctx.applies(name, Rule::MB601) || injection_enabled(&ns.labels) {
+        let labels = &ns.labels;
+        if !ctx.applies(name, Rule::MB601)
+            || dataplane::namespace_dataplane(labels) != DataPlane::None
+        {
             continue;
         }
-        let why = match ns.labels.get("istio-injection") {
-            Some(v) => format!("its label istio-injection is {v:?}"),
-            None => "it has neither an istio-injection=enabled nor an istio.io/rev label".into(),
-        };
+        let mut why = Vec::new();
+        match labels.get(dataplane::INJECTION_LABEL) {
+            Some(v) => why.push(format!(
+                "its label istio-injection is {v:?}, which turns sidecar injection off"
+            )),
+            None => why.push(
+                "it has neither istio-injection=enabled nor istio.io/rev for sidecars".to_string(),
+            ),
+        }
+        match labels.get(dataplane::DATAPLANE_MODE) {
+            Some(v) => why.push(format!(
+                "its label istio.io/dataplane-mode is {v:?}, not ambient"
+            )),
+            None => why.push("no istio.io/dataplane-mode=ambient for ztunnel".to_string()),
+        }
         out.push(ctx.finding(
             Rule::MB601,
             "Namespace",
             None,
             name,
-            format!("Protected namespace {name} does not get sidecars injected ({why}): its pods start outside the mesh, with no mTLS and no AuthorizationPolicy."),
-            "Label the namespace istio-injection=enabled (or istio.io/rev=<revision>) and restart its workloads.".to_string(),
+            format!("Protected namespace {name} is in neither data plane ({}): its pods start outside the mesh, with no mTLS and no AuthorizationPolicy.", why.join("; ")),
+            "Label the namespace istio-injection=enabled (or istio.io/rev=<revision>) for sidecars, or istio.io/dataplane-mode=ambient for ztunnel, and restart its workloads.".to_string(),
         ));
     }
     for svc in &ctx.inventory.services {

@@ -1,15 +1,21 @@
-//! MB501–MB506: pods and workload templates that bypass or leave the sidecar.
+//! MB501–MB506: pods and workload templates that bypass or leave the mesh's data plane.
 
 use super::context::Ctx;
-use super::{Finding, Rule};
+use super::{Finding, Rule, Severity};
+use crate::dataplane::{self, DataPlane};
 use crate::inventory::{ContainerInfo, PodInfo, PROXY_CONTAINER};
 
 /// The proxy's own UID and GID: traffic from it is not redirected to the sidecar.
 pub const PROXY_UID: i64 = 1337;
 /// Containers Istio injects; they need the proxy UID and NET_ADMIN by design.
 const ISTIO_CONTAINERS: [&str; 3] = [PROXY_CONTAINER, "istio-init", "istio-validation"];
-const INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
 const EXCLUDE_PREFIX: &str = "traffic.sidecar.istio.io/exclude";
+const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
+/// The agent's status (15020), health (15021) and Envoy's Prometheus (15090) ports: the injector
+/// itself excludes them from inbound capture, and writes 15020 into `excludeInboundPorts` on
+/// every pod when istio-cni is used.
+const ISTIO_STATUS_PORTS: [&str; 3] = ["15020", "15021", "15090"];
+const STATUS_PORT_ANNOTATION: &str = "status.sidecar.istio.io/port";
 
 fn is_istio(c: &ContainerInfo) -> bool {
     ISTIO_CONTAINERS.contains(&c.name.as_str())
@@ -41,145 +47,231 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             _ => ctx.applies(ns, Rule::MB501),
         };
         last = Some((ns, applies));
-        if !applies {
-            continue;
+        if applies {
+            check_pod(ctx, pod, out);
         }
-        let mut push = |rule: Rule, message: String, fix: &str| {
-            out.push(ctx.finding(
-                rule,
+    }
+}
+
+fn check_pod(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
+    let ns = pod.namespace.as_str();
+    let plane = ctx.pod_dataplane(pod);
+    let who = Who(pod);
+    let apps = || pod.containers.iter().filter(|c| !is_istio(c));
+
+    // Ambient redirection does not exempt UID 1337; only the sidecar's iptables rules do.
+    if plane != Some(DataPlane::Ambient) {
+        if let Some((message, severity)) = proxy_identity(pod, &who) {
+            let mut f = ctx.finding(
+                Rule::MB501,
                 &pod.kind,
                 Some(ns),
                 &pod.name,
                 message,
-                fix.to_string(),
-            ));
+                "Set runAsUser/runAsGroup (pod and container securityContext) to any ID other than 1337; if files are owned by 1337, chown them in the image instead. An init container that needs the network before the proxy is up can run after it with native sidecars (ENABLE_NATIVE_SIDECARS, Kubernetes 1.29+).".to_string(),
+            );
+            f.severity = severity;
+            out.push(f);
+        }
+    }
+
+    let mut push = |rule: Rule, message: String, fix: &str| {
+        out.push(ctx.finding(
+            rule,
+            &pod.kind,
+            Some(ns),
+            &pod.name,
+            message,
+            fix.to_string(),
+        ));
+    };
+    let powerful: Vec<String> = apps()
+        .filter_map(|c| {
+            let mut what: Vec<String> = c
+                .added_capabilities
+                .iter()
+                .filter(|cap| cap_matches(cap))
+                .map(|cap| format!("adds {cap}"))
+                .collect();
+            if c.privileged {
+                what.push("privileged".to_string());
+            }
+            (!what.is_empty()).then(|| format!("{} ({})", c.name, what.join(", ")))
+        })
+        .collect();
+    if !powerful.is_empty() {
+        push(
+            Rule::MB502,
+            format!(
+                "{who} has containers that can rewrite the pod's iptables rules and so escape the mesh's traffic capture: {}.",
+                powerful.join("; ")
+            ),
+            "Drop NET_ADMIN/NET_RAW from securityContext.capabilities.add and set privileged: false; Istio's CNI plugin removes the need for them in init containers.",
+        );
+    }
+
+    if pod.host_network {
+        push(
+            Rule::MB503,
+            format!("{who} uses hostNetwork: it shares the node's network namespace, gets neither a sidecar nor ambient capture, and is not subject to NetworkPolicy."),
+            "Remove spec.hostNetwork (or move the workload to a namespace the baseline does not protect, e.g. a node-agent namespace).",
+        );
+    }
+
+    if pod.share_process_namespace && plane == Some(DataPlane::Sidecar) {
+        push(
+            Rule::MB504,
+            format!("{who} sets shareProcessNamespace next to the istio-proxy sidecar: its containers can see the proxy's processes and read its memory and files, including the workload's mTLS private key."),
+            "Remove spec.shareProcessNamespace, or run the debugging tool that needs it outside the mesh.",
+        );
+    }
+
+    if let Some(missing) = missing_dataplane(ctx, pod, plane) {
+        let (what, fix) = match missing {
+            DataPlane::Ambient => {
+                let why = if pod.labels.get(dataplane::DATAPLANE_MODE).is_some_and(|v| v == "none") {
+                    "it is labelled istio.io/dataplane-mode=none"
+                } else if pod.phase.is_some() {
+                    "istio-cni has not marked it ambient.istio.io/redirection=enabled"
+                } else {
+                    "it opts out of ambient"
+                };
+                (
+                    format!("without ambient capture ({why}), so ztunnel does not carry its traffic"),
+                    "Remove any istio.io/dataplane-mode=none label, check that istio-cni and ztunnel run on its node, and restart the workload.",
+                )
+            }
+            DataPlane::Sidecar => (
+                match dataplane::inject_choice(pod) {
+                    Some((false, source)) => format!(
+                        "without an istio-proxy sidecar (injection disabled by the pod {source} sidecar.istio.io/inject=\"false\")"
+                    ),
+                    _ => "without an istio-proxy sidecar".to_string(),
+                },
+                "Enable injection (namespace label istio-injection=enabled or istio.io/rev), remove sidecar.istio.io/inject=\"false\" (label or annotation), and restart the workload.",
+            ),
+            DataPlane::None => (
+                "in neither data plane: no istio-proxy sidecar and no ambient capture".to_string(),
+                "Enrol it: label the namespace istio-injection=enabled (sidecars) or istio.io/dataplane-mode=ambient (ztunnel), remove opt-outs (sidecar.istio.io/inject=\"false\", istio.io/dataplane-mode=none), and restart the workload.",
+            ),
         };
-        let who = Who(pod);
-        let apps = || pod.containers.iter().filter(|c| !is_istio(c));
+        push(
+            Rule::MB505,
+            format!("{who} in protected namespace {ns} runs {what}: it is outside the mesh, sends and accepts plaintext, and no AuthorizationPolicy applies to it."),
+            fix,
+        );
+    }
 
-        let proxy_ids: Vec<String> = apps()
-            .filter_map(|c| {
-                let uid = c.run_as_user.or(pod.run_as_user) == Some(PROXY_UID);
-                let gid = c.run_as_group.or(pod.run_as_group) == Some(PROXY_UID);
-                match (uid, gid) {
-                    (true, true) => Some(format!("{} (UID and GID 1337)", c.name)),
-                    (true, false) => Some(format!("{} (UID 1337)", c.name)),
-                    (false, true) => Some(format!("{} (GID 1337)", c.name)),
-                    (false, false) => None,
-                }
-            })
-            .collect();
-        if !proxy_ids.is_empty() {
-            push(
-                Rule::MB501,
-                format!(
-                    "{who} runs {} with the sidecar's own identity: iptables does not redirect traffic from UID/GID 1337, so these containers bypass mTLS, AuthorizationPolicy and egress controls entirely.",
-                    proxy_ids.join(", ")
-                ),
-                "Set runAsUser/runAsGroup (pod and container securityContext) to any ID other than 1337; if files are owned by 1337, chown them in the image instead.",
-            );
-        }
-
-        let powerful: Vec<String> = apps()
-            .filter_map(|c| {
-                let mut what: Vec<String> = c
-                    .added_capabilities
-                    .iter()
-                    .filter(|cap| cap_matches(cap))
-                    .map(|cap| format!("adds {cap}"))
-                    .collect();
-                if c.privileged {
-                    what.push("privileged".to_string());
-                }
-                (!what.is_empty()).then(|| format!("{} ({})", c.name, what.join(", ")))
-            })
-            .collect();
-        if !powerful.is_empty() {
-            push(
-                Rule::MB502,
-                format!(
-                    "{who} has containers that can rewrite the pod's iptables rules and so escape the sidecar: {}.",
-                    powerful.join("; ")
-                ),
-                "Drop NET_ADMIN/NET_RAW from securityContext.capabilities.add and set privileged: false; Istio's CNI plugin removes the need for them in init containers.",
-            );
-        }
-
-        if pod.host_network {
-            push(
-                Rule::MB503,
-                format!("{who} uses hostNetwork: it shares the node's network namespace, gets no sidecar redirection and is not subject to NetworkPolicy."),
-                "Remove spec.hostNetwork (or move the workload to a namespace the baseline does not protect, e.g. a node-agent namespace).",
-            );
-        }
-
-        if pod.share_process_namespace && sidecar(ctx, pod) == Some(true) {
-            push(
-                Rule::MB504,
-                format!("{who} sets shareProcessNamespace next to the istio-proxy sidecar: its containers can see the proxy's processes and read its memory and files, including the workload's mTLS private key."),
-                "Remove spec.shareProcessNamespace, or run the debugging tool that needs it outside the mesh.",
-            );
-        }
-
-        if missing_sidecar(ctx, pod) {
-            push(
-                Rule::MB505,
-                format!("{who} in protected namespace {ns} runs without an istio-proxy sidecar: it is outside the mesh, sends and accepts plaintext, and no AuthorizationPolicy applies to it."),
-                "Enable injection (namespace label istio-injection=enabled or istio.io/rev), remove sidecar.istio.io/inject=\"false\", and restart the workload.",
-            );
-        }
-
-        let bypass: Vec<String> = pod
-            .annotations
-            .iter()
-            .filter(|(k, v)| {
-                (k.as_str() == INJECT_ANNOTATION && v.as_str() == "false")
-                    || (k.starts_with(EXCLUDE_PREFIX) && !v.trim().is_empty())
-            })
-            .map(|(k, v)| format!("{k}: {v:?}"))
-            .collect();
-        if !bypass.is_empty() {
-            push(
-                Rule::MB506,
-                format!(
-                    "{who} has annotations that take traffic out of the sidecar: {}. Traffic on those ports, addresses or interfaces, or the whole pod, skips mTLS and policy.",
-                    bypass.join(", ")
-                ),
-                "Remove the annotations; if a port must bypass the proxy, ask for an exemption so the exception is reviewed and time-boxed.",
-            );
-        }
+    let bypass = bypass_annotations(pod, plane);
+    if !bypass.is_empty() {
+        push(
+            Rule::MB506,
+            format!(
+                "{who} opts out of the sidecar or takes traffic out of it: {}. Traffic on those ports, addresses or interfaces, or the whole pod, skips mTLS and policy.",
+                bypass.join(", ")
+            ),
+            "Remove the label or annotations; if a port must bypass the proxy, ask for an exemption so the exception is reviewed and time-boxed.",
+        );
     }
 }
 
-/// Whether the pod has (or, for templates and pod manifests without a status, will get at
-/// admission) the istio-proxy sidecar; `None` when that depends on a namespace not in the input.
-fn sidecar(ctx: &Ctx, pod: &PodInfo) -> Option<bool> {
-    if pod.has_sidecar() {
-        return Some(true);
-    }
-    if pod.phase.is_some() {
-        return Some(false);
-    }
-    if pod
-        .annotations
-        .get(INJECT_ANNOTATION)
-        .is_some_and(|v| v == "false")
-    {
-        return Some(false);
-    }
-    if !ctx.inventory.namespaces.contains_key(&pod.namespace) {
+/// MB501: containers other than Istio's running with the proxy's UID or GID. Init containers
+/// alone are less severe: with a classic sidecar they run before the proxy exists, and 1337 is
+/// Istio's documented way for them to reach the network; they still bypass policy.
+fn proxy_identity(pod: &PodInfo, who: &Who) -> Option<(String, Severity)> {
+    let mut any_app = false;
+    let ids: Vec<String> = pod
+        .containers
+        .iter()
+        .filter(|c| !is_istio(c))
+        .filter_map(|c| {
+            let uid = c.run_as_user.or(pod.run_as_user) == Some(PROXY_UID);
+            let gid = c.run_as_group.or(pod.run_as_group) == Some(PROXY_UID);
+            let what = match (uid, gid) {
+                (true, true) => "UID and GID 1337",
+                (true, false) => "UID 1337",
+                (false, true) => "GID 1337",
+                (false, false) => return None,
+            };
+            any_app |= !c.init;
+            let init = if c.init { "init container " } else { "" };
+            Some(format!("{init}{} ({what})", c.name))
+        })
+        .collect();
+    if ids.is_empty() {
         return None;
     }
-    Some(super::namespace::injection_enabled(
-        ctx.labels(&pod.namespace),
+    let mut message = format!(
+        "{who} runs {} with the sidecar's own identity: iptables does not redirect traffic from UID/GID 1337, so these containers bypass mTLS, AuthorizationPolicy and egress controls entirely.",
+        ids.join(", ")
+    );
+    if !any_app {
+        message.push_str(" Only init containers do: Istio documents UID 1337 as a workaround for init containers that need the network before the proxy is up, so this may be deliberate, but their traffic is still outside the mesh.");
+    }
+    Some((
+        message,
+        if any_app {
+            Severity::Critical
+        } else {
+            Severity::High
+        },
     ))
 }
 
-/// Running pods and templates without a sidecar; finished pods no longer matter.
-fn missing_sidecar(ctx: &Ctx, pod: &PodInfo) -> bool {
+/// The data plane a running pod or a template should be in but is not; `None` when it is in
+/// one, has finished, or depends on a namespace that is not in the input.
+fn missing_dataplane(ctx: &Ctx, pod: &PodInfo, plane: Option<DataPlane>) -> Option<DataPlane> {
     match pod.phase.as_deref() {
-        Some("Running") => !pod.has_sidecar(),
-        Some(_) => false,
-        None => sidecar(ctx, pod) == Some(false),
+        // MB503 already says that a host-network pod is in no data plane.
+        _ if pod.host_network => return None,
+        Some("Running") | None => {}
+        Some(_) => return None,
     }
+    if plane? != DataPlane::None {
+        return None;
+    }
+    // Name what is missing: what the pod's labels ask for, else what its namespace gives.
+    let requested = ctx.expected_dataplane(pod).unwrap_or(DataPlane::None);
+    if requested != DataPlane::None {
+        return Some(requested);
+    }
+    Some(
+        ctx.namespace_dataplane(&pod.namespace)
+            .unwrap_or(DataPlane::None),
+    )
+}
+
+/// MB506: an effective injection opt-out, and exclusion annotations other than those the
+/// injector writes itself. Ambient pods ignore both.
+fn bypass_annotations(pod: &PodInfo, plane: Option<DataPlane>) -> Vec<String> {
+    if plane == Some(DataPlane::Ambient) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if let Some((false, source)) = dataplane::inject_choice(pod) {
+        out.push(format!("{source} {}: \"false\"", dataplane::INJECT));
+    }
+    let status_port = pod.annotations.get(STATUS_PORT_ANNOTATION);
+    for (k, v) in &pod.annotations {
+        if !k.starts_with(EXCLUDE_PREFIX) || v.trim().is_empty() {
+            continue;
+        }
+        if k == EXCLUDE_INBOUND_PORTS {
+            let own: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| {
+                    !p.is_empty()
+                        && !ISTIO_STATUS_PORTS.contains(p)
+                        && status_port.is_none_or(|s| s.trim() != *p)
+                })
+                .collect();
+            if !own.is_empty() {
+                out.push(format!("{k}: {:?}", own.join(",")));
+            }
+            continue;
+        }
+        out.push(format!("{k}: {v:?}"));
+    }
+    out
 }

@@ -82,7 +82,7 @@ pub fn compile(
                 compiled.exempt.push(name.clone());
             }
         }
-        templates.objects(name, exempt, &factory, &mut compiled.objects);
+        templates.objects(name, &ns.labels, exempt, &factory, &mut compiled.objects);
     }
     if scope.owns_root {
         root::objects(baseline, &factory, &mut compiled.objects);

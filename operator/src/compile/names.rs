@@ -7,6 +7,8 @@ pub const DENY_PLAINTEXT: &str = "meshbaseline-deny-plaintext";
 pub const MTLS_DESTINATION_RULE: &str = "meshbaseline-mtls";
 /// Per protected namespace: TCP only, DNS, egress per mode (G4, G5, G7, G10).
 pub const BASELINE_NETWORK_POLICY: &str = "meshbaseline-baseline";
+/// Per ambient namespace using a waypoint (opt-in): L4 ALLOW for the waypoint's identity only.
+pub const WAYPOINT_ONLY: &str = "meshbaseline-waypoint-only";
 /// Root namespace: the mesh-wide PeerAuthentication.
 pub const MESH_PEER_AUTHENTICATION: &str = "meshbaseline-mesh-mtls";
 /// Root namespace: ingress to istiod on 15012, 15017 and 15014 only (G8).

@@ -1,7 +1,7 @@
 //! Per-namespace objects. Specs that do not depend on the namespace are built once per
 //! compile; only the DestinationRule host differs between namespaces.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -10,6 +10,7 @@ use super::meta::ObjectFactory;
 use super::names;
 use crate::api::baseline::{Control, MtlsMode};
 use crate::api::Baseline;
+use crate::dataplane::{self, DataPlane};
 use crate::inventory::Inventory;
 use crate::object::{DesiredObject, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
@@ -18,6 +19,9 @@ pub(crate) struct NamespaceTemplates {
     deny_plaintext: Option<Arc<Value>>,
     destination_rules: bool,
     network_policy: Option<Arc<Value>>,
+    /// The NetworkPolicy spec of ambient namespaces.
+    ambient_network_policy: Option<Arc<Value>>,
+    waypoint_only: bool,
     /// `.svc.<clusterDomain>`, appended to `*.<ns>` for the DestinationRule host.
     host_suffix: String,
     /// Namespaces where a tenant DestinationRule already has the wildcard host (G9).
@@ -28,6 +32,7 @@ pub(crate) struct NamespaceTemplates {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Exempt {
     pub mtls: bool,
+    pub authorization: bool,
     pub network: bool,
     /// Exempt from at least one control, generated or not.
     pub any: bool,
@@ -51,10 +56,18 @@ impl NamespaceTemplates {
                 &baseline.root_namespace,
             ))
         });
+        let ambient_network_policy = baseline.network.tcp_only.then(|| {
+            Arc::new(super::network::ambient_spec(
+                &baseline.network,
+                &baseline.root_namespace,
+            ))
+        });
         NamespaceTemplates {
             deny_plaintext,
             destination_rules: mtls.destination_rules,
             network_policy,
+            ambient_network_policy,
+            waypoint_only: baseline.waypoint_only,
             host_suffix: format!(".svc.{}", baseline.cluster_domain),
             tenant_covered: if mtls.destination_rules {
                 tenant_covered(inventory, &baseline.cluster_domain)
@@ -67,10 +80,12 @@ impl NamespaceTemplates {
     pub(crate) fn objects(
         &self,
         namespace: &str,
+        labels: &BTreeMap<String, String>,
         exempt: Exempt,
         factory: &ObjectFactory,
         out: &mut Vec<DesiredObject>,
     ) {
+        let ambient = dataplane::namespace_dataplane(labels) == DataPlane::Ambient;
         if !exempt.mtls {
             if let Some(spec) = &self.deny_plaintext {
                 out.push(factory.object(
@@ -80,7 +95,9 @@ impl NamespaceTemplates {
                     Arc::clone(spec),
                 ));
             }
-            if self.destination_rules && !self.tenant_covered.contains(namespace) {
+            // Ambient: ISTIO_MUTUAL would make sidecar clients send Istio mTLS to the app
+            // port instead of HBONE; ztunnel encrypts everything anyway.
+            if self.destination_rules && !ambient && !self.tenant_covered.contains(namespace) {
                 let host = format!("*.{namespace}{}", self.host_suffix);
                 out.push(factory.object(
                     Kind::DestinationRule,
@@ -92,8 +109,23 @@ impl NamespaceTemplates {
                 ));
             }
         }
+        if ambient && self.waypoint_only && !exempt.authorization {
+            if let Some((wns, wname)) = dataplane::namespace_waypoint(namespace, labels) {
+                out.push(factory.object(
+                    Kind::AuthorizationPolicy,
+                    namespace,
+                    names::WAYPOINT_ONLY,
+                    Arc::new(waypoint_only_spec(wns, wname)),
+                ));
+            }
+        }
         if !exempt.network {
-            if let Some(spec) = &self.network_policy {
+            let spec = if ambient {
+                &self.ambient_network_policy
+            } else {
+                &self.network_policy
+            };
+            if let Some(spec) = spec {
                 out.push(factory.object(
                     Kind::NetworkPolicy,
                     namespace,
@@ -105,11 +137,24 @@ impl NamespaceTemplates {
     }
 }
 
+/// An L4 ALLOW policy (no selector, no targetRefs: ztunnel enforces it for every pod of the
+/// namespace) admitting only the waypoint's identity. A waypoint runs as the service account
+/// named after its Gateway; the principal is matched by suffix so any trust domain works.
+pub(crate) fn waypoint_only_spec(waypoint_namespace: &str, waypoint: &str) -> Value {
+    json!({
+        "action": "ALLOW",
+        "rules": [{"from": [{"source": {
+            "principals": [format!("*/ns/{waypoint_namespace}/sa/{waypoint}")],
+        }}]}],
+    })
+}
+
 /// The active exemptions of `namespace`, as `Baseline::exemption` defines them.
 pub(crate) fn exempt(baseline: &Baseline, namespace: &str, now: jiff::Timestamp) -> Exempt {
     let active = |c| baseline.is_exempt(namespace, c, now);
     Exempt {
         mtls: active(Control::Mtls),
+        authorization: active(Control::Authorization),
         network: active(Control::Network),
         any: [
             Control::Mtls,

@@ -17,6 +17,11 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub const ISTIOD_XDS_PORT: u16 = 15012;
 pub const ISTIOD_WEBHOOK_PORT: u16 = 15017;
 pub const ISTIOD_MONITORING_PORT: u16 = 15014;
+/// ztunnel's and waypoints' HBONE (mTLS tunnel) port: all ambient mesh traffic arrives on it.
+pub const HBONE_PORT: u16 = 15008;
+/// The label Istio puts on waypoint pods.
+pub const WAYPOINT_POD_LABEL: (&str, &str) =
+    ("gateway.istio.io/managed", "istio.io-mesh-controller");
 
 fn tcp() -> Value {
     json!([{"protocol": "TCP"}])
@@ -94,6 +99,34 @@ pub(crate) fn baseline_spec(network: &Network, root_namespace: &str) -> Value {
         "ingress": [{"ports": tcp()}],
         "egress": egress,
     })
+}
+
+/// `spec` of `meshbaseline-baseline` in ambient namespaces: the baseline spec, plus rules that
+/// say what ambient needs even if the generic rules are narrowed one day. In: HBONE from
+/// anywhere (ztunnel and waypoints tunnel to 15008; AuthorizationPolicy decides who), and
+/// kubelet probes, which istio-cni rewrites to come from the probe addresses. Out (AllowList
+/// only, the other modes already allow it): HBONE to waypoints in any namespace, since a
+/// namespace may use a shared waypoint.
+pub(crate) fn ambient_spec(network: &Network, root_namespace: &str) -> Value {
+    let mut spec = baseline_spec(network, root_namespace);
+    let probes: Vec<String> = network.probe_cidrs.iter().map(|c| c.to_string()).collect();
+    if let Some(ingress) = spec["ingress"].as_array_mut() {
+        ingress.push(json!({"ports": [tcp_port(HBONE_PORT)]}));
+        ingress.push(json!({
+            "from": ip_blocks(probes.iter().map(String::as_str)),
+            "ports": tcp(),
+        }));
+    }
+    if network.egress.mode == EgressMode::AllowList {
+        let (k, v) = WAYPOINT_POD_LABEL;
+        if let Some(egress) = spec["egress"].as_array_mut() {
+            egress.push(json!({
+                "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {k: v}}}],
+                "ports": [tcp_port(HBONE_PORT)],
+            }));
+        }
+    }
+    spec
 }
 
 /// `spec` of `meshbaseline-istiod`: ingress to istiod on 15012 and 15017 from anywhere, 15014

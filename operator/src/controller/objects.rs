@@ -79,6 +79,9 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     if !keeps_managed_fields {
         remove_managed_fields(&mut full);
     }
+    if kind != Kind::NetworkPolicy {
+        crate::api::istio::default_spec(&mut full);
+    }
     let typed = match kind {
         Kind::PeerAuthentication => typed_as(full).map(Typed::PeerAuthentication),
         Kind::DestinationRule => typed_as(full).map(Typed::DestinationRule),
@@ -208,6 +211,23 @@ mod tests {
                 )
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn istio_objects_without_a_spec_are_seen_with_an_empty_one() {
+        // Istio's schemas accept a Sidecar or AuthorizationPolicy without `spec`.
+        for (kind, k) in [
+            (Kind::Sidecar, "Sidecar"),
+            (Kind::AuthorizationPolicy, "AuthorizationPolicy"),
+        ] {
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "networking.istio.io/v1", "kind": k,
+                "metadata": {"name": "empty", "namespace": "a"}
+            }))
+            .unwrap();
+            let (_, entry) = trim(kind, obj).unwrap();
+            assert!(entry.typed.is_some(), "{k} must parse");
         }
     }
 }

@@ -343,6 +343,20 @@ pub fn plan(input: &PlanInput) -> Plan {
             ),
         ));
     }
+    let http_rules = crate::api::rules::http_deny_rules(&baseline.deny_rules);
+    if !http_rules.is_empty()
+        && input.inventory.namespaces.values().any(|n| {
+            crate::dataplane::namespace_dataplane(&n.labels) == crate::dataplane::DataPlane::Ambient
+        })
+    {
+        problems.push((
+            "AmbientHttpDenyRules",
+            format!(
+                "deny rules {} use HTTP attributes, which ztunnel cannot see: for ambient workloads it enforces them without those attributes and denies more than written; keep deny rules L4",
+                http_rules.join(", ")
+            ),
+        ));
+    }
     for f in &fights {
         problems.push((
             "TenantOverrideFight",

@@ -789,3 +789,36 @@ fn unsorted_desired_objects_are_still_merged_correctly() {
     assert_eq!(p.applies[0].key, netpol("0").key);
     assert!(p.deletes.is_empty());
 }
+
+#[test]
+fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
+    let spec = json!({"authorization": {"denyRules": [
+        {"name": "admin-paths", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"]}]},
+        {"name": "header", "when": [{"key": "request.headers[x-debug]", "values": ["1"]}]},
+        {"name": "l4", "from": [{"namespaces": ["sandbox"]}], "to": [{"ports": ["8080"]}],
+         "when": [{"key": "source.ip", "values": ["10.0.0.0/8"]}]},
+    ]}});
+    let mut case = Case::new(vec![deny_ap("a")]);
+    case.baseline = mk_baseline("default", spec, "2026-01-01T00:00:00Z");
+    case.baseline.uid = Some(UID.into());
+    let sidecars = NamespaceInfo {
+        name: "a".into(),
+        labels: BTreeMap::from([("istio-injection".into(), "enabled".into())]),
+    };
+    case.inventory.namespaces.insert("a".into(), sidecars);
+    let s = case.run().status.unwrap();
+    assert_eq!(cond(&s, DEGRADED).reason, "AsExpected");
+    let ambient = NamespaceInfo {
+        name: "shop".into(),
+        labels: BTreeMap::from([("istio.io/dataplane-mode".into(), "ambient".into())]),
+    };
+    case.inventory.namespaces.insert("shop".into(), ambient);
+    let s = case.run().status.unwrap();
+    let degraded = cond(&s, DEGRADED);
+    assert_eq!(degraded.reason, "AmbientHttpDenyRules");
+    assert!(
+        degraded.message.contains("admin-paths, header") && !degraded.message.contains("l4"),
+        "{}",
+        degraded.message
+    );
+}

@@ -265,3 +265,15 @@ fn mb201_operator_rules_are_never_findings() {
     .unwrap()]);
     assert!(run(&strict(), &i).is_empty());
 }
+
+#[test]
+fn mb201_mesh_wide_host_without_namespace_objects_uses_the_rules_own_namespace() {
+    // Manifests often have no Namespace objects: the rule's own namespace still serves hosts.
+    let i = dr_inv(vec![mk_dr("payments", "everything", "*.local", "DISABLE")]);
+    assert!(i.namespaces.is_empty() && i.services.is_empty());
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB201), vec!["payments/everything"]);
+    // Its host being external keeps it silent.
+    let ext = dr_inv(vec![mk_dr("payments", "ext", "*.example.com", "DISABLE")]);
+    assert!(run(&strict(), &ext).is_empty());
+}

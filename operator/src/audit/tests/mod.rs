@@ -13,6 +13,7 @@ use crate::api::MeshBaseline;
 use crate::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo, ServiceInfo};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
+mod ambient;
 mod authorization_policy;
 mod destination_rule;
 mod namespace;
@@ -127,6 +128,7 @@ pub(super) fn mk_svc(ns: &str, name: &str, families: &[&str]) -> ServiceInfo {
         name: name.into(),
         ip_families: families.iter().map(|f| f.to_string()).collect(),
         ip_family_policy: None,
+        use_waypoint: None,
     }
 }
 

@@ -53,3 +53,36 @@ fn mb602_ipv6_families_fire_and_ipv4_does_not() {
         vec!["payments/dual", "payments/prefer", "payments/v6"]
     );
 }
+
+#[test]
+fn mb601_ambient_namespaces_are_in_the_mesh_and_opting_out_is_named() {
+    let i = with_namespaces(
+        inv(),
+        vec![
+            mk_ns("shop", &[("istio.io/dataplane-mode", "ambient")]),
+            mk_ns(
+                "shop-rev",
+                &[
+                    ("istio.io/dataplane-mode", "ambient"),
+                    ("istio.io/rev", "canary"),
+                ],
+            ),
+            mk_ns("batch", &[("istio.io/dataplane-mode", "none")]),
+            mk_ns(
+                "off",
+                &[("istio-injection", "disabled"), ("istio.io/rev", "stable")],
+            ),
+        ],
+    );
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB601), vec!["batch", "off"]);
+    let batch = f.iter().find(|f| f.name == "batch").unwrap();
+    assert!(
+        batch
+            .message
+            .contains("istio.io/dataplane-mode is \"none\""),
+        "{}",
+        batch.message
+    );
+    assert!(batch.message.contains("neither data plane"));
+}

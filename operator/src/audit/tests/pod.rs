@@ -39,11 +39,19 @@ fn mb501_uid_or_gid_1337_outside_the_proxy_fires() {
         hits(&f, Rule::MB501),
         vec![
             "payments/container-uid",
-            "payments/init",
-            "payments/pod-gid"
-        ]
+            "payments/pod-gid",
+            "payments/init"
+        ],
+        "only an init container: less severe, sorted after"
     );
+    let init = f.iter().find(|f| f.name == "init").unwrap();
+    assert_eq!(init.severity, crate::audit::Severity::High);
+    assert!(init
+        .message
+        .contains("init container wait-for-db (UID 1337)"));
+    assert!(init.message.contains("workaround"));
     let pod_gid = f.iter().find(|f| f.name == "pod-gid").unwrap();
+    assert_eq!(pod_gid.severity, crate::audit::Severity::Critical);
     // Pod-level GID reaches the app container; the proxy container is not listed.
     assert!(pod_gid.message.contains("app (GID 1337)") && !pod_gid.message.contains("istio-proxy"));
 }
@@ -225,4 +233,167 @@ fn workload_rules_obey_exemptions_and_the_audit_switch() {
     let only_team =
         mk_baseline(serde_json::json!({"namespaceSelector": {"matchLabels": {"mesh": "on"}}}));
     assert!(run(&only_team, &i).is_empty());
+}
+
+fn labelled(mut p: PodInfo, k: &str, v: &str) -> PodInfo {
+    p.labels.insert(k.to_string(), v.to_string());
+    p
+}
+
+#[test]
+fn mb501_ambient_pods_are_silent_uid_1337_is_not_exempt_from_ztunnel() {
+    let mut ambient = template("shop", "uid");
+    ambient.containers[0].run_as_user = Some(1337);
+    let mut sidecar = template("payments", "uid");
+    sidecar.containers[0].run_as_user = Some(1337);
+    let i = with_namespaces(
+        pod_inv(vec![ambient, sidecar]),
+        vec![
+            mk_ns("shop", &[("istio.io/dataplane-mode", "ambient")]),
+            mk_ns("payments", &[("istio-injection", "enabled")]),
+        ],
+    );
+    assert_eq!(hits(&run(&strict(), &i), Rule::MB501), vec!["payments/uid"]);
+}
+
+#[test]
+fn mb505_and_mb506_read_the_injection_label_before_the_annotation() {
+    let pods = vec![
+        // Disabled by label on a Deployment template: Istio honours it.
+        labelled(
+            template("payments", "by-label"),
+            "sidecar.istio.io/inject",
+            "false",
+        ),
+        // The label wins over the annotation: injected, nothing to report.
+        labelled(
+            annotated(
+                template("payments", "label-wins"),
+                "sidecar.istio.io/inject",
+                "false",
+            ),
+            "sidecar.istio.io/inject",
+            "true",
+        ),
+        // An annotation "true" does not opt in where the namespace has no injection labels.
+        annotated(
+            template("legacy-billing", "annotation-only"),
+            "sidecar.istio.io/inject",
+            "true",
+        ),
+        // A label "true" does.
+        labelled(
+            template("legacy-billing", "opted-in"),
+            "sidecar.istio.io/inject",
+            "true",
+        ),
+    ];
+    let i = with_namespaces(
+        pod_inv(pods),
+        vec![
+            mk_ns("payments", &[("istio-injection", "enabled")]),
+            mk_ns("legacy-billing", &[]),
+        ],
+    );
+    let f = run(&strict(), &i);
+    assert_eq!(
+        hits(&f, Rule::MB505),
+        vec!["legacy-billing/annotation-only", "payments/by-label"]
+    );
+    assert_eq!(hits(&f, Rule::MB506), vec!["payments/by-label"]);
+    let m = &f.iter().find(|f| f.rule == Rule::MB506).unwrap().message;
+    assert!(
+        m.contains("label sidecar.istio.io/inject: \"false\""),
+        "{m}"
+    );
+}
+
+#[test]
+fn mb506_ignores_the_ports_the_injector_excludes_itself() {
+    let exclude = "traffic.sidecar.istio.io/excludeInboundPorts";
+    let mut custom = annotated(mk_pod("payments", "custom-status"), exclude, "15021, 16000");
+    custom
+        .annotations
+        .insert("status.sidecar.istio.io/port".into(), "16000".into());
+    let pods = vec![
+        annotated(mk_pod("payments", "cni"), exclude, "15020"),
+        annotated(
+            mk_pod("payments", "all-status"),
+            exclude,
+            "15020,15021,15090",
+        ),
+        custom,
+        annotated(mk_pod("payments", "user"), exclude, "8080,15020"),
+        annotated(
+            mk_pod("payments", "status"),
+            "sidecar.istio.io/status",
+            "{}",
+        ),
+    ];
+    let f = run(&strict(), &pod_inv(pods));
+    assert_eq!(hits(&f, Rule::MB506), vec!["payments/user"]);
+    let m = &f[0].message;
+    assert!(m.contains("\"8080\"") && !m.contains("15020"), "{m}");
+}
+
+#[test]
+fn mb505_names_the_missing_data_plane() {
+    let mut not_captured = mk_pod("shop", "not-captured");
+    not_captured.containers.pop();
+    let mut captured = not_captured.clone();
+    captured.name = "captured".into();
+    captured
+        .annotations
+        .insert("ambient.istio.io/redirection".into(), "enabled".into());
+    let mut no_sidecar = mk_pod("payments", "no-sidecar");
+    no_sidecar.containers.pop();
+    let i = with_namespaces(
+        pod_inv(vec![
+            not_captured,
+            captured,
+            no_sidecar,
+            template("legacy-billing", "plain"),
+        ]),
+        vec![
+            mk_ns("shop", &[("istio.io/dataplane-mode", "ambient")]),
+            mk_ns("payments", &[("istio-injection", "enabled")]),
+            mk_ns("legacy-billing", &[]),
+        ],
+    );
+    let f = run(&strict(), &i);
+    assert_eq!(
+        hits(&f, Rule::MB505),
+        vec![
+            "legacy-billing/plain",
+            "payments/no-sidecar",
+            "shop/not-captured"
+        ]
+    );
+    let msg = |name: &str| f.iter().find(|f| f.name == name).unwrap().message.clone();
+    assert!(msg("not-captured").contains("without ambient capture"));
+    assert!(msg("no-sidecar").contains("without an istio-proxy sidecar"));
+    assert!(msg("plain").contains("in neither data plane"));
+}
+
+#[test]
+fn mb505_ambient_templates_are_in_the_mesh_and_sidecar_annotations_do_not_matter() {
+    let pods = vec![
+        template("shop", "web"),
+        // Waypoints and ambient manifests often carry inject=false: harmless in ambient.
+        labelled(
+            template("shop", "waypoint"),
+            "sidecar.istio.io/inject",
+            "false",
+        ),
+        annotated(
+            template("shop", "ranges"),
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+            "10.0.0.0/8",
+        ),
+    ];
+    let i = with_namespaces(
+        pod_inv(pods),
+        vec![mk_ns("shop", &[("istio.io/dataplane-mode", "ambient")])],
+    );
+    assert!(run(&strict(), &i).is_empty());
 }
