@@ -474,6 +474,7 @@ impl Drop for Cluster {
 }
 
 async fn delete_seeded(admin: &kube::Client, seeded: Vec<Seeded>) -> Result<(), HarnessError> {
+    let mut namespaces = Vec::new();
     {
         for s in seeded.into_iter().rev() {
             let api: Api<DynamicObject> = match &s.namespace {
@@ -484,6 +485,23 @@ async fn delete_seeded(admin: &kube::Client, seeded: Vec<Seeded>) -> Result<(), 
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
+            }
+            if s.resource.kind == "Namespace" {
+                namespaces.push(s.name);
+            }
+        }
+        // On a shared real server a terminating namespace still counts (its labels, its
+        // objects) for the next scenario's baseline: wait until the namespace controller is done.
+        let api: Api<DynamicObject> = Api::all_with(
+            admin.clone(),
+            &ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
+        );
+        for ns in namespaces {
+            for _ in 0..600 {
+                if api.get_opt(&ns).await?.is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         Ok(())

@@ -63,7 +63,11 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     let cluster = meshbaseline_e2e::Cluster::start().await?;
     Env::seed_root(&cluster).await?;
     // The Lease lives in the release namespace (a real cluster's setup made it already).
-    if cluster.get("v1", "Namespace", None, LEASE_NAMESPACE).await?.is_none() {
+    if cluster
+        .get("v1", "Namespace", None, LEASE_NAMESPACE)
+        .await?
+        .is_none()
+    {
         cluster
             .apply_yaml(&mk_namespace(LEASE_NAMESPACE, None).to_string())
             .await?;
