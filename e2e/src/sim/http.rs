@@ -324,7 +324,7 @@ async fn serve_resource(
         Verb::Update => {
             writes::replace(&mut state, &t, &parse_body(&body)?, &manager, &now).map(|o| (200, o))
         }
-        Verb::Apply | Verb::MergePatch | Verb::StrategicPatch => {
+        Verb::Apply | Verb::MergePatch | Verb::StrategicPatch | Verb::JsonPatch => {
             let kind = match verb {
                 Verb::Apply => {
                     if !q.contains_key("fieldManager") {
@@ -337,6 +337,7 @@ async fn serve_resource(
                     }
                 }
                 Verb::MergePatch => PatchKind::Merge,
+                Verb::JsonPatch => PatchKind::Json,
                 _ => PatchKind::Strategic,
             };
             writes::patch(&mut state, &t, kind, &parse_body(&body)?, &manager, &now)

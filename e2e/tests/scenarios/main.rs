@@ -11,4 +11,5 @@ mod drift;
 mod faults;
 mod lifecycle;
 mod rbac;
+mod tamper;
 mod tenant;

@@ -8,7 +8,7 @@ use crate::api::MeshBaseline;
 use crate::object::{Kind, ObjectKey};
 use crate::plan;
 
-use super::objects::trim;
+use super::objects::{trim, KindEntry};
 use super::reconcile::{Ctx, ReconcileError};
 
 /// Executes a plan: every write goes through the executor. Continues past a failed write so
@@ -29,7 +29,7 @@ pub(super) async fn execute(
         }
     }
     for a in &p.applies {
-        match ctx.executor.apply(&a.key, &a.object.manifest()).await {
+        match ctx.executor.write(a).await {
             Ok(obj) => {
                 *progress += 1;
                 write_through(ctx, a.key.kind, obj);
@@ -42,7 +42,7 @@ pub(super) async fn execute(
         }
     }
     for key in &p.deletes {
-        let uid = ctx.generated.with(&mb.name_any(), |o| {
+        let uid = ctx.generated.with(|o| {
             o.get(key)
                 .and_then(|o| o.manifest.pointer("/metadata/uid"))
                 .and_then(|u| u.as_str().map(String::from))
@@ -87,13 +87,18 @@ pub(super) async fn execute(
 }
 
 /// The stored object from a write goes into the cache at once, so the next reconcile does not
-/// see the stale version before the watch delivers the event.
+/// see the stale version before the watch delivers the event. Never over a newer version the
+/// watch already delivered (a tenant's edit right after our write would otherwise be hidden
+/// until its event came again): the response wins only when its resourceVersion is
+/// numerically greater; when the versions cannot be compared, the watch's copy stays.
 fn write_through(ctx: &Ctx, kind: Kind, obj: DynamicObject) {
     let (Some(cache), Some((key, entry))) = (ctx.kinds.get(&kind), trim(kind, obj)) else {
         return;
     };
     let new = entry.clone();
-    if let Some(old) = cache.apply(key.clone(), entry) {
+    let keep =
+        |current: &KindEntry, response: &KindEntry| response.newer_than(current) != Some(true);
+    if let Some(old) = cache.apply_unless(key.clone(), entry, keep) {
         ctx.kind_changed(kind, &key, old.as_ref(), Some(&new), false);
     }
 }

@@ -1,12 +1,21 @@
-//! The one writer. Every API write of the operator goes through here: server-side apply with
-//! field manager `meshbaseline` (forced: we own the generated objects, and a tenant's
-//! `kubectl edit` must not block a repair), deletes, forced single-field reverts, status
-//! through the status subresource, and Events.
+//! The one writer. Every API write of the operator goes through here, as field manager
+//! `meshbaseline`: generated objects are created with server-side apply and repaired with a
+//! replace (PUT) guarded by the live resourceVersion; deletes; forced single-field reverts;
+//! status through the status subresource; and Events.
+//!
+//! Why a replace for repairs: server-side apply, even forced, only takes over the fields the
+//! applied configuration contains. A field another manager added (a `selector` that matches
+//! nothing, a `to` clause) stays, owned by that manager, and keeps the policy switched off.
+//! A replace stores exactly the object sent, so foreign spec fields are gone; the
+//! resourceVersion precondition turns a concurrent change into a 409 instead of a lost update
+//! (the watch then delivers the newer version and the object is planned again).
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::{json, Value};
@@ -56,7 +65,7 @@ impl Executor {
         Api::namespaced_with(self.client.clone(), namespace, &api_resource(kind))
     }
 
-    /// Creates or updates a generated object; returns the object as stored.
+    /// Creates a generated object (server-side apply); returns the object as stored.
     pub async fn apply(
         &self,
         key: &ObjectKey,
@@ -68,6 +77,36 @@ impl Executor {
             .await?;
         self.metrics.api_write("apply", key.kind.name());
         Ok(obj)
+    }
+
+    /// Replaces a generated object with exactly `manifest`, which carries the live
+    /// `metadata.resourceVersion` as precondition; returns the object as stored.
+    pub async fn replace(
+        &self,
+        key: &ObjectKey,
+        manifest: &Value,
+    ) -> Result<DynamicObject, kube::Error> {
+        let obj: DynamicObject =
+            serde_json::from_value(manifest.clone()).map_err(kube::Error::SerdeError)?;
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        let stored = self
+            .api(key.kind, &key.namespace)
+            .replace(&key.name, &pp, &obj)
+            .await?;
+        self.metrics.api_write("replace", key.kind.name());
+        Ok(stored)
+    }
+
+    /// Writes a planned object: a replace when it exists, an apply when it does not.
+    pub async fn write(&self, a: &plan::Apply) -> Result<DynamicObject, kube::Error> {
+        let manifest = a.manifest();
+        match a.live {
+            Some(_) => self.replace(&a.key, &manifest).await,
+            None => self.apply(&a.key, &manifest).await,
+        }
     }
 
     /// Deletes a generated object (only the instance with `uid`, when known). Already gone is

@@ -78,6 +78,9 @@ pub struct Ctx {
     identities: Mutex<BTreeMap<String, String>>,
     /// Generated objects changed by someone else since the baseline's last reconcile.
     dirty: Mutex<HashMap<String, BTreeSet<ObjectKey>>>,
+    /// Our own records: the desired set of the last successful reconcile, by baseline uid.
+    /// With the ownerReference uid it decides which objects are ours (labels do not).
+    records: Mutex<HashMap<String, Arc<Compiled>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,12 +139,30 @@ impl Ctx {
             inventory: Mutex::new(None),
             identities: Mutex::new(BTreeMap::new()),
             dirty: Mutex::new(HashMap::new()),
+            records: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A change in a kind cache: generated objects go to their baseline at once (unless the
-    /// change is our own write, `trigger == false`); tenant objects change the inventory. Edits of generated objects do not invalidate compile and
-    /// audit results (they are repaired, not audited).
+    /// Whether `entry` at `key` is one of our objects: its key is in the desired set of the
+    /// baseline its ownerReference names.
+    fn is_ours(&self, key: &ObjectKey, entry: Option<&KindEntry>) -> bool {
+        let Some(uid) = entry
+            .and_then(|e| e.generated.as_ref())
+            .and_then(|o| o.owner_uid.as_deref())
+        else {
+            return false;
+        };
+        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        records
+            .get(uid)
+            .is_some_and(|c| c.objects.binary_search_by(|d| d.key.cmp(key)).is_ok())
+    }
+
+    /// A change in a kind cache. Objects at generated names go to every baseline's drift fast
+    /// path at once (unless the change is our own write, `trigger == false`): which baseline
+    /// wants the key is the planner's business. Changes of anything that is not ours (tenant
+    /// objects, and objects only claiming to be ours) change the inventory; edits of our own
+    /// objects do not invalidate compile and audit results (they are repaired, not audited).
     pub fn kind_changed(
         &self,
         kind: Kind,
@@ -150,27 +171,34 @@ impl Ctx {
         new: Option<&KindEntry>,
         trigger: bool,
     ) {
-        let touched = self.generated.update(kind, key, old, new);
-        if trigger && !touched.is_empty() {
-            let okey = ObjectKey {
-                kind,
-                namespace: key.0.clone(),
-                name: key.1.clone(),
-            };
+        let at_generated_name = self.generated.update(kind, key, old, new);
+        let okey = ObjectKey {
+            kind,
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        };
+        if trigger && at_generated_name {
+            let names: Vec<String> = self
+                .baselines
+                .state()
+                .iter()
+                .filter_map(|b| b.metadata.name.clone())
+                .collect();
             let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-            for b in &touched {
+            for b in &names {
                 dirty.entry(b.clone()).or_default().insert(okey.clone());
             }
             drop(dirty);
-            for b in &touched {
+            for b in &names {
                 self.triggers.baseline(b);
             }
         }
         // Also after our own write (a revert): the audit must see the tenant object as it is
         // now, or a cached finding would plan the same revert again.
-        fn tenant(e: Option<&KindEntry>) -> Option<&Option<Typed>> {
-            e.filter(|e| e.generated.is_none()).map(|e| &e.typed)
-        }
+        let tenant = |e: Option<&KindEntry>| -> Option<Option<Typed>> {
+            e.filter(|_| !self.is_ours(&okey, e))
+                .map(|e| e.typed.clone())
+        };
         if tenant(old) != tenant(new) {
             self.triggers.inventory_changed();
         }
@@ -192,6 +220,12 @@ impl Ctx {
             }
             watcher::Event::Delete(mb) => {
                 let name = mb.name_any();
+                if let Some(uid) = &mb.metadata.uid {
+                    self.records
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(uid);
+                }
                 ids.remove(&name);
                 self.state
                     .lock()
@@ -378,7 +412,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             Ok(b) => Spec::Valid(b),
             Err(e) => Spec::Invalid(e),
         };
-        let p = ctx.generated.with(&name, |observed| {
+        let p = ctx.generated.with(|observed| {
             plan::plan(&PlanInput {
                 name: &name,
                 uid: uid.as_deref(),
@@ -434,6 +468,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                     }
                     if let Some(c) = &computed {
                         state.previous_compiled = Some(c.compiled.clone());
+                        if let Some(uid) = &uid {
+                            ctx.records
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(uid.clone(), c.compiled.clone());
+                        }
                     }
                 }
                 // Backoff grows only while nothing gets through: under a share of failing
@@ -449,7 +489,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             &name,
             Some((
                 &c.findings,
-                ctx.generated.count(&name),
+                ctx.generated.count(uid.as_deref()),
                 c.compiled.protected.len(),
             )),
         );

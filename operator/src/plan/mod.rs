@@ -1,10 +1,10 @@
 //! Pure planner: desired vs observed -> writes, deletes, reverts, status and events.
 //! No client, no async; the time is a parameter.
 
+mod exact;
 mod overlap;
 mod revert;
 pub mod status;
-mod subset;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,9 +12,9 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::Value;
 
+pub use exact::normalise;
 pub use overlap::{resolve_overlaps, Resolved};
 pub use revert::{Fight, Revert, REVERTED_ANNOTATION};
-pub use subset::is_subset;
 
 use crate::api::baseline::{MeshBaselineStatus, Mode, NamespaceCounts, TenantOverrides};
 use crate::api::model::InvalidBaseline;
@@ -22,29 +22,39 @@ use crate::api::Baseline;
 use crate::audit::Finding;
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
-use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta, BASELINE_LABEL};
+use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta};
 use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING};
 
 /// At most this many "new finding" events per reconcile; the rest are only in the status.
 pub const MAX_FINDING_EVENTS: usize = 20;
 
-/// A generated object as the cluster has it.
+/// An object at a name the operator generates, as the cluster has it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
+    /// `kind`, `spec`, and of `metadata`: `uid`, `resourceVersion`, `ownerReferences`,
+    /// `annotations` and `finalizers` (what a replace must carry over or check).
     pub manifest: Value,
+    /// The uid of the MeshBaseline named by the controller ownerReference, if any.
     pub owner_uid: Option<String>,
     pub labels: BTreeMap<String, String>,
-    /// `subset::owned_fingerprint` of the manifest, computed once when the object is cached.
+    /// `exact::owned_fingerprint` of the manifest, computed once when the object is cached.
     pub fingerprint: u64,
 }
 
 impl Observed {
+    /// `manifest["kind"]` names the kind (its spec is normalised by kind).
     pub fn new(
         manifest: Value,
         owner_uid: Option<String>,
         labels: BTreeMap<String, String>,
     ) -> Self {
-        let fingerprint = subset::owned_fingerprint(
+        let kind = manifest
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(Kind::from_name)
+            .unwrap_or(Kind::AuthorizationPolicy);
+        let fingerprint = exact::owned_fingerprint(
+            kind,
             manifest.get("spec"),
             manifest.pointer("/metadata/ownerReferences"),
         );
@@ -55,6 +65,37 @@ impl Observed {
             fingerprint,
         }
     }
+
+    fn meta_str(&self, field: &str) -> Option<String> {
+        self.manifest
+            .get("metadata")?
+            .get(field)?
+            .as_str()
+            .map(String::from)
+    }
+
+    /// What a replace of this object keeps or checks (see `Live`).
+    pub fn live(&self) -> Option<Live> {
+        let meta = self.manifest.get("metadata");
+        Some(Live {
+            resource_version: self.meta_str("resourceVersion")?,
+            uid: self.meta_str("uid"),
+            labels: self.labels.clone(),
+            annotations: meta.and_then(|m| m.get("annotations")).cloned(),
+            finalizers: meta.and_then(|m| m.get("finalizers")).cloned(),
+        })
+    }
+}
+
+/// The live object an apply replaces: its version (the precondition of the replace, so a
+/// concurrent change is never overwritten unseen) and the metadata tenants may keep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Live {
+    pub resource_version: String,
+    pub uid: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: Option<Value>,
+    pub finalizers: Option<Value>,
 }
 
 /// The baseline's spec: valid, or rejected (the last good objects then stay as they are).
@@ -91,7 +132,8 @@ pub struct PlanInput<'a> {
     pub spec: Spec<'a>,
     /// The compiler's output for the valid spec (ignored when the spec is invalid).
     pub compiled: &'a Compiled,
-    /// Generated objects labelled with this baseline's name.
+    /// Objects at the names the operator generates, whatever their labels or owner (the
+    /// controller indexes every object whose name has the generated prefix).
     pub observed: &'a BTreeMap<ObjectKey, Observed>,
     pub findings: &'a [Finding],
     /// Tenant PeerAuthentications and DestinationRules (with managedFields) for Revert mode.
@@ -119,6 +161,36 @@ pub struct Apply {
     pub object: DesiredObject,
     /// The object was as desired before and someone changed or deleted it.
     pub repair: bool,
+    /// `Some`: the object exists and is replaced as a whole (foreign fields removed); `None`:
+    /// it is created.
+    pub live: Option<Live>,
+}
+
+impl Apply {
+    /// The full object to write. For a replace: the desired spec, our labels and
+    /// ownerReference, the live version as precondition, and the tenant's other labels,
+    /// annotations and finalizers carried over (they do not change what the policy means).
+    pub fn manifest(&self) -> Value {
+        let mut m = self.object.manifest();
+        let Some(live) = &self.live else { return m };
+        let mut labels = live.labels.clone();
+        labels.extend(self.object.meta.labels.clone());
+        let meta = &mut m["metadata"];
+        meta["labels"] = serde_json::to_value(labels).unwrap_or_default();
+        meta["resourceVersion"] = Value::String(live.resource_version.clone());
+        if let Some(uid) = &live.uid {
+            meta["uid"] = Value::String(uid.clone());
+        }
+        for (field, v) in [
+            ("annotations", &live.annotations),
+            ("finalizers", &live.finalizers),
+        ] {
+            if let Some(v) = v {
+                meta[field] = v.clone();
+            }
+        }
+        m
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,16 +240,20 @@ struct DiffOut {
 }
 
 #[derive(Default)]
-struct Fingerprints(HashMap<(*const Value, *const OwnedMeta), u64>);
+struct Fingerprints(HashMap<(Kind, *const Value, *const OwnedMeta), u64>);
 
 impl Fingerprints {
     fn of(&mut self, d: &DesiredObject) -> u64 {
         // Pointers are valid keys: every Arc outlives the plan call that hashes it.
         *self
             .0
-            .entry((Arc::as_ptr(&d.spec), Arc::as_ptr(&d.meta)))
+            .entry((d.key.kind, Arc::as_ptr(&d.spec), Arc::as_ptr(&d.meta)))
             .or_insert_with(|| {
-                subset::owned_fingerprint(Some(&d.spec), d.meta.owner_references.as_ref())
+                exact::owned_fingerprint(
+                    d.key.kind,
+                    Some(&d.spec),
+                    d.meta.owner_references.as_ref(),
+                )
             })
     }
 }
@@ -202,7 +278,7 @@ fn decide_one(
         (Some(d), o) => {
             let matches = o.is_some_and(|o| {
                 let desired_fp = fingerprints.of(d);
-                subset::owned_fields_match(d, desired_fp, o)
+                exact::matches_exactly(d, desired_fp, o)
             });
             if matches {
                 return;
@@ -216,12 +292,17 @@ fn decide_one(
                 key: d.key.clone(),
                 object: d.clone(),
                 repair,
+                live: o.and_then(Observed::live),
             });
         }
         (None, Some(o)) => {
-            if o.labels.get(BASELINE_LABEL).map(String::as_str) == Some(input.name)
-                && o.owner_uid.as_deref() == input.uid
-            {
+            // Ours to delete only by our own records: we wanted this object before, and it
+            // still names this baseline as its owner. Labels, names and even an
+            // ownerReference can be written by tenants; a key we never wanted cannot.
+            let was_desired = input
+                .previous_compiled
+                .is_some_and(|prev| prev.objects.binary_search_by(|p| p.key.cmp(key)).is_ok());
+            if was_desired && input.uid.is_some() && o.owner_uid.as_deref() == input.uid {
                 deletes.push(key.clone());
             }
         }

@@ -19,8 +19,8 @@ use crate::api::model::FieldError;
 use crate::audit::{Rule, Severity};
 use crate::compile::Scope;
 use crate::inventory::NamespaceInfo;
-use crate::object::OwnedMeta;
 use crate::object::{DesiredObject, MANAGED_BY_LABEL};
+use crate::object::{OwnedMeta, BASELINE_LABEL};
 
 const UID: &str = "uid-1";
 
@@ -88,8 +88,8 @@ fn mk_observed(d: &DesiredObject) -> Observed {
     m["metadata"]["resourceVersion"] = json!("42");
     m["metadata"]["managedFields"] = json!([{"manager": "meshbaseline", "operation": "Apply"}]);
     m["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = json!(false);
-    if d.key.kind == Kind::NetworkPolicy {
-        m["spec"]["ingress"] = json!([]); // a server-side default
+    if d.key.kind == Kind::NetworkPolicy && m["spec"].get("ingress").is_none() {
+        m["spec"]["ingress"] = json!([]); // what the API server may return for "none"
     }
     mk_observed_raw(m, Some(UID))
 }
@@ -348,22 +348,37 @@ fn updates_only_objects_whose_owned_fields_differ() {
 }
 
 #[test]
-fn deletes_stale_objects_by_label_and_owner() {
+fn deletes_only_what_our_records_and_the_owner_say() {
     let (ap, np) = (deny_ap("a"), netpol("a"));
     let gone = netpol("b");
     let mut other_owner = mk_observed(&deny_ap("c"));
     other_owner.owner_uid = Some("someone-else".into());
+    // Labels prove nothing either way: the baseline label of another baseline on an object
+    // we wanted, owned by us, is still ours.
     let mut other_label = mk_observed(&deny_ap("d"));
     other_label
         .labels
         .insert(BASELINE_LABEL.into(), "other".into());
+    // Names our uid but was never in our desired set: a tenant's forgery, left alone.
+    let forged = mk_observed(&netpol("e"));
     let mut case = Case::new(vec![ap.clone(), np.clone()]);
+    case.previous_compiled = Some(compiled(vec![
+        ap.clone(),
+        np.clone(),
+        gone.clone(),
+        deny_ap("c"),
+        deny_ap("d"),
+    ]));
     case.observed = observed_of(&[&ap, &np, &gone]);
     case.observed.insert(deny_ap("c").key, other_owner);
     case.observed.insert(deny_ap("d").key, other_label);
+    case.observed.insert(netpol("e").key, forged);
     let p = case.run();
     assert!(p.applies.is_empty());
-    assert_eq!(p.deletes, vec![gone.key]);
+    assert_eq!(p.deletes, vec![deny_ap("d").key, gone.key]);
+    // Without records (just restarted) nothing is deleted.
+    case.previous_compiled = None;
+    assert!(case.run().deletes.is_empty());
 }
 
 #[test]
@@ -762,6 +777,7 @@ fn fast_path_compares_only_the_changed_keys() {
     let (ap, np, stale) = (deny_ap("a"), netpol("a"), netpol("z"));
     let mut case = Case::new(vec![ap.clone(), np.clone()]);
     case.observed = observed_of(&[&stale]);
+    case.previous_compiled = Some(compiled(vec![stale.clone()]));
     // Both desired objects are missing, but only the NetworkPolicy and the stale object
     // changed since the last complete plan.
     case.only = Some(BTreeSet::from([np.key.clone(), stale.key.clone()]));
@@ -789,3 +805,5 @@ fn unsorted_desired_objects_are_still_merged_correctly() {
     assert_eq!(p.applies[0].key, netpol("0").key);
     assert!(p.deletes.is_empty());
 }
+
+mod tamper;
