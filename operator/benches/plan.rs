@@ -68,6 +68,7 @@ fn bench(c: &mut Criterion) {
     let missing = BTreeSet::new();
     let seen = BTreeSet::new();
     let changed = BTreeSet::from([gone.clone()]);
+    let records: BTreeSet<_> = compiled.objects.iter().map(|o| o.key.clone()).collect();
     let input = |observed, only| PlanInput {
         name: "default",
         uid: Some("u1"),
@@ -81,6 +82,7 @@ fn bench(c: &mut Criterion) {
         missing_kinds: &missing,
         previous: None,
         previous_compiled: Some(&compiled),
+        records: &records,
         previous_findings: &seen,
         only,
         now: Timestamp::UNIX_EPOCH,

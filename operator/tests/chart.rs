@@ -33,7 +33,8 @@ fn contract_cluster_grants() -> BTreeSet<Grant> {
         }
     };
     let list_watch = &["list", "watch"];
-    let write = &["list", "watch", "create", "patch", "delete"];
+    // `update`: generated objects are repaired by replace (PUT), which removes foreign fields.
+    let write = &["list", "watch", "create", "update", "patch", "delete"];
     add("meshbaseline.dev", &["meshbaselines"], list_watch);
     add("meshbaseline.dev", &["meshbaselines/status"], &["patch"]);
     add("", &["namespaces", "pods", "services"], list_watch);

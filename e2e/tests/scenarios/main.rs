@@ -10,6 +10,7 @@ mod baseline;
 mod drift;
 mod faults;
 mod lifecycle;
+mod ownership;
 mod rbac;
 mod tamper;
 mod tenant;

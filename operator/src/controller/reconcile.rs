@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::api::baseline::MeshBaselineStatus;
 use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
-use crate::audit::{audit, Finding};
+use crate::audit::{audit_in_scope, Finding};
 use crate::compile::{compile, Compiled};
 use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::{Kind, ObjectKey};
@@ -39,6 +39,10 @@ struct BaselineState {
     last_status: Option<MeshBaselineStatus>,
     /// Istio kinds missing at the last successful reconcile.
     last_missing: BTreeSet<Kind>,
+    /// Every key this baseline has wanted since the start, while the object may still exist
+    /// (`PlanInput::records`), and the compile output last merged into it.
+    records: Arc<BTreeSet<ObjectKey>>,
+    records_for: Option<Arc<Compiled>>,
     failures: u32,
 }
 
@@ -78,9 +82,9 @@ pub struct Ctx {
     identities: Mutex<BTreeMap<String, String>>,
     /// Generated objects changed by someone else since the baseline's last reconcile.
     dirty: Mutex<HashMap<String, BTreeSet<ObjectKey>>>,
-    /// Our own records: the desired set of the last successful reconcile, by baseline uid.
-    /// With the ownerReference uid it decides which objects are ours (labels do not).
-    records: Mutex<HashMap<String, Arc<Compiled>>>,
+    /// Our own records (`BaselineState::records`) by baseline uid. With the ownerReference uid
+    /// they decide which objects are ours; labels do not.
+    records: Mutex<HashMap<String, Arc<BTreeSet<ObjectKey>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +147,7 @@ impl Ctx {
         }
     }
 
-    /// Whether `entry` at `key` is one of our objects: its key is in the desired set of the
+    /// Whether `entry` at `key` is one of our objects: its key is in the records of the
     /// baseline its ownerReference names.
     fn is_ours(&self, key: &ObjectKey, entry: Option<&KindEntry>) -> bool {
         let Some(uid) = entry
@@ -153,9 +157,37 @@ impl Ctx {
             return false;
         };
         let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        records
-            .get(uid)
-            .is_some_and(|c| c.objects.binary_search_by(|d| d.key.cmp(key)).is_ok())
+        records.get(uid).is_some_and(|r| r.contains(key))
+    }
+
+    /// Merges a new compile output into the baseline's records before its plan is executed
+    /// (a write may succeed even when the reconcile fails later), and forgets keys that are
+    /// neither wanted nor in the cluster any more.
+    fn update_records(&self, state: &mut BaselineState, compiled: &Arc<Compiled>) {
+        if state
+            .records_for
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, compiled))
+        {
+            return;
+        }
+        let mut records: BTreeSet<ObjectKey> = self.generated.with(|live| {
+            state
+                .records
+                .iter()
+                .filter(|k| live.contains_key(*k))
+                .cloned()
+                .collect()
+        });
+        records.extend(compiled.objects.iter().map(|o| o.key.clone()));
+        state.records = Arc::new(records);
+        state.records_for = Some(compiled.clone());
+        if let Some(uid) = &state.uid {
+            self.records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid.clone(), state.records.clone());
+        }
     }
 
     /// A change in a kind cache. Objects at generated names go to every baseline's drift fast
@@ -337,7 +369,13 @@ impl Ctx {
             .remove(&baseline.name)
             .unwrap_or_default();
         let compiled = Arc::new(compile(baseline, &inventory, &resolved.scope, now));
-        let findings = Arc::new(audit(baseline, &inventory, now));
+        let findings = Arc::new(audit_in_scope(
+            baseline,
+            &inventory,
+            &compiled,
+            &resolved.scope,
+            now,
+        ));
         let computed = Computed {
             inventory_version: version,
             fingerprint,
@@ -392,6 +430,9 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             .as_ref()
             .ok()
             .map(|b| ctx.compute(b, &mut state, now));
+        if let Some(c) = &computed {
+            ctx.update_records(&mut state, &c.compiled);
+        }
         let empty = Compiled::default();
         let no_overlap = Resolved::default();
         let no_inventory = Inventory::default();
@@ -426,6 +467,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 missing_kinds: &missing,
                 previous: previous.as_ref(),
                 previous_compiled: state.previous_compiled.as_deref(),
+                records: &state.records,
                 previous_findings: &state.seen,
                 only: fast.then_some(&dirty),
                 now,
@@ -468,12 +510,6 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                     }
                     if let Some(c) = &computed {
                         state.previous_compiled = Some(c.compiled.clone());
-                        if let Some(uid) = &uid {
-                            ctx.records
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(uid.clone(), c.compiled.clone());
-                        }
                     }
                 }
                 // Backoff grows only while nothing gets through: under a share of failing

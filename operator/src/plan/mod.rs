@@ -144,6 +144,9 @@ pub struct PlanInput<'a> {
     pub previous: Option<&'a MeshBaselineStatus>,
     /// What the previous reconcile wanted: an apply of an unchanged desired object is a repair.
     pub previous_compiled: Option<&'a Compiled>,
+    /// Our own records: every key this baseline has wanted (and so may have written) since the
+    /// operator started, while the object may still exist. Only these are ever deleted.
+    pub records: &'a BTreeSet<ObjectKey>,
     /// Findings (and fights) already announced by events.
     pub previous_findings: &'a BTreeSet<FindingId>,
     /// Compare only these keys (the generated objects that changed since the last complete
@@ -299,10 +302,10 @@ fn decide_one(
             // Ours to delete only by our own records: we wanted this object before, and it
             // still names this baseline as its owner. Labels, names and even an
             // ownerReference can be written by tenants; a key we never wanted cannot.
-            let was_desired = input
-                .previous_compiled
-                .is_some_and(|prev| prev.objects.binary_search_by(|p| p.key.cmp(key)).is_ok());
-            if was_desired && input.uid.is_some() && o.owner_uid.as_deref() == input.uid {
+            if input.records.contains(key)
+                && input.uid.is_some()
+                && o.owner_uid.as_deref() == input.uid
+            {
                 deletes.push(key.clone());
             }
         }
@@ -367,11 +370,19 @@ pub fn plan(input: &PlanInput) -> Plan {
     };
     let enforce = baseline.mode == Mode::Enforce;
     let (applies, deletes) = diff(input, &input.compiled.objects);
-    let (reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
+    let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
         revert::plan_reverts(baseline, input.findings, input.inventory)
     } else {
         (Vec::new(), Vec::new())
     };
+    // An object at one of our keys is replaced as a whole, never patched field by field.
+    reverts.retain(|r| {
+        input
+            .compiled
+            .objects
+            .binary_search_by(|d| d.key.cmp(&r.key))
+            .is_err()
+    });
     let repairs = applies.iter().filter(|a| a.repair).count();
 
     let mut conds = Vec::new();

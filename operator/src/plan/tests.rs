@@ -211,6 +211,7 @@ struct Case {
     missing: BTreeSet<Kind>,
     previous: Option<MeshBaselineStatus>,
     previous_compiled: Option<Compiled>,
+    records: BTreeSet<ObjectKey>,
     seen: BTreeSet<FindingId>,
     only: Option<BTreeSet<ObjectKey>>,
     now: Timestamp,
@@ -228,6 +229,7 @@ impl Case {
             missing: BTreeSet::new(),
             previous: None,
             previous_compiled: None,
+            records: BTreeSet::new(),
             seen: BTreeSet::new(),
             only: None,
             now: ts("2026-06-01T00:00:00Z"),
@@ -261,6 +263,7 @@ impl Case {
             missing_kinds: &self.missing,
             previous: self.previous.as_ref(),
             previous_compiled: self.previous_compiled.as_ref(),
+            records: &self.records,
             previous_findings: &self.seen,
             only: self.only.as_ref(),
             now: self.now,
@@ -274,6 +277,8 @@ impl Case {
         }
         self.seen = p.findings_seen.clone();
         self.previous_compiled = Some(self.compiled.clone());
+        self.records
+            .extend(self.compiled.objects.iter().map(|o| o.key.clone()));
     }
 }
 
@@ -362,13 +367,10 @@ fn deletes_only_what_our_records_and_the_owner_say() {
     // Names our uid but was never in our desired set: a tenant's forgery, left alone.
     let forged = mk_observed(&netpol("e"));
     let mut case = Case::new(vec![ap.clone(), np.clone()]);
-    case.previous_compiled = Some(compiled(vec![
-        ap.clone(),
-        np.clone(),
-        gone.clone(),
-        deny_ap("c"),
-        deny_ap("d"),
-    ]));
+    case.records = [&ap, &np, &gone, &deny_ap("c"), &deny_ap("d")]
+        .iter()
+        .map(|d| d.key.clone())
+        .collect();
     case.observed = observed_of(&[&ap, &np, &gone]);
     case.observed.insert(deny_ap("c").key, other_owner);
     case.observed.insert(deny_ap("d").key, other_label);
@@ -377,7 +379,7 @@ fn deletes_only_what_our_records_and_the_owner_say() {
     assert!(p.applies.is_empty());
     assert_eq!(p.deletes, vec![deny_ap("d").key, gone.key]);
     // Without records (just restarted) nothing is deleted.
-    case.previous_compiled = None;
+    case.records.clear();
     assert!(case.run().deletes.is_empty());
 }
 
@@ -777,7 +779,7 @@ fn fast_path_compares_only_the_changed_keys() {
     let (ap, np, stale) = (deny_ap("a"), netpol("a"), netpol("z"));
     let mut case = Case::new(vec![ap.clone(), np.clone()]);
     case.observed = observed_of(&[&stale]);
-    case.previous_compiled = Some(compiled(vec![stale.clone()]));
+    case.records = BTreeSet::from([stale.key.clone()]);
     // Both desired objects are missing, but only the NetworkPolicy and the stale object
     // changed since the last complete plan.
     case.only = Some(BTreeSet::from([np.key.clone(), stale.key.clone()]));
