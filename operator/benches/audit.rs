@@ -40,6 +40,7 @@ fn inventory() -> Inventory {
         inv.namespaces.insert(
             ns.clone(),
             NamespaceInfo {
+                terminating: false,
                 name: ns.clone(),
                 labels: [("istio-injection".to_string(), injection.to_string())].into(),
             },

@@ -31,6 +31,7 @@ fn world() -> (Baseline, Inventory, Compiled, BTreeMap<ObjectKey, Observed>) {
         inventory.namespaces.insert(
             name.clone(),
             NamespaceInfo {
+                terminating: false,
                 name,
                 labels: BTreeMap::new(),
             },

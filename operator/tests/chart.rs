@@ -59,7 +59,8 @@ fn contract_cluster_grants() -> BTreeSet<Grant> {
 }
 
 fn contract_namespaced_grants() -> BTreeSet<Grant> {
-    // kube-lease-manager reads, creates and patches the Lease; it never replaces it (PUT), so
+    // Leader election (controller::lease) reads, creates and patches the Lease; it never
+    // replaces it (PUT), so
     // no `update` (the e2e RBAC scenario checks this against the recorded requests).
     ["get", "create", "patch"]
         .into_iter()

@@ -98,6 +98,7 @@ fn selection_skips_system_root_and_unlabelled_namespaces() {
     inv.namespaces.insert(
         "plain".into(),
         meshbaseline::inventory::NamespaceInfo {
+            terminating: false,
             name: "plain".into(),
             labels: Default::default(),
         },

@@ -70,6 +70,10 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     let config = meshbaseline::controller::Config {
         leader_election: true,
         lease_namespace: LEASE_NAMESPACE.into(),
+        // Renewals (patch) within the scenario's few seconds.
+        lease_duration: std::time::Duration::from_secs(3),
+        lease_renew: std::time::Duration::from_millis(200),
+        lease_margin: std::time::Duration::from_millis(500),
         ..test_config()
     };
     let op = Operator::start_with(&cluster, config);

@@ -26,6 +26,8 @@ use crate::object::{Kind, ObjectKey, FIELD_MANAGER};
 use crate::plan::{self, PlannedEvent, Revert};
 use crate::telemetry::Metrics;
 
+use super::lease::Leadership;
+
 /// How the API addresses a generated kind: one generic path for all of them.
 pub fn api_resource(kind: Kind) -> ApiResource {
     ApiResource {
@@ -41,15 +43,32 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// Why a write was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// This replica's lease deadline has passed (or it never led): another replica may be
+    /// writing, so nothing is sent.
+    #[error("not the leader (lease deadline passed)")]
+    NotLeader,
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
 #[derive(Clone)]
 pub struct Executor {
     client: Client,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    leadership: Arc<Leadership>,
 }
 
 impl Executor {
-    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Executor {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+        leadership: Arc<Leadership>,
+    ) -> Executor {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance,
@@ -58,6 +77,18 @@ impl Executor {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            leadership,
+        }
+    }
+
+    /// Checked right before every write: a replica whose lease may have expired for the
+    /// others writes nothing, even in the middle of a plan.
+    fn guard(&self) -> Result<(), WriteError> {
+        if self.leadership.may_write() {
+            Ok(())
+        } else {
+            self.metrics.write_refused();
+            Err(WriteError::NotLeader)
         }
     }
 
@@ -70,7 +101,8 @@ impl Executor {
         &self,
         key: &ObjectKey,
         manifest: &Value,
-    ) -> Result<DynamicObject, kube::Error> {
+    ) -> Result<DynamicObject, WriteError> {
+        self.guard()?;
         let obj = self
             .api(key.kind, &key.namespace)
             .patch(&key.name, &apply_params(), &Patch::Apply(manifest))
@@ -85,7 +117,8 @@ impl Executor {
         &self,
         key: &ObjectKey,
         manifest: &Value,
-    ) -> Result<DynamicObject, kube::Error> {
+    ) -> Result<DynamicObject, WriteError> {
+        self.guard()?;
         let obj: DynamicObject =
             serde_json::from_value(manifest.clone()).map_err(kube::Error::SerdeError)?;
         let pp = PostParams {
@@ -101,7 +134,7 @@ impl Executor {
     }
 
     /// Writes a planned object: a replace when it exists, an apply when it does not.
-    pub async fn write(&self, a: &plan::Apply) -> Result<DynamicObject, kube::Error> {
+    pub async fn write(&self, a: &plan::Apply) -> Result<DynamicObject, WriteError> {
         let manifest = a.manifest();
         match a.live {
             Some(_) => self.replace(&a.key, &manifest).await,
@@ -111,7 +144,8 @@ impl Executor {
 
     /// Deletes a generated object (only the instance with `uid`, when known). Already gone is
     /// success.
-    pub async fn delete(&self, key: &ObjectKey, uid: Option<String>) -> Result<(), kube::Error> {
+    pub async fn delete(&self, key: &ObjectKey, uid: Option<String>) -> Result<(), WriteError> {
+        self.guard()?;
         let dp = DeleteParams {
             preconditions: uid.map(|uid| Preconditions {
                 uid: Some(uid),
@@ -127,12 +161,13 @@ impl Executor {
         match res {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Takes ownership of the weak field(s) of a tenant object (the patch holds nothing else).
-    pub async fn revert(&self, r: &Revert) -> Result<DynamicObject, kube::Error> {
+    pub async fn revert(&self, r: &Revert) -> Result<DynamicObject, WriteError> {
+        self.guard()?;
         let obj = self
             .api(r.key.kind, &r.key.namespace)
             .patch(&r.key.name, &apply_params(), &Patch::Apply(&r.patch))
@@ -141,7 +176,8 @@ impl Executor {
         Ok(obj)
     }
 
-    pub async fn status(&self, name: &str, status: &MeshBaselineStatus) -> Result<(), kube::Error> {
+    pub async fn status(&self, name: &str, status: &MeshBaselineStatus) -> Result<(), WriteError> {
+        self.guard()?;
         let body = json!({
             "apiVersion": API_VERSION,
             "kind": "MeshBaseline",
@@ -159,7 +195,8 @@ impl Executor {
         &self,
         regarding: &ObjectReference,
         ev: &PlannedEvent,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<(), WriteError> {
+        self.guard()?;
         let event = Event {
             type_: match ev.type_ {
                 plan::EventType::Normal => EventType::Normal,

@@ -3,6 +3,7 @@
 //! so a watch event on a generated object (drift) costs only the plan and the repair.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use tokio::sync::watch as signal;
 use tracing::Instrument;
 
 use crate::api::baseline::MeshBaselineStatus;
@@ -25,6 +25,7 @@ use crate::telemetry::{Health, Metrics};
 
 use super::cache::{Cache, Key, Triggers};
 use super::executor::Executor;
+use super::lease::Leadership;
 use super::objects::{GeneratedIndex, KindEntry, Typed};
 
 /// What the controller remembers about a baseline between reconciles.
@@ -43,6 +44,8 @@ struct BaselineState {
     /// (`PlanInput::records`), and the compile output last merged into it.
     records: Arc<BTreeSet<ObjectKey>>,
     records_for: Option<Arc<Compiled>>,
+    /// The resync epoch of the last complete plan that succeeded.
+    resync_epoch: u64,
     failures: u32,
 }
 
@@ -63,7 +66,11 @@ pub struct Ctx {
     pub client: Client,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    pub leader: signal::Receiver<bool>,
+    /// The local lease deadline: checked before every reconcile and every write.
+    pub leadership: Arc<Leadership>,
+    /// Bumped by every full resync: a baseline whose last complete plan is older takes the
+    /// complete path, not the drift fast path.
+    resync_epoch: AtomicU64,
     pub baselines: Store<MeshBaseline>,
     pub triggers: Arc<Triggers>,
     pub executor: Executor,
@@ -91,6 +98,9 @@ pub struct Ctx {
 pub enum ReconcileError {
     #[error("{0}")]
     Kube(#[from] kube::Error),
+    /// Leadership was lost during the plan; the rest of it was not executed.
+    #[error("leadership lost")]
+    NotLeader,
 }
 
 impl ReconcileError {
@@ -99,6 +109,7 @@ impl ReconcileError {
             ReconcileError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             ReconcileError::Kube(kube::Error::Api(_)) => "api",
             ReconcileError::Kube(_) => "other",
+            ReconcileError::NotLeader => "not_leader",
         }
     }
 }
@@ -117,16 +128,22 @@ impl Ctx {
         client: Client,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-        leader: signal::Receiver<bool>,
+        leadership: Arc<Leadership>,
         baselines: Store<MeshBaseline>,
         pod_name: String,
     ) -> Ctx {
         Ctx {
-            executor: Executor::new(client.clone(), metrics.clone(), Some(pod_name)),
+            executor: Executor::new(
+                client.clone(),
+                metrics.clone(),
+                Some(pod_name),
+                leadership.clone(),
+            ),
             client,
             metrics,
             health,
-            leader,
+            leadership,
+            resync_epoch: AtomicU64::new(0),
             baselines,
             triggers: Arc::new(Triggers::default()),
             namespaces: Cache::default(),
@@ -145,6 +162,14 @@ impl Ctx {
             dirty: Mutex::new(HashMap::new()),
             records: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A full resync: every baseline is planned completely from the caches (writing only what
+    /// differs), whatever the watches said.
+    pub fn resync(&self) {
+        self.resync_epoch.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!("full resync");
+        self.triggers.all();
     }
 
     /// Whether `entry` at `key` is one of our objects: its key is in the records of the
@@ -397,7 +422,7 @@ pub async fn reconcile(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action, R
 }
 
 async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
-    if !ctx.caches_synced() || !*ctx.leader.borrow() {
+    if !ctx.caches_synced() || !ctx.leadership.may_write() {
         // Re-triggered when the caches sync or leadership is acquired.
         return Ok(Action::await_change());
     }
@@ -413,7 +438,8 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         .remove(&name)
         .unwrap_or_default();
 
-    let (plan, computed, next_expiry) = {
+    let epoch = ctx.resync_epoch.load(Ordering::Acquire);
+    let (plan, computed, next_expiry, fast) = {
         let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = states.remove(&name).unwrap_or_default();
         drop(states);
@@ -441,6 +467,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         // Drift fast path: when nothing but generated objects changed since a successful
         // reconcile with the same compile output, only those objects need comparing.
         let fast = state.failures == 0
+            && state.resync_epoch == epoch
             && state.last_status.is_some()
             && state.last_missing == missing
             && computed.as_ref().is_some_and(|c| {
@@ -479,7 +506,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), state);
-        (p, computed, next_expiry)
+        (p, computed, next_expiry, fast)
     };
     if validated.is_err() {
         ctx.metrics.reconcile_error("invalid_spec");
@@ -492,8 +519,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         ctx.metrics.reconcile_error("crd_missing");
     }
 
-    let mut progress = 0;
-    let result = super::execute::execute(&ctx, &mb, &plan, &mut progress).await;
+    let mut outcome = super::execute::Outcome {
+        progress: 0,
+        status: None,
+    };
+    let result = super::execute::execute(&ctx, &mb, &plan, &mut outcome).await;
+    let progress = outcome.progress;
     let elapsed = started.elapsed();
     ctx.metrics
         .reconcile_duration
@@ -505,11 +536,11 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 Ok(()) => {
                     state.failures = 0;
                     state.seen = plan.findings_seen.clone();
-                    if let Some(s) = &plan.status {
-                        state.last_status = Some(s.clone());
-                    }
                     if let Some(c) = &computed {
                         state.previous_compiled = Some(c.compiled.clone());
+                    }
+                    if !fast {
+                        state.resync_epoch = epoch;
                     }
                 }
                 // Backoff grows only while nothing gets through: under a share of failing
@@ -517,6 +548,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 // convergence is not held up by long waits.
                 Err(_) if progress > 0 => state.failures = 1,
                 Err(_) => state.failures = state.failures.saturating_add(1),
+            }
+            // What was written is what the next plan compares with (the watch may not have
+            // delivered it yet), also after a failure: a status naming failed writes must be
+            // replaced once they succeed.
+            if let Some(s) = outcome.status.take() {
+                state.last_status = Some(s);
             }
         }
     }
@@ -550,6 +587,11 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 ),
                 None => Action::await_change(),
             })
+        }
+        // Not an error: another replica writes now; leadership changes trigger a full pass.
+        Err(ReconcileError::NotLeader) => {
+            tracing::info!("leadership lost; plan stopped");
+            Ok(Action::await_change())
         }
         Err(e) => {
             ctx.metrics.reconciled(false);

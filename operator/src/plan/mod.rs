@@ -23,7 +23,10 @@ use crate::audit::Finding;
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
 use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta};
-use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING};
+use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING, STALLED};
+
+/// How long `DriftDetected` stays True after a repair.
+pub const DRIFT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
 
 /// At most this many "new finding" events per reconcile; the rest are only in the status.
 pub const MAX_FINDING_EVENTS: usize = 20;
@@ -224,12 +227,14 @@ pub struct Plan {
     pub findings_seen: BTreeSet<FindingId>,
 }
 
+/// A warning event; the note is cut below 1 KiB (the API server refuses longer notes, and a
+/// refused event would be retried forever).
 fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
     PlannedEvent {
         type_: EventType::Warning,
         reason: reason.into(),
         action: action.into(),
-        note,
+        note: status::truncate(&note, status::MAX_NOTE),
     }
 }
 
@@ -461,13 +466,35 @@ pub fn plan(input: &PlanInput) -> Plan {
         ),
         None => Cond::new(DEGRADED, false, "AsExpected", ""),
     });
+    // A repair keeps DriftDetected True for a while, so dashboards and `kubectl get` show it
+    // (the next full resync after the window sets it back).
+    let recent_drift = input
+        .previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == DRIFT_DETECTED))
+        .filter(|c| c.status == "True" && c.reason == "DriftRepaired")
+        .filter(|c| input.now.duration_since(c.last_transition_time.0) < DRIFT_WINDOW);
     conds.push(if enforce && repairs > 0 {
+        let names: Vec<String> = applies
+            .iter()
+            .filter(|a| a.repair)
+            .map(|a| a.key.to_string())
+            .collect();
         Cond::new(
             DRIFT_DETECTED,
             true,
             "DriftRepaired",
-            format!("repaired {}", plural(repairs, "object")),
+            status::truncate(
+                &format!(
+                    "repaired {} ({} repairs since the operator started): {}",
+                    plural(repairs, "object"),
+                    input.previous.map_or(0, |p| p.drift_repairs) + repairs as u64,
+                    names.join(", ")
+                ),
+                status::MAX_NOTE,
+            ),
         )
+    } else if let Some(c) = recent_drift.filter(|_| enforce) {
+        Cond::new(DRIFT_DETECTED, true, "DriftRepaired", c.message.clone())
     } else if !enforce && (!applies.is_empty() || !deletes.is_empty()) {
         Cond::new(
             DRIFT_DETECTED,
@@ -599,6 +626,13 @@ fn plan_invalid(input: &PlanInput, err: &InvalidBaseline) -> Plan {
         Cond::new(DEGRADED, false, "AsExpected", ""),
         Cond::new(DRIFT_DETECTED, false, "NoDrift", ""),
         Cond::new(INVALID, true, "InvalidSpec", message.clone()),
+        // Flux's kstatus reads an invalid spec as failed only through Stalled.
+        Cond::new(
+            STALLED,
+            true,
+            "InvalidSpec",
+            "the spec is invalid; fix it to continue",
+        ),
     ];
     let counts = input
         .previous

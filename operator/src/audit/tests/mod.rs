@@ -94,6 +94,7 @@ pub(super) fn mk_sidecar(ns: &str, name: &str, spec: Value) -> Sidecar {
 
 pub(super) fn mk_ns(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo {
     NamespaceInfo {
+        terminating: false,
         name: name.into(),
         labels: labels
             .iter()

@@ -8,6 +8,7 @@ use kube::Client;
 use serde_json::json;
 
 use super::*;
+use crate::controller::lease::Leadership;
 
 #[derive(Clone, Debug)]
 struct Recorded {
@@ -55,7 +56,12 @@ fn mock(reply: (u16, Value)) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
 }
 
 fn executor(client: Client) -> Executor {
-    Executor::new(client, Arc::new(Metrics::new()), Some("pod-0".into()))
+    Executor::new(
+        client,
+        Arc::new(Metrics::new()),
+        Some("pod-0".into()),
+        Arc::new(Leadership::always()),
+    )
 }
 
 fn netpol_reply() -> Value {
