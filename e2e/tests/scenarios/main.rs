@@ -9,6 +9,7 @@ mod fixtures;
 mod baseline;
 mod drift;
 mod faults;
+mod leadership;
 mod lifecycle;
 mod ownership;
 mod rbac;

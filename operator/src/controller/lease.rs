@@ -97,6 +97,11 @@ struct Seen {
     at: Instant,
 }
 
+/// The lease duration as the Lease records it: whole seconds, at least one.
+pub fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs().max(1))
+}
+
 fn micro_now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
@@ -107,7 +112,7 @@ async fn attempt(
     cfg: &LeaseConfig,
     seen: &mut Seen,
 ) -> Result<bool, kube::Error> {
-    let secs = i32::try_from(cfg.duration.as_secs()).unwrap_or(i32::MAX);
+    let secs = i32::try_from(whole_seconds(cfg.duration).as_secs()).unwrap_or(i32::MAX);
     let Some(lease) = api.get_opt(&cfg.name).await? else {
         let lease: Lease = serde_json::from_value(json!({
             "metadata": {"name": cfg.name, "namespace": cfg.namespace},
@@ -183,7 +188,8 @@ pub async fn run(
         record: None,
         at: Instant::now(),
     };
-    let valid_for = cfg.duration.saturating_sub(cfg.margin);
+    // The Lease records whole seconds, and followers go by what it records.
+    let valid_for = whole_seconds(cfg.duration).saturating_sub(cfg.margin);
     loop {
         let paused = cfg
             .paused

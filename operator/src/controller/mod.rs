@@ -152,7 +152,7 @@ pub async fn run_with_metrics(
     // their caches warm.
     let (leader_tx, leader_rx) = signal::channel(!config.leader_election);
     let (leadership, lease_task) = if config.leader_election {
-        if config.lease_renew + config.lease_margin >= config.lease_duration {
+        if config.lease_renew + config.lease_margin >= lease::whole_seconds(config.lease_duration) {
             return Err(Error::LeaseTimings {
                 duration: config.lease_duration,
                 renew: config.lease_renew,

@@ -825,9 +825,9 @@ fn drift_stays_detected_for_a_while_and_event_notes_stay_short() {
         .contains("NetworkPolicy a/meshbaseline-baseline"));
     case.converge(&p);
     case.observed = observed_of(&[&ap, &np]);
-    case.now = case.now + jiff::SignedDuration::from_secs(60);
+    case.now += jiff::SignedDuration::from_secs(60);
     assert_eq!(case.run().status, None, "still True, nothing to write");
-    case.now = case.now + DRIFT_WINDOW;
+    case.now += DRIFT_WINDOW;
     let later = case.run().status.unwrap();
     assert_eq!(cond(&later, DRIFT_DETECTED).status, "False");
     // A finding with a huge message: the event note stays under 1 KiB.
