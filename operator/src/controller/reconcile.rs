@@ -413,7 +413,16 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             .insert(name.clone(), state);
         (p, computed, next_expiry, fast)
     };
-    if validated.is_err() {
+    // Error counters count errors, not reconciles: an invalid spec is counted when the status
+    // first reports it (a new generation or message), not again on every later drift repair,
+    // resync or inventory change while it stays invalid; missing CRDs likewise.
+    if validated.is_err()
+        && plan.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Invalid" && c.status == "True")
+        })
+    {
         ctx.metrics.reconcile_error("invalid_spec");
     }
     if plan.status.as_ref().is_some_and(|s| {
