@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{pinned_kind, ApiCapabilities, ApiResource, Scope};
 use serde_json::Value;
@@ -360,6 +360,48 @@ impl Cluster {
             ..PatchParams::default()
         };
         Ok(api.patch(name, &params, &Patch::Merge(patch)).await?)
+    }
+
+    /// Edits an object with a JSON patch (RFC 6902) as the tenant.
+    pub async fn json_patch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+        ops: &Value,
+    ) -> Result<DynamicObject, HarnessError> {
+        let (api, _) = self.api(api_version, kind, ns).await?;
+        let url = format!(
+            "{}/{name}?fieldManager={TENANT_MANAGER}",
+            api.resource_url()
+        );
+        let req = http::Request::patch(url)
+            .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+            .body(serde_json::to_vec(ops)?)
+            .map_err(|e| HarnessError::Invalid(format!("JSON patch request: {e}")))?;
+        Ok(self.harness.request(req).await?)
+    }
+
+    /// Replaces an object as the tenant (`kubectl edit` / PUT): reads it, lets `edit` change
+    /// it, and writes it back with the resourceVersion it read.
+    pub async fn replace_as_tenant(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<DynamicObject, HarnessError> {
+        let (api, _) = self.api(api_version, kind, ns).await?;
+        let mut obj = serde_json::to_value(api.get(name).await?)?;
+        edit(&mut obj);
+        let obj: DynamicObject = serde_json::from_value(obj)?;
+        let pp = PostParams {
+            field_manager: Some(TENANT_MANAGER.into()),
+            ..PostParams::default()
+        };
+        Ok(api.replace(name, &pp, &obj).await?)
     }
 
     /// Deletes an object (background propagation); `false` when it did not exist.

@@ -167,6 +167,7 @@ fn classify(req: &Request<Incoming>) -> RequestRecord {
         ("PATCH", _) if content_type.starts_with("application/strategic-merge-patch") => {
             Verb::StrategicPatch
         }
+        ("PATCH", _) if content_type.starts_with("application/json-patch") => Verb::JsonPatch,
         ("PATCH", _) => Verb::MergePatch,
         ("DELETE", true) => Verb::Delete,
         ("DELETE", false) => Verb::DeleteCollection,

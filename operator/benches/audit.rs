@@ -45,6 +45,7 @@ fn inventory() -> Inventory {
         inv.namespaces.insert(
             ns.clone(),
             NamespaceInfo {
+                terminating: false,
                 name: ns.clone(),
                 labels: labels.map(|(k, v)| (k.to_string(), v.to_string())).into(),
             },

@@ -43,8 +43,14 @@ fn inventory(n: usize) -> Inventory {
             ("mesh.example.com/protected".to_string(), "true".to_string()),
             ("kubernetes.io/metadata.name".to_string(), name.clone()),
         ]);
-        inv.namespaces
-            .insert(name.clone(), NamespaceInfo { name, labels });
+        inv.namespaces.insert(
+            name.clone(),
+            NamespaceInfo {
+                name,
+                labels,
+                terminating: false,
+            },
+        );
     }
     inv
 }

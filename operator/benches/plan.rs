@@ -31,6 +31,7 @@ fn world() -> (Baseline, Inventory, Compiled, BTreeMap<ObjectKey, Observed>) {
         inventory.namespaces.insert(
             name.clone(),
             NamespaceInfo {
+                terminating: false,
                 name,
                 labels: BTreeMap::new(),
             },
@@ -68,6 +69,7 @@ fn bench(c: &mut Criterion) {
     let missing = BTreeSet::new();
     let seen = BTreeSet::new();
     let changed = BTreeSet::from([gone.clone()]);
+    let records: BTreeSet<_> = compiled.objects.iter().map(|o| o.key.clone()).collect();
     let input = |observed, only| PlanInput {
         name: "default",
         uid: Some("u1"),
@@ -81,6 +83,7 @@ fn bench(c: &mut Criterion) {
         missing_kinds: &missing,
         previous: None,
         previous_compiled: Some(&compiled),
+        records: &records,
         previous_findings: &seen,
         only,
         now: Timestamp::UNIX_EPOCH,

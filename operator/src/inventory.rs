@@ -29,6 +29,9 @@ pub struct Inventory {
 pub struct NamespaceInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Being deleted (phase Terminating): the API server refuses new objects in it
+    /// (NamespaceTerminating), so nothing is generated there; it is gone soon anyway.
+    pub terminating: bool,
 }
 
 impl From<&Namespace> for NamespaceInfo {
@@ -36,6 +39,8 @@ impl From<&Namespace> for NamespaceInfo {
         NamespaceInfo {
             name: ns.metadata.name.clone().unwrap_or_default(),
             labels: ns.metadata.labels.clone().unwrap_or_default(),
+            terminating: ns.metadata.deletion_timestamp.is_some()
+                || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
         }
     }
 }

@@ -33,7 +33,8 @@ fn contract_cluster_grants() -> BTreeSet<Grant> {
         }
     };
     let list_watch = &["list", "watch"];
-    let write = &["list", "watch", "create", "patch", "delete"];
+    // `update`: generated objects are repaired by replace (PUT), which removes foreign fields.
+    let write = &["list", "watch", "create", "update", "patch", "delete"];
     add("meshbaseline.dev", &["meshbaselines"], list_watch);
     add("meshbaseline.dev", &["meshbaselines/status"], &["patch"]);
     add("", &["namespaces", "pods", "services"], list_watch);
@@ -58,7 +59,8 @@ fn contract_cluster_grants() -> BTreeSet<Grant> {
 }
 
 fn contract_namespaced_grants() -> BTreeSet<Grant> {
-    // kube-lease-manager reads, creates and patches the Lease; it never replaces it (PUT), so
+    // Leader election (controller::lease) reads, creates and patches the Lease; it never
+    // replaces it (PUT), so
     // no `update` (the e2e RBAC scenario checks this against the recorded requests).
     ["get", "create", "patch"]
         .into_iter()

@@ -99,6 +99,7 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "MB701 NetworkPolicy istio-system/istiod-debug",
         "MB702 Sidecar istio-system/allow-any",
         "MB702 Sidecar istio-system/default",
+        "MB801 Sidecar checkout/meshbaseline-egress",
     ];
     assert_eq!(got, expected);
     for rule in Rule::ALL {
@@ -189,7 +190,7 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
         .remove("message");
     assert!(!validator.is_valid(&broken));
     let results = doc["runs"][0]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 35);
+    assert_eq!(results.len(), 36);
     let first = &results[0];
     assert_eq!(first["level"], "error");
     assert!(

@@ -98,12 +98,22 @@ fn selection_skips_system_root_and_unlabelled_namespaces() {
     inv.namespaces.insert(
         "plain".into(),
         meshbaseline::inventory::NamespaceInfo {
+            terminating: false,
             name: "plain".into(),
             labels: Default::default(),
         },
     );
     let c = run(&baseline(SELECT), &inv);
     assert_eq!(c.protected, ["shop"]);
+    // A namespace being deleted gets nothing: the API server would refuse every write there
+    // (NamespaceTerminating) and the reconcile would retry forever.
+    let mut going = inv.clone();
+    if let Some(ns) = going.namespaces.get_mut("shop") {
+        ns.terminating = true;
+    }
+    let none = run(&baseline(SELECT), &going);
+    assert!(none.protected.is_empty());
+    assert!(none.objects.iter().all(|o| o.key.namespace != "shop"));
     let namespaces: std::collections::BTreeSet<&str> =
         c.objects.iter().map(|o| o.key.namespace.as_str()).collect();
     assert_eq!(namespaces, ["istio-system", "shop"].into());

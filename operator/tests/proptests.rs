@@ -177,8 +177,14 @@ fn namespaces() -> impl Strategy<Value = Inventory> {
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
-                inv.namespaces
-                    .insert(name.clone(), NamespaceInfo { name, labels });
+                inv.namespaces.insert(
+                    name.clone(),
+                    NamespaceInfo {
+                        name,
+                        labels,
+                        terminating: false,
+                    },
+                );
             }
             inv.destination_rules = drs
                 .into_iter()

@@ -14,6 +14,7 @@ pub enum Verb {
     Apply,
     MergePatch,
     StrategicPatch,
+    JsonPatch,
     Delete,
     DeleteCollection,
 }
@@ -25,7 +26,10 @@ impl Verb {
     }
 
     pub fn is_patch(self) -> bool {
-        matches!(self, Verb::Apply | Verb::MergePatch | Verb::StrategicPatch)
+        matches!(
+            self,
+            Verb::Apply | Verb::MergePatch | Verb::StrategicPatch | Verb::JsonPatch
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +42,7 @@ impl Verb {
             Verb::Apply => "apply",
             Verb::MergePatch => "merge-patch",
             Verb::StrategicPatch => "strategic-patch",
+            Verb::JsonPatch => "json-patch",
             Verb::Delete => "delete",
             Verb::DeleteCollection => "deletecollection",
         }

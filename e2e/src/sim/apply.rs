@@ -255,6 +255,15 @@ pub fn record_update(live: Option<&Value>, new: &mut Value, w: &Writer<'_>) {
         .filter(|p| live.and_then(|l| fieldset::get(l, p)) != fieldset::get(new, p))
         .collect();
     let mut entries = read_entries(live);
+    // Fields the update removed are nobody's any more (structured-merge-diff drops
+    // `compare.Removed` from every manager's set), so a later apply does not "own" a field
+    // that is gone.
+    if live.is_some() {
+        for e in &mut entries {
+            e.set.retain(|p| fieldset::get(new, p).is_some());
+        }
+        entries.retain(|e| !e.set.is_empty());
+    }
     if !changed.is_empty() {
         for e in &mut entries {
             e.set.retain(|p| !changed.contains(p));

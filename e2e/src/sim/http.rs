@@ -333,7 +333,7 @@ async fn serve_resource(
         Verb::Update => {
             writes::replace(&mut state, &t, &parse_body(&body)?, &manager, &now).map(|o| (200, o))
         }
-        Verb::Apply | Verb::MergePatch | Verb::StrategicPatch => {
+        Verb::Apply | Verb::MergePatch | Verb::StrategicPatch | Verb::JsonPatch => {
             let kind = match verb {
                 Verb::Apply => {
                     if !q.contains_key("fieldManager") {
@@ -346,6 +346,7 @@ async fn serve_resource(
                     }
                 }
                 Verb::MergePatch => PatchKind::Merge,
+                Verb::JsonPatch => PatchKind::Json,
                 _ => PatchKind::Strategic,
             };
             writes::patch(&mut state, &t, kind, &parse_body(&body)?, &manager, &now)

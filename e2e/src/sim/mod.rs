@@ -8,7 +8,7 @@
 //!   (`resources`);
 //! - lists are atomic for server-side apply, a `null` in an applied configuration removes the
 //!   field, client-supplied `managedFields` are ignored (`fieldset`, `apply`);
-//! - strategic merge patch is a JSON merge patch, JSON patch answers 415 (`writes`, `request`);
+//! - strategic merge patch is a JSON merge patch (`writes`, `request`);
 //! - lists are served from the latest state whatever resourceVersion they ask for; later pages
 //!   of a continued list read the then-current state (`reads`);
 //! - watch history is compacted by count or on demand, not by time; bookmarks come every

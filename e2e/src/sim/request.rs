@@ -67,7 +67,7 @@ pub fn verb_of(
             "application/apply-patch+yaml" | "application/apply-patch+json" => Verb::Apply,
             "application/merge-patch+json" => Verb::MergePatch,
             "application/strategic-merge-patch+json" => Verb::StrategicPatch,
-            // Simplification: JSON patch (RFC 6902) is not served.
+            "application/json-patch+json" => Verb::JsonPatch,
             other => return Err(ApiError::unsupported_media(other)),
         },
         ("DELETE", true) => Verb::Delete,

@@ -66,6 +66,9 @@ pub enum PatchKind {
     /// `application/strategic-merge-patch+json`. Simplification: handled as a JSON merge patch
     /// (no patch strategies or directives; lists replaced), which is exact for Leases.
     Strategic,
+    /// `application/json-patch+json` (RFC 6902): every operation, atomically; a failed `test`
+    /// or a path that does not exist is 422, as on a real server.
+    Json,
 }
 
 /// The object as a client sees it through the requested version.
@@ -248,6 +251,17 @@ pub fn patch(
             check_precondition(t, name, body, &live)?;
             let mut new = live.clone();
             super::fieldset::merge_into(&mut new, body);
+            check_body(t, &new, name)?;
+            finish(state, t, key, &live, new, &w, false).map(|o| (200, o))
+        }
+        (PatchKind::Json, Some(live)) => {
+            let ops: json_patch::Patch = serde_json::from_value(body.clone())
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
+            let mut new = live.clone();
+            json_patch::patch(&mut new, &ops).map_err(|e| {
+                ApiError::new(422, "Invalid", format!("the JSON patch failed: {e}"))
+            })?;
+            check_precondition(t, name, &new, &live)?;
             check_body(t, &new, name)?;
             finish(state, t, key, &live, new, &w, false).map(|o| (200, o))
         }

@@ -213,3 +213,78 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
     }
     env.finish().await
 }
+
+/// A write that keeps failing does not freeze the status: it says Degraded, names the object
+/// and the API's answer, and recovers once the write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_writes_are_named_in_a_degraded_status() -> TestResult {
+    let env = Env::start("failwrite").await?;
+    let sim = env.cluster.gate();
+    let a = env.add_namespace("a").await?;
+    env.apply(&mk_baseline("failwrite", "failwrite", json!({})))
+        .await?;
+    env.wait_converged("failwrite").await?;
+    sim.set_faults(FaultConfig {
+        error_rate: 1.0,
+        error_codes: vec![403],
+        error_verbs: vec![Verb::Update],
+        ..FaultConfig::default()
+    });
+    env.cluster
+        .merge_patch(
+            "security.istio.io/v1",
+            "AuthorizationPolicy",
+            Some(&a),
+            "meshbaseline-deny-plaintext",
+            &json!({"spec": {"selector": {"matchLabels": {"nothing": "matches"}}}}),
+        )
+        .await?;
+    let object = format!("AuthorizationPolicy {a}/meshbaseline-deny-plaintext");
+    env.wait_condition("failwrite", "Degraded", "True", |reason, message| {
+        reason == "WriteFailed" && message.contains(&object) && message.contains("403")
+    })
+    .await?;
+    sim.clear_faults();
+    env.wait_converged("failwrite").await?;
+    env.wait_condition("failwrite", "Degraded", "False", |_, _| true)
+        .await?;
+    env.finish().await
+}
+
+/// The periodic full resync re-plans everything from the caches and, with nothing changed,
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_resyncs_write_nothing_in_steady_state() -> TestResult {
+    let cluster = meshbaseline_e2e::Cluster::start().await?;
+    Env::seed_root(&cluster).await?;
+    let config = meshbaseline::controller::Config {
+        resync: Some(Duration::from_millis(100)),
+        ..test_config()
+    };
+    let op = Operator::start_with(&cluster, config);
+    let env = Env {
+        cluster,
+        op,
+        scenario: "resync".into(),
+    };
+    env.add_namespace("a").await?;
+    env.add_namespace("b").await?;
+    env.apply(&mk_baseline("resync", "resync", json!({})))
+        .await?;
+    env.wait_converged("resync").await?;
+    env.wait_condition("resync", "Ready", "True", |_, _| true)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sim = env.cluster.sim()?;
+    let mark = sim.mark();
+    let before = env.op.successful_reconciles();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let resyncs = env.op.successful_reconciles() - before;
+    assert!(
+        resyncs >= 5.0,
+        "only {resyncs} reconciles in 1 s of 100 ms resyncs"
+    );
+    let log = sim.requests_since(mark);
+    assert_eq!(log.writes_by("meshbaseline"), 0, "{log:?}");
+    env.finish().await
+}

@@ -52,7 +52,7 @@ fn request_line(r: &RequestRecord) -> (&'static str, String) {
         }
         Verb::Create => "POST",
         Verb::Update => "PUT",
-        Verb::Apply | Verb::MergePatch | Verb::StrategicPatch => "PATCH",
+        Verb::Apply | Verb::MergePatch | Verb::StrategicPatch | Verb::JsonPatch => "PATCH",
         Verb::Delete | Verb::DeleteCollection => "DELETE",
     };
     (method, path)
@@ -75,6 +75,10 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     let config = meshbaseline::controller::Config {
         leader_election: true,
         lease_namespace: LEASE_NAMESPACE.into(),
+        // Renewals (patch) within the scenario's few seconds.
+        lease_duration: std::time::Duration::from_secs(3),
+        lease_renew: std::time::Duration::from_millis(200),
+        lease_margin: std::time::Duration::from_millis(500),
         ..test_config()
     };
     let op = Operator::start_with(&cluster, config);
@@ -128,6 +132,45 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
                 Ok((env.op.metric(metric.0, metric.1) >= f64::from(round)).then_some(()))
             })
             .await?;
+    }
+    // A tenant edit of each kind: repaired by replace (update).
+    for (api, kind, ns, name) in [
+        (
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            b.as_str(),
+            "meshbaseline-baseline",
+        ),
+        (
+            "security.istio.io/v1",
+            "AuthorizationPolicy",
+            b.as_str(),
+            "meshbaseline-deny-plaintext",
+        ),
+        (
+            "networking.istio.io/v1",
+            "DestinationRule",
+            b.as_str(),
+            "meshbaseline-mtls",
+        ),
+        (
+            "security.istio.io/v1",
+            "PeerAuthentication",
+            ROOT,
+            "meshbaseline-mesh-mtls",
+        ),
+        (
+            "networking.istio.io/v1",
+            "Sidecar",
+            ROOT,
+            "meshbaseline-registry-only",
+        ),
+    ] {
+        let patch = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}});
+        env.cluster
+            .merge_patch(api, kind, Some(ns), name, &patch)
+            .await?;
+        env.wait_converged("rbac").await?;
     }
     // The root namespace moves: every root object is deleted from the old one.
     let root = env.add_namespace("root").await?;

@@ -8,6 +8,7 @@ mod faults;
 mod gc;
 mod harness;
 mod list;
+mod replace;
 mod scale;
 mod ssa;
 mod status;

@@ -1,11 +1,12 @@
 //! Ambient mode: MB302, MB303 (AuthorizationPolicies ztunnel and waypoints enforce) and
 //! MB507–MB509 (pods and Services that leave ztunnel or their waypoint).
 
-use super::context::{is_managed, name_of, ns_of, Ctx};
+use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};
 use crate::api::istio::{AuthorizationPolicy, Rule as AuthzRule};
 use crate::dataplane::{self, DataPlane};
 use crate::inventory::PodInfo;
+use crate::object::Kind;
 
 const AP: &str = "AuthorizationPolicy";
 /// Label of the pods Istio deploys for waypoints and gateways.
@@ -87,7 +88,7 @@ pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
         .map(|p| p.namespace.as_str())
         .collect();
     for ap in &ctx.inventory.authorization_policies {
-        if is_managed(&ap.metadata) {
+        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) {
             continue;
         }
         let (ns, name) = (ns_of(&ap.metadata), name_of(&ap.metadata));

@@ -1,9 +1,10 @@
 //! MB301: ALLOW rules that plaintext (identity-less) requests can match. ALLOW rules add up,
 //! so one such rule re-opens whatever another policy restricts.
 
-use super::context::{is_managed, name_of, ns_of, Ctx};
+use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};
 use crate::api::istio::{Rule as AuthzRule, Source};
+use crate::object::Kind;
 
 const KIND: &str = "AuthorizationPolicy";
 
@@ -43,7 +44,7 @@ fn plaintext_reason(rule: &AuthzRule) -> Option<&'static str> {
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for ap in &ctx.inventory.authorization_policies {
-        if is_managed(&ap.metadata) {
+        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) {
             continue;
         }
         let action = ap.spec.action.as_deref().unwrap_or("ALLOW");

@@ -11,24 +11,71 @@ use super::{Finding, Rule};
 use crate::api::baseline::Control;
 use crate::api::model::{Baseline, FieldErrors};
 use crate::api::selector::Selector;
+use crate::compile::{Compiled, Scope};
 use crate::dataplane::{self, DataPlane};
 use crate::inventory::{Inventory, PodInfo};
-use crate::object::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::object::{Kind, ObjectKey};
 
 pub(crate) struct Ctx<'a> {
     pub baseline: &'a Baseline,
     pub inventory: &'a Inventory,
     pub now: Timestamp,
+    /// What this baseline generates: with the ownerReference uid, the only proof that an
+    /// object is the operator's.
+    desired: &'a Compiled,
+    /// Overlap resolution: namespaces an older baseline wins, and whether the root is ours.
+    scope: &'a Scope,
     empty: BTreeMap<String, String>,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(baseline: &'a Baseline, inventory: &'a Inventory, now: Timestamp) -> Self {
+    pub fn new(
+        baseline: &'a Baseline,
+        inventory: &'a Inventory,
+        desired: &'a Compiled,
+        scope: &'a Scope,
+        now: Timestamp,
+    ) -> Self {
         Ctx {
             baseline,
             inventory,
             now,
+            desired,
+            scope,
             empty: BTreeMap::new(),
+        }
+    }
+
+    /// Whether root-namespace rules are this baseline's to report (the oldest baseline per
+    /// root namespace owns it).
+    pub fn owns_root(&self) -> bool {
+        self.scope.owns_root
+    }
+
+    /// Whether an object is one the operator generated: its key is in the desired set and its
+    /// controller ownerReference names this baseline's uid (without a uid, offline, the key
+    /// alone). Labels and names prove nothing: tenants can write them.
+    pub fn is_ours(&self, kind: Kind, meta: &ObjectMeta) -> bool {
+        let key = ObjectKey {
+            kind,
+            namespace: ns_of(meta).to_string(),
+            name: name_of(meta).to_string(),
+        };
+        if self
+            .desired
+            .objects
+            .binary_search_by(|d| d.key.cmp(&key))
+            .is_err()
+        {
+            return false;
+        }
+        match &self.baseline.uid {
+            None => true,
+            Some(uid) => {
+                meta.owner_references.iter().flatten().any(|o| {
+                    o.kind == "MeshBaseline" && o.controller == Some(true) && &o.uid == uid
+                })
+            }
         }
     }
 
@@ -84,8 +131,9 @@ impl<'a> Ctx<'a> {
             .then(|| dataplane::requested_dataplane(self.labels(&pod.namespace), pod))
     }
 
+    /// Selected by this baseline and not won by an older one.
     pub fn protected(&self, ns: &str) -> bool {
-        self.baseline.selects(ns, self.labels(ns))
+        self.baseline.selects(ns, self.labels(ns)) && !self.scope.claimed_elsewhere.contains(ns)
     }
 
     pub fn exempt(&self, ns: &str, control: Control) -> bool {
@@ -124,14 +172,6 @@ impl<'a> Ctx<'a> {
             fix,
         }
     }
-}
-
-/// Objects the operator generated: never findings, but they count where Istio counts them.
-pub(crate) fn is_managed(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY_VALUE)
 }
 
 pub(crate) fn ns_of(meta: &ObjectMeta) -> &str {

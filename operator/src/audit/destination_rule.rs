@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 
-use super::context::{age_key, is_managed, name_of, ns_of, Ctx};
+use super::context::{age_key, name_of, ns_of, Ctx};
 use super::peer_authentication::PaIndex;
 use super::{Finding, Rule};
 use crate::api::baseline::{Control, MtlsMode};
 use crate::api::istio::{DestinationRule, TrafficPolicy};
+use crate::object::Kind;
 
 const KIND: &str = "DestinationRule";
 
@@ -264,7 +265,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         .inventory
         .destination_rules
         .iter()
-        .filter(|dr| !is_managed(&dr.metadata))
+        .filter(|dr| !ctx.is_ours(Kind::DestinationRule, &dr.metadata))
         .map(|dr| (dr, weak_tls(dr)))
         .filter(|(_, w)| !w.is_empty())
         .collect();

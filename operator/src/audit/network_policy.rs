@@ -7,9 +7,10 @@ use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::context::{is_managed, name_of, ns_of, selector_matches, selects_all, Ctx};
+use super::context::{name_of, ns_of, selector_matches, selects_all, Ctx};
 use super::{Finding, Rule};
 use crate::api::baseline::EgressMode;
+use crate::object::Kind;
 
 const KIND: &str = "NetworkPolicy";
 /// The label Kubernetes puts on every namespace with its own name.
@@ -53,7 +54,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         return;
     }
     for np in &ctx.inventory.network_policies {
-        if is_managed(&np.metadata) {
+        if ctx.is_ours(Kind::NetworkPolicy, &np.metadata) {
             continue;
         }
         let (ns, name) = (ns_of(&np.metadata), name_of(&np.metadata));

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use super::context::{age_key, is_managed, name_of, ns_of, Ctx};
+use super::context::{age_key, name_of, ns_of, Ctx};
 use super::{Finding, Rule};
 use crate::api::baseline::MtlsMode;
 use crate::api::istio::PeerAuthentication;
+use crate::object::Kind;
 
 const KIND: &str = "PeerAuthentication";
 
@@ -51,12 +52,15 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let base = ctx.baseline.mtls.mode;
     let bmode = baseline_mode(ctx);
     for pa in &ctx.inventory.peer_authentications {
-        if is_managed(&pa.metadata) {
+        if ctx.is_ours(Kind::PeerAuthentication, &pa.metadata) {
             continue;
         }
         let (ns, name) = (ns_of(&pa.metadata), name_of(&pa.metadata));
         let m = mode(pa);
         if ns == root {
+            if !ctx.owns_root() {
+                continue;
+            }
             if has_selector(pa) {
                 out.push(ctx.finding(
                     Rule::MB104,
@@ -129,7 +133,9 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             ));
         }
     }
-    mesh_wide_conflicts(ctx, out);
+    if ctx.owns_root() {
+        mesh_wide_conflicts(ctx, out);
+    }
 }
 
 /// MB103: Istio uses the oldest mesh-wide PeerAuthentication and ignores the others.
@@ -156,7 +162,10 @@ fn mesh_wide_conflicts(ctx: &Ctx, out: &mut Vec<Finding>) {
         "Istio uses the oldest by creation time (unknown from manifests) and ignores the rest"
             .to_string()
     };
-    for pa in mesh_wide.iter().filter(|pa| !is_managed(&pa.metadata)) {
+    for pa in mesh_wide
+        .iter()
+        .filter(|pa| !ctx.is_ours(Kind::PeerAuthentication, &pa.metadata))
+    {
         let name = name_of(&pa.metadata);
         out.push(ctx.finding(
             Rule::MB103,

@@ -2,15 +2,20 @@
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-use super::context::{age_key, is_managed, name_of, ns_of, selector_matches, Ctx};
+use super::context::{age_key, name_of, ns_of, selector_matches, Ctx};
 use super::network_policy::{has_type, port_range};
 use super::{Finding, Rule};
 use crate::api::istio::Sidecar;
+use crate::object::Kind;
 
 /// istiod's plaintext xDS, debug and ControlZ ports.
 const PLAINTEXT_PORTS: [i32; 3] = [15010, 8080, 9876];
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    // Reported once, by the baseline that owns the root namespace.
+    if !ctx.owns_root() {
+        return;
+    }
     istiod_ingress(ctx, out);
     sidecars(ctx, out);
 }
@@ -94,7 +99,10 @@ fn istiod_ingress(ctx: &Ctx, out: &mut Vec<Finding>) {
         ));
         return;
     }
-    for np in selecting.into_iter().filter(|np| !is_managed(&np.metadata)) {
+    for np in selecting
+        .into_iter()
+        .filter(|np| !ctx.is_ours(Kind::NetworkPolicy, &np.metadata))
+    {
         let open = open_ports(np);
         if open.is_empty() {
             continue;
@@ -132,7 +140,10 @@ fn sidecars(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
     defaults.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
     let names: Vec<&str> = defaults.iter().map(|s| name_of(&s.metadata)).collect();
-    for sc in defaults.iter().filter(|s| !is_managed(&s.metadata)) {
+    for sc in defaults
+        .iter()
+        .filter(|s| !ctx.is_ours(Kind::Sidecar, &s.metadata))
+    {
         let name = name_of(&sc.metadata);
         out.push(ctx.finding(
             Rule::MB702,

@@ -128,6 +128,7 @@ pub fn read_inventory(args: &Args) -> Result<Inventory, RenderError> {
         inventory.namespaces.insert(
             name.clone(),
             NamespaceInfo {
+                terminating: false,
                 name: name.clone(),
                 labels: Default::default(),
             },

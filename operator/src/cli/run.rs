@@ -43,6 +43,26 @@ pub struct RunArgs {
     /// milliseconds. Drift of generated objects is repaired without delay.
     #[arg(long, env = "MESHBASELINE_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
+    /// Seconds between full resyncs: every baseline is planned again from the caches and
+    /// whatever differs is written (nothing, when the watches missed nothing). 0 disables.
+    #[arg(long, env = "MESHBASELINE_RESYNC_SECONDS", default_value_t = 600)]
+    pub resync: u64,
+    /// Lease duration in seconds: a follower takes over when the holder has not renewed for
+    /// this long (measured on the follower's clock).
+    #[arg(
+        long,
+        env = "MESHBASELINE_LEASE_DURATION_SECONDS",
+        default_value_t = 15
+    )]
+    pub lease_duration: u64,
+    /// Seconds between renewals by the holder (must be well below the lease duration).
+    #[arg(long, env = "MESHBASELINE_LEASE_RENEW_SECONDS", default_value_t = 5)]
+    pub lease_renew: u64,
+    /// Safety margin in milliseconds: the holder stops writing this long before its lease
+    /// could expire for the others, so clock-rate drift and request latency cannot make two
+    /// writers.
+    #[arg(long, env = "MESHBASELINE_LEASE_MARGIN_MS", default_value_t = 2000)]
+    pub lease_margin_ms: u64,
     #[arg(
         long,
         env = "MESHBASELINE_LOG_FORMAT",
@@ -82,6 +102,10 @@ impl RunArgs {
             qps: self.qps,
             burst: self.burst,
             debounce: Duration::from_millis(self.debounce_ms),
+            resync: (self.resync > 0).then(|| Duration::from_secs(self.resync)),
+            lease_duration: Duration::from_secs(self.lease_duration),
+            lease_renew: Duration::from_secs(self.lease_renew),
+            lease_margin: Duration::from_millis(self.lease_margin_ms),
             ..Config::default()
         }
     }
@@ -151,6 +175,10 @@ mod tests {
             "p-1",
             "--log-format",
             "json",
+            "--resync",
+            "60",
+            "--lease-duration",
+            "20",
         ])
         .unwrap();
         let c = cli.run.config();
@@ -160,5 +188,16 @@ mod tests {
         assert_eq!(c.lease_name, "meshbaseline-leader");
         assert_eq!(c.metrics_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(cli.run.log_format, LogFormat::Json);
+        assert_eq!(c.resync, Some(Duration::from_secs(60)));
+        assert_eq!(c.lease_duration, Duration::from_secs(20));
+        assert_eq!(c.lease_renew, Duration::from_secs(5));
+        assert_eq!(c.lease_margin, Duration::from_secs(2));
+        let c = Cli::try_parse_from(["x", "--resync", "0"])
+            .unwrap()
+            .run
+            .config();
+        assert_eq!(c.resync, None);
+        let c = Cli::try_parse_from(["x"]).unwrap().run.config();
+        assert_eq!(c.resync, Some(Duration::from_secs(600)));
     }
 }

@@ -71,7 +71,10 @@ pub fn compile(
     };
     // `inventory.namespaces` is a BTreeMap: namespaces come in name order.
     for (name, ns) in &inventory.namespaces {
-        if !baseline.selects(name, &ns.labels) || scope.claimed_elsewhere.contains(name) {
+        if !baseline.selects(name, &ns.labels)
+            || scope.claimed_elsewhere.contains(name)
+            || ns.terminating
+        {
             continue;
         }
         compiled.protected.push(name.clone());

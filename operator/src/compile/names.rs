@@ -1,6 +1,10 @@
 //! Names of the generated objects. They are an interface: the planner deletes by them, the
 //! audit recognises them, and users grep for them.
 
+/// Every generated object's name starts with this. The controller indexes the objects with
+/// such names for the planner; the name proves nothing about who wrote the object.
+pub const GENERATED_PREFIX: &str = "meshbaseline-";
+
 /// Per protected namespace: DENY for requests without an mTLS principal (G1, G2).
 pub const DENY_PLAINTEXT: &str = "meshbaseline-deny-plaintext";
 /// Per protected namespace: ISTIO_MUTUAL for `*.<ns>.svc.<clusterDomain>` (G9).

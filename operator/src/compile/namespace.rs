@@ -12,7 +12,7 @@ use crate::api::baseline::{Control, MtlsMode};
 use crate::api::Baseline;
 use crate::dataplane::{self, DataPlane};
 use crate::inventory::Inventory;
-use crate::object::{DesiredObject, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::object::{DesiredObject, Kind};
 
 /// The namespace-independent parts, built once.
 pub(crate) struct NamespaceTemplates {
@@ -175,12 +175,10 @@ fn tenant_covered(inventory: &Inventory, domain: &str) -> BTreeSet<String> {
         .destination_rules
         .iter()
         .filter(|dr| {
-            // Our own DestinationRule must not count, or it would remove itself.
-            dr.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY_LABEL))
-                .is_none_or(|v| v != MANAGED_BY_VALUE)
+            // Whatever sits at our DestinationRule's name is ours to repair, so it must not
+            // count (or ours would remove itself). Labels decide nothing: a tenant's own
+            // DestinationRule labelled as ours still covers its host.
+            dr.metadata.name.as_deref() != Some(names::MTLS_DESTINATION_RULE)
         })
         .filter_map(|dr| {
             let namespace = dr.metadata.namespace.as_deref()?;

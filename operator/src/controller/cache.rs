@@ -63,6 +63,21 @@ impl<V: Clone + PartialEq> Cache<V> {
         }
     }
 
+    /// `apply`, unless `keep(current, value)` says the current value must stay; one lock, so
+    /// no watch event slips in between the check and the write.
+    pub fn apply_unless(
+        &self,
+        key: Key,
+        value: V,
+        keep: impl Fn(&V, &V) -> bool,
+    ) -> Option<Option<V>> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        match map.get(&key) {
+            Some(old) if *old == value || keep(old, &value) => None,
+            _ => Some(map.insert(key, value)),
+        }
+    }
+
     pub fn delete(&self, key: &Key) -> Option<V> {
         self.map
             .write()
@@ -277,6 +292,17 @@ mod tests {
             ]
         );
         assert!(c.synced());
+    }
+
+    #[test]
+    fn apply_unless_keeps_what_it_is_told_to() {
+        let c: Cache<u32> = Cache::default();
+        let k = || ("a".to_string(), "x".to_string());
+        let newer = |old: &u32, new: &u32| old > new;
+        assert_eq!(c.apply_unless(k(), 5, newer), Some(None));
+        assert_eq!(c.apply_unless(k(), 3, newer), None, "older value ignored");
+        assert_eq!(c.read().get(&k()), Some(&5));
+        assert_eq!(c.apply_unless(k(), 7, newer), Some(Some(5)));
     }
 
     #[tokio::test]

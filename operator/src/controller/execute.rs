@@ -4,80 +4,124 @@
 use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 
+use crate::api::baseline::MeshBaselineStatus;
 use crate::api::MeshBaseline;
 use crate::object::{Kind, ObjectKey};
-use crate::plan;
+use crate::plan::{self, status};
 
-use super::objects::trim;
+use super::executor::WriteError;
+use super::objects::{trim, KindEntry};
 use super::reconcile::{Ctx, ReconcileError};
+
+/// What the API said, short enough for a condition message.
+fn reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            status::truncate(&format!("{} {}: {}", s.code, s.reason, s.message), 200)
+        }
+        other => status::truncate(&other.to_string(), 200),
+    }
+}
+
+/// What executing a plan did.
+pub(super) struct Outcome {
+    /// Writes that succeeded.
+    pub progress: usize,
+    /// The status written, if any (the planned one, or one naming failed writes).
+    pub status: Option<MeshBaselineStatus>,
+}
 
 /// Executes a plan: every write goes through the executor. Continues past a failed write so
 /// one bad object does not block the others; the first error is returned (retried with
-/// backoff), and the status is then not written, so it never claims more than was done.
-/// `progress` counts the writes that succeeded.
+/// backoff). When writes failed the status is still written, `Degraded=True` naming the
+/// objects and the API's reasons, so it never freezes. Losing leadership stops the plan at
+/// once.
 pub(super) async fn execute(
     ctx: &Ctx,
     mb: &MeshBaseline,
     p: &plan::Plan,
-    progress: &mut usize,
+    out: &mut Outcome,
 ) -> Result<(), ReconcileError> {
     let mut first_err: Option<kube::Error> = None;
-    fn note(first: &mut Option<kube::Error>, e: kube::Error, what: String) {
-        tracing::warn!(error = %e, "{what} failed");
-        if first.is_none() {
-            *first = Some(e);
+    let mut failures: Vec<(String, String)> = Vec::new();
+    let mut note = |e: WriteError, what: String| -> Result<(), ReconcileError> {
+        match e {
+            WriteError::NotLeader => Err(ReconcileError::NotLeader),
+            WriteError::Api(e) => {
+                tracing::warn!(error = %e, "{what} failed");
+                failures.push((what, reason(&e)));
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+                Ok(())
+            }
         }
-    }
+    };
     for a in &p.applies {
-        match ctx.executor.apply(&a.key, &a.object.manifest()).await {
+        match ctx.executor.write(a).await {
             Ok(obj) => {
-                *progress += 1;
+                out.progress += 1;
                 write_through(ctx, a.key.kind, obj);
                 if a.repair {
                     ctx.metrics.drift_repaired(a.key.kind.name());
                     tracing::info!(object = %a.key, "drift repaired");
                 }
             }
-            Err(e) => note(&mut first_err, e, format!("apply {}", a.key)),
+            Err(e) => note(e, a.key.to_string())?,
         }
     }
     for key in &p.deletes {
-        let uid = ctx.generated.with(&mb.name_any(), |o| {
+        let uid = ctx.generated.with(|o| {
             o.get(key)
                 .and_then(|o| o.manifest.pointer("/metadata/uid"))
                 .and_then(|u| u.as_str().map(String::from))
         });
         match ctx.executor.delete(key, uid).await {
             Ok(()) => {
-                *progress += 1;
+                out.progress += 1;
                 forget(ctx, key);
             }
-            Err(e) => note(&mut first_err, e, format!("delete {key}")),
+            Err(e) => note(e, format!("delete {key}"))?,
         }
     }
     for r in &p.reverts {
         match ctx.executor.revert(r).await {
             Ok(obj) => {
-                *progress += 1;
+                out.progress += 1;
                 ctx.metrics.tenant_reverted(r.key.kind.name());
                 tracing::info!(object = %r.key, fields = ?r.fields, "tenant override reverted");
                 write_through(ctx, r.key.kind, obj);
             }
-            Err(e) => note(&mut first_err, e, format!("revert {}", r.key)),
+            Err(e) => note(e, format!("revert {}", r.key))?,
         }
     }
-    if first_err.is_none() {
-        if let Some(status) = &p.status {
-            if let Err(e) = ctx.executor.status(&mb.name_any(), status).await {
-                note(&mut first_err, e, "status".into());
+    let status = if failures.is_empty() {
+        p.status.clone()
+    } else {
+        Some(status::with_write_failures(
+            p.status.as_ref(),
+            mb.status.as_ref(),
+            &failures,
+            jiff::Timestamp::now(),
+        ))
+    };
+    if let Some(status) = status {
+        match ctx.executor.status(&mb.name_any(), &status).await {
+            Ok(()) => out.status = Some(status),
+            Err(WriteError::NotLeader) => return Err(ReconcileError::NotLeader),
+            Err(WriteError::Api(e)) => {
+                tracing::warn!(error = %e, "status failed");
+                first_err.get_or_insert(e);
             }
         }
     }
     let reference = mb.object_ref(&());
     for ev in &p.events {
         // Events are best effort: a lost event must not fail the reconcile.
-        if let Err(e) = ctx.executor.event(&reference, ev).await {
-            tracing::warn!(error = %e, reason = %ev.reason, "event not recorded");
+        match ctx.executor.event(&reference, ev).await {
+            Ok(()) => {}
+            Err(WriteError::NotLeader) => return Err(ReconcileError::NotLeader),
+            Err(e) => tracing::warn!(error = %e, reason = %ev.reason, "event not recorded"),
         }
     }
     match first_err {
@@ -87,13 +131,18 @@ pub(super) async fn execute(
 }
 
 /// The stored object from a write goes into the cache at once, so the next reconcile does not
-/// see the stale version before the watch delivers the event.
+/// see the stale version before the watch delivers the event. Never over a newer version the
+/// watch already delivered (a tenant's edit right after our write would otherwise be hidden
+/// until its event came again): the response wins only when its resourceVersion is
+/// numerically greater; when the versions cannot be compared, the watch's copy stays.
 fn write_through(ctx: &Ctx, kind: Kind, obj: DynamicObject) {
     let (Some(cache), Some((key, entry))) = (ctx.kinds.get(&kind), trim(kind, obj)) else {
         return;
     };
     let new = entry.clone();
-    if let Some(old) = cache.apply(key.clone(), entry) {
+    let keep =
+        |current: &KindEntry, response: &KindEntry| response.newer_than(current) != Some(true);
+    if let Some(old) = cache.apply_unless(key.clone(), entry, keep) {
         ctx.kind_changed(kind, &key, old.as_ref(), Some(&new), false);
     }
 }

@@ -1,12 +1,21 @@
-//! The one writer. Every API write of the operator goes through here: server-side apply with
-//! field manager `meshbaseline` (forced: we own the generated objects, and a tenant's
-//! `kubectl edit` must not block a repair), deletes, forced single-field reverts, status
-//! through the status subresource, and Events.
+//! The one writer. Every API write of the operator goes through here, as field manager
+//! `meshbaseline`: generated objects are created with server-side apply and repaired with a
+//! replace (PUT) guarded by the live resourceVersion; deletes; forced single-field reverts;
+//! status through the status subresource; and Events.
+//!
+//! Why a replace for repairs: server-side apply, even forced, only takes over the fields the
+//! applied configuration contains. A field another manager added (a `selector` that matches
+//! nothing, a `to` clause) stays, owned by that manager, and keeps the policy switched off.
+//! A replace stores exactly the object sent, so foreign spec fields are gone; the
+//! resourceVersion precondition turns a concurrent change into a 409 instead of a lost update
+//! (the watch then delivers the newer version and the object is planned again).
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::{json, Value};
@@ -16,6 +25,8 @@ use crate::api::MeshBaseline;
 use crate::object::{Kind, ObjectKey, FIELD_MANAGER};
 use crate::plan::{self, PlannedEvent, Revert};
 use crate::telemetry::Metrics;
+
+use super::lease::Leadership;
 
 /// How the API addresses a generated kind: one generic path for all of them.
 pub fn api_resource(kind: Kind) -> ApiResource {
@@ -32,15 +43,32 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// Why a write was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// This replica's lease deadline has passed (or it never led): another replica may be
+    /// writing, so nothing is sent.
+    #[error("not the leader (lease deadline passed)")]
+    NotLeader,
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
 #[derive(Clone)]
 pub struct Executor {
     client: Client,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    leadership: Arc<Leadership>,
 }
 
 impl Executor {
-    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Executor {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+        leadership: Arc<Leadership>,
+    ) -> Executor {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance,
@@ -49,6 +77,18 @@ impl Executor {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            leadership,
+        }
+    }
+
+    /// Checked right before every write: a replica whose lease may have expired for the
+    /// others writes nothing, even in the middle of a plan.
+    fn guard(&self) -> Result<(), WriteError> {
+        if self.leadership.may_write() {
+            Ok(())
+        } else {
+            self.metrics.write_refused();
+            Err(WriteError::NotLeader)
         }
     }
 
@@ -56,12 +96,13 @@ impl Executor {
         Api::namespaced_with(self.client.clone(), namespace, &api_resource(kind))
     }
 
-    /// Creates or updates a generated object; returns the object as stored.
+    /// Creates a generated object (server-side apply); returns the object as stored.
     pub async fn apply(
         &self,
         key: &ObjectKey,
         manifest: &Value,
-    ) -> Result<DynamicObject, kube::Error> {
+    ) -> Result<DynamicObject, WriteError> {
+        self.guard()?;
         let obj = self
             .api(key.kind, &key.namespace)
             .patch(&key.name, &apply_params(), &Patch::Apply(manifest))
@@ -70,9 +111,41 @@ impl Executor {
         Ok(obj)
     }
 
+    /// Replaces a generated object with exactly `manifest`, which carries the live
+    /// `metadata.resourceVersion` as precondition; returns the object as stored.
+    pub async fn replace(
+        &self,
+        key: &ObjectKey,
+        manifest: &Value,
+    ) -> Result<DynamicObject, WriteError> {
+        self.guard()?;
+        let obj: DynamicObject =
+            serde_json::from_value(manifest.clone()).map_err(kube::Error::SerdeError)?;
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        let stored = self
+            .api(key.kind, &key.namespace)
+            .replace(&key.name, &pp, &obj)
+            .await?;
+        self.metrics.api_write("replace", key.kind.name());
+        Ok(stored)
+    }
+
+    /// Writes a planned object: a replace when it exists, an apply when it does not.
+    pub async fn write(&self, a: &plan::Apply) -> Result<DynamicObject, WriteError> {
+        let manifest = a.manifest();
+        match a.live {
+            Some(_) => self.replace(&a.key, &manifest).await,
+            None => self.apply(&a.key, &manifest).await,
+        }
+    }
+
     /// Deletes a generated object (only the instance with `uid`, when known). Already gone is
     /// success.
-    pub async fn delete(&self, key: &ObjectKey, uid: Option<String>) -> Result<(), kube::Error> {
+    pub async fn delete(&self, key: &ObjectKey, uid: Option<String>) -> Result<(), WriteError> {
+        self.guard()?;
         let dp = DeleteParams {
             preconditions: uid.map(|uid| Preconditions {
                 uid: Some(uid),
@@ -88,12 +161,13 @@ impl Executor {
         match res {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Takes ownership of the weak field(s) of a tenant object (the patch holds nothing else).
-    pub async fn revert(&self, r: &Revert) -> Result<DynamicObject, kube::Error> {
+    pub async fn revert(&self, r: &Revert) -> Result<DynamicObject, WriteError> {
+        self.guard()?;
         let obj = self
             .api(r.key.kind, &r.key.namespace)
             .patch(&r.key.name, &apply_params(), &Patch::Apply(&r.patch))
@@ -102,7 +176,8 @@ impl Executor {
         Ok(obj)
     }
 
-    pub async fn status(&self, name: &str, status: &MeshBaselineStatus) -> Result<(), kube::Error> {
+    pub async fn status(&self, name: &str, status: &MeshBaselineStatus) -> Result<(), WriteError> {
+        self.guard()?;
         let body = json!({
             "apiVersion": API_VERSION,
             "kind": "MeshBaseline",
@@ -120,7 +195,8 @@ impl Executor {
         &self,
         regarding: &ObjectReference,
         ev: &PlannedEvent,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<(), WriteError> {
+        self.guard()?;
         let event = Event {
             type_: match ev.type_ {
                 plan::EventType::Normal => EventType::Normal,

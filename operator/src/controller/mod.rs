@@ -5,6 +5,7 @@
 mod cache;
 mod execute;
 pub mod executor;
+pub mod lease;
 mod objects;
 mod ratelimit;
 mod reconcile;
@@ -15,7 +16,7 @@ mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,6 @@ use futures::StreamExt;
 use kube::runtime::reflector;
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
-use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch as signal;
 use tracing::Instrument;
 
@@ -48,9 +48,15 @@ pub struct Config {
     /// How long inventory changes (namespaces, pods, tenant objects) are gathered before every
     /// baseline is reconciled. Changes of generated objects are not delayed.
     pub debounce: Duration,
-    /// Lease duration and renewal grace, in seconds.
-    pub lease_duration: u64,
-    pub lease_grace: u64,
+    /// A full resync (every baseline planned from the caches) this often; `None`: never.
+    pub resync: Option<Duration>,
+    /// Lease timings (see `lease`): how long a lease lasts, how often the holder renews it,
+    /// and how long before its deadline the holder stops writing.
+    pub lease_duration: Duration,
+    pub lease_renew: Duration,
+    pub lease_margin: Duration,
+    /// While set, renewals are not sent (drills and tests of a stalled leader).
+    pub lease_paused: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Config {
@@ -64,8 +70,11 @@ impl Default for Config {
             qps: 20,
             burst: 40,
             debounce: Duration::from_millis(100),
-            lease_duration: 15,
-            lease_grace: 5,
+            resync: Some(Duration::from_secs(600)),
+            lease_duration: Duration::from_secs(15),
+            lease_renew: Duration::from_secs(5),
+            lease_margin: Duration::from_secs(2),
+            lease_paused: None,
         }
     }
 }
@@ -77,8 +86,12 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("leader election: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("invalid lease timings: renewing every {renew:?} plus a margin of {margin:?} must stay below the lease duration {duration:?}")]
+    LeaseTimings {
+        duration: Duration,
+        renew: Duration,
+        margin: Duration,
+    },
 }
 
 /// Runs the operator until `shutdown` resolves (SIGTERM/SIGINT in `meshbaseline run`).
@@ -107,10 +120,13 @@ pub async fn run_with_metrics(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
+    let stopped = {
+        let stop_rx = stop_rx.clone();
+        move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
         }
     };
 
@@ -128,24 +144,43 @@ pub async fn run_with_metrics(
         }));
     }
 
+    // Renewals get the unlimited client: a burst of repairs must not delay them.
+    let lease_client = client.clone();
     let client = rate_limited(client, config.qps, config.burst);
 
-    // Leadership: only the leader writes; followers keep their caches warm.
-    let (leader_rx, lease_task) = if config.leader_election {
-        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-            .with_namespace(&config.lease_namespace)
-            .with_identity(&config.pod_name)
-            .with_duration(config.lease_duration)
-            .with_grace(config.lease_grace)
-            .build()
-            .await?;
-        let (rx, task) = manager.watch().await;
-        (rx, Some(task))
+    // Leadership: only the leader writes, and only before its local deadline; followers keep
+    // their caches warm.
+    let (leader_tx, leader_rx) = signal::channel(!config.leader_election);
+    let (leadership, lease_task) = if config.leader_election {
+        if config.lease_renew + config.lease_margin >= lease::whole_seconds(config.lease_duration) {
+            return Err(Error::LeaseTimings {
+                duration: config.lease_duration,
+                renew: config.lease_renew,
+                margin: config.lease_margin,
+            });
+        }
+        let leadership = Arc::new(lease::Leadership::new());
+        let cfg = lease::LeaseConfig {
+            name: config.lease_name.clone(),
+            namespace: config.lease_namespace.clone(),
+            identity: config.pod_name.clone(),
+            duration: config.lease_duration,
+            renew: config.lease_renew,
+            margin: config.lease_margin,
+            paused: config.lease_paused.clone(),
+        };
+        let task = tokio::spawn(lease::run(
+            lease_client,
+            cfg,
+            leadership.clone(),
+            leader_tx,
+            stop_rx.clone(),
+        ));
+        (leadership, Some(task))
     } else {
-        let (tx, rx) = signal::channel(true);
         // Keep the sender alive for the process lifetime: the receiver then stays valid.
-        std::mem::forget(tx);
-        (rx, None)
+        std::mem::forget(leader_tx);
+        (Arc::new(lease::Leadership::always()), None)
     };
 
     let (reader, writer) = reflector::store::<MeshBaseline>();
@@ -153,11 +188,23 @@ pub async fn run_with_metrics(
         client.clone(),
         metrics.clone(),
         health.clone(),
-        leader_rx.clone(),
+        leadership,
         reader.clone(),
         config.pod_name.clone(),
     ));
     let mut watchers = watch::spawn_all(ctx.clone());
+    // The periodic full resync: everything is planned again from the caches, so a missed
+    // watch event cannot leave drift in place for longer than this.
+    if let Some(period) = config.resync {
+        let ctx = ctx.clone();
+        watchers.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tick.tick().await;
+                ctx.resync();
+            }
+        });
+    }
     // Startup only: once every cache is filled, report ready and reconcile everything.
     {
         let ctx = ctx.clone();
@@ -232,7 +279,7 @@ pub async fn run_with_metrics(
     leader_task.abort();
     watchers.abort_all();
     if let Some(task) = lease_task {
-        // Dropping the receivers ends the lease task, which releases the lease.
+        // The stop signal ends the lease task, which releases the lease.
         drop(leader_rx);
         drop(ctx);
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -1,7 +1,7 @@
 //! Trimming of watched objects into cache values, and the index of generated objects by
 //! baseline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
-use crate::object::{Kind, ObjectKey, BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::compile::names::GENERATED_PREFIX;
+use crate::object::{Kind, ObjectKey};
 use crate::plan::Observed;
 
 use super::cache::Key;
@@ -30,8 +31,23 @@ pub struct KindEntry {
     /// `None` when the object does not deserialize into our minimal type (it is then invisible
     /// to the audit, and logged).
     pub typed: Option<Typed>,
-    /// Set for objects labelled `app.kubernetes.io/managed-by: meshbaseline`: (baseline, object).
-    pub generated: Option<(String, Observed)>,
+    /// Set for objects whose name has the generated prefix: what the planner compares. Whether
+    /// the object is really ours is decided by the planner and the audit from the desired set
+    /// and the ownerReference uid, never from this.
+    pub generated: Option<Observed>,
+    /// `metadata.resourceVersion`: a write's response must not replace a newer watched version.
+    pub resource_version: Option<String>,
+}
+
+impl KindEntry {
+    /// Whether this entry is an older version of the object than `other`. resourceVersions
+    /// are opaque strings in general; where both parse as integers (etcd revisions, as every
+    /// known API server serves them) they are ordered numerically. Otherwise nothing is known
+    /// and the caller keeps what the watch delivered.
+    pub fn newer_than(&self, other: &KindEntry) -> Option<bool> {
+        let parse = |e: &KindEntry| e.resource_version.as_deref()?.parse::<u64>().ok();
+        Some(parse(self)? > parse(other)?)
+    }
 }
 
 fn typed_as<T: DeserializeOwned>(v: Value) -> Option<T> {
@@ -44,24 +60,27 @@ fn remove_managed_fields(v: &mut Value) {
     }
 }
 
+/// The uid of the MeshBaseline an object's controller ownerReference names.
+pub fn controller_uid(meta: &kube::api::ObjectMeta) -> Option<String> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "MeshBaseline" && o.controller == Some(true))
+        .map(|o| o.uid.clone())
+}
+
 /// Trims a watched object of `kind`. managedFields stay only on PeerAuthentications and
 /// DestinationRules, where Revert mode's fight detection reads them.
 pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     let key = (obj.metadata.namespace.clone()?, obj.metadata.name.clone()?);
     let labels = obj.metadata.labels.clone().unwrap_or_default();
-    let ours = labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE);
-    let owner_uid = obj
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.kind == "MeshBaseline" && o.controller == Some(true))
-        .map(|o| o.uid.clone());
+    let owner_uid = controller_uid(&obj.metadata);
+    let resource_version = obj.metadata.resource_version.clone();
     let mut full = serde_json::to_value(&obj).ok()?;
     let keeps_managed_fields = matches!(kind, Kind::PeerAuthentication | Kind::DestinationRule);
-    let generated = if ours {
-        // Only what the planner reads: the spec, ownerReferences and the uid (for deletes);
-        // labels are kept apart in `Observed`. The rest of the object is the typed copy's.
+    let generated = if key.1.starts_with(GENERATED_PREFIX) {
+        // Only what the planner reads: the spec, and the metadata a replace checks or carries
+        // over; labels are kept apart in `Observed`. The rest is the typed copy's.
         let pick = |from: &Value, keys: &[&str]| -> Value {
             let m = keys
                 .iter()
@@ -70,9 +89,18 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
             Value::Object(m)
         };
         let mut manifest = pick(&full, &["spec"]);
-        manifest["metadata"] = pick(&full["metadata"], &["uid", "ownerReferences"]);
-        let baseline = labels.get(BASELINE_LABEL).cloned().unwrap_or_default();
-        Some((baseline, Observed::new(manifest, owner_uid, labels)))
+        manifest["kind"] = Value::String(kind.name().to_string());
+        manifest["metadata"] = pick(
+            &full["metadata"],
+            &[
+                "uid",
+                "resourceVersion",
+                "ownerReferences",
+                "annotations",
+                "finalizers",
+            ],
+        );
+        Some(Observed::new(manifest, owner_uid, labels))
     } else {
         None
     };
@@ -92,70 +120,68 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     if typed.is_none() {
         tracing::warn!(kind = %kind, namespace = %key.0, name = %key.1, "object does not parse; ignored by the audit");
     }
-    Some((key, KindEntry { typed, generated }))
+    Some((
+        key,
+        KindEntry {
+            typed,
+            generated,
+            resource_version,
+        },
+    ))
 }
 
-/// Generated objects by baseline name, maintained from the kind caches' changes.
+/// Objects at generated names, by key, maintained from the kind caches' changes.
 #[derive(Default)]
 pub struct GeneratedIndex {
-    by_baseline: RwLock<HashMap<String, BTreeMap<ObjectKey, Observed>>>,
+    objects: RwLock<BTreeMap<ObjectKey, Observed>>,
 }
 
 impl GeneratedIndex {
-    /// Records a change; returns the baselines concerned.
+    /// Records a change; returns whether an object at a generated name changed.
     pub fn update(
         &self,
         kind: Kind,
         key: &Key,
         old: Option<&KindEntry>,
         new: Option<&KindEntry>,
-    ) -> Vec<String> {
+    ) -> bool {
         let okey = ObjectKey {
             kind,
             namespace: key.0.clone(),
             name: key.1.clone(),
         };
-        let mut idx = self.by_baseline.write().unwrap_or_else(|e| e.into_inner());
-        let mut touched = Vec::new();
-        if let Some((b, _)) = old.and_then(|o| o.generated.as_ref()) {
-            if let Some(m) = idx.get_mut(b) {
-                m.remove(&okey);
-                if m.is_empty() {
-                    idx.remove(b);
-                }
-            }
-            touched.push(b.clone());
+        let old = old.and_then(|o| o.generated.as_ref());
+        let new = new.and_then(|n| n.generated.as_ref());
+        if old.is_none() && new.is_none() {
+            return false;
         }
-        if let Some((b, obs)) = new.and_then(|n| n.generated.as_ref()) {
-            idx.entry(b.clone()).or_default().insert(okey, obs.clone());
-            if !touched.contains(b) {
-                touched.push(b.clone());
-            }
-        }
-        touched
+        let mut idx = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        match new {
+            Some(obs) => idx.insert(okey, obs.clone()),
+            None => idx.remove(&okey),
+        };
+        true
     }
 
-    /// Runs `f` on the generated objects of `baseline` (empty if none).
-    pub fn with<R>(
-        &self,
-        baseline: &str,
-        f: impl FnOnce(&BTreeMap<ObjectKey, Observed>) -> R,
-    ) -> R {
-        let idx = self.by_baseline.read().unwrap_or_else(|e| e.into_inner());
-        match idx.get(baseline) {
-            Some(m) => f(m),
-            None => f(&BTreeMap::new()),
-        }
+    /// Runs `f` on the objects at generated names.
+    pub fn with<R>(&self, f: impl FnOnce(&BTreeMap<ObjectKey, Observed>) -> R) -> R {
+        f(&self.objects.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub fn count(&self, baseline: &str) -> usize {
-        self.with(baseline, BTreeMap::len)
+    /// How many of them name the baseline with `uid` as their owner.
+    pub fn count(&self, uid: Option<&str>) -> usize {
+        self.with(|m| {
+            m.values()
+                .filter(|o| uid.is_some() && o.owner_uid.as_deref() == uid)
+                .count()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::{BASELINE_LABEL, MANAGED_BY_LABEL};
     use serde_json::json;
 
     #[test]
@@ -166,14 +192,19 @@ mod tests {
                 "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"},
                 "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
                     "name": "default", "uid": "u1", "controller": true}],
+                "annotations": {"tenant": "note"}, "resourceVersion": "17", "uid": "o1",
                 "managedFields": [{"manager": "meshbaseline", "operation": "Apply"}]},
             "spec": {"action": "DENY"}
         }))
         .unwrap();
         let (key, entry) = trim(Kind::AuthorizationPolicy, obj).unwrap();
-        let (b, obs) = entry.generated.clone().unwrap();
-        assert_eq!(b, "default");
+        let obs = entry.generated.clone().unwrap();
         assert_eq!(obs.owner_uid.as_deref(), Some("u1"));
+        let live = obs.live().unwrap();
+        assert_eq!(live.resource_version, "17");
+        assert_eq!(live.uid.as_deref(), Some("o1"));
+        assert_eq!(live.annotations, Some(json!({"tenant": "note"})));
+        assert_eq!(entry.resource_version.as_deref(), Some("17"));
         assert!(obs.manifest["metadata"].get("managedFields").is_none());
         assert_eq!(obs.manifest["spec"], json!({"action": "DENY"}));
         assert_eq!(obs.manifest["metadata"]["ownerReferences"][0]["uid"], "u1");
@@ -182,13 +213,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let idx = GeneratedIndex::default();
-        assert_eq!(
-            idx.update(Kind::AuthorizationPolicy, &key, None, Some(&entry)),
-            ["default"]
-        );
-        assert_eq!(idx.count("default"), 1);
+        assert!(idx.update(Kind::AuthorizationPolicy, &key, None, Some(&entry)));
+        assert_eq!(idx.count(Some("u1")), 1);
+        assert_eq!(idx.count(Some("u2")), 0);
         idx.update(Kind::AuthorizationPolicy, &key, Some(&entry), None);
-        assert_eq!(idx.count("default"), 0);
+        assert_eq!(idx.count(Some("u1")), 0);
+    }
+
+    #[test]
+    fn write_responses_are_ordered_by_resource_version() {
+        let entry = |rv: Option<&str>| KindEntry {
+            typed: None,
+            generated: None,
+            resource_version: rv.map(String::from),
+        };
+        assert_eq!(entry(Some("10")).newer_than(&entry(Some("9"))), Some(true));
+        assert_eq!(entry(Some("9")).newer_than(&entry(Some("10"))), Some(false));
+        assert_eq!(entry(Some("a")).newer_than(&entry(Some("9"))), None);
+        assert_eq!(entry(None).newer_than(&entry(Some("9"))), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! so a watch event on a generated object (drift) costs only the plan and the repair.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,23 +12,25 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use tokio::sync::watch as signal;
 use tracing::Instrument;
 
 use crate::api::baseline::MeshBaselineStatus;
 use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
-use crate::audit::{audit, Finding};
+use crate::audit::{audit_in_scope, Finding};
 use crate::compile::{compile, Compiled};
 use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::{Kind, ObjectKey};
 use crate::plan::{self, FindingId, PlanInput, Resolved, Spec};
 use crate::telemetry::{Health, Metrics};
 
-use super::cache::{Cache, Key, Triggers};
+use super::cache::{Cache, Triggers};
 use super::executor::Executor;
+use super::lease::Leadership;
 use super::objects::{GeneratedIndex, KindEntry, Typed};
 
 /// What the controller remembers about a baseline between reconciles.
+mod records;
+
 #[derive(Default)]
 struct BaselineState {
     uid: Option<String>,
@@ -39,6 +42,12 @@ struct BaselineState {
     last_status: Option<MeshBaselineStatus>,
     /// Istio kinds missing at the last successful reconcile.
     last_missing: BTreeSet<Kind>,
+    /// Every key this baseline has wanted since the start, while the object may still exist
+    /// (`PlanInput::records`), and the compile output last merged into it.
+    records: Arc<BTreeSet<ObjectKey>>,
+    records_for: Option<Arc<Compiled>>,
+    /// The resync epoch of the last complete plan that succeeded.
+    resync_epoch: u64,
     failures: u32,
 }
 
@@ -59,7 +68,11 @@ pub struct Ctx {
     pub client: Client,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    pub leader: signal::Receiver<bool>,
+    /// The local lease deadline: checked before every reconcile and every write.
+    pub leadership: Arc<Leadership>,
+    /// Bumped by every full resync: a baseline whose last complete plan is older takes the
+    /// complete path, not the drift fast path.
+    resync_epoch: AtomicU64,
     pub baselines: Store<MeshBaseline>,
     pub triggers: Arc<Triggers>,
     pub executor: Executor,
@@ -78,12 +91,18 @@ pub struct Ctx {
     identities: Mutex<BTreeMap<String, String>>,
     /// Generated objects changed by someone else since the baseline's last reconcile.
     dirty: Mutex<HashMap<String, BTreeSet<ObjectKey>>>,
+    /// Our own records (`BaselineState::records`) by baseline uid. With the ownerReference uid
+    /// they decide which objects are ours; labels do not.
+    records: Mutex<HashMap<String, Arc<BTreeSet<ObjectKey>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("{0}")]
     Kube(#[from] kube::Error),
+    /// Leadership was lost during the plan; the rest of it was not executed.
+    #[error("leadership lost")]
+    NotLeader,
 }
 
 impl ReconcileError {
@@ -92,6 +111,7 @@ impl ReconcileError {
             ReconcileError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             ReconcileError::Kube(kube::Error::Api(_)) => "api",
             ReconcileError::Kube(_) => "other",
+            ReconcileError::NotLeader => "not_leader",
         }
     }
 }
@@ -110,16 +130,22 @@ impl Ctx {
         client: Client,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-        leader: signal::Receiver<bool>,
+        leadership: Arc<Leadership>,
         baselines: Store<MeshBaseline>,
         pod_name: String,
     ) -> Ctx {
         Ctx {
-            executor: Executor::new(client.clone(), metrics.clone(), Some(pod_name)),
+            executor: Executor::new(
+                client.clone(),
+                metrics.clone(),
+                Some(pod_name),
+                leadership.clone(),
+            ),
             client,
             metrics,
             health,
-            leader,
+            leadership,
+            resync_epoch: AtomicU64::new(0),
             baselines,
             triggers: Arc::new(Triggers::default()),
             namespaces: Cache::default(),
@@ -136,43 +162,7 @@ impl Ctx {
             inventory: Mutex::new(None),
             identities: Mutex::new(BTreeMap::new()),
             dirty: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A change in a kind cache: generated objects go to their baseline at once (unless the
-    /// change is our own write, `trigger == false`); tenant objects change the inventory. Edits of generated objects do not invalidate compile and
-    /// audit results (they are repaired, not audited).
-    pub fn kind_changed(
-        &self,
-        kind: Kind,
-        key: &Key,
-        old: Option<&KindEntry>,
-        new: Option<&KindEntry>,
-        trigger: bool,
-    ) {
-        let touched = self.generated.update(kind, key, old, new);
-        if trigger && !touched.is_empty() {
-            let okey = ObjectKey {
-                kind,
-                namespace: key.0.clone(),
-                name: key.1.clone(),
-            };
-            let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-            for b in &touched {
-                dirty.entry(b.clone()).or_default().insert(okey.clone());
-            }
-            drop(dirty);
-            for b in &touched {
-                self.triggers.baseline(b);
-            }
-        }
-        // Also after our own write (a revert): the audit must see the tenant object as it is
-        // now, or a cached finding would plan the same revert again.
-        fn tenant(e: Option<&KindEntry>) -> Option<&Option<Typed>> {
-            e.filter(|e| e.generated.is_none()).map(|e| &e.typed)
-        }
-        if tenant(old) != tenant(new) {
-            self.triggers.inventory_changed();
+            records: Mutex::new(HashMap::new()),
         }
     }
 
@@ -192,6 +182,12 @@ impl Ctx {
             }
             watcher::Event::Delete(mb) => {
                 let name = mb.name_any();
+                if let Some(uid) = &mb.metadata.uid {
+                    self.records
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(uid);
+                }
                 ids.remove(&name);
                 self.state
                     .lock()
@@ -303,7 +299,13 @@ impl Ctx {
             .remove(&baseline.name)
             .unwrap_or_default();
         let compiled = Arc::new(compile(baseline, &inventory, &resolved.scope, now));
-        let findings = Arc::new(audit(baseline, &inventory, now));
+        let findings = Arc::new(audit_in_scope(
+            baseline,
+            &inventory,
+            &compiled,
+            &resolved.scope,
+            now,
+        ));
         let computed = Computed {
             inventory_version: version,
             fingerprint,
@@ -325,7 +327,7 @@ pub async fn reconcile(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action, R
 }
 
 async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
-    if !ctx.caches_synced() || !*ctx.leader.borrow() {
+    if !ctx.caches_synced() || !ctx.leadership.may_write() {
         // Re-triggered when the caches sync or leadership is acquired.
         return Ok(Action::await_change());
     }
@@ -341,7 +343,8 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         .remove(&name)
         .unwrap_or_default();
 
-    let (plan, computed, next_expiry) = {
+    let epoch = ctx.resync_epoch.load(Ordering::Acquire);
+    let (plan, computed, next_expiry, fast) = {
         let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = states.remove(&name).unwrap_or_default();
         drop(states);
@@ -358,6 +361,9 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             .as_ref()
             .ok()
             .map(|b| ctx.compute(b, &mut state, now));
+        if let Some(c) = &computed {
+            ctx.update_records(&mut state, &c.compiled);
+        }
         let empty = Compiled::default();
         let no_overlap = Resolved::default();
         let no_inventory = Inventory::default();
@@ -366,6 +372,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         // Drift fast path: when nothing but generated objects changed since a successful
         // reconcile with the same compile output, only those objects need comparing.
         let fast = state.failures == 0
+            && state.resync_epoch == epoch
             && state.last_status.is_some()
             && state.last_missing == missing
             && computed.as_ref().is_some_and(|c| {
@@ -378,7 +385,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             Ok(b) => Spec::Valid(b),
             Err(e) => Spec::Invalid(e),
         };
-        let p = ctx.generated.with(&name, |observed| {
+        let p = ctx.generated.with(|observed| {
             plan::plan(&PlanInput {
                 name: &name,
                 uid: uid.as_deref(),
@@ -392,6 +399,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 missing_kinds: &missing,
                 previous: previous.as_ref(),
                 previous_compiled: state.previous_compiled.as_deref(),
+                records: &state.records,
                 previous_findings: &state.seen,
                 only: fast.then_some(&dirty),
                 now,
@@ -403,9 +411,18 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), state);
-        (p, computed, next_expiry)
+        (p, computed, next_expiry, fast)
     };
-    if validated.is_err() {
+    // Error counters count errors, not reconciles: an invalid spec is counted when the status
+    // first reports it (a new generation or message), not again on every later drift repair,
+    // resync or inventory change while it stays invalid; missing CRDs likewise.
+    if validated.is_err()
+        && plan.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Invalid" && c.status == "True")
+        })
+    {
         ctx.metrics.reconcile_error("invalid_spec");
     }
     if plan.status.as_ref().is_some_and(|s| {
@@ -416,8 +433,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         ctx.metrics.reconcile_error("crd_missing");
     }
 
-    let mut progress = 0;
-    let result = super::execute::execute(&ctx, &mb, &plan, &mut progress).await;
+    let mut outcome = super::execute::Outcome {
+        progress: 0,
+        status: None,
+    };
+    let result = super::execute::execute(&ctx, &mb, &plan, &mut outcome).await;
+    let progress = outcome.progress;
     let elapsed = started.elapsed();
     ctx.metrics
         .reconcile_duration
@@ -429,11 +450,11 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 Ok(()) => {
                     state.failures = 0;
                     state.seen = plan.findings_seen.clone();
-                    if let Some(s) = &plan.status {
-                        state.last_status = Some(s.clone());
-                    }
                     if let Some(c) = &computed {
                         state.previous_compiled = Some(c.compiled.clone());
+                    }
+                    if !fast {
+                        state.resync_epoch = epoch;
                     }
                 }
                 // Backoff grows only while nothing gets through: under a share of failing
@@ -442,6 +463,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 Err(_) if progress > 0 => state.failures = 1,
                 Err(_) => state.failures = state.failures.saturating_add(1),
             }
+            // What was written is what the next plan compares with (the watch may not have
+            // delivered it yet), also after a failure: a status naming failed writes must be
+            // replaced once they succeed.
+            if let Some(s) = outcome.status.take() {
+                state.last_status = Some(s);
+            }
         }
     }
     if let Some(c) = &computed {
@@ -449,7 +476,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             &name,
             Some((
                 &c.findings,
-                ctx.generated.count(&name),
+                ctx.generated.count(uid.as_deref()),
                 c.compiled.protected.len(),
             )),
         );
@@ -474,6 +501,11 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 ),
                 None => Action::await_change(),
             })
+        }
+        // Not an error: another replica writes now; leadership changes trigger a full pass.
+        Err(ReconcileError::NotLeader) => {
+            tracing::info!("leadership lost; plan stopped");
+            Ok(Action::await_change())
         }
         Err(e) => {
             ctx.metrics.reconciled(false);

@@ -1,20 +1,20 @@
 //! Pure planner: desired vs observed -> writes, deletes, reverts, status and events.
 //! No client, no async; the time is a parameter.
 
+mod diff;
+mod exact;
 mod overlap;
 mod revert;
 pub mod status;
-mod subset;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use serde_json::Value;
 
+pub use diff::{Apply, Live, Observed};
+pub use exact::normalise;
 pub use overlap::{resolve_overlaps, Resolved};
 pub use revert::{Fight, Revert, REVERTED_ANNOTATION};
-pub use subset::is_subset;
 
 use crate::api::baseline::{MeshBaselineStatus, Mode, NamespaceCounts, TenantOverrides};
 use crate::api::model::InvalidBaseline;
@@ -22,40 +22,15 @@ use crate::api::Baseline;
 use crate::audit::Finding;
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
-use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta, BASELINE_LABEL};
-use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING};
+use crate::object::{Kind, ObjectKey};
+use diff::diff;
+use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING, STALLED};
+
+/// How long `DriftDetected` stays True after a repair.
+pub const DRIFT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
 
 /// At most this many "new finding" events per reconcile; the rest are only in the status.
 pub const MAX_FINDING_EVENTS: usize = 20;
-
-/// A generated object as the cluster has it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observed {
-    pub manifest: Value,
-    pub owner_uid: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    /// `subset::owned_fingerprint` of the manifest, computed once when the object is cached.
-    pub fingerprint: u64,
-}
-
-impl Observed {
-    pub fn new(
-        manifest: Value,
-        owner_uid: Option<String>,
-        labels: BTreeMap<String, String>,
-    ) -> Self {
-        let fingerprint = subset::owned_fingerprint(
-            manifest.get("spec"),
-            manifest.pointer("/metadata/ownerReferences"),
-        );
-        Observed {
-            manifest,
-            owner_uid,
-            labels,
-            fingerprint,
-        }
-    }
-}
 
 /// The baseline's spec: valid, or rejected (the last good objects then stay as they are).
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +66,8 @@ pub struct PlanInput<'a> {
     pub spec: Spec<'a>,
     /// The compiler's output for the valid spec (ignored when the spec is invalid).
     pub compiled: &'a Compiled,
-    /// Generated objects labelled with this baseline's name.
+    /// Objects at the names the operator generates, whatever their labels or owner (the
+    /// controller indexes every object whose name has the generated prefix).
     pub observed: &'a BTreeMap<ObjectKey, Observed>,
     pub findings: &'a [Finding],
     /// Tenant PeerAuthentications and DestinationRules (with managedFields) for Revert mode.
@@ -102,6 +78,9 @@ pub struct PlanInput<'a> {
     pub previous: Option<&'a MeshBaselineStatus>,
     /// What the previous reconcile wanted: an apply of an unchanged desired object is a repair.
     pub previous_compiled: Option<&'a Compiled>,
+    /// Our own records: every key this baseline has wanted (and so may have written) since the
+    /// operator started, while the object may still exist. Only these are ever deleted.
+    pub records: &'a BTreeSet<ObjectKey>,
     /// Findings (and fights) already announced by events.
     pub previous_findings: &'a BTreeSet<FindingId>,
     /// Compare only these keys (the generated objects that changed since the last complete
@@ -109,16 +88,6 @@ pub struct PlanInput<'a> {
     /// compare everything.
     pub only: Option<&'a BTreeSet<ObjectKey>>,
     pub now: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Apply {
-    pub key: ObjectKey,
-    /// Shares its spec with the compiled output; the manifest is built when it is written, so
-    /// a first convergence of 30,000 objects does not hold 30,000 manifests at once.
-    pub object: DesiredObject,
-    /// The object was as desired before and someone changed or deleted it.
-    pub repair: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,125 +118,15 @@ pub struct Plan {
     pub findings_seen: BTreeSet<FindingId>,
 }
 
+/// A warning event; the note is cut below 1 KiB (the API server refuses longer notes, and a
+/// refused event would be retried forever).
 fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
     PlannedEvent {
         type_: EventType::Warning,
         reason: reason.into(),
         action: action.into(),
-        note,
+        note: status::truncate(&note, status::MAX_NOTE),
     }
-}
-
-/// What the diff collects, and the fingerprints of desired specs: specs are shared between
-/// namespaces, so each distinct one is hashed once.
-#[derive(Default)]
-struct DiffOut {
-    applies: Vec<Apply>,
-    deletes: Vec<ObjectKey>,
-    fingerprints: Fingerprints,
-}
-
-#[derive(Default)]
-struct Fingerprints(HashMap<(*const Value, *const OwnedMeta), u64>);
-
-impl Fingerprints {
-    fn of(&mut self, d: &DesiredObject) -> u64 {
-        // Pointers are valid keys: every Arc outlives the plan call that hashes it.
-        *self
-            .0
-            .entry((Arc::as_ptr(&d.spec), Arc::as_ptr(&d.meta)))
-            .or_insert_with(|| {
-                subset::owned_fingerprint(Some(&d.spec), d.meta.owner_references.as_ref())
-            })
-    }
-}
-
-/// One desired/observed pair: what to do with it.
-fn decide_one(
-    input: &PlanInput,
-    key: &ObjectKey,
-    desired: Option<&DesiredObject>,
-    observed: Option<&Observed>,
-    out: &mut DiffOut,
-) {
-    let DiffOut {
-        applies,
-        deletes,
-        fingerprints,
-    } = out;
-    if input.missing_kinds.contains(&key.kind) {
-        return;
-    }
-    match (desired, observed) {
-        (Some(d), o) => {
-            let matches = o.is_some_and(|o| {
-                let desired_fp = fingerprints.of(d);
-                subset::owned_fields_match(d, desired_fp, o)
-            });
-            if matches {
-                return;
-            }
-            let repair = input.previous_compiled.is_some_and(|prev| {
-                prev.objects
-                    .binary_search_by(|p| p.key.cmp(&d.key))
-                    .is_ok_and(|i| prev.objects[i] == *d)
-            });
-            applies.push(Apply {
-                key: d.key.clone(),
-                object: d.clone(),
-                repair,
-            });
-        }
-        (None, Some(o)) => {
-            if o.labels.get(BASELINE_LABEL).map(String::as_str) == Some(input.name)
-                && o.owner_uid.as_deref() == input.uid
-            {
-                deletes.push(key.clone());
-            }
-        }
-        (None, None) => {}
-    }
-}
-
-/// Applies for desired objects that are missing or differ, deletes for generated objects no
-/// longer desired. A merge of the two sorted sequences, or only `input.only` when given.
-fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>, Vec<ObjectKey>) {
-    let mut out = DiffOut::default();
-    let mut sorted: Vec<&DesiredObject> = desired.iter().collect();
-    // The compiler sorts by key; stay correct if some input does not.
-    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
-        sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    }
-    if let Some(only) = input.only {
-        for key in only {
-            let d = sorted
-                .binary_search_by(|d| d.key.cmp(key))
-                .ok()
-                .map(|i| sorted[i]);
-            let o = input.observed.get(key);
-            decide_one(input, key, d, o, &mut out);
-        }
-        return (out.applies, out.deletes);
-    }
-    let mut ds = sorted.into_iter().peekable();
-    let mut os = input.observed.iter().peekable();
-    loop {
-        let (key, d, o) = match (ds.peek(), os.peek()) {
-            (None, None) => break,
-            (Some(d), None) => (&d.key, ds.next(), None),
-            (None, Some((k, _))) => (*k, None, os.next().map(|(_, o)| o)),
-            (Some(d), Some((k, _))) => match d.key.cmp(k) {
-                std::cmp::Ordering::Less => (&d.key, ds.next(), None),
-                std::cmp::Ordering::Greater => (*k, None, os.next().map(|(_, o)| o)),
-                std::cmp::Ordering::Equal => {
-                    let key = &d.key;
-                    (key, ds.next(), os.next().map(|(_, o)| o))
-                }
-            },
-        };
-        decide_one(input, key, d, o, &mut out);
-    }
-    (out.applies, out.deletes)
 }
 
 fn plural(n: usize, what: &str) -> String {
@@ -286,11 +145,19 @@ pub fn plan(input: &PlanInput) -> Plan {
     };
     let enforce = baseline.mode == Mode::Enforce;
     let (applies, deletes) = diff(input, &input.compiled.objects);
-    let (reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
+    let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
         revert::plan_reverts(baseline, input.findings, input.inventory)
     } else {
         (Vec::new(), Vec::new())
     };
+    // An object at one of our keys is replaced as a whole, never patched field by field.
+    reverts.retain(|r| {
+        input
+            .compiled
+            .objects
+            .binary_search_by(|d| d.key.cmp(&r.key))
+            .is_err()
+    });
     let repairs = applies.iter().filter(|a| a.repair).count();
 
     let mut conds = Vec::new();
@@ -383,13 +250,35 @@ pub fn plan(input: &PlanInput) -> Plan {
         ),
         None => Cond::new(DEGRADED, false, "AsExpected", ""),
     });
+    // A repair keeps DriftDetected True for a while, so dashboards and `kubectl get` show it
+    // (the next full resync after the window sets it back).
+    let recent_drift = input
+        .previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == DRIFT_DETECTED))
+        .filter(|c| c.status == "True" && c.reason == "DriftRepaired")
+        .filter(|c| input.now.duration_since(c.last_transition_time.0) < DRIFT_WINDOW);
     conds.push(if enforce && repairs > 0 {
+        let names: Vec<String> = applies
+            .iter()
+            .filter(|a| a.repair)
+            .map(|a| a.key.to_string())
+            .collect();
         Cond::new(
             DRIFT_DETECTED,
             true,
             "DriftRepaired",
-            format!("repaired {}", plural(repairs, "object")),
+            status::truncate(
+                &format!(
+                    "repaired {} ({} repairs since the operator started): {}",
+                    plural(repairs, "object"),
+                    input.previous.map_or(0, |p| p.drift_repairs) + repairs as u64,
+                    names.join(", ")
+                ),
+                status::MAX_NOTE,
+            ),
         )
+    } else if let Some(c) = recent_drift.filter(|_| enforce) {
+        Cond::new(DRIFT_DETECTED, true, "DriftRepaired", c.message.clone())
     } else if !enforce && (!applies.is_empty() || !deletes.is_empty()) {
         Cond::new(
             DRIFT_DETECTED,
@@ -521,6 +410,13 @@ fn plan_invalid(input: &PlanInput, err: &InvalidBaseline) -> Plan {
         Cond::new(DEGRADED, false, "AsExpected", ""),
         Cond::new(DRIFT_DETECTED, false, "NoDrift", ""),
         Cond::new(INVALID, true, "InvalidSpec", message.clone()),
+        // Flux's kstatus reads an invalid spec as failed only through Stalled.
+        Cond::new(
+            STALLED,
+            true,
+            "InvalidSpec",
+            "the spec is invalid; fix it to continue",
+        ),
     ];
     let counts = input
         .previous

@@ -26,7 +26,7 @@ use crate::api::istio::{DestinationRule, PeerAuthentication};
 use crate::api::Baseline;
 use crate::audit::{Finding, Rule};
 use crate::inventory::Inventory;
-use crate::object::{Kind, ObjectKey, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::object::{Kind, ObjectKey, FIELD_MANAGER};
 
 pub const REVERTED_ANNOTATION: &str = "meshbaseline.dev/reverted";
 const ISTIO_MUTUAL: &str = "ISTIO_MUTUAL";
@@ -247,13 +247,6 @@ fn decide(kind: Kind, meta: &ObjectMeta, fields: Vec<Field>) -> Outcome {
     })
 }
 
-fn is_ours(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY_VALUE)
-}
-
 /// The reverts and fights for the tenant objects that findings name as weaker than the baseline.
 pub fn plan_reverts(
     baseline: &Baseline,
@@ -308,13 +301,11 @@ pub fn plan_reverts(
     for (kind, ns, name) in targets {
         let outcome = match kind {
             Kind::PeerAuthentication => match pas.get(&(ns, name)) {
-                Some(pa) if !is_ours(&pa.metadata) => {
-                    decide(kind, &pa.metadata, pa_fields(pa, baseline))
-                }
+                Some(pa) => decide(kind, &pa.metadata, pa_fields(pa, baseline)),
                 _ => Outcome::Nothing,
             },
             Kind::DestinationRule => match drs.get(&(ns, name)) {
-                Some(dr) if !is_ours(&dr.metadata) => decide(kind, &dr.metadata, dr_fields(dr)),
+                Some(dr) => decide(kind, &dr.metadata, dr_fields(dr)),
                 _ => Outcome::Nothing,
             },
             _ => Outcome::Nothing,

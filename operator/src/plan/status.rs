@@ -18,6 +18,8 @@ pub const RECONCILING: &str = "Reconciling";
 pub const DEGRADED: &str = "Degraded";
 pub const DRIFT_DETECTED: &str = "DriftDetected";
 pub const INVALID: &str = "Invalid";
+/// kstatus: `Stalled=True` means "failed, will not progress on its own" (Flux reads it).
+pub const STALLED: &str = "Stalled";
 
 /// One condition before timestamps are attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,5 +144,105 @@ pub fn build(
         findings_total,
         findings_by_severity,
         findings,
+    }
+}
+
+/// Longest condition message or event note the operator writes: kubectl and dashboards show
+/// them in one line, and Events are capped by the API server.
+pub const MAX_NOTE: usize = 1000;
+
+/// `text` cut to at most `max` bytes on a character boundary, with an ellipsis when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// The status to write when some writes of a plan failed: the planned one (or the stored
+/// one, when the plan changed nothing) with `Degraded=True`, reason `WriteFailed`, naming the
+/// objects and the API's reasons. Without it a failing write would freeze the status at
+/// whatever it said before.
+pub fn with_write_failures(
+    planned: Option<&MeshBaselineStatus>,
+    previous: Option<&MeshBaselineStatus>,
+    failures: &[(String, String)],
+    now: Timestamp,
+) -> MeshBaselineStatus {
+    let mut status = planned.or(previous).cloned().unwrap_or_default();
+    let listed: Vec<String> = failures
+        .iter()
+        .map(|(object, reason)| format!("{object}: {reason}"))
+        .collect();
+    let message = truncate(
+        &format!(
+            "{} failed: {}",
+            if failures.len() == 1 {
+                "1 write".to_string()
+            } else {
+                format!("{} writes", failures.len())
+            },
+            listed.join("; ")
+        ),
+        MAX_NOTE,
+    );
+    let was_true = previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == DEGRADED))
+        .is_some_and(|c| c.status == "True");
+    let cond = Condition {
+        type_: DEGRADED.to_string(),
+        status: "True".to_string(),
+        reason: "WriteFailed".to_string(),
+        message,
+        observed_generation: status.observed_generation,
+        last_transition_time: previous
+            .and_then(|p| p.conditions.iter().find(|c| c.type_ == DEGRADED))
+            .filter(|_| was_true)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now)),
+    };
+    match status.conditions.iter_mut().find(|c| c.type_ == DEGRADED) {
+        Some(c) => *c = cond,
+        None => status.conditions.push(cond),
+    }
+    status
+}
+
+#[cfg(test)]
+mod write_failure_tests {
+    use super::*;
+
+    #[test]
+    fn failures_make_the_status_degraded_and_name_the_objects() {
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let failures = vec![(
+            "NetworkPolicy a/meshbaseline-baseline".to_string(),
+            "403 Forbidden: denied".to_string(),
+        )];
+        let s = with_write_failures(None, None, &failures, now);
+        let d = s.conditions.iter().find(|c| c.type_ == DEGRADED).unwrap();
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "WriteFailed")
+        );
+        assert!(d
+            .message
+            .contains("NetworkPolicy a/meshbaseline-baseline: 403 Forbidden"));
+        let many: Vec<(String, String)> = (0..200)
+            .map(|i| {
+                (
+                    format!("NetworkPolicy n{i}/meshbaseline-baseline"),
+                    "500".into(),
+                )
+            })
+            .collect();
+        let s = with_write_failures(Some(&s), Some(&s), &many, now);
+        let d = s.conditions.iter().find(|c| c.type_ == DEGRADED).unwrap();
+        assert!(d.message.len() <= MAX_NOTE && d.message.starts_with("200 writes failed"));
+        assert_eq!(truncate("ääää", 7), "ää...");
     }
 }

@@ -19,8 +19,8 @@ use crate::api::model::FieldError;
 use crate::audit::{Rule, Severity};
 use crate::compile::Scope;
 use crate::inventory::NamespaceInfo;
-use crate::object::OwnedMeta;
 use crate::object::{DesiredObject, MANAGED_BY_LABEL};
+use crate::object::{OwnedMeta, BASELINE_LABEL};
 
 const UID: &str = "uid-1";
 
@@ -88,8 +88,8 @@ fn mk_observed(d: &DesiredObject) -> Observed {
     m["metadata"]["resourceVersion"] = json!("42");
     m["metadata"]["managedFields"] = json!([{"manager": "meshbaseline", "operation": "Apply"}]);
     m["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = json!(false);
-    if d.key.kind == Kind::NetworkPolicy {
-        m["spec"]["ingress"] = json!([]); // a server-side default
+    if d.key.kind == Kind::NetworkPolicy && m["spec"].get("ingress").is_none() {
+        m["spec"]["ingress"] = json!([]); // what the API server may return for "none"
     }
     mk_observed_raw(m, Some(UID))
 }
@@ -211,6 +211,7 @@ struct Case {
     missing: BTreeSet<Kind>,
     previous: Option<MeshBaselineStatus>,
     previous_compiled: Option<Compiled>,
+    records: BTreeSet<ObjectKey>,
     seen: BTreeSet<FindingId>,
     only: Option<BTreeSet<ObjectKey>>,
     now: Timestamp,
@@ -228,6 +229,7 @@ impl Case {
             missing: BTreeSet::new(),
             previous: None,
             previous_compiled: None,
+            records: BTreeSet::new(),
             seen: BTreeSet::new(),
             only: None,
             now: ts("2026-06-01T00:00:00Z"),
@@ -261,6 +263,7 @@ impl Case {
             missing_kinds: &self.missing,
             previous: self.previous.as_ref(),
             previous_compiled: self.previous_compiled.as_ref(),
+            records: &self.records,
             previous_findings: &self.seen,
             only: self.only.as_ref(),
             now: self.now,
@@ -274,6 +277,8 @@ impl Case {
         }
         self.seen = p.findings_seen.clone();
         self.previous_compiled = Some(self.compiled.clone());
+        self.records
+            .extend(self.compiled.objects.iter().map(|o| o.key.clone()));
     }
 }
 
@@ -348,22 +353,34 @@ fn updates_only_objects_whose_owned_fields_differ() {
 }
 
 #[test]
-fn deletes_stale_objects_by_label_and_owner() {
+fn deletes_only_what_our_records_and_the_owner_say() {
     let (ap, np) = (deny_ap("a"), netpol("a"));
     let gone = netpol("b");
     let mut other_owner = mk_observed(&deny_ap("c"));
     other_owner.owner_uid = Some("someone-else".into());
+    // Labels prove nothing either way: the baseline label of another baseline on an object
+    // we wanted, owned by us, is still ours.
     let mut other_label = mk_observed(&deny_ap("d"));
     other_label
         .labels
         .insert(BASELINE_LABEL.into(), "other".into());
+    // Names our uid but was never in our desired set: a tenant's forgery, left alone.
+    let forged = mk_observed(&netpol("e"));
     let mut case = Case::new(vec![ap.clone(), np.clone()]);
+    case.records = [&ap, &np, &gone, &deny_ap("c"), &deny_ap("d")]
+        .iter()
+        .map(|d| d.key.clone())
+        .collect();
     case.observed = observed_of(&[&ap, &np, &gone]);
     case.observed.insert(deny_ap("c").key, other_owner);
     case.observed.insert(deny_ap("d").key, other_label);
+    case.observed.insert(netpol("e").key, forged);
     let p = case.run();
     assert!(p.applies.is_empty());
-    assert_eq!(p.deletes, vec![gone.key]);
+    assert_eq!(p.deletes, vec![deny_ap("d").key, gone.key]);
+    // Without records (just restarted) nothing is deleted.
+    case.records.clear();
+    assert!(case.run().deletes.is_empty());
 }
 
 #[test]
@@ -653,6 +670,8 @@ fn invalid_spec_keeps_the_last_good_objects() {
         .message
         .contains("spec.network.egress.allowCidrs[0]"));
     assert_eq!(cond(&s, READY).status, "False");
+    // kstatus (Flux) reads an invalid spec as failed through Stalled.
+    assert_eq!(cond(&s, STALLED).status, "True");
     assert_eq!(s.managed_objects, 2, "counts of the last good state stay");
     assert_eq!(p.events.len(), 1);
     case.converge(&p);
@@ -693,6 +712,7 @@ fn overlap_older_baseline_wins() {
         (
             n.to_string(),
             NamespaceInfo {
+                terminating: false,
                 name: n.into(),
                 labels: BTreeMap::from([("team".into(), team.into())]),
             },
@@ -762,6 +782,7 @@ fn fast_path_compares_only_the_changed_keys() {
     let (ap, np, stale) = (deny_ap("a"), netpol("a"), netpol("z"));
     let mut case = Case::new(vec![ap.clone(), np.clone()]);
     case.observed = observed_of(&[&stale]);
+    case.records = BTreeSet::from([stale.key.clone()]);
     // Both desired objects are missing, but only the NetworkPolicy and the stale object
     // changed since the last complete plan.
     case.only = Some(BTreeSet::from([np.key.clone(), stale.key.clone()]));
@@ -804,6 +825,7 @@ fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
     let sidecars = NamespaceInfo {
         name: "a".into(),
         labels: BTreeMap::from([("istio-injection".into(), "enabled".into())]),
+        terminating: false,
     };
     case.inventory.namespaces.insert("a".into(), sidecars);
     let s = case.run().status.unwrap();
@@ -811,6 +833,7 @@ fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
     let ambient = NamespaceInfo {
         name: "shop".into(),
         labels: BTreeMap::from([("istio.io/dataplane-mode".into(), "ambient".into())]),
+        terminating: false,
     };
     case.inventory.namespaces.insert("shop".into(), ambient);
     let s = case.run().status.unwrap();
@@ -822,3 +845,6 @@ fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
         degraded.message
     );
 }
+
+mod conditions;
+mod tamper;

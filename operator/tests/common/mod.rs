@@ -44,6 +44,7 @@ pub fn inventory(names: &[&str]) -> Inventory {
         inv.namespaces.insert(
             name.to_string(),
             NamespaceInfo {
+                terminating: false,
                 name: name.to_string(),
                 labels,
             },

@@ -15,7 +15,11 @@ fn dr_inv(drs: Vec<DestinationRule>) -> Inventory {
 /// The name of the DestinationRule a client in `client` uses for `host` of `server`.
 fn lookup(i: &Inventory, client: &str, host: &str, server: &str) -> Option<String> {
     let base = strict();
-    let ctx = Ctx::new(&base, i, now());
+    let (desired, scope) = (
+        crate::compile::Compiled::default(),
+        crate::compile::Scope::default(),
+    );
+    let ctx = Ctx::new(&base, i, &desired, &scope, now());
     let index = DrIndex::new(&ctx);
     index
         .lookup(client, Target::Service(host), server)
@@ -257,13 +261,15 @@ fn mb201_is_silent_under_a_permissive_baseline_and_for_exempt_servers() {
 }
 
 #[test]
-fn mb201_operator_rules_are_never_findings() {
+fn mb201_labelled_tenant_rules_are_findings_and_impersonations() {
     let i = dr_inv(vec![serde_json::from_value(managed(json!({
         "metadata": {"name": "x", "namespace": "payments"},
         "spec": {"host": "ledger", "trafficPolicy": {"tls": {"mode": "DISABLE"}}},
     })))
     .unwrap()]);
-    assert!(run(&strict(), &i).is_empty());
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB201), vec!["payments/x"]);
+    assert_eq!(hits(&f, Rule::MB801), vec!["payments/x"]);
 }
 
 #[test]

@@ -95,6 +95,7 @@ pub(super) fn mk_sidecar(ns: &str, name: &str, spec: Value) -> Sidecar {
 
 pub(super) fn mk_ns(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo {
     NamespaceInfo {
+        terminating: false,
         name: name.into(),
         labels: labels
             .iter()
@@ -180,4 +181,37 @@ fn findings_are_sorted_most_severe_first() {
 #[test]
 fn an_empty_inventory_has_no_findings() {
     assert!(run(&strict(), &inv()).is_empty());
+}
+
+/// Two baselines selecting the same namespace: the older one wins it for the audit as for the
+/// compile, and only the owner of the root namespace reports root-namespace rules.
+#[test]
+fn overlap_scope_decides_what_is_audited() {
+    use crate::compile::{compile, Scope};
+    let mut i = with_namespaces(inv(), vec![mk_ns("payments", &[])]);
+    i.peer_authentications = vec![
+        mk_pa("payments", "loose", json!({"mtls": {"mode": "PERMISSIVE"}})),
+        mk_pa(ROOT, "a", json!({"mtls": {"mode": "STRICT"}})),
+        mk_pa(ROOT, "b", json!({"mtls": {"mode": "STRICT"}})),
+    ];
+    let b = strict();
+    let rules = |scope: &Scope| -> Vec<String> {
+        let desired = compile(&b, &i, scope, now());
+        let mut r: Vec<String> = super::audit_in_scope(&b, &i, &desired, scope, now())
+            .into_iter()
+            .filter(|f| f.kind == "PeerAuthentication")
+            .map(|f| format!("{} {}", f.rule, f.name))
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(
+        rules(&Scope::default()),
+        ["MB101 loose", "MB103 a", "MB103 b"]
+    );
+    let lost = Scope {
+        claimed_elsewhere: ["payments".to_string()].into(),
+        owns_root: false,
+    };
+    assert!(rules(&lost).is_empty(), "{:?}", rules(&lost));
 }

@@ -187,9 +187,48 @@ fn mb402_dns_to_the_dns_pods_and_tcp_are_silent() {
 #[test]
 fn network_rules_skip_operator_objects_and_unprotected_namespaces() {
     let open = egress(json!([{}]));
-    let i = np_inv(vec![
-        mk_managed_np("payments", "meshbaseline-baseline", open.clone()),
-        mk_np("kube-system", "open", open),
-    ]);
-    assert!(run(&strict(), &i).is_empty());
+    let i = with_namespaces(
+        np_inv(vec![
+            mk_managed_np("payments", "meshbaseline-baseline", open.clone()),
+            mk_np("kube-system", "open", open.clone()),
+        ]),
+        vec![mk_ns("payments", &[])],
+    );
+    // Offline (no baseline uid) the key the compiler generates is proof enough.
+    let about_policies = |f: &[Finding]| -> Vec<String> {
+        [Rule::MB401, Rule::MB402, Rule::MB801]
+            .into_iter()
+            .flat_map(|r| hits(f, r))
+            .collect()
+    };
+    assert!(about_policies(&run(&strict(), &i)).is_empty());
+    // In the cluster the ownerReference must name the baseline's uid: without it, or with a
+    // forged one, the object is a tenant's, audited and flagged.
+    let mut owned = strict();
+    owned.uid = Some("u1".into());
+    let f = run(&owned, &i);
+    assert_eq!(
+        hits(&f, Rule::MB401),
+        vec!["payments/meshbaseline-baseline"]
+    );
+    assert_eq!(
+        hits(&f, Rule::MB801),
+        vec!["payments/meshbaseline-baseline"]
+    );
+    let mut forged = mk_managed_np("payments", "meshbaseline-baseline", open.clone());
+    forged.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline", "name": "default",
+        "uid": "not-u1", "controller": true}))
+    .unwrap()]);
+    let mut genuine = forged.clone();
+    genuine.metadata.owner_references.as_mut().unwrap()[0].uid = "u1".into();
+    let with = |np| with_namespaces(np_inv(vec![np]), vec![mk_ns("payments", &[])]);
+    assert_eq!(hits(&run(&owned, &with(forged)), Rule::MB801).len(), 1);
+    assert!(about_policies(&run(&owned, &with(genuine))).is_empty());
+    // A name outside the desired set is never ours, whatever it carries.
+    let stray = with(mk_managed_np("payments", "meshbaseline-extra", open));
+    assert_eq!(
+        hits(&run(&strict(), &stray), Rule::MB801),
+        vec!["payments/meshbaseline-extra"]
+    );
 }

@@ -68,13 +68,17 @@ fn mb101_exemption_silences_until_it_expires() {
 }
 
 #[test]
-fn mb101_operator_objects_are_never_findings() {
+fn mb101_a_label_does_not_make_a_tenant_object_ours() {
+    // A tenant's DISABLE labelled `managed-by: meshbaseline`: audited like any other object,
+    // and reported as an impersonation.
     let i = pa_inv(vec![mk_managed_pa(
         "payments",
         "x",
         json!({"mtls": {"mode": "DISABLE"}}),
     )]);
-    assert!(run(&strict(), &i).is_empty());
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB101), vec!["payments/x"]);
+    assert_eq!(hits(&f, Rule::MB801), vec!["payments/x"]);
 }
 
 #[test]

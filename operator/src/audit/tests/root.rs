@@ -108,8 +108,24 @@ fn mb702_two_selector_less_sidecars_fire_on_the_tenant_ones() {
         ),
         mk_sidecar("payments", "default", json!({})),
     ];
-    let f = run(&strict(), &i);
+    // The generated Sidecar is ours when the baseline generates it ...
+    let registry_only = mk_baseline(json!({"network": {"egress": {"registryOnly": true}}}));
+    let f = run(&registry_only, &i);
     assert_eq!(hits(&f, Rule::MB702), vec!["istio-system/default"]);
+    assert!(hits(&f, Rule::MB801).is_empty());
+    // ... and a tenant's object with our label and name when it does not.
+    let f = run(&strict(), &i);
+    assert_eq!(
+        hits(&f, Rule::MB702),
+        vec![
+            "istio-system/default",
+            "istio-system/meshbaseline-registry-only"
+        ]
+    );
+    assert_eq!(
+        hits(&f, Rule::MB801),
+        vec!["istio-system/meshbaseline-registry-only"]
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ use kube::Client;
 use serde_json::json;
 
 use super::*;
+use crate::controller::lease::Leadership;
 
 #[derive(Clone, Debug)]
 struct Recorded {
@@ -55,7 +56,12 @@ fn mock(reply: (u16, Value)) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
 }
 
 fn executor(client: Client) -> Executor {
-    Executor::new(client, Arc::new(Metrics::new()), Some("pod-0".into()))
+    Executor::new(
+        client,
+        Arc::new(Metrics::new()),
+        Some("pod-0".into()),
+        Arc::new(Leadership::always()),
+    )
 }
 
 fn netpol_reply() -> Value {
@@ -218,4 +224,65 @@ async fn events_are_created_in_the_events_api() {
     assert_eq!(log[0].body["reason"], "DriftRepaired");
     assert_eq!(log[0].body["type"], "Warning");
     assert_eq!(log[0].body["reportingController"], "meshbaseline");
+}
+
+#[tokio::test]
+async fn repairs_are_a_replace_guarded_by_the_resource_version() {
+    let (client, log) = mock((200, netpol_reply()));
+    let key = ObjectKey {
+        kind: Kind::NetworkPolicy,
+        namespace: "a".into(),
+        name: "meshbaseline-baseline".into(),
+    };
+    let manifest = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "meshbaseline-baseline", "namespace": "a", "resourceVersion": "7"},
+        "spec": {"podSelector": {}}});
+    executor(client).replace(&key, &manifest).await.unwrap();
+    let log = log.lock().unwrap();
+    let r = &log[0];
+    assert_eq!(r.method, "PUT");
+    assert!(
+        query_has(&r.query, "fieldManager=meshbaseline"),
+        "{}",
+        r.query
+    );
+    assert_eq!(r.body["metadata"]["resourceVersion"], "7");
+    assert_eq!(r.body["spec"], json!({"podSelector": {}}));
+}
+
+#[tokio::test]
+async fn nothing_is_sent_after_the_lease_deadline() {
+    let (client, log) = mock((200, netpol_reply()));
+    let leadership = Arc::new(Leadership::new());
+    leadership.extend(std::time::Instant::now() + std::time::Duration::from_secs(60));
+    let metrics = Arc::new(Metrics::new());
+    let ex = Executor::new(client, metrics.clone(), None, leadership.clone());
+    let key = ObjectKey {
+        kind: Kind::Sidecar,
+        namespace: "istio-system".into(),
+        name: "meshbaseline-registry-only".into(),
+    };
+    ex.apply(&key, &json!({})).await.unwrap();
+    // The deadline passes in the middle of a plan: the next write is refused unsent.
+    leadership.revoke();
+    assert!(matches!(
+        ex.apply(&key, &json!({})).await,
+        Err(WriteError::NotLeader)
+    ));
+    assert!(matches!(
+        ex.delete(&key, None).await,
+        Err(WriteError::NotLeader)
+    ));
+    assert!(matches!(
+        ex.status("default", &MeshBaselineStatus::default()).await,
+        Err(WriteError::NotLeader)
+    ));
+    assert_eq!(
+        log.lock().unwrap().len(),
+        1,
+        "only the write before the deadline"
+    );
+    assert!(metrics
+        .encode()
+        .contains("meshbaseline_writes_refused_total 3"));
 }

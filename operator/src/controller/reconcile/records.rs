@@ -1,0 +1,113 @@
+//! Our own records and the routing of cache changes: which objects are the operator's
+//! (records + ownerReference uid, never labels), which changes go to the drift fast path and
+//! which change the inventory, and the full resync.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::compile::Compiled;
+use crate::object::{Kind, ObjectKey};
+
+use super::super::cache::Key;
+use super::super::objects::{KindEntry, Typed};
+use super::{BaselineState, Ctx};
+
+impl Ctx {
+    /// A full resync: every baseline is planned completely from the caches (writing only what
+    /// differs), whatever the watches said.
+    pub fn resync(&self) {
+        self.resync_epoch.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!("full resync");
+        self.triggers.all();
+    }
+
+    /// Whether `entry` at `key` is one of our objects: its key is in the records of the
+    /// baseline its ownerReference names.
+    fn is_ours(&self, key: &ObjectKey, entry: Option<&KindEntry>) -> bool {
+        let Some(uid) = entry
+            .and_then(|e| e.generated.as_ref())
+            .and_then(|o| o.owner_uid.as_deref())
+        else {
+            return false;
+        };
+        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        records.get(uid).is_some_and(|r| r.contains(key))
+    }
+
+    /// Merges a new compile output into the baseline's records before its plan is executed
+    /// (a write may succeed even when the reconcile fails later), and forgets keys that are
+    /// neither wanted nor in the cluster any more.
+    pub(super) fn update_records(&self, state: &mut BaselineState, compiled: &Arc<Compiled>) {
+        if state
+            .records_for
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, compiled))
+        {
+            return;
+        }
+        let mut records: BTreeSet<ObjectKey> = self.generated.with(|live| {
+            state
+                .records
+                .iter()
+                .filter(|k| live.contains_key(*k))
+                .cloned()
+                .collect()
+        });
+        records.extend(compiled.objects.iter().map(|o| o.key.clone()));
+        state.records = Arc::new(records);
+        state.records_for = Some(compiled.clone());
+        if let Some(uid) = &state.uid {
+            self.records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid.clone(), state.records.clone());
+        }
+    }
+
+    /// A change in a kind cache. Objects at generated names go to every baseline's drift fast
+    /// path at once (unless the change is our own write, `trigger == false`): which baseline
+    /// wants the key is the planner's business. Changes of anything that is not ours (tenant
+    /// objects, and objects only claiming to be ours) change the inventory; edits of our own
+    /// objects do not invalidate compile and audit results (they are repaired, not audited).
+    pub fn kind_changed(
+        &self,
+        kind: Kind,
+        key: &Key,
+        old: Option<&KindEntry>,
+        new: Option<&KindEntry>,
+        trigger: bool,
+    ) {
+        let at_generated_name = self.generated.update(kind, key, old, new);
+        let okey = ObjectKey {
+            kind,
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        };
+        if trigger && at_generated_name {
+            let names: Vec<String> = self
+                .baselines
+                .state()
+                .iter()
+                .filter_map(|b| b.metadata.name.clone())
+                .collect();
+            let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+            for b in &names {
+                dirty.entry(b.clone()).or_default().insert(okey.clone());
+            }
+            drop(dirty);
+            for b in &names {
+                self.triggers.baseline(b);
+            }
+        }
+        // Also after our own write (a revert): the audit must see the tenant object as it is
+        // now, or a cached finding would plan the same revert again.
+        let tenant = |e: Option<&KindEntry>| -> Option<Option<Typed>> {
+            e.filter(|_| !self.is_ours(&okey, e))
+                .map(|e| e.typed.clone())
+        };
+        if tenant(old) != tenant(new) {
+            self.triggers.inventory_changed();
+        }
+    }
+}
