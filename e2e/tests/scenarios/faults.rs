@@ -275,14 +275,21 @@ async fn full_resyncs_write_nothing_in_steady_state() -> TestResult {
     env.wait_condition("resync", "Ready", "True", |_, _| true)
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sim = env.cluster.sim()?;
+    let sim = env.cluster.gate();
     let mark = sim.mark();
     let before = env.op.successful_reconciles();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // `meshbaseline run --resync` takes whole seconds: the operator process on a real server
+    // resyncs every second, the in-process one every 100 ms.
+    let window = if env.cluster.is_simulated() {
+        1000
+    } else {
+        4500
+    };
+    tokio::time::sleep(Duration::from_millis(window)).await;
     let resyncs = env.op.successful_reconciles() - before;
     assert!(
-        resyncs >= 5.0,
-        "only {resyncs} reconciles in 1 s of 100 ms resyncs"
+        resyncs >= 3.0,
+        "only {resyncs} reconciles in {window} ms of resyncs"
     );
     let log = sim.requests_since(mark);
     assert_eq!(log.writes_by("meshbaseline"), 0, "{log:?}");
