@@ -49,6 +49,10 @@ fn parse_label_req(s: &str) -> Result<Req, ApiError> {
         return Ok(Req::NotExists(key.trim().to_string()));
     }
     if let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) {
+        // `)` before `(` is malformed, not a set (and would be an inverted slice).
+        if close < open {
+            return Err(bad());
+        }
         let mut head = s[..open].split_whitespace();
         let (Some(key), Some(op), None) = (head.next(), head.next(), head.next()) else {
             return Err(bad());
