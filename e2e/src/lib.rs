@@ -2,6 +2,7 @@
 //! harness (`cluster`) that runs the same scenarios against it or against a real cluster.
 
 pub mod cluster;
+mod gate;
 pub mod process;
 pub mod proxy;
 pub mod real;

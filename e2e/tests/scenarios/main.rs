@@ -5,6 +5,7 @@
 //! the fault proxy in front of it), operator and metrics registry.
 
 mod fixtures;
+mod operator;
 
 mod ambient;
 mod baseline;
