@@ -74,16 +74,26 @@ pub struct Cluster {
     harness: kube::Client,
     /// Tenant writes: the harness client in the simulator, the `edit` user on a real cluster.
     tenant: kube::Client,
-    sim: Option<SimHandle>,
-    proxy: Option<FaultProxy>,
-    /// The user the operator authenticates as on a real cluster.
-    operator_user: Option<String>,
-    /// The admin's config on a real cluster, for the cleanup of a scenario that failed.
-    admin_config: Option<kube::Config>,
+    backend: Backend,
     seeded: Mutex<Vec<Seeded>>,
+}
+
+/// What serves the scenario, with what only that kind of server needs.
+enum Backend {
+    Sim(SimHandle),
+    Real(Box<RealServer>),
+}
+
+struct RealServer {
+    /// Between the operator and the server.
+    proxy: FaultProxy,
+    /// The user the operator authenticates as.
+    operator_user: String,
+    /// The admin's config, for the cleanup of a scenario that failed.
+    admin_config: kube::Config,
     /// Scenarios share a real cluster (cluster-scoped baselines, one root namespace, one
     /// Lease): they take turns, one `Cluster` at a time, whatever the test threads.
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 static REAL_CLUSTER_TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
@@ -108,12 +118,8 @@ impl Cluster {
             client: sim.client()?,
             tenant: harness.clone(),
             harness,
-            sim: Some(sim),
-            proxy: None,
-            operator_user: None,
-            admin_config: None,
+            backend: Backend::Sim(sim),
             seeded: Mutex::default(),
-            _turn: None,
         })
     }
 
@@ -141,40 +147,52 @@ impl Cluster {
             config: proxied,
             tenant: kube::Client::try_from(real::tenant_config(&config))?,
             harness: admin,
-            sim: None,
-            proxy: Some(proxy),
-            admin_config: Some(config.clone()),
-            operator_user: Some(format!(
-                "system:serviceaccount:{}:{service_account}",
-                real::OPERATOR_NAMESPACE
-            )),
+            backend: Backend::Real(Box::new(RealServer {
+                proxy,
+                admin_config: config.clone(),
+                operator_user: format!(
+                    "system:serviceaccount:{}:{service_account}",
+                    real::OPERATOR_NAMESPACE
+                ),
+                _turn: turn,
+            })),
             seeded: Mutex::default(),
-            _turn: Some(turn),
         })
     }
 
     /// The fault proxy's URL (real clusters), where an operator process connects.
     pub fn proxy_url(&self) -> Option<String> {
-        self.proxy.as_ref().map(FaultProxy::url)
+        match &self.backend {
+            Backend::Real(real) => Some(real.proxy.url()),
+            Backend::Sim(_) => None,
+        }
     }
 
     /// The user the operator authenticates as (real clusters).
     pub fn operator_user(&self) -> Option<String> {
-        self.operator_user.clone()
+        match &self.backend {
+            Backend::Real(real) => Some(real.operator_user.clone()),
+            Backend::Sim(_) => None,
+        }
     }
 
     /// Fault injection and request accounting, in both modes.
     pub fn gate(&self) -> Gate<'_> {
-        match (&self.sim, &self.proxy) {
-            (Some(sim), _) => Gate::Sim(sim),
-            (None, Some(proxy)) => Gate::Proxy(proxy),
-            // `real` always starts the proxy and `simulated` the simulator.
-            (None, None) => unreachable!("a cluster has a simulator or a proxy"),
+        match &self.backend {
+            Backend::Sim(sim) => Gate::Sim(sim),
+            Backend::Real(real) => Gate::Proxy(&real.proxy),
         }
     }
 
     pub fn is_simulated(&self) -> bool {
-        self.sim.is_some()
+        matches!(self.backend, Backend::Sim(_))
+    }
+
+    fn simulator(&self) -> Option<&SimHandle> {
+        match &self.backend {
+            Backend::Sim(sim) => Some(sim),
+            Backend::Real(_) => None,
+        }
     }
 
     /// The client for the system under test (counted and faulted in the simulator).
@@ -187,6 +205,12 @@ impl Cluster {
         self.config.clone()
     }
 
+    /// The tenant's client: on a real cluster a user with `edit` in the scenario namespaces
+    /// only; in the simulator (which has no RBAC) the harness client.
+    pub fn tenant_client(&self) -> kube::Client {
+        self.tenant.clone()
+    }
+
     /// The client the harness seeds and checks with (never counted or faulted).
     pub fn harness_client(&self) -> kube::Client {
         self.harness.clone()
@@ -194,7 +218,7 @@ impl Cluster {
 
     /// The simulator, for fault injection and request accounting.
     pub fn sim(&self) -> Result<&SimHandle, HarnessError> {
-        self.sim.as_ref().ok_or_else(|| {
+        self.simulator().ok_or_else(|| {
             HarnessError::Unsupported(
                 "fault injection and request accounting need the simulator".into(),
             )
@@ -279,7 +303,7 @@ impl Cluster {
         let mut params = PatchParams::apply(manager);
         params.force = force;
         let applied = api.patch(&name, &params, &Patch::Apply(obj)).await?;
-        if kind == "Namespace" && api_version == "v1" && self.sim.is_none() {
+        if kind == "Namespace" && api_version == "v1" && !self.is_simulated() {
             real::grant_tenant(&self.harness, &name).await?;
         }
         if !existed {
@@ -410,7 +434,7 @@ impl Cluster {
     {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let seen = self.sim.as_ref().map(SimHandle::resource_version);
+            let seen = self.simulator().map(SimHandle::resource_version);
             if let Some(out) = check().await? {
                 return Ok(out);
             }
@@ -421,7 +445,7 @@ impl Cluster {
                     after: timeout,
                 });
             }
-            match (&self.sim, seen) {
+            match (self.simulator(), seen) {
                 (Some(sim), Some(seen)) => {
                     sim.changed_since(seen, left.min(RECHECK)).await;
                 }
@@ -444,8 +468,9 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let seeded = std::mem::take(&mut *crate::sim_lock(&self.seeded));
-        let Some(config) = self.admin_config.clone().filter(|_| !seeded.is_empty()) else {
-            return;
+        let config = match &self.backend {
+            Backend::Real(real) if !seeded.is_empty() => real.admin_config.clone(),
+            _ => return,
         };
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
