@@ -7,6 +7,7 @@
 mod crd;
 mod generated;
 mod kubectl;
+mod tenant;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
