@@ -220,17 +220,23 @@ fn full(bytes: Bytes) -> ProxyBody {
 }
 
 async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let mut record = classify(&req);
+    let record = classify(&req);
+    let verb = record.verb;
+    // Recorded when it arrives, its code filled in later: the API server commits a write
+    // before its response reaches us, and a test that has seen the write's effect must also
+    // find the write in the log before any mark it takes afterwards.
+    let seq = sim_lock(&state.accounting).record(record);
+    let done = |code: u16| sim_lock(&state.accounting).set_code(seq, code);
     let (error, latency, conflict, gone, cut_events, cut_after, retry_after) = {
         let mut f = sim_lock(&state.faults);
-        let error = f.error_for(record.verb);
-        let conflict = record.verb == Verb::Apply && f.apply_conflict();
+        let error = f.error_for(verb);
+        let conflict = verb == Verb::Apply && f.apply_conflict();
         let resuming = req
             .uri()
             .query()
             .unwrap_or_default()
             .contains("resourceVersion=");
-        let gone = record.verb == Verb::Watch && resuming && f.watch_gone();
+        let gone = verb == Verb::Watch && resuming && f.watch_gone();
         let c = &f.config;
         (
             error,
@@ -261,13 +267,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         _ => None,
     };
     if let Some(resp) = injected {
-        record.code = resp.status().as_u16();
-        sim_lock(&state.accounting).record(record);
+        done(resp.status().as_u16());
         return resp;
     }
     if gone {
-        record.code = 200;
-        sim_lock(&state.accounting).record(record);
+        done(200);
         let event = serde_json::json!({"type": "ERROR", "object": {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": "too old resource version (injected by the e2e fault proxy)",
@@ -279,14 +283,13 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         );
         return resp;
     }
-    let is_watch = record.verb == Verb::Watch;
+    let is_watch = verb == Verb::Watch;
     let forwarded = forward(&state.upstream, req).await;
     let resp = match forwarded {
         Ok(resp) => resp,
         Err(e) => status_response(502, "BadGateway", &format!("e2e fault proxy: {e}"), 0),
     };
-    record.code = resp.status().as_u16();
-    sim_lock(&state.accounting).record(record);
+    done(resp.status().as_u16());
     if !is_watch || !resp.status().is_success() {
         return resp;
     }

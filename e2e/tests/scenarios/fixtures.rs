@@ -112,15 +112,7 @@ impl Env {
     /// A cluster seeded with `istio-system` (and on a real cluster the scenario's objects
     /// are deleted again by `finish`), then the operator.
     pub async fn start(scenario: &str) -> Result<Env, HarnessError> {
-        Env::start_on(Cluster::start().await?, scenario).await
-    }
-
-    /// On the simulator whatever `MESHBASELINE_E2E_KUBECONFIG` says (callers say why).
-    pub async fn start_simulated(scenario: &str) -> Result<Env, HarnessError> {
-        Env::start_on(Cluster::simulated().await?, scenario).await
-    }
-
-    async fn start_on(cluster: Cluster, scenario: &str) -> Result<Env, HarnessError> {
+        let cluster = Cluster::start().await?;
         Env::seed_root(&cluster).await?;
         let op = Operator::start(&cluster);
         Ok(Env {
