@@ -21,15 +21,23 @@ pub enum Kind {
     NetworkPolicy,
     PeerAuthentication,
     Sidecar,
+    /// The admission guards (cluster-scoped).
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+    /// The Admin network-policy tier (cluster-scoped; from the network-policy-api CRDs).
+    ClusterNetworkPolicy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 8] = [
         Kind::AuthorizationPolicy,
         Kind::DestinationRule,
         Kind::NetworkPolicy,
         Kind::PeerAuthentication,
         Kind::Sidecar,
+        Kind::ValidatingAdmissionPolicy,
+        Kind::ValidatingAdmissionPolicyBinding,
+        Kind::ClusterNetworkPolicy,
     ];
 
     pub fn group(self) -> &'static str {
@@ -37,11 +45,43 @@ impl Kind {
             Kind::AuthorizationPolicy | Kind::PeerAuthentication => "security.istio.io",
             Kind::DestinationRule | Kind::Sidecar => "networking.istio.io",
             Kind::NetworkPolicy => "networking.k8s.io",
+            Kind::ValidatingAdmissionPolicy | Kind::ValidatingAdmissionPolicyBinding => {
+                "admissionregistration.k8s.io"
+            }
+            Kind::ClusterNetworkPolicy => "policy.networking.k8s.io",
         }
     }
 
+    /// The version the compiler writes. ClusterNetworkPolicy's v1beta1 and v1alpha2 have the
+    /// same schema; the controller writes whichever the cluster serves (`served_versions`).
     pub fn version(self) -> &'static str {
-        "v1"
+        match self {
+            Kind::ClusterNetworkPolicy => "v1beta1",
+            _ => "v1",
+        }
+    }
+
+    /// Versions the operator can use, newest first.
+    pub fn served_versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::ClusterNetworkPolicy => &["v1beta1", "v1alpha2"],
+            _ => &["v1"],
+        }
+    }
+
+    pub fn cluster_scoped(self) -> bool {
+        matches!(
+            self,
+            Kind::ValidatingAdmissionPolicy
+                | Kind::ValidatingAdmissionPolicyBinding
+                | Kind::ClusterNetworkPolicy
+        )
+    }
+
+    /// Kinds tenants write too: audited, indexed for the inventory. The others only the
+    /// operator (and cluster admins) write.
+    pub fn is_tenant_kind(self) -> bool {
+        !self.cluster_scoped()
     }
 
     pub fn api_version(self) -> String {
@@ -55,6 +95,9 @@ impl Kind {
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::Sidecar => "Sidecar",
+            Kind::ValidatingAdmissionPolicy => "ValidatingAdmissionPolicy",
+            Kind::ValidatingAdmissionPolicyBinding => "ValidatingAdmissionPolicyBinding",
+            Kind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
         }
     }
 
@@ -65,12 +108,21 @@ impl Kind {
             Kind::NetworkPolicy => "networkpolicies",
             Kind::PeerAuthentication => "peerauthentications",
             Kind::Sidecar => "sidecars",
+            Kind::ValidatingAdmissionPolicy => "validatingadmissionpolicies",
+            Kind::ValidatingAdmissionPolicyBinding => "validatingadmissionpolicybindings",
+            Kind::ClusterNetworkPolicy => "clusternetworkpolicies",
         }
     }
 
     /// Whether the kind comes from Istio's CRDs (which may be missing from a cluster).
     pub fn is_istio(self) -> bool {
-        self != Kind::NetworkPolicy
+        self.group().ends_with(".istio.io")
+    }
+
+    /// Whether the kind comes from a CRD (Istio's, network-policy-api's): the controller
+    /// watches it only while the CRD is there, without a restart.
+    pub fn from_crd(self) -> bool {
+        self.is_istio() || self == Kind::ClusterNetworkPolicy
     }
 
     pub fn from_name(kind: &str) -> Option<Kind> {
@@ -84,7 +136,7 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Identifies a generated object. All generated kinds are namespaced.
+/// Identifies a generated object; `namespace` is empty for cluster-scoped kinds.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     pub kind: Kind,
@@ -94,7 +146,11 @@ pub struct ObjectKey {
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 }
 
@@ -123,10 +179,12 @@ impl DesiredObject {
     pub fn manifest(&self) -> Value {
         let mut metadata = Map::new();
         metadata.insert("name".into(), Value::String(self.key.name.clone()));
-        metadata.insert(
-            "namespace".into(),
-            Value::String(self.key.namespace.clone()),
-        );
+        if !self.key.kind.cluster_scoped() {
+            metadata.insert(
+                "namespace".into(),
+                Value::String(self.key.namespace.clone()),
+            );
+        }
         let labels = self
             .meta
             .labels

@@ -102,7 +102,9 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "MB801 Sidecar checkout/meshbaseline-egress",
     ];
     assert_eq!(got, expected);
-    for rule in Rule::ALL {
+    // MB901–MB903 are about what a live cluster serves: the controller's plan reports them
+    // (plan tests), never `check` of manifests.
+    for rule in Rule::ALL.into_iter().filter(|r| !r.id().starts_with("MB9")) {
         assert!(
             got.iter().any(|g| g.starts_with(rule.id())),
             "{rule} does not fire on examples/mesh"

@@ -61,7 +61,11 @@ fn labels_and_owner_reference() {
         let manifest = o.manifest();
         let meta = manifest["metadata"].as_object().unwrap();
         assert_eq!(meta["name"], o.key.name.as_str());
-        assert_eq!(meta["namespace"], o.key.namespace.as_str());
+        if o.key.kind.cluster_scoped() {
+            assert!(!meta.contains_key("namespace"), "{}", o.key);
+        } else {
+            assert_eq!(meta["namespace"], o.key.namespace.as_str());
+        }
         assert_eq!(
             meta["labels"],
             json!({"app.kubernetes.io/managed-by": "meshbaseline", "meshbaseline.dev/baseline": "default"})
@@ -71,7 +75,8 @@ fn labels_and_owner_reference() {
             json!([{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
                     "name": "default", "uid": "1234-abcd", "controller": true}])
         );
-        assert_eq!(meta.len(), 4, "only owned metadata fields: {meta:?}");
+        let fields = if o.key.kind.cluster_scoped() { 3 } else { 4 };
+        assert_eq!(meta.len(), fields, "only owned metadata fields: {meta:?}");
         let manifest = o.manifest();
         let top: Vec<&String> = manifest.as_object().unwrap().keys().collect();
         assert_eq!(top, ["apiVersion", "kind", "metadata", "spec"]);
@@ -116,7 +121,8 @@ fn selection_skips_system_root_and_unlabelled_namespaces() {
     assert!(none.objects.iter().all(|o| o.key.namespace != "shop"));
     let namespaces: std::collections::BTreeSet<&str> =
         c.objects.iter().map(|o| o.key.namespace.as_str()).collect();
-    assert_eq!(namespaces, ["istio-system", "shop"].into());
+    // "": the cluster-scoped admission policies and ClusterNetworkPolicies.
+    assert_eq!(namespaces, ["", "istio-system", "shop"].into());
     // Only root-namespace objects in istio-system, never the per-namespace ones.
     assert!(find(
         &c,
@@ -137,7 +143,9 @@ fn objects_are_sorted_by_key_and_deterministic() {
     let sorted = c.objects.windows(2).all(|w| w[0].key < w[1].key);
     assert!(sorted, "{:#?}", keys(&c));
     assert_eq!(c, run(&b, &inv));
-    assert_eq!(c.objects.len(), 3 * 3 + 3);
+    // Three per namespace, three in the root namespace; cluster-wide: the guard policy and
+    // its two bindings, the tenant-object policy and its binding, two ClusterNetworkPolicies.
+    assert_eq!(c.objects.len(), 3 * 3 + 3 + 3 + 2 + 2);
 }
 
 #[test]
@@ -190,15 +198,27 @@ fn scope_claimed_namespaces_and_root_ownership() {
     let scope = Scope {
         claimed_elsewhere: ["a".to_string()].into(),
         owns_root: false,
+        ..Scope::default()
     };
     let c = compile(&b, &inv, &scope, now());
     assert_eq!(c.protected, ["b"]);
+    // The namespaced objects are b's only; the cluster-wide policies are every baseline's own
+    // (named after it), istiod's ClusterNetworkPolicy only the root owner's.
+    let namespaced: Vec<_> = c
+        .objects
+        .iter()
+        .filter(|o| !o.key.kind.cluster_scoped())
+        .collect();
     assert!(
-        c.objects.iter().all(|o| o.key.namespace == "b"),
+        namespaced.iter().all(|o| o.key.namespace == "b"),
         "{:#?}",
         keys(&c)
     );
-    assert_eq!(c.objects.len(), 3);
+    assert_eq!(namespaced.len(), 3);
+    assert!(!c
+        .objects
+        .iter()
+        .any(|o| o.key.name.starts_with("meshbaseline-istiod-")));
     let owner = compile(&b, &inv, &Scope::default(), now());
     assert!(owner
         .objects
@@ -217,7 +237,7 @@ fn audit_mode_compiles_the_same_objects() {
 #[test]
 fn switches_turn_objects_off() {
     let b = baseline(&format!(
-        "{SELECT}\nmtls: {{destinationRules: false}}\nnetwork: {{tcpOnly: false, controlPlane: {{enabled: false}}}}"
+        "{SELECT}\nmtls: {{destinationRules: false}}\nnetwork: {{tcpOnly: false, controlPlane: {{enabled: false}}, adminTier: Off}}\nadmission: {{guard: false, tenantObjects: Off}}"
     ));
     let c = run(&b, &inventory(&["shop"]));
     assert_eq!(

@@ -191,7 +191,8 @@ fn default_for_check_is_valid_and_protects_everything() {
     assert!(!b.selects("istio-system", &Default::default()));
     let c = run(&b, &inventory(&["shop"]));
     assert_eq!(c.protected, ["shop"]);
-    assert_eq!(c.objects.len(), 3 + 2);
+    // shop, the root namespace, and the cluster-wide guards and Admin-tier policies.
+    assert_eq!(c.objects.len(), 3 + 2 + 5 + 2);
 }
 
 #[test]

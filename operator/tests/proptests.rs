@@ -218,7 +218,7 @@ proptest! {
         offset in -100_000i64..100_000,
     ) {
         let b = to_baseline(spec);
-        let scope = Scope { claimed_elsewhere: claimed.clone(), owns_root };
+        let scope = Scope { claimed_elsewhere: claimed.clone(), owns_root, ..Scope::default() };
         let t: Timestamp = now().checked_add(SignedDuration::from_secs(offset)).unwrap();
         let c = compile(&b, &inv, &scope, t);
         prop_assert_eq!(&c, &compile(&b, &inv, &scope, t));
@@ -228,7 +228,12 @@ proptest! {
         }
         prop_assert!(c.exempt.iter().all(|e| c.protected.contains(e)));
         for o in &c.objects {
-            prop_assert!(o.key.namespace == b.root_namespace || c.protected.contains(&o.key.namespace));
+            prop_assert!(
+                o.key.kind.cluster_scoped()
+                    || o.key.namespace == b.root_namespace
+                    || c.protected.contains(&o.key.namespace)
+            );
+            prop_assert_eq!(o.key.kind.cluster_scoped(), o.key.namespace.is_empty());
             prop_assert!(owns_root || o.key.namespace != b.root_namespace);
         }
         assert_all_valid(schemas(), &c);

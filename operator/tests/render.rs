@@ -57,9 +57,17 @@ fn rendered_stream_parses_back_and_validates() {
     for de in serde_norway::Deserializer::from_str(&yaml) {
         let v: serde_json::Value = serde::Deserialize::deserialize(de).unwrap();
         count += 1;
+        use k8s_openapi::api::admissionregistration::v1 as adm;
         if v["kind"] == "NetworkPolicy" {
             let _: k8s_openapi::api::networking::v1::NetworkPolicy =
                 serde_json::from_value(v).unwrap();
+        } else if v["kind"] == "ValidatingAdmissionPolicy" {
+            let _: adm::ValidatingAdmissionPolicy = serde_json::from_value(v).unwrap();
+        } else if v["kind"] == "ValidatingAdmissionPolicyBinding" {
+            let _: adm::ValidatingAdmissionPolicyBinding = serde_json::from_value(v).unwrap();
+        } else if v["kind"] == "ClusterNetworkPolicy" {
+            // Checked against its CRD on the real server (e2e `real` tests).
+            assert_eq!(v["apiVersion"], "policy.networking.k8s.io/v1beta1");
         } else {
             assert!(schemas.errors(&v).is_empty(), "{v:#}");
         }

@@ -75,6 +75,22 @@ pub fn builtins() -> Vec<ResourceType> {
             false,
         ),
         builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingadmissionpolicies",
+            "ValidatingAdmissionPolicy",
+            false,
+            true,
+        ),
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingadmissionpolicybindings",
+            "ValidatingAdmissionPolicyBinding",
+            false,
+            false,
+        ),
         builtin("events.k8s.io", "v1", "events", "Event", true, false),
         builtin(
             "apiextensions.k8s.io",

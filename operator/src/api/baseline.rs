@@ -91,6 +91,50 @@ pub struct MeshBaselineSpec {
     /// What to do with tenant PeerAuthentications and DestinationRules weaker than the baseline.
     #[serde(default)]
     pub tenant_overrides: TenantOverrides,
+    /// Guards evaluated by the API server itself (ValidatingAdmissionPolicy).
+    #[serde(default)]
+    pub admission: AdmissionSpec,
+}
+
+/// ValidatingAdmissionPolicies generated from the baseline: refused before they happen,
+/// instead of repaired after.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionSpec {
+    /// Refuse updates and deletes of the generated objects, and creation of objects posing as
+    /// them, by anyone but the operator and the API server's own controllers (Enforce mode).
+    #[serde(default = "yes")]
+    pub guard: bool,
+    /// Refuse (`Deny`) or warn about (`Warn`) tenant objects that weaken the mesh in protected
+    /// namespaces: MB101, MB102, MB201, MB301, MB501, MB502 at admission.
+    #[serde(default)]
+    pub tenant_objects: TenantObjects,
+}
+
+impl Default for AdmissionSpec {
+    fn default() -> Self {
+        Self {
+            guard: true,
+            tenant_objects: TenantObjects::default(),
+        }
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TenantObjects {
+    Off,
+    #[default]
+    Warn,
+    Deny,
+}
+
+/// Whether to generate Admin-tier ClusterNetworkPolicies.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdminTier {
+    /// Where the cluster serves the ClusterNetworkPolicy API (detected at runtime).
+    #[default]
+    Auto,
+    Off,
 }
 
 pub fn default_root_namespace() -> String {
@@ -285,6 +329,9 @@ pub struct NetworkSpec {
     /// What the NetworkPolicy of ambient namespaces must let through.
     #[serde(default)]
     pub ambient: AmbientNetworkSpec,
+    /// Admin-tier ClusterNetworkPolicies, which tenants' NetworkPolicies cannot override.
+    #[serde(default)]
+    pub admin_tier: AdminTier,
 }
 
 impl Default for NetworkSpec {
@@ -295,6 +342,7 @@ impl Default for NetworkSpec {
             egress: EgressSpec::default(),
             control_plane: ControlPlaneSpec::default(),
             ambient: AmbientNetworkSpec::default(),
+            admin_tier: AdminTier::default(),
         }
     }
 }
@@ -445,6 +493,20 @@ pub struct MeshBaselineStatus {
     /// Most severe first, capped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<FindingStatus>,
+    /// Whether the admission guards and the Admin network-policy tier are in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<EnforcementStatus>,
+}
+
+/// `Active`, `Off` (not asked for, or Audit mode) or `Unavailable` (the cluster does not
+/// serve the API; see the findings MB901–MB903).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnforcementStatus {
+    pub admission_guard: String,
+    /// `Warn`, `Deny`, `Off` or `Unavailable`.
+    pub tenant_objects: String,
+    pub admin_tier: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 
 use super::baseline::{
-    Control, ControlPlaneSpec, DenyRuleSpec, DnsSpec, EgressMode, MeshBaseline, MeshBaselineSpec,
-    Mode, MtlsSpec, PodRefSpec, TenantOverrides,
+    AdminTier, Control, ControlPlaneSpec, DenyRuleSpec, DnsSpec, EgressMode, MeshBaseline,
+    MeshBaselineSpec, Mode, MtlsSpec, PodRefSpec, TenantObjects, TenantOverrides,
 };
 use super::selector::Selector;
 
@@ -35,6 +35,9 @@ pub struct Baseline {
     pub network: Network,
     pub workloads_audit: bool,
     pub tenant_overrides: TenantOverrides,
+    /// The guard of generated objects (effective in Enforce mode).
+    pub admission_guard: bool,
+    pub tenant_objects: TenantObjects,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +56,7 @@ pub struct Network {
     pub control_plane: ControlPlaneSpec,
     /// Sources of kubelet probes in ambient pods.
     pub probe_cidrs: Vec<IpNet>,
+    pub admin_tier: AdminTier,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -205,6 +209,8 @@ impl TryFrom<&MeshBaseline> for Baseline {
             network,
             workloads_audit: spec.workloads.audit,
             tenant_overrides: spec.tenant_overrides,
+            admission_guard: spec.admission.guard,
+            tenant_objects: spec.admission.tenant_objects,
         })
     }
 }
@@ -316,6 +322,7 @@ fn parse_network(spec: &MeshBaselineSpec, errs: &mut FieldErrors) -> Network {
         },
         control_plane: cp.clone(),
         probe_cidrs,
+        admin_tier: n.admin_tier,
     }
 }
 

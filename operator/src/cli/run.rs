@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// writers.
     #[arg(long, env = "MESHBASELINE_LEASE_MARGIN_MS", default_value_t = 2000)]
     pub lease_margin_ms: u64,
+    /// The operator's username as the API server sees it, which the generated admission
+    /// policies let through. Default: asked of the API server (SelfSubjectReview), else
+    /// `system:serviceaccount:$POD_NAMESPACE:$SERVICE_ACCOUNT`.
+    #[arg(long, env = "MESHBASELINE_OPERATOR_USER")]
+    pub operator_user: Option<String>,
     #[arg(
         long,
         env = "MESHBASELINE_LOG_FORMAT",
@@ -106,6 +111,7 @@ impl RunArgs {
             lease_duration: Duration::from_secs(self.lease_duration),
             lease_renew: Duration::from_secs(self.lease_renew),
             lease_margin: Duration::from_millis(self.lease_margin_ms),
+            operator_user: self.operator_user.clone(),
             ..Config::default()
         }
     }

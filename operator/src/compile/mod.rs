@@ -4,6 +4,8 @@
 //! Specs that are the same for every namespace are built once and cloned; the cost left is
 //! allocating one `serde_json::Value` tree per object (`benches/compile.rs`).
 
+pub mod admin_tier;
+pub mod admission;
 mod meta;
 pub mod names;
 mod namespace;
@@ -28,13 +30,19 @@ pub struct Scope {
     /// Whether this baseline owns the root-namespace objects (the oldest baseline per root
     /// namespace does).
     pub owns_root: bool,
+    /// The operator's username: the admission policies never refuse it.
+    pub operator_user: String,
 }
+
+/// The chart's ServiceAccount, for `render` and tests; the controller uses its own.
+pub const DEFAULT_OPERATOR_USER: &str = "system:serviceaccount:meshbaseline-system:meshbaseline";
 
 impl Default for Scope {
     fn default() -> Self {
         Scope {
             claimed_elsewhere: BTreeSet::new(),
             owns_root: true,
+            operator_user: DEFAULT_OPERATOR_USER.to_string(),
         }
     }
 }
@@ -90,6 +98,20 @@ pub fn compile(
     if scope.owns_root {
         root::objects(baseline, &factory, &mut compiled.objects);
     }
+    admission::objects(
+        baseline,
+        &scope.operator_user,
+        now,
+        &factory,
+        &mut compiled.objects,
+    );
+    admin_tier::objects(
+        baseline,
+        scope.owns_root,
+        now,
+        &factory,
+        &mut compiled.objects,
+    );
     // Stable sort: the per-namespace output is already in runs, so this is close to linear.
     compiled.objects.sort_by(|a, b| a.key.cmp(&b.key));
     compiled

@@ -28,3 +28,32 @@ pub const DENY_RULE_PREFIX: &str = "meshbaseline-deny-";
 pub fn deny_rule_name(rule: &str) -> String {
     format!("{DENY_RULE_PREFIX}{rule}")
 }
+
+// Cluster-scoped objects carry the baseline's name after a fixed word; no word is a prefix of
+// another, so two baselines' names can never collide.
+
+/// ValidatingAdmissionPolicy and its binding for protected namespaces: the guard of generated
+/// objects.
+pub fn guard_name(baseline: &str) -> String {
+    format!("{GENERATED_PREFIX}guard-{baseline}")
+}
+
+/// The guard's binding for the root namespace.
+pub fn guard_root_binding_name(baseline: &str) -> String {
+    format!("{GENERATED_PREFIX}rootguard-{baseline}")
+}
+
+/// ValidatingAdmissionPolicy and binding for tenant objects.
+pub fn tenant_policy_name(baseline: &str) -> String {
+    format!("{GENERATED_PREFIX}tenant-{baseline}")
+}
+
+/// Admin-tier ClusterNetworkPolicy for the protected namespaces.
+pub fn admin_tier_name(baseline: &str) -> String {
+    format!("{GENERATED_PREFIX}namespaces-{baseline}")
+}
+
+/// Admin-tier ClusterNetworkPolicy for istiod.
+pub fn admin_tier_istiod_name(baseline: &str) -> String {
+    format!("{GENERATED_PREFIX}istiod-{baseline}")
+}

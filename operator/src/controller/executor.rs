@@ -13,9 +13,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
-};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::{json, Value};
@@ -27,17 +25,7 @@ use crate::plan::{self, PlannedEvent, Revert};
 use crate::telemetry::Metrics;
 
 use super::lease::Leadership;
-
-/// How the API addresses a generated kind: one generic path for all of them.
-pub fn api_resource(kind: Kind) -> ApiResource {
-    ApiResource {
-        group: kind.group().to_string(),
-        version: kind.version().to_string(),
-        api_version: kind.api_version(),
-        kind: kind.name().to_string(),
-        plural: kind.plural().to_string(),
-    }
-}
+use super::served::Served;
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -60,6 +48,7 @@ pub struct Executor {
     metrics: Arc<Metrics>,
     recorder: Recorder,
     leadership: Arc<Leadership>,
+    served: Arc<Served>,
 }
 
 impl Executor {
@@ -68,6 +57,7 @@ impl Executor {
         metrics: Arc<Metrics>,
         instance: Option<String>,
         leadership: Arc<Leadership>,
+        served: Arc<Served>,
     ) -> Executor {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
@@ -78,6 +68,7 @@ impl Executor {
             client,
             metrics,
             leadership,
+            served,
         }
     }
 
@@ -92,8 +83,23 @@ impl Executor {
         }
     }
 
+    /// One generic path for every kind, at the version the cluster serves.
     fn api(&self, kind: Kind, namespace: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), namespace, &api_resource(kind))
+        let ar = self.served.api_resource(kind);
+        if kind.cluster_scoped() {
+            Api::all_with(self.client.clone(), &ar)
+        } else {
+            Api::namespaced_with(self.client.clone(), namespace, &ar)
+        }
+    }
+
+    /// The manifest at the served version (ClusterNetworkPolicy's versions share a schema).
+    fn at_served_version(&self, kind: Kind, manifest: &Value) -> Value {
+        let mut m = manifest.clone();
+        if let Some(v) = self.served.version(kind).filter(|v| *v != kind.version()) {
+            m["apiVersion"] = Value::String(format!("{}/{v}", kind.group()));
+        }
+        m
     }
 
     /// Creates a generated object (server-side apply); returns the object as stored.
@@ -103,9 +109,10 @@ impl Executor {
         manifest: &Value,
     ) -> Result<DynamicObject, WriteError> {
         self.guard()?;
+        let manifest = self.at_served_version(key.kind, manifest);
         let obj = self
             .api(key.kind, &key.namespace)
-            .patch(&key.name, &apply_params(), &Patch::Apply(manifest))
+            .patch(&key.name, &apply_params(), &Patch::Apply(&manifest))
             .await?;
         self.metrics.api_write("apply", key.kind.name());
         Ok(obj)
@@ -119,8 +126,8 @@ impl Executor {
         manifest: &Value,
     ) -> Result<DynamicObject, WriteError> {
         self.guard()?;
-        let obj: DynamicObject =
-            serde_json::from_value(manifest.clone()).map_err(kube::Error::SerdeError)?;
+        let obj: DynamicObject = serde_json::from_value(self.at_served_version(key.kind, manifest))
+            .map_err(kube::Error::SerdeError)?;
         let pp = PostParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PostParams::default()

@@ -5,10 +5,12 @@
 mod cache;
 mod execute;
 pub mod executor;
+mod identity;
 pub mod lease;
 mod objects;
 mod ratelimit;
 mod reconcile;
+mod served;
 mod watch;
 
 #[cfg(test)]
@@ -57,6 +59,10 @@ pub struct Config {
     pub lease_margin: Duration,
     /// While set, renewals are not sent (drills and tests of a stalled leader).
     pub lease_paused: Option<Arc<AtomicBool>>,
+    /// The operator's username, which the generated admission policies let through; `None`:
+    /// asked of the API server (SelfSubjectReview), else from POD_NAMESPACE and
+    /// SERVICE_ACCOUNT.
+    pub operator_user: Option<String>,
 }
 
 impl Default for Config {
@@ -75,6 +81,7 @@ impl Default for Config {
             lease_renew: Duration::from_secs(5),
             lease_margin: Duration::from_secs(2),
             lease_paused: None,
+            operator_user: None,
         }
     }
 }
@@ -184,6 +191,11 @@ pub async fn run_with_metrics(
     };
 
     let (reader, writer) = reflector::store::<MeshBaseline>();
+    let operator_user = match &config.operator_user {
+        Some(u) => u.clone(),
+        None => identity::operator_user(&client).await,
+    };
+    tracing::info!(%operator_user, "the admission policies let this user through");
     let ctx = Arc::new(reconcile::Ctx::new(
         client.clone(),
         metrics.clone(),
@@ -191,6 +203,7 @@ pub async fn run_with_metrics(
         leadership,
         reader.clone(),
         config.pod_name.clone(),
+        operator_user,
     ));
     let mut watchers = watch::spawn_all(ctx.clone());
     // The periodic full resync: everything is planned again from the caches, so a missed

@@ -72,7 +72,12 @@ pub fn controller_uid(meta: &kube::api::ObjectMeta) -> Option<String> {
 /// Trims a watched object of `kind`. managedFields stay only on PeerAuthentications and
 /// DestinationRules, where Revert mode's fight detection reads them.
 pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
-    let key = (obj.metadata.namespace.clone()?, obj.metadata.name.clone()?);
+    let namespace = if kind.cluster_scoped() {
+        String::new()
+    } else {
+        obj.metadata.namespace.clone()?
+    };
+    let key = (namespace, obj.metadata.name.clone()?);
     let labels = obj.metadata.labels.clone().unwrap_or_default();
     let owner_uid = controller_uid(&obj.metadata);
     let resource_version = obj.metadata.resource_version.clone();
@@ -107,7 +112,7 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     if !keeps_managed_fields {
         remove_managed_fields(&mut full);
     }
-    if kind != Kind::NetworkPolicy {
+    if kind.is_istio() {
         crate::api::istio::default_spec(&mut full);
     }
     let typed = match kind {
@@ -116,8 +121,12 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
         Kind::AuthorizationPolicy => typed_as(full).map(Typed::AuthorizationPolicy),
         Kind::Sidecar => typed_as(full).map(Typed::Sidecar),
         Kind::NetworkPolicy => typed_as(full).map(Typed::NetworkPolicy),
+        // Only the operator writes these: nothing for the audit to read.
+        Kind::ValidatingAdmissionPolicy
+        | Kind::ValidatingAdmissionPolicyBinding
+        | Kind::ClusterNetworkPolicy => None,
     };
-    if typed.is_none() {
+    if typed.is_none() && kind.is_tenant_kind() {
         tracing::warn!(kind = %kind, namespace = %key.0, name = %key.1, "object does not parse; ignored by the audit");
     }
     Some((

@@ -27,6 +27,7 @@ use super::cache::{Cache, Triggers};
 use super::executor::Executor;
 use super::lease::Leadership;
 use super::objects::{GeneratedIndex, KindEntry, Typed};
+use super::served::Served;
 
 /// What the controller remembers about a baseline between reconciles.
 mod records;
@@ -81,9 +82,15 @@ pub struct Ctx {
     pub services: Cache<ServiceInfo>,
     pub kinds: BTreeMap<Kind, Cache<KindEntry>>,
     pub generated: GeneratedIndex,
-    /// Istio CRDs by name: (kind, serves v1).
-    pub crds: Cache<(Kind, bool)>,
-    pub istio_tasks: Mutex<HashMap<Kind, tokio::task::AbortHandle>>,
+    /// CRDs of optional kinds by name: (kind, the newest version it serves that we use).
+    pub crds: Cache<(Kind, Option<&'static str>)>,
+    /// What the cluster serves of the optional kinds, shared with the executor.
+    pub served: Arc<Served>,
+    /// Watches of the optional kinds (Istio's, ClusterNetworkPolicy, the admission kinds),
+    /// started and stopped as the cluster starts or stops serving them.
+    pub dynamic_tasks: Mutex<HashMap<Kind, tokio::task::AbortHandle>>,
+    /// The operator's own username, which the generated admission policies let through.
+    pub operator_user: String,
     state: Mutex<HashMap<String, BaselineState>>,
     inventory: Mutex<Option<(u64, Arc<Inventory>)>>,
     /// (uid, generation, creation) per baseline: a change re-reconciles every baseline
@@ -133,13 +140,16 @@ impl Ctx {
         leadership: Arc<Leadership>,
         baselines: Store<MeshBaseline>,
         pod_name: String,
+        operator_user: String,
     ) -> Ctx {
+        let served = Arc::new(Served::default());
         Ctx {
             executor: Executor::new(
                 client.clone(),
                 metrics.clone(),
                 Some(pod_name),
                 leadership.clone(),
+                served.clone(),
             ),
             client,
             metrics,
@@ -157,7 +167,9 @@ impl Ctx {
                 .collect(),
             generated: GeneratedIndex::default(),
             crds: Cache::default(),
-            istio_tasks: Mutex::new(HashMap::new()),
+            served,
+            dynamic_tasks: Mutex::new(HashMap::new()),
+            operator_user,
             state: Mutex::new(HashMap::new()),
             inventory: Mutex::new(None),
             identities: Mutex::new(BTreeMap::new()),
@@ -200,13 +212,13 @@ impl Ctx {
         }
     }
 
-    fn istio_missing(&self) -> BTreeSet<Kind> {
-        let crds = self.crds.read();
+    /// Optional kinds the cluster does not serve (or whose cache is not filled yet).
+    fn missing_kinds(&self) -> BTreeSet<Kind> {
         Kind::ALL
             .into_iter()
-            .filter(|k| k.is_istio())
+            .filter(|k| *k != Kind::NetworkPolicy)
             .filter(|k| {
-                let served = crds.values().any(|(ck, s)| ck == k && *s);
+                let served = self.served.version(*k).is_some();
                 !(served && self.kinds.get(k).is_some_and(Cache::synced))
             })
             .collect()
@@ -214,12 +226,10 @@ impl Ctx {
 
     /// Caches filled: reconciling earlier would write objects that merely were not seen yet.
     pub fn caches_synced(&self) -> bool {
-        let istio_ok = {
-            let crds = self.crds.read();
-            crds.values()
-                .filter(|(_, served)| *served)
-                .all(|(k, _)| self.kinds.get(k).is_some_and(Cache::synced))
-        };
+        let dynamic_ok = Kind::ALL
+            .into_iter()
+            .filter(|k| *k != Kind::NetworkPolicy && self.served.version(*k).is_some())
+            .all(|k| self.kinds.get(&k).is_some_and(Cache::synced));
         self.namespaces.synced()
             && self.pods.synced()
             && self.services.synced()
@@ -228,7 +238,7 @@ impl Ctx {
                 .kinds
                 .get(&Kind::NetworkPolicy)
                 .is_some_and(Cache::synced)
-            && istio_ok
+            && dynamic_ok
     }
 
     fn inventory(&self) -> (u64, Arc<Inventory>) {
@@ -295,9 +305,10 @@ impl Ctx {
         };
         let mut refs: Vec<&Baseline> = valid.iter().collect();
         refs.push(baseline);
-        let resolved = plan::resolve_overlaps(&refs, &inventory.namespaces)
+        let mut resolved = plan::resolve_overlaps(&refs, &inventory.namespaces)
             .remove(&baseline.name)
             .unwrap_or_default();
+        resolved.scope.operator_user.clone_from(&self.operator_user);
         let compiled = Arc::new(compile(baseline, &inventory, &resolved.scope, now));
         let findings = Arc::new(audit_in_scope(
             baseline,
@@ -367,7 +378,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         let empty = Compiled::default();
         let no_overlap = Resolved::default();
         let no_inventory = Inventory::default();
-        let missing = ctx.istio_missing();
+        let missing = ctx.missing_kinds();
         let previous = state.last_status.clone().or_else(|| mb.status.clone());
         // Drift fast path: when nothing but generated objects changed since a successful
         // reconcile with the same compile output, only those objects need comparing.

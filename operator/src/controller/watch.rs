@@ -1,6 +1,7 @@
 //! The watchers: Namespaces, Pods, Services, the generated kinds (tenant and generated
 //! objects alike, one watch per kind), and CustomResourceDefinitions, which start and stop
-//! the Istio watchers when Istio's CRDs appear or disappear.
+//! the watchers of optional kinds (Istio's, ClusterNetworkPolicy) when their CRDs appear or
+//! disappear. The admission kinds are built in; discovery tells whether they are served.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +17,12 @@ use crate::inventory::{NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::Kind;
 
 use super::cache::{run_watcher, Key};
-use super::executor::api_resource;
 use super::objects::trim;
 use super::reconcile::Ctx;
+use super::served::newest_served;
+
+/// How often discovery is asked whether the admission API is served, until it is.
+const DISCOVERY_PERIOD: Duration = Duration::from_secs(30);
 
 fn key_of(meta: &kube::api::ObjectMeta) -> Option<Key> {
     Some((
@@ -74,6 +78,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     });
 
     set.spawn(watch_kind(ctx.clone(), Kind::NetworkPolicy));
+    set.spawn(discover_admission(ctx.clone()));
 
     let c = ctx.clone();
     let stream = watcher(Api::<CustomResourceDefinition>::all(client), cfg()).default_backoff();
@@ -84,21 +89,18 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             &c.crds,
             |crd: CustomResourceDefinition| {
                 let kind = Kind::ALL.into_iter().find(|k| {
-                    k.is_istio()
+                    k.from_crd()
                         && crd.spec.group == k.group()
                         && crd.spec.names.plural == k.plural()
                 })?;
-                let served = crd
-                    .spec
-                    .versions
-                    .iter()
-                    .any(|v| v.name == kind.version() && v.served);
-                Some((key_of(&crd.metadata)?, (kind, served)))
+                let served = crd.spec.versions.iter().filter(|v| v.served);
+                let version = newest_served(kind, served.map(|v| v.name.as_str()));
+                Some((key_of(&crd.metadata)?, (kind, version)))
             },
             |_, old, new| {
                 let kind = new.or(old).map(|(k, _)| *k);
                 if let Some(kind) = kind {
-                    crd_changed(&c, kind, new.is_some_and(|(_, served)| *served));
+                    kind_served(&c, kind, new.and_then(|(_, v)| *v));
                 }
             },
         )
@@ -107,9 +109,37 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     set
 }
 
+/// Asks discovery whether the cluster serves ValidatingAdmissionPolicy (Kubernetes 1.30+),
+/// until it does; the admission watches start then.
+async fn discover_admission(ctx: Arc<Ctx>) {
+    let kinds = [
+        Kind::ValidatingAdmissionPolicy,
+        Kind::ValidatingAdmissionPolicyBinding,
+    ];
+    loop {
+        let gv = Kind::ValidatingAdmissionPolicy.api_version();
+        match ctx.client.list_api_group_resources(&gv).await {
+            Ok(list) => {
+                let all = kinds
+                    .iter()
+                    .all(|k| list.resources.iter().any(|r| r.name == k.plural()));
+                if all {
+                    for k in kinds {
+                        kind_served(&ctx, k, Some(k.version()));
+                    }
+                    return;
+                }
+                tracing::warn!(%gv, "ValidatingAdmissionPolicy not served: no admission guards");
+            }
+            Err(e) => tracing::warn!(%gv, error = %e, "discovery failed"),
+        }
+        tokio::time::sleep(DISCOVERY_PERIOD).await;
+    }
+}
+
 /// One watch per generated kind, for tenant and generated objects alike.
 async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
-    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &api_resource(kind));
+    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &ctx.served.api_resource(kind));
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let Some(cache) = ctx.kinds.get(&kind) else {
         return; // every kind has a cache (Ctx::new)
@@ -124,9 +154,16 @@ async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
     .await
 }
 
-/// An Istio CRD appeared, disappeared or changed its served versions.
-fn crd_changed(ctx: &Arc<Ctx>, kind: Kind, served: bool) {
-    let mut tasks = ctx.istio_tasks.lock().unwrap_or_else(|e| e.into_inner());
+/// An optional kind appeared, disappeared or changed its served version.
+fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
+    let mut tasks = ctx.dynamic_tasks.lock().unwrap_or_else(|e| e.into_inner());
+    if ctx.served.set(kind, version) && version.is_some() {
+        // A different version: watch at the new one.
+        if let Some(task) = tasks.remove(&kind) {
+            task.abort();
+        }
+    }
+    let served = version.is_some();
     if served && !tasks.contains_key(&kind) {
         tracing::info!(%kind, "CRD available: watching");
         let handle = tokio::spawn(watch_kind(ctx.clone(), kind));

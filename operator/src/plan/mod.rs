@@ -2,6 +2,7 @@
 //! No client, no async; the time is a parameter.
 
 mod diff;
+mod enforcement;
 mod exact;
 mod overlap;
 mod revert;
@@ -186,8 +187,16 @@ pub fn plan(input: &PlanInput) -> Plan {
     });
     conds.push(Cond::new(RECONCILING, false, "ReconcileComplete", ""));
     let mut problems: Vec<(&str, String)> = Vec::new();
-    if !input.missing_kinds.is_empty() {
-        let kinds: Vec<&str> = input.missing_kinds.iter().map(|k| k.name()).collect();
+    // Missing admission and ClusterNetworkPolicy APIs are findings (MB901, MB903): the
+    // baseline's own objects are still enforced without them.
+    let missing_istio: Vec<&str> = input
+        .missing_kinds
+        .iter()
+        .filter(|k| k.is_istio())
+        .map(|k| k.name())
+        .collect();
+    if !missing_istio.is_empty() {
+        let kinds = missing_istio;
         problems.push((
             "IstioCRDsMissing",
             format!(
@@ -294,6 +303,23 @@ pub fn plan(input: &PlanInput) -> Plan {
     });
     conds.push(Cond::new(INVALID, false, "Valid", ""));
 
+    let enforcement = enforcement::enforcement(
+        baseline,
+        enforce,
+        input.compiled,
+        input.observed,
+        input.missing_kinds,
+        input.previous.and_then(|p| p.enforcement.as_ref()),
+    );
+    let findings: std::borrow::Cow<[Finding]> = if enforcement.findings.is_empty() {
+        std::borrow::Cow::Borrowed(input.findings)
+    } else {
+        let mut all = enforcement.findings;
+        all.extend(input.findings.iter().cloned());
+        // Stable: the audit's order stays within a severity.
+        all.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        std::borrow::Cow::Owned(all)
+    };
     let previous_repairs = input.previous.map_or(0, |p| p.drift_repairs);
     let counts = Counts {
         namespaces: NamespaceCounts {
@@ -306,18 +332,19 @@ pub fn plan(input: &PlanInput) -> Plan {
             0
         },
         drift_repairs: previous_repairs + if enforce { repairs as u64 } else { 0 },
+        enforcement: Some(enforcement.status),
     };
     let new_status = status::build(
         input.generation,
         conds,
         counts,
-        Some(input.findings),
+        Some(&findings),
         input.previous,
         input.now,
     );
 
     let mut events = Vec::new();
-    let mut seen: BTreeSet<FindingId> = input.findings.iter().map(FindingId::from).collect();
+    let mut seen: BTreeSet<FindingId> = findings.iter().map(FindingId::from).collect();
     seen.extend(fights.iter().map(fight_id));
     if enforce {
         for a in applies.iter().filter(|a| a.repair) {
@@ -349,8 +376,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                 ),
             ));
         }
-        let new_findings = input
-            .findings
+        let new_findings = findings
             .iter()
             .filter(|f| !input.previous_findings.contains(&FindingId::from(*f)));
         for f in new_findings.take(MAX_FINDING_EVENTS) {
@@ -424,6 +450,7 @@ fn plan_invalid(input: &PlanInput, err: &InvalidBaseline) -> Plan {
             namespaces: p.namespaces.clone(),
             managed_objects: p.managed_objects,
             drift_repairs: p.drift_repairs,
+            enforcement: p.enforcement.clone(),
         })
         .unwrap_or_default();
     let new_status = status::build(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::baseline::{FindingStatus, MeshBaselineStatus, NamespaceCounts};
+use crate::api::baseline::{EnforcementStatus, FindingStatus, MeshBaselineStatus, NamespaceCounts};
 use crate::audit::{Finding, Severity};
 
 /// The status lists at most this many findings (most severe first); totals count all.
@@ -111,6 +111,7 @@ pub struct Counts {
     pub namespaces: NamespaceCounts,
     pub managed_objects: u32,
     pub drift_repairs: u64,
+    pub enforcement: Option<EnforcementStatus>,
 }
 
 pub fn build(
@@ -144,6 +145,7 @@ pub fn build(
         findings_total,
         findings_by_severity,
         findings,
+        enforcement: counts.enforcement,
     }
 }
 

@@ -725,7 +725,8 @@ fn overlap_older_baseline_wins() {
         r["newer"].scope,
         Scope {
             claimed_elsewhere: BTreeSet::from(["a1".into(), "a2".into()]),
-            owns_root: false
+            owns_root: false,
+            ..Scope::default()
         }
     );
     assert_eq!(r["newer"].lost_to, BTreeSet::from(["older".to_string()]));

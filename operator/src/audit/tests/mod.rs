@@ -212,6 +212,7 @@ fn overlap_scope_decides_what_is_audited() {
     let lost = Scope {
         claimed_elsewhere: ["payments".to_string()].into(),
         owns_root: false,
+        ..Scope::default()
     };
     assert!(rules(&lost).is_empty(), "{:?}", rules(&lost));
 }

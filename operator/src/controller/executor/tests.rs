@@ -61,6 +61,7 @@ fn executor(client: Client) -> Executor {
         Arc::new(Metrics::new()),
         Some("pod-0".into()),
         Arc::new(Leadership::always()),
+        Arc::default(),
     )
 }
 
@@ -256,7 +257,13 @@ async fn nothing_is_sent_after_the_lease_deadline() {
     let leadership = Arc::new(Leadership::new());
     leadership.extend(std::time::Instant::now() + std::time::Duration::from_secs(60));
     let metrics = Arc::new(Metrics::new());
-    let ex = Executor::new(client, metrics.clone(), None, leadership.clone());
+    let ex = Executor::new(
+        client,
+        metrics.clone(),
+        None,
+        leadership.clone(),
+        Arc::default(),
+    );
     let key = ObjectKey {
         kind: Kind::Sidecar,
         namespace: "istio-system".into(),

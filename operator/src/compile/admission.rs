@@ -1,0 +1,388 @@
+//! ValidatingAdmissionPolicies (issue 13): the API server itself refuses what drift repair
+//! would otherwise undo after the fact.
+//!
+//! - The guard (`meshbaseline-guard-<baseline>`): updates and deletes of generated objects,
+//!   and creation of objects posing as them, by anyone but the operator and the API server's
+//!   own controllers (the garbage collector and the namespace controller must still delete
+//!   them).
+//! - The tenant-object policy (`meshbaseline-tenant-<baseline>`): MB101, MB102, MB201, MB301,
+//!   MB501 and MB502 at admission, with the audit's wording. CEL has no clock, so active
+//!   exemptions are literal lists the compiler rewrites when one starts or expires.
+//!
+//! Every expression is guarded with `has()`: a CEL error counts as a refusal under
+//! `failurePolicy: Fail`, and Istio accepts objects without a `spec`.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::{json, Value};
+
+use super::meta::ObjectFactory;
+use super::names;
+use super::network::NAMESPACE_NAME_LABEL;
+use crate::api::baseline::{Control, MtlsMode, TenantObjects};
+use crate::api::model::SYSTEM_NAMESPACES;
+use crate::api::selector::{Requirement, Selector};
+use crate::api::Baseline;
+use crate::object::{DesiredObject, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// The API server's own controllers that delete or update generated objects: the garbage
+/// collector (baseline deleted) and the namespace controller (namespace deleted), as their
+/// own ServiceAccounts (`--use-service-account-credentials`) or as the controller manager.
+fn system_user_condition(operator_user: &str) -> String {
+    format!(
+        "request.userInfo.username.startsWith('system:serviceaccount:kube-system:') || request.userInfo.username in ['system:kube-controller-manager', {}]",
+        quote(operator_user)
+    )
+}
+
+/// A CEL string literal. Names and usernames here never hold quotes or backslashes
+/// (DNS labels, `system:serviceaccount:<ns>:<name>`), but escape them anyway.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// The protected namespaces as a LabelSelector: the baseline's selector, minus the namespaces
+/// that are never protected and `also_excluded`.
+pub(crate) fn protected_selector(baseline: &Baseline, also_excluded: &[String]) -> Value {
+    selector_json(
+        &baseline.selector,
+        &never_protected(baseline, also_excluded),
+    )
+}
+
+fn never_protected(baseline: &Baseline, also_excluded: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = SYSTEM_NAMESPACES.iter().map(|s| s.to_string()).collect();
+    out.push(baseline.root_namespace.clone());
+    out.extend(also_excluded.iter().cloned());
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn selector_json(selector: &Selector, excluded: &[String]) -> Value {
+    let mut exprs: Vec<Value> = selector
+        .requirements
+        .iter()
+        .map(|r| match r {
+            Requirement::In(k, vs) => json!({"key": k, "operator": "In", "values": vs}),
+            Requirement::NotIn(k, vs) => json!({"key": k, "operator": "NotIn", "values": vs}),
+            Requirement::Exists(k) => json!({"key": k, "operator": "Exists"}),
+            Requirement::DoesNotExist(k) => json!({"key": k, "operator": "DoesNotExist"}),
+        })
+        .collect();
+    if !excluded.is_empty() {
+        exprs.push(json!({"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": excluded}));
+    }
+    json!({ "matchExpressions": exprs })
+}
+
+fn rule(group: &str, resources: &[&str], operations: &[&str]) -> Value {
+    json!({
+        "apiGroups": [group],
+        "apiVersions": ["*"],
+        "resources": resources,
+        "operations": operations,
+    })
+}
+
+/// Namespaces with an active exemption from `control`, sorted.
+pub(crate) fn exempt_from(baseline: &Baseline, control: Control, now: Timestamp) -> Vec<String> {
+    let mut out: Vec<String> = baseline
+        .exemptions
+        .iter()
+        .filter(|e| e.controls.contains(&control) && e.expires > now)
+        .map(|e| e.namespace.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub(crate) fn objects(
+    baseline: &Baseline,
+    operator_user: &str,
+    now: Timestamp,
+    factory: &ObjectFactory,
+    out: &mut Vec<DesiredObject>,
+) {
+    if baseline.admission_guard {
+        let name = names::guard_name(&baseline.name);
+        out.push(factory.object(
+            Kind::ValidatingAdmissionPolicy,
+            "",
+            &name,
+            Arc::new(guard_policy(baseline, operator_user)),
+        ));
+        out.push(factory.object(
+            Kind::ValidatingAdmissionPolicyBinding,
+            "",
+            &name,
+            Arc::new(json!({
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": protected_selector(baseline, &[])},
+            })),
+        ));
+        let root = names::guard_root_binding_name(&baseline.name);
+        out.push(factory.object(
+            Kind::ValidatingAdmissionPolicyBinding,
+            "",
+            &root,
+            Arc::new(json!({
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: baseline.root_namespace}}},
+            })),
+        ));
+    }
+    let actions = match baseline.tenant_objects {
+        TenantObjects::Off => return,
+        TenantObjects::Warn => json!(["Warn", "Audit"]),
+        TenantObjects::Deny => json!(["Deny"]),
+    };
+    let name = names::tenant_policy_name(&baseline.name);
+    out.push(factory.object(
+        Kind::ValidatingAdmissionPolicy,
+        "",
+        &name,
+        Arc::new(tenant_policy(baseline, operator_user, now)),
+    ));
+    out.push(factory.object(
+        Kind::ValidatingAdmissionPolicyBinding,
+        "",
+        &name,
+        Arc::new(json!({
+            "policyName": name,
+            "validationActions": actions,
+            "matchResources": {"namespaceSelector": protected_selector(baseline, &[])},
+        })),
+    ));
+}
+
+/// The generated kinds, as admission sees them.
+fn generated_kind_rules(operations: &[&str]) -> Vec<Value> {
+    let mut by_group: Vec<(&str, Vec<&str>)> = Vec::new();
+    for k in Kind::ALL.into_iter().filter(|k| k.is_tenant_kind()) {
+        match by_group.iter_mut().find(|(g, _)| *g == k.group()) {
+            Some((_, rs)) => rs.push(k.plural()),
+            None => by_group.push((k.group(), vec![k.plural()])),
+        }
+    }
+    by_group
+        .into_iter()
+        .map(|(g, rs)| rule(g, &rs, operations))
+        .collect()
+}
+
+fn guard_policy(baseline: &Baseline, operator_user: &str) -> Value {
+    let label = format!(
+        "has({o}.metadata.labels) && {l} in {o}.metadata.labels && {o}.metadata.labels[{l}] == {v}",
+        o = "{o}",
+        l = quote(MANAGED_BY_LABEL),
+        v = quote(MANAGED_BY_VALUE),
+    );
+    let posing = format!(
+        "object.metadata.name.startsWith({}) || ({})",
+        quote(names::GENERATED_PREFIX),
+        label.replace("{o}", "object")
+    );
+    let ours = label.replace("{o}", "oldObject");
+    json!({
+        "failurePolicy": "Fail",
+        "matchConstraints": {
+            "resourceRules": generated_kind_rules(&["CREATE", "UPDATE", "DELETE"]),
+        },
+        "matchConditions": [
+            {"name": "not-the-operator-or-a-controller",
+             "expression": format!("!({})", system_user_condition(operator_user))},
+            {"name": "generated-or-posing-as-generated",
+             "expression": format!(
+                "(request.operation != 'CREATE' && ({ours})) || (request.operation != 'DELETE' && ({posing}))")},
+        ],
+        "validations": [{
+            "expression": "false",
+            "reason": "Forbidden",
+            "messageExpression": format!(
+                "'meshbaseline: ' + request.kind.kind + ' ' + request.namespace + '/' + request.name + ' is generated by MeshBaseline {b} and guarded: only the operator writes objects named meshbaseline-* or labelled {label}={value}. Change the MeshBaseline {b} instead (or request an exemption in its spec.exemptions); a platform admin can switch the guard off with spec.admission.guard: false.'",
+                b = baseline.name, label = MANAGED_BY_LABEL, value = MANAGED_BY_VALUE),
+        }],
+    })
+}
+
+/// `request.namespace in [...] || ` when some namespaces are exempt from `control`.
+fn exempt_clause(baseline: &Baseline, control: Control, now: Timestamp) -> String {
+    let ns = exempt_from(baseline, control, now);
+    if ns.is_empty() {
+        String::new()
+    } else {
+        format!("request.namespace in {} || ", list(&ns))
+    }
+}
+
+/// A TLS settings object at `path` (a DestinationRule trafficPolicy or port setting) that
+/// switches mTLS off.
+fn tls_ok(path: &str) -> String {
+    format!("(!has({path}.tls) || !has({path}.tls.mode) || !({path}.tls.mode in ['DISABLE', 'SIMPLE']))")
+}
+
+fn traffic_policy_ok(tp: &str) -> String {
+    format!(
+        "({tls} && (!has({tp}.portLevelSettings) || {tp}.portLevelSettings.all(s, {port})))",
+        tls = tls_ok(tp),
+        port = tls_ok("s"),
+    )
+}
+
+struct Validation {
+    expression: String,
+    message: String,
+}
+
+fn tenant_validations(baseline: &Baseline, now: Timestamp) -> Vec<Validation> {
+    let weak = match baseline.mtls.mode {
+        MtlsMode::Strict => "['PERMISSIVE', 'DISABLE']",
+        MtlsMode::Permissive => "['DISABLE']",
+    };
+    let base_mode = match baseline.mtls.mode {
+        MtlsMode::Strict => "STRICT",
+        MtlsMode::Permissive => "PERMISSIVE",
+    };
+    let mtls_exempt = exempt_clause(baseline, Control::Mtls, now);
+    let has_selector = "(has(object.spec.selector) && has(object.spec.selector.matchLabels) && size(object.spec.selector.matchLabels) > 0)";
+    let mode_weak = format!(
+        "(has(object.spec.mtls) && has(object.spec.mtls.mode) && object.spec.mtls.mode in {weak})"
+    );
+    let port_weak = format!(
+        "(has(object.spec.portLevelMtls) && object.spec.portLevelMtls.exists(p, has(object.spec.portLevelMtls[p].mode) && object.spec.portLevelMtls[p].mode in {weak}))"
+    );
+    let who = "request.kind.kind + ' ' + request.namespace + '/' + request.name";
+    let mut out = vec![
+        Validation {
+            expression: format!(
+                "request.kind.kind != 'PeerAuthentication' || {mtls_exempt}!has(object.spec) || {has_selector} || !{mode_weak}"
+            ),
+            message: format!(
+                "'MB101: namespace-wide PeerAuthentication ' + request.namespace + '/' + request.name + ' is weaker than the baseline ({base_mode}): it lets plaintext into every workload of the namespace. Set spec.mtls.mode to {base_mode} (or UNSET) or delete it.'"
+            ),
+        },
+        Validation {
+            expression: format!(
+                "request.kind.kind != 'PeerAuthentication' || {mtls_exempt}!has(object.spec) || !(({has_selector} && {mode_weak}) || {port_weak})"
+            ),
+            message: format!(
+                "'MB102: workload- or port-level PeerAuthentication ' + request.namespace + '/' + request.name + ' is weaker than the baseline ({base_mode}). Set the weakened mtls/portLevelMtls modes to {base_mode}.'"
+            ),
+        },
+    ];
+    if baseline.mtls.mode == MtlsMode::Strict {
+        let domain = &baseline.cluster_domain;
+        let svc = quote(&format!(".svc.{domain}"));
+        let host = "object.spec.host.lowerAscii()";
+        let in_mesh = format!(
+            "({host} == '*' || !{host}.contains('.') || {host}.endsWith('.svc') || {host}.endsWith({svc}) || ({host}.startsWith('*') && {svc}.endsWith({host}.substring(1))))"
+        );
+        let tp = "object.spec.trafficPolicy";
+        let subsets = format!(
+            "(!has(object.spec.subsets) || object.spec.subsets.all(ss, !has(ss.trafficPolicy) || {}))",
+            traffic_policy_ok("ss.trafficPolicy")
+        );
+        out.push(Validation {
+            expression: format!(
+                "request.kind.kind != 'DestinationRule' || {mtls_exempt}!has(object.spec) || !has(object.spec.host) || !{in_mesh} || ((!has({tp}) || {}) && {subsets})",
+                traffic_policy_ok(tp)
+            ),
+            message: "'MB201: DestinationRule ' + request.namespace + '/' + request.name + ' sets tls.mode DISABLE or SIMPLE for an in-mesh host (' + object.spec.host + ') under STRICT mTLS: clients send plaintext or TLS without the mesh identity and calls fail with 503s. Set tls.mode: ISTIO_MUTUAL or remove the TLS settings.'".to_string(),
+        });
+    }
+    let positive = |s: &str| {
+        format!(
+            "((has({s}.principals) && size({s}.principals) > 0) || (has({s}.namespaces) && size({s}.namespaces) > 0) || (has({s}.requestPrincipals) && size({s}.requestPrincipals) > 0))"
+        )
+    };
+    let when_identity = "(has(r.when) && r.when.exists(c, has(c.key) && c.key in ['source.principal', 'source.namespace', 'request.auth.principal'] && has(c.values) && size(c.values) > 0))";
+    out.push(Validation {
+        expression: format!(
+            "request.kind.kind != 'AuthorizationPolicy' || {}!has(object.spec) || (has(object.spec.action) && object.spec.action != 'ALLOW') || !has(object.spec.rules) || object.spec.rules.all(r, {when_identity} || (has(r.from) && size(r.from) > 0 && r.from.all(f, has(f.source) && {})))",
+            exempt_clause(baseline, Control::Authorization, now),
+            positive("f.source"),
+        ),
+        message: "'MB301: ALLOW AuthorizationPolicy ' + request.namespace + '/' + request.name + ' admits requests without an authenticated identity: ALLOW rules add up, so this re-opens the workloads to plaintext and unauthenticated callers. Add a from.source with principals or namespaces to each rule.'".to_string(),
+    });
+    let workloads_exempt = exempt_clause(baseline, Control::Workloads, now);
+    let app = "!(c.name in ['istio-proxy', 'istio-init', 'istio-validation'])";
+    let id = |field: &str| {
+        format!(
+            "((has(c.securityContext) && has(c.securityContext.{field})) ? c.securityContext.{field} == 1337 : (has(variables.podSpec.securityContext) && has(variables.podSpec.securityContext.{field}) && variables.podSpec.securityContext.{field} == 1337))"
+        )
+    };
+    out.push(Validation {
+        expression: format!(
+            "!variables.isWorkload || {workloads_exempt}variables.ambientNamespace || !variables.containers.exists(c, {app} && ({} || {}))",
+            id("runAsUser"),
+            id("runAsGroup")
+        ),
+        message: format!(
+            "'MB501: ' + {who} + ' runs a container as UID or GID 1337, the proxy\\'s own: its traffic skips the sidecar\\'s redirection. Use any other UID/GID.'"
+        ),
+    });
+    out.push(Validation {
+        expression: format!(
+            "!variables.isWorkload || {workloads_exempt}!variables.containers.exists(c, {app} && has(c.securityContext) && ((has(c.securityContext.privileged) && c.securityContext.privileged) || (has(c.securityContext.capabilities) && has(c.securityContext.capabilities.add) && c.securityContext.capabilities.add.exists(a, a.upperAscii() in ['NET_ADMIN', 'NET_RAW', 'ALL', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_ALL']))))"
+        ),
+        message: format!(
+            "'MB502: ' + {who} + ' has containers that can rewrite the pod\\'s iptables rules (NET_ADMIN, NET_RAW, ALL or privileged) and so escape the mesh\\'s traffic capture. Drop the capabilities and set privileged: false.'"
+        ),
+    });
+    out
+}
+
+fn tenant_policy(baseline: &Baseline, operator_user: &str, now: Timestamp) -> Value {
+    let validations: Vec<Value> = tenant_validations(baseline, now)
+        .into_iter()
+        .map(|v| {
+            json!({
+                "expression": v.expression,
+                "messageExpression": v.message,
+                "reason": "Forbidden",
+            })
+        })
+        .collect();
+    let write = ["CREATE", "UPDATE"];
+    json!({
+        "failurePolicy": "Fail",
+        "matchConstraints": {
+            "resourceRules": [
+                rule("security.istio.io", &["peerauthentications", "authorizationpolicies"], &write),
+                rule("networking.istio.io", &["destinationrules"], &write),
+                rule("", &["pods"], &write),
+                rule("apps", &["deployments", "statefulsets", "daemonsets", "replicasets"], &write),
+                rule("batch", &["jobs", "cronjobs"], &write),
+            ],
+        },
+        "matchConditions": [
+            {"name": "not-the-operator-or-a-controller",
+             "expression": format!("!({})", system_user_condition(operator_user))},
+        ],
+        "variables": [
+            {"name": "isWorkload",
+             "expression": "request.kind.kind in ['Pod', 'Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job', 'CronJob']"},
+            {"name": "podSpec",
+             "expression": "request.kind.kind == 'Pod' ? object.spec : (request.kind.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)"},
+            {"name": "containers",
+             "expression": "variables.podSpec.containers + (has(variables.podSpec.initContainers) ? variables.podSpec.initContainers : [])"},
+            // UID 1337 is not special to ztunnel (the audit's MB501 skips ambient pods too).
+            {"name": "ambientNamespace",
+             "expression": "has(namespaceObject.metadata.labels) && 'istio.io/dataplane-mode' in namespaceObject.metadata.labels && namespaceObject.metadata.labels['istio.io/dataplane-mode'] == 'ambient'"},
+        ],
+        "validations": validations,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! What the cluster can enforce of what the baseline asks (issue 13): the admission guards
+//! need the ValidatingAdmissionPolicy API, the Admin tier the ClusterNetworkPolicy API.
+//! Shown as `status.enforcement` and as findings MB901–MB903.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::baseline::{AdminTier, EnforcementStatus, TenantObjects};
+use crate::api::Baseline;
+use crate::audit::{Finding, Rule};
+use crate::compile::Compiled;
+use crate::object::{Kind, ObjectKey};
+
+use super::diff::Observed;
+use super::exact;
+
+const ACTIVE: &str = "Active";
+const OFF: &str = "Off";
+const UNAVAILABLE: &str = "Unavailable";
+
+pub(super) struct Enforcement {
+    pub status: EnforcementStatus,
+    pub findings: Vec<Finding>,
+}
+
+fn finding(baseline: &Baseline, rule: Rule, message: String, fix: &str) -> Finding {
+    Finding {
+        rule,
+        severity: rule.severity(),
+        kind: "MeshBaseline".into(),
+        namespace: None,
+        name: baseline.name.clone(),
+        message,
+        fix: fix.into(),
+    }
+}
+
+fn is_admission(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::ValidatingAdmissionPolicy | Kind::ValidatingAdmissionPolicyBinding
+    )
+}
+
+pub(super) fn enforcement(
+    baseline: &Baseline,
+    enforce: bool,
+    compiled: &Compiled,
+    observed: &BTreeMap<ObjectKey, Observed>,
+    missing_kinds: &BTreeSet<Kind>,
+    previous: Option<&EnforcementStatus>,
+) -> Enforcement {
+    let mut findings = Vec::new();
+    let admission_asked = baseline.admission_guard || baseline.tenant_objects != TenantObjects::Off;
+    let admission_missing = missing_kinds.iter().any(|k| is_admission(*k));
+    if admission_asked && admission_missing {
+        findings.push(finding(
+            baseline,
+            Rule::MB901,
+            format!(
+                "MeshBaseline {} asks for admission guards (spec.admission), but the cluster does not serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (Kubernetes 1.30+): tenants' edits of generated objects are only repaired after the fact, and weak tenant objects are only reported.",
+                baseline.name
+            ),
+            "Upgrade to Kubernetes 1.30 or later (or enable the admissionregistration.k8s.io/v1 API), or set spec.admission.guard: false and spec.admission.tenantObjects: Off.",
+        ));
+    }
+    let cnp_asked = compiled
+        .objects
+        .iter()
+        .any(|o| o.key.kind == Kind::ClusterNetworkPolicy);
+    let cnp_missing = missing_kinds.contains(&Kind::ClusterNetworkPolicy);
+    if baseline.network.admin_tier == AdminTier::Auto && cnp_asked && cnp_missing {
+        findings.push(finding(
+            baseline,
+            Rule::MB903,
+            format!(
+                "MeshBaseline {} has network.adminTier: Auto, but the cluster does not serve ClusterNetworkPolicy (policy.networking.k8s.io v1beta1 or v1alpha2): NetworkPolicies add up, so a tenant's NetworkPolicy can still allow UDP or egress that the baseline closes.",
+                baseline.name
+            ),
+            "Install a network plugin that implements ClusterNetworkPolicy (Calico 3.32+, Antrea 2.7+, kube-network-policies) and its CRDs from sigs.k8s.io/network-policy-api, or set spec.network.adminTier: Off.",
+        ));
+    }
+    let guard = if !enforce || !baseline.admission_guard {
+        OFF
+    } else if admission_missing {
+        UNAVAILABLE
+    } else {
+        ACTIVE
+    };
+    let tenant = match baseline.tenant_objects {
+        _ if !enforce => OFF,
+        TenantObjects::Off => OFF,
+        _ if admission_missing => UNAVAILABLE,
+        TenantObjects::Warn => "Warn",
+        TenantObjects::Deny => "Deny",
+    };
+    let admin = if !enforce || !cnp_asked {
+        OFF
+    } else if cnp_missing {
+        UNAVAILABLE
+    } else {
+        ACTIVE
+    };
+    // A guard that was in force and is no longer as generated: someone with rights over
+    // cluster-scoped objects removed or changed it (it is being repaired, or the repair fails).
+    let was_active = previous.is_some_and(|p| {
+        p.admission_guard == ACTIVE || !matches!(p.tenant_objects.as_str(), OFF | UNAVAILABLE)
+    });
+    if enforce && was_active && !admission_missing {
+        for d in compiled.objects.iter().filter(|o| is_admission(o.key.kind)) {
+            let fp = exact::owned_fingerprint(
+                d.key.kind,
+                Some(&d.spec),
+                d.meta.owner_references.as_ref(),
+            );
+            let what = match observed.get(&d.key) {
+                None => "absent",
+                Some(o) if !exact::matches_exactly(d, fp, o) => "changed",
+                Some(_) => continue,
+            };
+            findings.push(finding(
+                baseline,
+                Rule::MB902,
+                format!(
+                    "{} {} is {what}: until it is restored the API server does not refuse what it guards.",
+                    d.key.kind, d.key.name
+                ),
+                "The operator restores it; if this finding stays, check the operator's RBAC for admissionregistration.k8s.io and who else writes the object.",
+            ));
+        }
+    }
+    Enforcement {
+        status: EnforcementStatus {
+            admission_guard: guard.into(),
+            tenant_objects: tenant.into(),
+            admin_tier: admin.into(),
+        },
+        findings,
+    }
+}
