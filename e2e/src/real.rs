@@ -60,6 +60,19 @@ pub fn istio_crds_path() -> Result<PathBuf, HarnessError> {
         })
 }
 
+/// The ClusterNetworkPolicy CRD of sigs.k8s.io/network-policy-api: `MESHBASELINE_NPAPI_CRDS`
+/// (`e2e/npapi/crds.sh` prints it).
+fn npapi_crds_path() -> Result<PathBuf, HarnessError> {
+    std::env::var_os("MESHBASELINE_NPAPI_CRDS")
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            HarnessError::Setup(
+                "the cluster has no ClusterNetworkPolicy CRD: set MESHBASELINE_NPAPI_CRDS=$(e2e/npapi/crds.sh)"
+                    .into(),
+            )
+        })
+}
+
 fn chart_manifest_path() -> PathBuf {
     std::env::var_os(CHART_MANIFEST_ENV)
         .map(PathBuf::from)
@@ -97,6 +110,15 @@ async fn prepare_once(admin: &kube::Client) -> Result<String, HarnessError> {
     crds.extend(parse_documents(&read(
         &workspace_root().join("crds/meshbaselines.meshbaseline.dev.yaml"),
     )?)?);
+    // The Admin network-policy tier: generated wherever the API is served, so the suite
+    // always has it (a cluster with a network plugin that ships it keeps its own).
+    if crd_api
+        .get_opt("clusternetworkpolicies.policy.networking.k8s.io")
+        .await?
+        .is_none()
+    {
+        crds.extend(parse_documents(&read(&npapi_crds_path()?)?)?);
+    }
     for crd in &crds {
         apply_admin(admin, crd).await?;
     }

@@ -50,6 +50,24 @@ fn contract_cluster_grants() -> BTreeSet<Grant> {
         write,
     );
     add(
+        "admissionregistration.k8s.io",
+        &[
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+        ],
+        write,
+    );
+    add(
+        "policy.networking.k8s.io",
+        &["clusternetworkpolicies"],
+        write,
+    );
+    add(
+        "authentication.k8s.io",
+        &["selfsubjectreviews"],
+        &["create"],
+    );
+    add(
         "apiextensions.k8s.io",
         &["customresourcedefinitions"],
         list_watch,

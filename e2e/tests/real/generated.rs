@@ -86,7 +86,11 @@ async fn generated_objects_pass_strict_validation() -> TestResult {
             let (api_version, kind) = (text("/apiVersion"), text("/kind"));
             let (ns, name) = (text("/metadata/namespace"), text("/metadata/name"));
             let (ar, _) = cluster.resource(&api_version, &kind).await?;
-            let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &ns, &ar);
+            let api: Api<DynamicObject> = if ns.is_empty() {
+                Api::all_with(admin.clone(), &ar)
+            } else {
+                Api::namespaced_with(admin.clone(), &ns, &ar)
+            };
             match api.patch(&name, &params, &Patch::Apply(&obj)).await {
                 Ok(_) => {
                     kinds.insert(format!("{api_version}/{kind}"));
@@ -107,6 +111,9 @@ async fn generated_objects_pass_strict_validation() -> TestResult {
         "networking.istio.io/v1/DestinationRule",
         "networking.istio.io/v1/Sidecar",
         "networking.k8s.io/v1/NetworkPolicy",
+        "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+        "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding",
+        "policy.networking.k8s.io/v1beta1/ClusterNetworkPolicy",
     ] {
         assert!(
             kinds.contains(kind),

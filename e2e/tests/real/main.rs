@@ -4,6 +4,7 @@
 //! against Istio's real CRDs; what `kubectl get` and `kubectl describe` show.
 //! Without `MESHBASELINE_E2E_KUBECONFIG` every test fails (it never passes without a server).
 
+mod admission;
 mod crd;
 mod generated;
 mod kubectl;

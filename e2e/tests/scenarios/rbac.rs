@@ -95,7 +95,7 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     env.apply(&mk_baseline(
         "rbac",
         "rbac",
-        json!({"tenantOverrides": "Revert"}),
+        json!({"tenantOverrides": "Revert", "admission": {"tenantObjects": "Warn"}}),
     ))
     .await?;
     env.wait_converged("rbac").await?;
@@ -173,11 +173,41 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         env.wait_converged("rbac").await?;
     }
     // The root namespace moves: every root object is deleted from the old one.
+    // The cluster-scoped generated objects are repaired by replace too (ClusterNetworkPolicy
+    // only where its CRD is installed).
+    let mut cluster_scoped = vec![
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicy",
+            "meshbaseline-tenant-rbac",
+        ),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingAdmissionPolicyBinding",
+            "meshbaseline-tenant-rbac",
+        ),
+    ];
+    let cnp_served = !env.cluster.is_simulated();
+    if cnp_served {
+        cluster_scoped.push((
+            "policy.networking.k8s.io/v1beta1",
+            "ClusterNetworkPolicy",
+            "meshbaseline-namespaces-rbac",
+        ));
+    }
+    for (api, kind, name) in cluster_scoped {
+        let patch = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}});
+        env.cluster
+            .merge_patch(api, kind, None, name, &patch)
+            .await?;
+        env.wait_converged("rbac").await?;
+    }
     let root = env.add_namespace("root").await?;
     env.apply(&mk_baseline(
         "rbac",
         "rbac",
-        json!({"tenantOverrides": "Revert", "rootNamespace": root}),
+        json!({"tenantOverrides": "Revert", "rootNamespace": root,
+               "admission": {"tenantObjects": "Warn"}}),
     ))
     .await?;
     env.wait_converged("rbac").await?;
@@ -194,6 +224,16 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
     env.wait_converged("rbac").await?;
     env.wait_condition("rbac", "Ready", "True", |_, _| true)
         .await?;
+    // Guards and the Admin tier switched off: their objects are deleted.
+    env.apply(&mk_baseline(
+        "rbac",
+        "rbac",
+        json!({"tenantOverrides": "Revert", "rootNamespace": root,
+               "admission": {"guard": false, "tenantObjects": "Off"},
+               "network": {"adminTier": "Off"}}),
+    ))
+    .await?;
+    env.wait_converged("rbac").await?;
     env.cluster
         .wait_for("events recorded", WAIT, || async {
             let log = sim.requests();
@@ -253,6 +293,29 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         ("networking.istio.io", "sidecars"),
     ] {
         explained.insert(Grant::new(group, resource, "create"));
+    }
+    for resource in [
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+    ] {
+        explained.insert(Grant::new(
+            "admissionregistration.k8s.io",
+            resource,
+            "create",
+        ));
+    }
+    // The simulator has no network-policy-api CRD: nothing of that kind is ever written there.
+    let cnp_verbs: &[&str] = if cnp_served {
+        &["create"]
+    } else {
+        &["list", "watch", "create", "update", "patch", "delete"]
+    };
+    for verb in cnp_verbs {
+        explained.insert(Grant::new(
+            "policy.networking.k8s.io",
+            "clusternetworkpolicies",
+            verb,
+        ));
     }
     let unused: Vec<String> = rbac
         .cluster

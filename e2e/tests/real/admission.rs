@@ -1,0 +1,446 @@
+//! Issue 13 on the real API server: the generated ValidatingAdmissionPolicies refuse what they
+//! must (a tenant with `edit` editing, deleting or impersonating generated objects; weak
+//! tenant objects) with our message, admit the near misses, and never lock out the operator,
+//! the garbage collector, the namespace controller or unprotected namespaces.
+//!
+//! The objects are compiled by the operator's own compiler (for the baseline's real uid and
+//! the operator's real username) and written as the operator; the API server alone decides.
+
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use meshbaseline::api::{Baseline, MeshBaseline};
+use meshbaseline::compile::{compile, Scope};
+use meshbaseline::inventory::{Inventory, NamespaceInfo};
+use serde_json::{json, Value};
+
+use crate::{real_cluster, TestResult};
+
+const LABEL: &str = "e2e.meshbaseline.dev/scenario";
+
+fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn np() -> ApiResource {
+    ar(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+    )
+}
+
+/// Creates `obj` in `ns` as `client`; `Ok(())` or the API's refusal message.
+async fn create(
+    client: &kube::Client,
+    res: &ApiResource,
+    ns: &str,
+    obj: Value,
+) -> Result<(), String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, res);
+    let obj: DynamicObject = serde_json::from_value(obj).map_err(|e| e.to_string())?;
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) => Err(format!("{} {}", e.code, e.message)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn refused(what: &str, r: Result<(), String>, words: &str, wrong: &mut Vec<String>) {
+    match r {
+        Err(m) if m.contains(words) => {}
+        other => wrong.push(format!(
+            "{what}: expected a refusal naming {words:?}, got {other:?}"
+        )),
+    }
+}
+
+fn admitted(what: &str, r: Result<(), String>, wrong: &mut Vec<String>) {
+    if let Err(m) = r {
+        wrong.push(format!("{what}: refused: {m}"));
+    }
+}
+
+fn pa(name: &str, mode: &str, selector: bool) -> Value {
+    let mut spec = json!({"mtls": {"mode": mode}});
+    if selector {
+        spec["selector"] = json!({"matchLabels": {"app": "x"}});
+    }
+    json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+           "metadata": {"name": name}, "spec": spec})
+}
+
+fn pod(name: &str, uid: i64, caps: &[&str]) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+               "securityContext": {"runAsUser": uid, "capabilities": {"add": caps}}}]}})
+}
+
+/// Writes the compiled objects of `mb` as the operator.
+async fn enforce(
+    operator: &kube::Client,
+    operator_user: &str,
+    mb: &MeshBaseline,
+    namespaces: &[&str],
+    now: jiff::Timestamp,
+) -> TestResult {
+    let baseline = Baseline::try_from(mb)?;
+    let mut inventory = Inventory::default();
+    for ns in namespaces {
+        inventory.namespaces.insert(
+            ns.to_string(),
+            NamespaceInfo {
+                name: ns.to_string(),
+                labels: [(LABEL.to_string(), "admission".to_string())].into(),
+                terminating: false,
+            },
+        );
+    }
+    let scope = Scope {
+        operator_user: operator_user.into(),
+        ..Scope::default()
+    };
+    let compiled = compile(&baseline, &inventory, &scope, now);
+    let params = PatchParams::apply("meshbaseline").force();
+    for o in &compiled.objects {
+        let k = o.key.kind;
+        let res = ar(k.group(), k.version(), k.name(), k.plural());
+        let api: Api<DynamicObject> = if k.cluster_scoped() {
+            Api::all_with(operator.clone(), &res)
+        } else {
+            Api::namespaced_with(operator.clone(), &o.key.namespace, &res)
+        };
+        api.patch(&o.key.name, &params, &Patch::Apply(o.manifest()))
+            .await
+            .map_err(|e| format!("{}: {e}", o.key))?;
+    }
+    // Admission policies take effect once the API server has compiled them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
+    let cluster = real_cluster().await?;
+    let admin = cluster.harness_client();
+    let operator = cluster.client();
+    let operator_user = cluster.operator_user().ok_or("no operator user")?;
+    let (a, b, free) = ("admission-a", "admission-b", "admission-free");
+    for (ns, protected) in [(a, true), (b, true), (free, false)] {
+        let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        if protected {
+            obj["metadata"]["labels"] = json!({LABEL: "admission"});
+        }
+        cluster.apply_as("meshbaseline-e2e", &obj, true).await?;
+    }
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    let spec = json!({
+        "namespaceSelector": {"matchLabels": {LABEL: "admission"}},
+        "admission": {"guard": true, "tenantObjects": "Deny"},
+        "exemptions": [{"namespace": b, "controls": ["mtls"], "reason": "migration ticket 42",
+                        "expires": expires.to_string()}],
+    });
+    let mb_obj = json!({"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+                        "metadata": {"name": "admission"}, "spec": spec});
+    cluster.apply_as("meshbaseline-e2e", &mb_obj, true).await?;
+    let mb: MeshBaseline = Api::<MeshBaseline>::all(admin.clone())
+        .get("admission")
+        .await?;
+    let now = jiff::Timestamp::now();
+    enforce(&operator, &operator_user, &mb, &[a, b], now).await?;
+
+    let tenant = cluster.tenant_client();
+    let mut wrong = Vec::new();
+    let nps: Api<DynamicObject> = Api::namespaced_with(tenant.clone(), a, &np());
+    // The guard: edits, deletes and impersonations of generated objects.
+    let edit = json!({"spec": {"podSelector": {"matchLabels": {"none": "x"}}}});
+    let r = nps
+        .patch(
+            "meshbaseline-baseline",
+            &PatchParams::default(),
+            &Patch::Merge(&edit),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    refused(
+        "tenant narrows the generated NetworkPolicy",
+        r,
+        "generated by MeshBaseline admission",
+        &mut wrong,
+    );
+    let r = nps
+        .delete("meshbaseline-baseline", &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    refused(
+        "tenant deletes the generated NetworkPolicy",
+        r,
+        "Change the MeshBaseline admission",
+        &mut wrong,
+    );
+    let posing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "meshbaseline-extra"}, "spec": {"podSelector": {}}});
+    refused(
+        "tenant creates an object with our name prefix",
+        create(&tenant, &np(), a, posing.clone()).await,
+        "guarded",
+        &mut wrong,
+    );
+    let labelled = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "mine", "labels": {"app.kubernetes.io/managed-by": "meshbaseline"}},
+        "spec": {"podSelector": {}}});
+    refused(
+        "tenant creates an object with our label",
+        create(&tenant, &np(), a, labelled).await,
+        "guarded",
+        &mut wrong,
+    );
+    let own = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "mine"}, "spec": {"podSelector": {}}});
+    admitted(
+        "near miss: the tenant's own NetworkPolicy",
+        create(&tenant, &np(), a, own).await,
+        &mut wrong,
+    );
+    admitted(
+        "no lock-out: our name prefix outside protected namespaces",
+        create(&tenant, &np(), free, posing).await,
+        &mut wrong,
+    );
+    // The operator is not refused.
+    let ops: Api<DynamicObject> = Api::namespaced_with(operator.clone(), a, &np());
+    let relabel = json!({"metadata": {"annotations": {"e2e": "operator-may"}}});
+    if let Err(e) = ops
+        .patch(
+            "meshbaseline-baseline",
+            &PatchParams::default(),
+            &Patch::Merge(&relabel),
+        )
+        .await
+    {
+        wrong.push(format!("the operator was refused: {e}"));
+    }
+
+    // Tenant objects (Deny), each with its near miss.
+    let pas = ar(
+        "security.istio.io",
+        "v1",
+        "PeerAuthentication",
+        "peerauthentications",
+    );
+    let drs = ar(
+        "networking.istio.io",
+        "v1",
+        "DestinationRule",
+        "destinationrules",
+    );
+    let aps = ar(
+        "security.istio.io",
+        "v1",
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+    );
+    let pods = ar("", "v1", "Pod", "pods");
+    let deps = ar("apps", "v1", "Deployment", "deployments");
+    refused(
+        "MB101",
+        create(&tenant, &pas, a, pa("loose", "PERMISSIVE", false)).await,
+        "MB101",
+        &mut wrong,
+    );
+    admitted(
+        "MB101 near miss",
+        create(&tenant, &pas, a, pa("strict", "STRICT", false)).await,
+        &mut wrong,
+    );
+    refused(
+        "MB102",
+        create(&tenant, &pas, a, pa("wl", "DISABLE", true)).await,
+        "MB102",
+        &mut wrong,
+    );
+    let mut port = pa("port", "STRICT", true);
+    port["spec"]["portLevelMtls"] = json!({"8080": {"mode": "PERMISSIVE"}});
+    refused(
+        "MB102 port level",
+        create(&tenant, &pas, a, port).await,
+        "MB102",
+        &mut wrong,
+    );
+    admitted(
+        "MB102 near miss",
+        create(&tenant, &pas, a, pa("wl-ok", "STRICT", true)).await,
+        &mut wrong,
+    );
+    let dr = |name: &str, host: &str, mode: &str| {
+        json!({"apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule", "metadata": {"name": name},
+        "spec": {"host": host, "trafficPolicy": {"tls": {"mode": mode}}}})
+    };
+    refused(
+        "MB201",
+        create(&tenant, &drs, a, dr("plain", "reviews", "DISABLE")).await,
+        "MB201",
+        &mut wrong,
+    );
+    refused(
+        "MB201 wildcard",
+        create(&tenant, &drs, a, dr("all", "*.local", "SIMPLE")).await,
+        "MB201",
+        &mut wrong,
+    );
+    admitted(
+        "MB201 near miss: an external host",
+        create(&tenant, &drs, a, dr("ext", "api.example.com", "SIMPLE")).await,
+        &mut wrong,
+    );
+    let ap = |name: &str, rules: Value| {
+        json!({"apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy", "metadata": {"name": name},
+        "spec": {"action": "ALLOW", "rules": rules}})
+    };
+    refused(
+        "MB301",
+        create(&tenant, &aps, a, ap("open", json!([{}]))).await,
+        "MB301",
+        &mut wrong,
+    );
+    refused(
+        "MB301 negative source",
+        create(
+            &tenant,
+            &aps,
+            a,
+            ap(
+                "neg",
+                json!([{"from": [{"source": {"notPrincipals": ["x"]}}]}]),
+            ),
+        )
+        .await,
+        "MB301",
+        &mut wrong,
+    );
+    admitted(
+        "MB301 near miss",
+        create(
+            &tenant,
+            &aps,
+            a,
+            ap("ok", json!([{"from": [{"source": {"namespaces": [a]}}]}])),
+        )
+        .await,
+        &mut wrong,
+    );
+    refused(
+        "MB501",
+        create(&tenant, &pods, a, pod("proxy-uid", 1337, &[])).await,
+        "MB501",
+        &mut wrong,
+    );
+    admitted(
+        "MB501 near miss",
+        create(
+            &tenant,
+            &pods,
+            a,
+            pod("app-uid", 1000, &["NET_BIND_SERVICE"]),
+        )
+        .await,
+        &mut wrong,
+    );
+    let deployment = |name: &str, cap: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app",
+            "image": "registry.example/app:1", "securityContext": {"capabilities": {"add": [cap]}}}]}}}})
+    };
+    refused(
+        "MB502 in a template",
+        create(&tenant, &deps, a, deployment("raw", "net_raw")).await,
+        "MB502",
+        &mut wrong,
+    );
+    admitted(
+        "MB502 near miss",
+        create(&tenant, &deps, a, deployment("bind", "NET_BIND_SERVICE")).await,
+        &mut wrong,
+    );
+    // Exemptions: b is exempt from mtls now, not after the exemption expires (the compiler
+    // rewrites the literal list; the operator does so at the expiry).
+    admitted(
+        "exempt namespace",
+        create(&tenant, &pas, b, pa("loose", "PERMISSIVE", false)).await,
+        &mut wrong,
+    );
+    admitted(
+        "no lock-out: unprotected namespace",
+        create(&tenant, &pas, free, pa("loose", "PERMISSIVE", false)).await,
+        &mut wrong,
+    );
+    enforce(
+        &operator,
+        &operator_user,
+        &mb,
+        &[a, b],
+        expires + jiff::SignedDuration::from_secs(1),
+    )
+    .await?;
+    refused(
+        "after the exemption expired",
+        create(&tenant, &pas, b, pa("loose2", "PERMISSIVE", false)).await,
+        "MB101",
+        &mut wrong,
+    );
+
+    // The controllers still clean up: the namespace controller empties a deleted namespace,
+    // the garbage collector deletes what the deleted baseline owned.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    namespaces.delete(a, &DeleteParams::default()).await?;
+    Api::<MeshBaseline>::all(admin.clone())
+        .delete("admission", &DeleteParams::default())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let vaps: Api<DynamicObject> = Api::all_with(
+        admin.clone(),
+        &ar(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+        ),
+    );
+    let b_np: Api<DynamicObject> = Api::namespaced_with(admin.clone(), b, &np());
+    loop {
+        let ns_gone = namespaces.get_opt(a).await?.is_none();
+        let owned_gone = b_np.get_opt("meshbaseline-baseline").await?.is_none()
+            && vaps
+                .get_opt("meshbaseline-guard-admission")
+                .await?
+                .is_none();
+        if ns_gone && owned_gone {
+            break;
+        }
+        if Instant::now() > deadline {
+            wrong.push(format!("not cleaned up within 60 s: namespace gone {ns_gone}, owned objects gone {owned_gone}"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    cluster.cleanup().await?;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    Ok(())
+}
