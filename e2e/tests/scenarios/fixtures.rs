@@ -235,12 +235,27 @@ impl Env {
         let baseline = Baseline::try_from(&mb)
             .map_err(|e| HarnessError::Invalid(format!("baseline {name}: {e}")))?;
         let inventory = self.inventory().await?;
-        Ok(compile(
+        let mut compiled = compile(
             &baseline,
             &inventory,
             &Scope::default(),
             jiff::Timestamp::now(),
-        ))
+        );
+        // The operator writes only the kinds the cluster serves (the simulator has no
+        // ClusterNetworkPolicy CRD).
+        let mut served = BTreeMap::new();
+        for kind in Kind::ALL {
+            let ok = self
+                .cluster
+                .resource(&kind.api_version(), kind.name())
+                .await
+                .is_ok();
+            served.insert(kind, ok);
+        }
+        compiled
+            .objects
+            .retain(|o| served.get(&o.key.kind).copied().unwrap_or(false));
+        Ok(compiled)
     }
 
     /// The cluster's namespaces and tenant objects as the compiler's input, read the way

@@ -326,8 +326,15 @@ pub fn plan(input: &PlanInput) -> Plan {
             protected: u32::try_from(input.compiled.protected.len()).unwrap_or(u32::MAX),
             exempt: u32::try_from(input.compiled.exempt.len()).unwrap_or(u32::MAX),
         },
+        // Objects of kinds the cluster does not serve are not written, so not managed.
         managed_objects: if enforce {
-            u32::try_from(input.compiled.objects.len()).unwrap_or(u32::MAX)
+            let n = input
+                .compiled
+                .objects
+                .iter()
+                .filter(|o| !input.missing_kinds.contains(&o.key.kind))
+                .count();
+            u32::try_from(n).unwrap_or(u32::MAX)
         } else {
             0
         },
