@@ -2,16 +2,15 @@
 //! need the ValidatingAdmissionPolicy API, the Admin tier the ClusterNetworkPolicy API.
 //! Shown as `status.enforcement` and as findings MB901–MB903.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::api::baseline::{AdminTier, EnforcementStatus, TenantObjects};
 use crate::api::Baseline;
 use crate::audit::{Finding, Rule};
 use crate::compile::Compiled;
-use crate::object::{Kind, ObjectKey};
+use crate::object::Kind;
 
-use super::diff::Observed;
-use super::exact;
+use super::diff::Apply;
 
 const ACTIVE: &str = "Active";
 const OFF: &str = "Off";
@@ -45,9 +44,9 @@ pub(super) fn enforcement(
     baseline: &Baseline,
     enforce: bool,
     compiled: &Compiled,
-    observed: &BTreeMap<ObjectKey, Observed>,
+    // What the diff found absent or different from the desired objects.
+    applies: &[Apply],
     missing_kinds: &BTreeSet<Kind>,
-    previous: Option<&EnforcementStatus>,
 ) -> Enforcement {
     let mut findings = Vec::new();
     let admission_asked = baseline.admission_guard || baseline.tenant_objects != TenantObjects::Off;
@@ -100,29 +99,24 @@ pub(super) fn enforcement(
     } else {
         ACTIVE
     };
-    // A guard that was in force and is no longer as generated: someone with rights over
-    // cluster-scoped objects removed or changed it (it is being repaired, or the repair fails).
-    let was_active = previous.is_some_and(|p| {
-        p.admission_guard == ACTIVE || !matches!(p.tenant_objects.as_str(), OFF | UNAVAILABLE)
-    });
-    if enforce && was_active && !admission_missing {
-        for d in compiled.objects.iter().filter(|o| is_admission(o.key.kind)) {
-            let fp = exact::owned_fingerprint(
-                d.key.kind,
-                Some(&d.spec),
-                d.meta.owner_references.as_ref(),
-            );
-            let what = match observed.get(&d.key) {
-                None => "absent",
-                Some(o) if !exact::matches_exactly(d, fp, o) => "changed",
-                Some(_) => continue,
+    // A guard that was in force and is no longer as generated (a repair, not a spec change):
+    // someone with rights over cluster-scoped objects removed or changed it.
+    if enforce && !admission_missing {
+        for a in applies
+            .iter()
+            .filter(|a| a.repair && is_admission(a.key.kind))
+        {
+            let what = if a.live.is_some() {
+                "changed"
+            } else {
+                "absent"
             };
             findings.push(finding(
                 baseline,
                 Rule::MB902,
                 format!(
                     "{} {} is {what}: until it is restored the API server does not refuse what it guards.",
-                    d.key.kind, d.key.name
+                    a.key.kind, a.key.name
                 ),
                 "The operator restores it; if this finding stays, check the operator's RBAC for admissionregistration.k8s.io and who else writes the object.",
             ));

@@ -307,19 +307,13 @@ pub fn plan(input: &PlanInput) -> Plan {
         baseline,
         enforce,
         input.compiled,
-        input.observed,
+        &applies,
         input.missing_kinds,
-        input.previous.and_then(|p| p.enforcement.as_ref()),
     );
-    let findings: std::borrow::Cow<[Finding]> = if enforcement.findings.is_empty() {
-        std::borrow::Cow::Borrowed(input.findings)
-    } else {
-        let mut all = enforcement.findings;
-        all.extend(input.findings.iter().cloned());
-        // Stable: the audit's order stays within a severity.
-        all.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        std::borrow::Cow::Owned(all)
-    };
+    // Few (at most one per generated admission object): kept apart, the audit's findings are
+    // never copied.
+    let own_findings = enforcement.findings;
+    let findings = || own_findings.iter().chain(input.findings);
     let previous_repairs = input.previous.map_or(0, |p| p.drift_repairs);
     let counts = Counts {
         namespaces: NamespaceCounts {
@@ -345,13 +339,13 @@ pub fn plan(input: &PlanInput) -> Plan {
         input.generation,
         conds,
         counts,
-        Some(&findings),
+        Some((input.findings, &own_findings)),
         input.previous,
         input.now,
     );
 
     let mut events = Vec::new();
-    let mut seen: BTreeSet<FindingId> = findings.iter().map(FindingId::from).collect();
+    let mut seen: BTreeSet<FindingId> = findings().map(FindingId::from).collect();
     seen.extend(fights.iter().map(fight_id));
     if enforce {
         for a in applies.iter().filter(|a| a.repair) {
@@ -383,9 +377,8 @@ pub fn plan(input: &PlanInput) -> Plan {
                 ),
             ));
         }
-        let new_findings = findings
-            .iter()
-            .filter(|f| !input.previous_findings.contains(&FindingId::from(*f)));
+        let new_findings =
+            findings().filter(|f| !input.previous_findings.contains(&FindingId::from(*f)));
         for f in new_findings.take(MAX_FINDING_EVENTS) {
             let at = match &f.namespace {
                 Some(ns) => format!("{} {ns}/{}", f.kind, f.name),

@@ -75,8 +75,10 @@ pub fn conditions(
 }
 
 /// The capped, sorted list and the totals of the findings.
-pub fn findings_summary(findings: &[Finding]) -> (Vec<FindingStatus>, u32, BTreeMap<String, u32>) {
-    let mut sorted: Vec<&Finding> = findings.iter().collect();
+pub fn findings_summary<'a>(
+    findings: impl Iterator<Item = &'a Finding>,
+) -> (Vec<FindingStatus>, u32, BTreeMap<String, u32>) {
+    let mut sorted: Vec<&Finding> = findings.collect();
     sorted.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -92,7 +94,7 @@ pub fn findings_summary(findings: &[Finding]) -> (Vec<FindingStatus>, u32, BTree
         .map(|f| f.to_status())
         .collect();
     let mut by_severity = BTreeMap::new();
-    for f in findings {
+    for f in &sorted {
         *by_severity
             .entry(f.severity.as_str().to_string())
             .or_insert(0) += 1;
@@ -101,7 +103,7 @@ pub fn findings_summary(findings: &[Finding]) -> (Vec<FindingStatus>, u32, BTree
     for s in Severity::ALL {
         by_severity.entry(s.as_str().to_string()).or_insert(0);
     }
-    let total = u32::try_from(findings.len()).unwrap_or(u32::MAX);
+    let total = u32::try_from(sorted.len()).unwrap_or(u32::MAX);
     (list, total, by_severity)
 }
 
@@ -118,13 +120,14 @@ pub fn build(
     generation: Option<i64>,
     conds: Vec<Cond>,
     counts: Counts,
-    findings: Option<&[Finding]>,
+    // The audit's findings and the plan's own (MB901–MB903); `None`: the spec is invalid.
+    findings: Option<(&[Finding], &[Finding])>,
     previous: Option<&MeshBaselineStatus>,
     now: Timestamp,
 ) -> MeshBaselineStatus {
     let conditions = conditions(conds, generation, previous, now);
     let (findings, findings_total, findings_by_severity) = match findings {
-        Some(f) => findings_summary(f),
+        Some((audit, plan)) => findings_summary(plan.iter().chain(audit)),
         // Invalid spec: the last known findings stay.
         None => previous
             .map(|p| {

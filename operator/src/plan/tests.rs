@@ -848,4 +848,5 @@ fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
 }
 
 mod conditions;
+mod enforcement;
 mod tamper;
