@@ -133,75 +133,67 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
             })
             .await?;
     }
-    // A tenant edit of each kind: repaired by replace (update).
-    for (api, kind, ns, name) in [
+    // An edit of each generated kind, repaired by replace (update); ClusterNetworkPolicy only
+    // where its CRD is installed.
+    let cnp_served = !env.cluster.is_simulated();
+    let mut tampered = vec![
         (
             "networking.k8s.io/v1",
             "NetworkPolicy",
-            b.as_str(),
+            Some(b.as_str()),
             "meshbaseline-baseline",
         ),
         (
             "security.istio.io/v1",
             "AuthorizationPolicy",
-            b.as_str(),
+            Some(b.as_str()),
             "meshbaseline-deny-plaintext",
         ),
         (
             "networking.istio.io/v1",
             "DestinationRule",
-            b.as_str(),
+            Some(b.as_str()),
             "meshbaseline-mtls",
         ),
         (
             "security.istio.io/v1",
             "PeerAuthentication",
-            ROOT,
+            Some(ROOT),
             "meshbaseline-mesh-mtls",
         ),
         (
             "networking.istio.io/v1",
             "Sidecar",
-            ROOT,
+            Some(ROOT),
             "meshbaseline-registry-only",
         ),
-    ] {
-        let patch = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}});
-        env.cluster
-            .merge_patch(api, kind, Some(ns), name, &patch)
-            .await?;
-        env.wait_converged("rbac").await?;
-    }
-    // The root namespace moves: every root object is deleted from the old one.
-    // The cluster-scoped generated objects are repaired by replace too (ClusterNetworkPolicy
-    // only where its CRD is installed).
-    let mut cluster_scoped = vec![
         (
             "admissionregistration.k8s.io/v1",
             "ValidatingAdmissionPolicy",
+            None,
             "meshbaseline-tenant-rbac",
         ),
         (
             "admissionregistration.k8s.io/v1",
             "ValidatingAdmissionPolicyBinding",
+            None,
             "meshbaseline-tenant-rbac",
         ),
     ];
-    let cnp_served = !env.cluster.is_simulated();
     if cnp_served {
-        cluster_scoped.push((
+        tampered.push((
             "policy.networking.k8s.io/v1beta1",
             "ClusterNetworkPolicy",
+            None,
             "meshbaseline-namespaces-rbac",
         ));
     }
-    for (api, kind, name) in cluster_scoped {
+    for (api, kind, ns, name) in tampered {
         let patch = json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}});
-        env.cluster
-            .merge_patch(api, kind, None, name, &patch)
-            .await?;
+        env.cluster.merge_patch(api, kind, ns, name, &patch).await?;
         env.wait_converged("rbac").await?;
     }
+    // The root namespace moves: every root object is deleted from the old one.
     let root = env.add_namespace("root").await?;
     env.apply(&mk_baseline(
         "rbac",
