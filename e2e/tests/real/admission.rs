@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use meshbaseline::api::{Baseline, MeshBaseline};
 use meshbaseline::compile::{compile, Scope};
@@ -56,6 +56,30 @@ async fn create(
         Err(kube::Error::Api(e)) => Err(format!("{} {}", e.code, e.message)),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Creates `obj` in `ns` as `client` and returns the API server's `Warning` headers.
+async fn create_warned(
+    client: &kube::Client,
+    res: &ApiResource,
+    ns: &str,
+    obj: &Value,
+) -> Result<Vec<String>, String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, res);
+    let req = http::Request::post(api.resource_url())
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(obj.to_string().into_bytes()))
+        .map_err(|e| e.to_string())?;
+    let resp = client.send(req).await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    Ok(resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect())
 }
 
 fn refused(what: &str, r: Result<(), String>, words: &str, wrong: &mut Vec<String>) {
@@ -192,6 +216,31 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         "Change the MeshBaseline admission",
         &mut wrong,
     );
+    let apply = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "meshbaseline-baseline"},
+        "spec": {"podSelector": {"matchLabels": {"none": "x"}}}});
+    let r = nps
+        .patch(
+            "meshbaseline-baseline",
+            &PatchParams::apply("tenant-tool").force(),
+            &Patch::Apply(&apply),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    refused(
+        "tenant force-applies over the generated NetworkPolicy",
+        r,
+        "guarded",
+        &mut wrong,
+    );
+    // `kubectl delete networkpolicies --all`: admission sees each object; ours stays.
+    let _ = nps
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    if nps.get_opt("meshbaseline-baseline").await?.is_none() {
+        wrong.push("a tenant's delete-collection removed the generated NetworkPolicy".into());
+    }
     let posing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "meshbaseline-extra"}, "spec": {"podSelector": {}}});
     refused(
@@ -303,6 +352,22 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         "MB201",
         &mut wrong,
     );
+    refused(
+        "MB201 with a trailing dot and capitals",
+        create(
+            &tenant,
+            &drs,
+            a,
+            dr(
+                "dotted",
+                "Reviews.admission-a.svc.cluster.local.",
+                "DISABLE",
+            ),
+        )
+        .await,
+        "MB201",
+        &mut wrong,
+    );
     admitted(
         "MB201 near miss: an external host",
         create(&tenant, &drs, a, dr("ext", "api.example.com", "SIMPLE")).await,
@@ -379,6 +444,26 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         create(&tenant, &deps, a, deployment("bind", "NET_BIND_SERVICE")).await,
         &mut wrong,
     );
+    // The ReplicationController controller is let through (kube-system), so its template is
+    // checked when the tenant writes it.
+    let rcs = ar("", "v1", "ReplicationController", "replicationcontrollers");
+    let rc = |name: &str, uid: i64| {
+        json!({"apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": name}, "spec": {"replicas": 0, "selector": {"app": name},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app",
+            "image": "registry.example/app:1", "securityContext": {"runAsUser": uid}}]}}}})
+    };
+    refused(
+        "MB501 in a ReplicationController",
+        create(&tenant, &rcs, a, rc("rc-proxy", 1337)).await,
+        "MB501",
+        &mut wrong,
+    );
+    admitted(
+        "MB501 near miss in a ReplicationController",
+        create(&tenant, &rcs, a, rc("rc-app", 1000)).await,
+        &mut wrong,
+    );
     // Exemptions: b is exempt from mtls now, not after the exemption expires (the compiler
     // rewrites the literal list; the operator does so at the expiry).
     admitted(
@@ -405,6 +490,25 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         "MB101",
         &mut wrong,
     );
+
+    // Warn mode: admitted, with the rule's message as a warning.
+    let mut warn_spec = spec.clone();
+    warn_spec["admission"]["tenantObjects"] = json!("Warn");
+    let mut warn_mb = mb.clone();
+    warn_mb.spec = serde_json::from_value(warn_spec)?;
+    enforce(&operator, &operator_user, &warn_mb, &[a, b], now).await?;
+    match create_warned(&tenant, &pas, a, &pa("warned", "PERMISSIVE", false)).await {
+        Ok(w) if w.iter().any(|w| w.contains("MB101")) => {}
+        other => wrong.push(format!(
+            "Warn mode: expected admission with an MB101 warning, got {other:?}"
+        )),
+    }
+    match create_warned(&tenant, &pas, a, &pa("quiet", "STRICT", false)).await {
+        Ok(w) if w.is_empty() => {}
+        other => wrong.push(format!(
+            "Warn mode near miss: expected no warning, got {other:?}"
+        )),
+    }
 
     // The controllers still clean up: the namespace controller empties a deleted namespace,
     // the garbage collector deletes what the deleted baseline owned.

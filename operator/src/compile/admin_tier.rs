@@ -44,17 +44,15 @@ pub(crate) fn objects(
         return;
     }
     if network.tcp_only {
-        out.push(factory.object(
+        out.push(factory.cluster_object(
             Kind::ClusterNetworkPolicy,
-            "",
             &names::admin_tier_name(&baseline.name),
             Arc::new(namespaces_spec(baseline, now)),
         ));
     }
     if owns_root && network.control_plane.enabled {
-        out.push(factory.object(
+        out.push(factory.cluster_object(
             Kind::ClusterNetworkPolicy,
-            "",
             &names::admin_tier_istiod_name(&baseline.name),
             Arc::new(istiod_spec(baseline)),
         ));

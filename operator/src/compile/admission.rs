@@ -104,6 +104,14 @@ pub(crate) fn exempt_from(baseline: &Baseline, control: Control, now: Timestamp)
     out
 }
 
+fn binding(policy: &str, actions: Value, namespaces: Value) -> Arc<Value> {
+    Arc::new(json!({
+        "policyName": policy,
+        "validationActions": actions,
+        "matchResources": {"namespaceSelector": namespaces},
+    }))
+}
+
 pub(crate) fn objects(
     baseline: &Baseline,
     operator_user: &str,
@@ -111,57 +119,31 @@ pub(crate) fn objects(
     factory: &ObjectFactory,
     out: &mut Vec<DesiredObject>,
 ) {
+    let protected = || protected_selector(baseline, &[]);
     if baseline.admission_guard {
         let name = names::guard_name(&baseline.name);
-        out.push(factory.object(
-            Kind::ValidatingAdmissionPolicy,
-            "",
-            &name,
-            Arc::new(guard_policy(baseline, operator_user)),
-        ));
-        out.push(factory.object(
-            Kind::ValidatingAdmissionPolicyBinding,
-            "",
-            &name,
-            Arc::new(json!({
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {"namespaceSelector": protected_selector(baseline, &[])},
-            })),
-        ));
-        let root = names::guard_root_binding_name(&baseline.name);
-        out.push(factory.object(
-            Kind::ValidatingAdmissionPolicyBinding,
-            "",
-            &root,
-            Arc::new(json!({
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: baseline.root_namespace}}},
-            })),
-        ));
+        let policy = Arc::new(guard_policy(baseline, operator_user));
+        out.push(factory.cluster_object(Kind::ValidatingAdmissionPolicy, &name, policy));
+        let vapb = Kind::ValidatingAdmissionPolicyBinding;
+        let deny = || json!(["Deny"]);
+        out.push(factory.cluster_object(vapb, &name, binding(&name, deny(), protected())));
+        let root = json!({"matchLabels": {NAMESPACE_NAME_LABEL: baseline.root_namespace}});
+        let root_name = names::guard_root_binding_name(&baseline.name);
+        out.push(factory.cluster_object(vapb, &root_name, binding(&name, deny(), root)));
     }
     let actions = match baseline.tenant_objects {
         TenantObjects::Off => return,
+        // Audit too: the API server's audit log records what a Deny would have refused.
         TenantObjects::Warn => json!(["Warn", "Audit"]),
         TenantObjects::Deny => json!(["Deny"]),
     };
     let name = names::tenant_policy_name(&baseline.name);
-    out.push(factory.object(
-        Kind::ValidatingAdmissionPolicy,
-        "",
-        &name,
-        Arc::new(tenant_policy(baseline, operator_user, now)),
-    ));
-    out.push(factory.object(
+    let policy = Arc::new(tenant_policy(baseline, operator_user, now));
+    out.push(factory.cluster_object(Kind::ValidatingAdmissionPolicy, &name, policy));
+    out.push(factory.cluster_object(
         Kind::ValidatingAdmissionPolicyBinding,
-        "",
         &name,
-        Arc::new(json!({
-            "policyName": name,
-            "validationActions": actions,
-            "matchResources": {"namespaceSelector": protected_selector(baseline, &[])},
-        })),
+        binding(&name, actions, protected()),
     ));
 }
 
@@ -283,7 +265,9 @@ fn tenant_validations(baseline: &Baseline, now: Timestamp) -> Vec<Validation> {
     if baseline.mtls.mode == MtlsMode::Strict {
         let domain = &baseline.cluster_domain;
         let svc = quote(&format!(".svc.{domain}"));
-        let host = "object.spec.host.lowerAscii()";
+        // As the audit reads it: trimmed, lower case, without a trailing dot (`reviews.` and
+        // `Reviews.shop.svc.cluster.local.` are in-mesh hosts too).
+        let host = "variables.host";
         let in_mesh = format!(
             "({host} == '*' || !{host}.contains('.') || {host}.endsWith('.svc') || {host}.endsWith({svc}) || ({host}.startsWith('*') && {svc}.endsWith({host}.substring(1))))"
         );
@@ -333,7 +317,7 @@ fn tenant_validations(baseline: &Baseline, now: Timestamp) -> Vec<Validation> {
     });
     out.push(Validation {
         expression: format!(
-            "!variables.isWorkload || {workloads_exempt}!variables.containers.exists(c, {app} && has(c.securityContext) && ((has(c.securityContext.privileged) && c.securityContext.privileged) || (has(c.securityContext.capabilities) && has(c.securityContext.capabilities.add) && c.securityContext.capabilities.add.exists(a, a.upperAscii() in ['NET_ADMIN', 'NET_RAW', 'ALL', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_ALL']))))"
+            "!variables.isWorkload || {workloads_exempt}!variables.containers.exists(c, {app} && has(c.securityContext) && ((has(c.securityContext.privileged) && c.securityContext.privileged) || (has(c.securityContext.capabilities) && has(c.securityContext.capabilities.add) && c.securityContext.capabilities.add.exists(a, a.trim().upperAscii() in ['NET_ADMIN', 'NET_RAW', 'ALL', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_ALL']))))"
         ),
         message: format!(
             "'MB502: ' + {who} + ' has containers that can rewrite the pod\\'s iptables rules (NET_ADMIN, NET_RAW, ALL or privileged) and so escape the mesh\\'s traffic capture. Drop the capabilities and set privileged: false.'"
@@ -360,7 +344,9 @@ fn tenant_policy(baseline: &Baseline, operator_user: &str, now: Timestamp) -> Va
             "resourceRules": [
                 rule("security.istio.io", &["peerauthentications", "authorizationpolicies"], &write),
                 rule("networking.istio.io", &["destinationrules"], &write),
-                rule("", &["pods"], &write),
+                // ReplicationControllers too: `edit` may create them, and their controller (a
+                // kube-system ServiceAccount, let through) creates the pods.
+                rule("", &["pods", "replicationcontrollers"], &write),
                 rule("apps", &["deployments", "statefulsets", "daemonsets", "replicasets"], &write),
                 rule("batch", &["jobs", "cronjobs"], &write),
             ],
@@ -371,7 +357,11 @@ fn tenant_policy(baseline: &Baseline, operator_user: &str, now: Timestamp) -> Va
         ],
         "variables": [
             {"name": "isWorkload",
-             "expression": "request.kind.kind in ['Pod', 'Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job', 'CronJob']"},
+             "expression": "request.kind.kind in ['Pod', 'Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'ReplicationController', 'Job', 'CronJob']"},
+            // Evaluated only where a DestinationRule's host is read (variables are lazy).
+            {"name": "hostText", "expression": "object.spec.host.trim().lowerAscii()"},
+            {"name": "host",
+             "expression": "variables.hostText.endsWith('.') ? variables.hostText.substring(0, size(variables.hostText) - 1) : variables.hostText"},
             {"name": "podSpec",
              "expression": "request.kind.kind == 'Pod' ? object.spec : (request.kind.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)"},
             {"name": "containers",

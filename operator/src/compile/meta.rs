@@ -60,4 +60,10 @@ impl ObjectFactory {
             spec,
         }
     }
+
+    /// A cluster-scoped object (its key's namespace is empty).
+    pub(crate) fn cluster_object(&self, kind: Kind, name: &str, spec: Arc<Value>) -> DesiredObject {
+        debug_assert!(kind.cluster_scoped());
+        self.object(kind, "", name, spec)
+    }
 }
