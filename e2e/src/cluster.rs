@@ -244,7 +244,9 @@ impl Cluster {
         self.api_as(&self.harness, api_version, kind, ns).await
     }
 
-    async fn api_as(
+    /// The dynamic API of `api_version`/`kind` for `client`, namespaced or not as discovery
+    /// says (`ns` is ignored for cluster-scoped kinds).
+    pub async fn api_as(
         &self,
         client: &kube::Client,
         api_version: &str,

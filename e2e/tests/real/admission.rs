@@ -9,47 +9,42 @@
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::discovery::ApiResource;
 use meshbaseline::api::{Baseline, MeshBaseline};
 use meshbaseline::compile::{compile, Scope};
 use meshbaseline::inventory::{Inventory, NamespaceInfo};
 use serde_json::{json, Value};
 
+use meshbaseline_e2e::Cluster;
+
 use crate::{real_cluster, TestResult};
 
 const LABEL: &str = "e2e.meshbaseline.dev/scenario";
 
-fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
+const NP: (&str, &str) = ("networking.k8s.io/v1", "NetworkPolicy");
 
-fn np() -> ApiResource {
-    ar(
-        "networking.k8s.io",
-        "v1",
-        "NetworkPolicy",
-        "networkpolicies",
-    )
+/// The dynamic API of `obj`'s kind in `ns` for `client`.
+async fn api_for(
+    cluster: &Cluster,
+    client: &kube::Client,
+    ns: &str,
+    obj: &Value,
+) -> Result<Api<DynamicObject>, String> {
+    let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    let (api, _) = cluster
+        .api_as(client, text("/apiVersion"), text("/kind"), Some(ns))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(api)
 }
 
 /// Creates `obj` in `ns` as `client`; `Ok(())` or the API's refusal message.
 async fn create(
+    cluster: &Cluster,
     client: &kube::Client,
-    res: &ApiResource,
     ns: &str,
     obj: Value,
 ) -> Result<(), String> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, res);
+    let api = api_for(cluster, client, ns, &obj).await?;
     let obj: DynamicObject = serde_json::from_value(obj).map_err(|e| e.to_string())?;
     match api.create(&PostParams::default(), &obj).await {
         Ok(_) => Ok(()),
@@ -60,12 +55,12 @@ async fn create(
 
 /// Creates `obj` in `ns` as `client` and returns the API server's `Warning` headers.
 async fn create_warned(
+    cluster: &Cluster,
     client: &kube::Client,
-    res: &ApiResource,
     ns: &str,
     obj: &Value,
 ) -> Result<Vec<String>, String> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, res);
+    let api = api_for(cluster, client, ns, obj).await?;
     let req = http::Request::post(api.resource_url())
         .header("content-type", "application/json")
         .body(kube::client::Body::from(obj.to_string().into_bytes()))
@@ -114,6 +109,7 @@ fn pod(name: &str, uid: i64, caps: &[&str]) -> Value {
 
 /// Writes the compiled objects of `mb` as the operator.
 async fn enforce(
+    cluster: &Cluster,
     operator: &kube::Client,
     operator_user: &str,
     mb: &MeshBaseline,
@@ -140,12 +136,9 @@ async fn enforce(
     let params = PatchParams::apply("meshbaseline").force();
     for o in &compiled.objects {
         let k = o.key.kind;
-        let res = ar(k.group(), k.version(), k.name(), k.plural());
-        let api: Api<DynamicObject> = if k.cluster_scoped() {
-            Api::all_with(operator.clone(), &res)
-        } else {
-            Api::namespaced_with(operator.clone(), &o.key.namespace, &res)
-        };
+        let (api, _) = cluster
+            .api_as(operator, &k.api_version(), k.name(), Some(&o.key.namespace))
+            .await?;
         api.patch(&o.key.name, &params, &Patch::Apply(o.manifest()))
             .await
             .map_err(|e| format!("{}: {e}", o.key))?;
@@ -183,11 +176,11 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         .get("admission")
         .await?;
     let now = jiff::Timestamp::now();
-    enforce(&operator, &operator_user, &mb, &[a, b], now).await?;
+    enforce(&cluster, &operator, &operator_user, &mb, &[a, b], now).await?;
 
     let tenant = cluster.tenant_client();
     let mut wrong = Vec::new();
-    let nps: Api<DynamicObject> = Api::namespaced_with(tenant.clone(), a, &np());
+    let (nps, _) = cluster.api_as(&tenant, NP.0, NP.1, Some(a)).await?;
     // The guard: edits, deletes and impersonations of generated objects.
     let edit = json!({"spec": {"podSelector": {"matchLabels": {"none": "x"}}}});
     let r = nps
@@ -245,7 +238,7 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         "metadata": {"name": "meshbaseline-extra"}, "spec": {"podSelector": {}}});
     refused(
         "tenant creates an object with our name prefix",
-        create(&tenant, &np(), a, posing.clone()).await,
+        create(&cluster, &tenant, a, posing.clone()).await,
         "guarded",
         &mut wrong,
     );
@@ -254,7 +247,7 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         "spec": {"podSelector": {}}});
     refused(
         "tenant creates an object with our label",
-        create(&tenant, &np(), a, labelled).await,
+        create(&cluster, &tenant, a, labelled).await,
         "guarded",
         &mut wrong,
     );
@@ -262,16 +255,16 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         "metadata": {"name": "mine"}, "spec": {"podSelector": {}}});
     admitted(
         "near miss: the tenant's own NetworkPolicy",
-        create(&tenant, &np(), a, own).await,
+        create(&cluster, &tenant, a, own).await,
         &mut wrong,
     );
     admitted(
         "no lock-out: our name prefix outside protected namespaces",
-        create(&tenant, &np(), free, posing).await,
+        create(&cluster, &tenant, free, posing).await,
         &mut wrong,
     );
     // The operator is not refused.
-    let ops: Api<DynamicObject> = Api::namespaced_with(operator.clone(), a, &np());
+    let (ops, _) = cluster.api_as(&operator, NP.0, NP.1, Some(a)).await?;
     let relabel = json!({"metadata": {"annotations": {"e2e": "operator-may"}}});
     if let Err(e) = ops
         .patch(
@@ -285,40 +278,20 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     }
 
     // Tenant objects (Deny), each with its near miss.
-    let pas = ar(
-        "security.istio.io",
-        "v1",
-        "PeerAuthentication",
-        "peerauthentications",
-    );
-    let drs = ar(
-        "networking.istio.io",
-        "v1",
-        "DestinationRule",
-        "destinationrules",
-    );
-    let aps = ar(
-        "security.istio.io",
-        "v1",
-        "AuthorizationPolicy",
-        "authorizationpolicies",
-    );
-    let pods = ar("", "v1", "Pod", "pods");
-    let deps = ar("apps", "v1", "Deployment", "deployments");
     refused(
         "MB101",
-        create(&tenant, &pas, a, pa("loose", "PERMISSIVE", false)).await,
+        create(&cluster, &tenant, a, pa("loose", "PERMISSIVE", false)).await,
         "MB101",
         &mut wrong,
     );
     admitted(
         "MB101 near miss",
-        create(&tenant, &pas, a, pa("strict", "STRICT", false)).await,
+        create(&cluster, &tenant, a, pa("strict", "STRICT", false)).await,
         &mut wrong,
     );
     refused(
         "MB102",
-        create(&tenant, &pas, a, pa("wl", "DISABLE", true)).await,
+        create(&cluster, &tenant, a, pa("wl", "DISABLE", true)).await,
         "MB102",
         &mut wrong,
     );
@@ -326,13 +299,13 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     port["spec"]["portLevelMtls"] = json!({"8080": {"mode": "PERMISSIVE"}});
     refused(
         "MB102 port level",
-        create(&tenant, &pas, a, port).await,
+        create(&cluster, &tenant, a, port).await,
         "MB102",
         &mut wrong,
     );
     admitted(
         "MB102 near miss",
-        create(&tenant, &pas, a, pa("wl-ok", "STRICT", true)).await,
+        create(&cluster, &tenant, a, pa("wl-ok", "STRICT", true)).await,
         &mut wrong,
     );
     let dr = |name: &str, host: &str, mode: &str| {
@@ -342,21 +315,21 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     };
     refused(
         "MB201",
-        create(&tenant, &drs, a, dr("plain", "reviews", "DISABLE")).await,
+        create(&cluster, &tenant, a, dr("plain", "reviews", "DISABLE")).await,
         "MB201",
         &mut wrong,
     );
     refused(
         "MB201 wildcard",
-        create(&tenant, &drs, a, dr("all", "*.local", "SIMPLE")).await,
+        create(&cluster, &tenant, a, dr("all", "*.local", "SIMPLE")).await,
         "MB201",
         &mut wrong,
     );
     refused(
         "MB201 with a trailing dot and capitals",
         create(
+            &cluster,
             &tenant,
-            &drs,
             a,
             dr(
                 "dotted",
@@ -370,7 +343,7 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     );
     admitted(
         "MB201 near miss: an external host",
-        create(&tenant, &drs, a, dr("ext", "api.example.com", "SIMPLE")).await,
+        create(&cluster, &tenant, a, dr("ext", "api.example.com", "SIMPLE")).await,
         &mut wrong,
     );
     let ap = |name: &str, rules: Value| {
@@ -380,15 +353,15 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     };
     refused(
         "MB301",
-        create(&tenant, &aps, a, ap("open", json!([{}]))).await,
+        create(&cluster, &tenant, a, ap("open", json!([{}]))).await,
         "MB301",
         &mut wrong,
     );
     refused(
         "MB301 negative source",
         create(
+            &cluster,
             &tenant,
-            &aps,
             a,
             ap(
                 "neg",
@@ -402,8 +375,8 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     admitted(
         "MB301 near miss",
         create(
+            &cluster,
             &tenant,
-            &aps,
             a,
             ap("ok", json!([{"from": [{"source": {"namespaces": [a]}}]}])),
         )
@@ -412,15 +385,15 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     );
     refused(
         "MB501",
-        create(&tenant, &pods, a, pod("proxy-uid", 1337, &[])).await,
+        create(&cluster, &tenant, a, pod("proxy-uid", 1337, &[])).await,
         "MB501",
         &mut wrong,
     );
     admitted(
         "MB501 near miss",
         create(
+            &cluster,
             &tenant,
-            &pods,
             a,
             pod("app-uid", 1000, &["NET_BIND_SERVICE"]),
         )
@@ -435,18 +408,17 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     };
     refused(
         "MB502 in a template",
-        create(&tenant, &deps, a, deployment("raw", "net_raw")).await,
+        create(&cluster, &tenant, a, deployment("raw", "net_raw")).await,
         "MB502",
         &mut wrong,
     );
     admitted(
         "MB502 near miss",
-        create(&tenant, &deps, a, deployment("bind", "NET_BIND_SERVICE")).await,
+        create(&cluster, &tenant, a, deployment("bind", "NET_BIND_SERVICE")).await,
         &mut wrong,
     );
     // The ReplicationController controller is let through (kube-system), so its template is
     // checked when the tenant writes it.
-    let rcs = ar("", "v1", "ReplicationController", "replicationcontrollers");
     let rc = |name: &str, uid: i64| {
         json!({"apiVersion": "v1", "kind": "ReplicationController",
         "metadata": {"name": name}, "spec": {"replicas": 0, "selector": {"app": name},
@@ -455,28 +427,29 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     };
     refused(
         "MB501 in a ReplicationController",
-        create(&tenant, &rcs, a, rc("rc-proxy", 1337)).await,
+        create(&cluster, &tenant, a, rc("rc-proxy", 1337)).await,
         "MB501",
         &mut wrong,
     );
     admitted(
         "MB501 near miss in a ReplicationController",
-        create(&tenant, &rcs, a, rc("rc-app", 1000)).await,
+        create(&cluster, &tenant, a, rc("rc-app", 1000)).await,
         &mut wrong,
     );
     // Exemptions: b is exempt from mtls now, not after the exemption expires (the compiler
     // rewrites the literal list; the operator does so at the expiry).
     admitted(
         "exempt namespace",
-        create(&tenant, &pas, b, pa("loose", "PERMISSIVE", false)).await,
+        create(&cluster, &tenant, b, pa("loose", "PERMISSIVE", false)).await,
         &mut wrong,
     );
     admitted(
         "no lock-out: unprotected namespace",
-        create(&tenant, &pas, free, pa("loose", "PERMISSIVE", false)).await,
+        create(&cluster, &tenant, free, pa("loose", "PERMISSIVE", false)).await,
         &mut wrong,
     );
     enforce(
+        &cluster,
         &operator,
         &operator_user,
         &mb,
@@ -486,7 +459,7 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     .await?;
     refused(
         "after the exemption expired",
-        create(&tenant, &pas, b, pa("loose2", "PERMISSIVE", false)).await,
+        create(&cluster, &tenant, b, pa("loose2", "PERMISSIVE", false)).await,
         "MB101",
         &mut wrong,
     );
@@ -496,14 +469,14 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     warn_spec["admission"]["tenantObjects"] = json!("Warn");
     let mut warn_mb = mb.clone();
     warn_mb.spec = serde_json::from_value(warn_spec)?;
-    enforce(&operator, &operator_user, &warn_mb, &[a, b], now).await?;
-    match create_warned(&tenant, &pas, a, &pa("warned", "PERMISSIVE", false)).await {
+    enforce(&cluster, &operator, &operator_user, &warn_mb, &[a, b], now).await?;
+    match create_warned(&cluster, &tenant, a, &pa("warned", "PERMISSIVE", false)).await {
         Ok(w) if w.iter().any(|w| w.contains("MB101")) => {}
         other => wrong.push(format!(
             "Warn mode: expected admission with an MB101 warning, got {other:?}"
         )),
     }
-    match create_warned(&tenant, &pas, a, &pa("quiet", "STRICT", false)).await {
+    match create_warned(&cluster, &tenant, a, &pa("quiet", "STRICT", false)).await {
         Ok(w) if w.is_empty() => {}
         other => wrong.push(format!(
             "Warn mode near miss: expected no warning, got {other:?}"
@@ -518,16 +491,15 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
         .delete("admission", &DeleteParams::default())
         .await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let vaps: Api<DynamicObject> = Api::all_with(
-        admin.clone(),
-        &ar(
-            "admissionregistration.k8s.io",
-            "v1",
+    let (vaps, _) = cluster
+        .api_as(
+            &admin,
+            "admissionregistration.k8s.io/v1",
             "ValidatingAdmissionPolicy",
-            "validatingadmissionpolicies",
-        ),
-    );
-    let b_np: Api<DynamicObject> = Api::namespaced_with(admin.clone(), b, &np());
+            None,
+        )
+        .await?;
+    let (b_np, _) = cluster.api_as(&admin, NP.0, NP.1, Some(b)).await?;
     loop {
         let ns_gone = namespaces.get_opt(a).await?.is_none();
         let owned_gone = b_np.get_opt("meshbaseline-baseline").await?.is_none()

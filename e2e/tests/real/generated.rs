@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, ValidationDirective};
+use kube::api::{Patch, PatchParams, ValidationDirective};
 use meshbaseline::cli::render::{render, Args};
 use meshbaseline_e2e::cluster::parse_documents;
 use serde_json::Value;
@@ -85,12 +85,9 @@ async fn generated_objects_pass_strict_validation() -> TestResult {
             };
             let (api_version, kind) = (text("/apiVersion"), text("/kind"));
             let (ns, name) = (text("/metadata/namespace"), text("/metadata/name"));
-            let (ar, _) = cluster.resource(&api_version, &kind).await?;
-            let api: Api<DynamicObject> = if ns.is_empty() {
-                Api::all_with(admin.clone(), &ar)
-            } else {
-                Api::namespaced_with(admin.clone(), &ns, &ar)
-            };
+            let (api, _) = cluster
+                .api_as(&admin, &api_version, &kind, Some(&ns))
+                .await?;
             match api.patch(&name, &params, &Patch::Apply(&obj)).await {
                 Ok(_) => {
                     kinds.insert(format!("{api_version}/{kind}"));
