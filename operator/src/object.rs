@@ -52,21 +52,18 @@ impl Kind {
         }
     }
 
-    /// The version the compiler writes. ClusterNetworkPolicy's v1beta1 and v1alpha2 have the
-    /// same schema; the controller writes whichever the cluster serves (`served_versions`).
-    pub fn version(self) -> &'static str {
-        match self {
-            Kind::ClusterNetworkPolicy => "v1beta1",
-            _ => "v1",
-        }
-    }
-
-    /// Versions the operator can use, newest first.
+    /// Versions the operator can use, newest first. ClusterNetworkPolicy's v1beta1 and
+    /// v1alpha2 have the same schema; the controller writes whichever the cluster serves.
     pub fn served_versions(self) -> &'static [&'static str] {
         match self {
             Kind::ClusterNetworkPolicy => &["v1beta1", "v1alpha2"],
             _ => &["v1"],
         }
+    }
+
+    /// The version the compiler writes: the newest.
+    pub fn version(self) -> &'static str {
+        self.served_versions()[0]
     }
 
     pub fn cluster_scoped(self) -> bool {

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
+
+pub use super::enforcement::{AdminTier, AdmissionSpec, EnforcementStatus, TenantObjects};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -94,47 +96,6 @@ pub struct MeshBaselineSpec {
     /// Guards evaluated by the API server itself (ValidatingAdmissionPolicy).
     #[serde(default)]
     pub admission: AdmissionSpec,
-}
-
-/// ValidatingAdmissionPolicies generated from the baseline: refused before they happen,
-/// instead of repaired after.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AdmissionSpec {
-    /// Refuse updates and deletes of the generated objects, and creation of objects posing as
-    /// them, by anyone but the operator and the API server's own controllers (Enforce mode).
-    #[serde(default = "yes")]
-    pub guard: bool,
-    /// Refuse (`Deny`) or warn about (`Warn`) tenant objects that weaken the mesh in protected
-    /// namespaces: MB101, MB102, MB201, MB301, MB501, MB502 at admission.
-    #[serde(default)]
-    pub tenant_objects: TenantObjects,
-}
-
-impl Default for AdmissionSpec {
-    fn default() -> Self {
-        Self {
-            guard: true,
-            tenant_objects: TenantObjects::default(),
-        }
-    }
-}
-
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TenantObjects {
-    Off,
-    #[default]
-    Warn,
-    Deny,
-}
-
-/// Whether to generate Admin-tier ClusterNetworkPolicies.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AdminTier {
-    /// Where the cluster serves the ClusterNetworkPolicy API (detected at runtime).
-    #[default]
-    Auto,
-    Off,
 }
 
 pub fn default_root_namespace() -> String {
@@ -496,17 +457,6 @@ pub struct MeshBaselineStatus {
     /// Whether the admission guards and the Admin network-policy tier are in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcement: Option<EnforcementStatus>,
-}
-
-/// `Active`, `Off` (not asked for, or Audit mode) or `Unavailable` (the cluster does not
-/// serve the API; see the findings MB901–MB903).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct EnforcementStatus {
-    pub admission_guard: String,
-    /// `Warn`, `Deny`, `Off` or `Unavailable`.
-    pub tenant_objects: String,
-    pub admin_tier: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

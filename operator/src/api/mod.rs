@@ -1,6 +1,7 @@
 //! The API edge: the `MeshBaseline` CRD, its validated model, and minimal Istio types.
 
 pub mod baseline;
+pub mod enforcement;
 pub mod istio;
 pub mod model;
 pub(crate) mod rules;
