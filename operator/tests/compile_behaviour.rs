@@ -218,7 +218,29 @@ fn scope_claimed_namespaces_and_root_ownership() {
     assert!(!c
         .objects
         .iter()
-        .any(|o| o.key.name.starts_with("meshbaseline-istiod-")));
+        .any(|o| o.key.name.starts_with("meshbaseline-istiod-")
+            || o.key.name.starts_with("meshbaseline-rootguard-")));
+    // Claimed namespaces are left out of the cluster-wide selectors too.
+    let binding = c
+        .objects
+        .iter()
+        .find(|o| {
+            o.key.name == "meshbaseline-guard-default"
+                && o.key.kind == Kind::ValidatingAdmissionPolicyBinding
+        })
+        .unwrap();
+    assert!(
+        binding.spec.to_string().contains("\"a\""),
+        "{}",
+        binding.spec
+    );
+    // Everything lost to older baselines: nothing at all, cluster-wide objects included.
+    let all = Scope {
+        claimed_elsewhere: ["a".to_string(), "b".to_string()].into(),
+        owns_root: false,
+        ..Scope::default()
+    };
+    assert!(compile(&b, &inv, &all, now()).objects.is_empty());
     let owner = compile(&b, &inv, &Scope::default(), now());
     assert!(owner
         .objects

@@ -269,7 +269,10 @@ async fn full_resyncs_write_nothing_in_steady_state() -> TestResult {
     };
     env.add_namespace("a").await?;
     env.add_namespace("b").await?;
-    env.apply(&mk_baseline("resync", "resync", json!({})))
+    // With the admission policies (which the API server fills with defaults) and, on the
+    // real server, the Admin tier: every generated kind must compare equal after a resync.
+    let admission = json!({"admission": {"guard": true, "tenantObjects": "Deny"}});
+    env.apply(&mk_baseline("resync", "resync", admission))
         .await?;
     env.wait_converged("resync").await?;
     env.wait_condition("resync", "Ready", "True", |_, _| true)

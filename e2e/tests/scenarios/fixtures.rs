@@ -367,7 +367,22 @@ pub fn diff(expected: &Compiled, actual: &Objects) -> Option<String> {
         let Some(live) = actual.get(&key) else {
             return Some(format!("missing {key:?}"));
         };
-        for field in ["/spec", "/metadata/ownerReferences"] {
+        // The spec as the operator compares it: the API server's defaults (admission
+        // policies' matchPolicy and rule scopes, say) are no difference.
+        let kind = Kind::from_name(&key.0);
+        let spec = |v: &Value| {
+            v.pointer("/spec")
+                .zip(kind)
+                .map(|(s, k)| meshbaseline::plan::normalise(k, s))
+        };
+        if spec(&manifest) != spec(live) {
+            return Some(format!(
+                "{key:?} /spec: want {:?}, have {:?}",
+                manifest.pointer("/spec"),
+                live.pointer("/spec")
+            ));
+        }
+        for field in ["/metadata/ownerReferences"] {
             if manifest.pointer(field) != live.pointer(field) {
                 return Some(format!(
                     "{key:?} {field}: want {:?}, have {:?}",

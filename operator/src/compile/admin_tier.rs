@@ -5,6 +5,7 @@
 //! Rules say `Pass` for what the baseline does not decide, never `Accept`, so the tenants'
 //! NetworkPolicies (and ours) still govern the rest.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -16,6 +17,7 @@ use super::names;
 use super::network::NAMESPACE_NAME_LABEL;
 use crate::api::baseline::{AdminTier, Control, EgressMode};
 use crate::api::Baseline;
+use crate::compile::Scope;
 use crate::object::{DesiredObject, Kind};
 
 /// Precedence inside the Admin tier (0 is first, 1000 last): early, leaving room on both
@@ -34,7 +36,8 @@ fn everywhere() -> Value {
 
 pub(crate) fn objects(
     baseline: &Baseline,
-    owns_root: bool,
+    scope: &Scope,
+    any_protected: bool,
     now: Timestamp,
     factory: &ObjectFactory,
     out: &mut Vec<DesiredObject>,
@@ -43,14 +46,14 @@ pub(crate) fn objects(
     if network.admin_tier == AdminTier::Off {
         return;
     }
-    if network.tcp_only {
+    if network.tcp_only && any_protected {
         out.push(factory.cluster_object(
             Kind::ClusterNetworkPolicy,
             &names::admin_tier_name(&baseline.name),
-            Arc::new(namespaces_spec(baseline, now)),
+            Arc::new(namespaces_spec(baseline, &scope.claimed_elsewhere, now)),
         ));
     }
-    if owns_root && network.control_plane.enabled {
+    if scope.owns_root && network.control_plane.enabled {
         out.push(factory.cluster_object(
             Kind::ClusterNetworkPolicy,
             &names::admin_tier_istiod_name(&baseline.name),
@@ -59,10 +62,15 @@ pub(crate) fn objects(
     }
 }
 
-/// The protected namespaces (minus those exempt from the Network control): UDP and SCTP out
+/// The protected namespaces (minus those exempt from the Network control and those an older
+/// baseline claims, whose own policy applies there): UDP and SCTP out
 /// are denied except DNS to the cluster DNS pods (G4); in AllowList egress mode, traffic out
 /// of the cluster is denied except to the allow-listed CIDRs (G7).
-pub(crate) fn namespaces_spec(baseline: &Baseline, now: Timestamp) -> Value {
+pub(crate) fn namespaces_spec(
+    baseline: &Baseline,
+    claimed_elsewhere: &BTreeSet<String>,
+    now: Timestamp,
+) -> Value {
     let network = &baseline.network;
     let dns = &network.dns;
     let exempt = exempt_from(baseline, Control::Network, now);
@@ -107,7 +115,7 @@ pub(crate) fn namespaces_spec(baseline: &Baseline, now: Timestamp) -> Value {
     json!({
         "tier": "Admin",
         "priority": PRIORITY,
-        "subject": {"namespaces": protected_selector(baseline, &exempt)},
+        "subject": {"namespaces": protected_selector(baseline, exempt.iter().chain(claimed_elsewhere))},
         "egress": egress,
     })
 }

@@ -24,6 +24,7 @@ use crate::api::baseline::{Control, MtlsMode, TenantObjects};
 use crate::api::model::SYSTEM_NAMESPACES;
 use crate::api::selector::{Requirement, Selector};
 use crate::api::Baseline;
+use crate::compile::Scope;
 use crate::object::{DesiredObject, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// The API server's own controllers that delete or update generated objects: the garbage
@@ -48,21 +49,17 @@ fn list(items: &[String]) -> String {
 }
 
 /// The protected namespaces as a LabelSelector: the baseline's selector, minus the namespaces
-/// that are never protected and `also_excluded`.
-pub(crate) fn protected_selector(baseline: &Baseline, also_excluded: &[String]) -> Value {
-    selector_json(
-        &baseline.selector,
-        &never_protected(baseline, also_excluded),
-    )
-}
-
-fn never_protected(baseline: &Baseline, also_excluded: &[String]) -> Vec<String> {
+/// that are never protected and `excluded` (those an older baseline claims, exempt ones).
+pub(crate) fn protected_selector<'a>(
+    baseline: &Baseline,
+    excluded: impl IntoIterator<Item = &'a String>,
+) -> Value {
     let mut out: Vec<String> = SYSTEM_NAMESPACES.iter().map(|s| s.to_string()).collect();
     out.push(baseline.root_namespace.clone());
-    out.extend(also_excluded.iter().cloned());
+    out.extend(excluded.into_iter().cloned());
     out.sort();
     out.dedup();
-    out
+    selector_json(&baseline.selector, &out)
 }
 
 fn selector_json(selector: &Selector, excluded: &[String]) -> Value {
@@ -112,24 +109,36 @@ fn binding(policy: &str, actions: Value, namespaces: Value) -> Arc<Value> {
     }))
 }
 
+/// The admission policies of `baseline`. Bindings exist only where there is something to
+/// guard: the protected namespaces (none claimed by an older baseline) and, for the baseline
+/// that owns it, the root namespace.
 pub(crate) fn objects(
     baseline: &Baseline,
-    operator_user: &str,
+    scope: &Scope,
+    any_protected: bool,
     now: Timestamp,
     factory: &ObjectFactory,
     out: &mut Vec<DesiredObject>,
 ) {
-    let protected = || protected_selector(baseline, &[]);
-    if baseline.admission_guard {
+    let operator_user = scope.operator_user.as_str();
+    let protected = || protected_selector(baseline, &scope.claimed_elsewhere);
+    let vapb = Kind::ValidatingAdmissionPolicyBinding;
+    if baseline.admission_guard && (any_protected || scope.owns_root) {
         let name = names::guard_name(&baseline.name);
         let policy = Arc::new(guard_policy(baseline, operator_user));
         out.push(factory.cluster_object(Kind::ValidatingAdmissionPolicy, &name, policy));
-        let vapb = Kind::ValidatingAdmissionPolicyBinding;
         let deny = || json!(["Deny"]);
-        out.push(factory.cluster_object(vapb, &name, binding(&name, deny(), protected())));
-        let root = json!({"matchLabels": {NAMESPACE_NAME_LABEL: baseline.root_namespace}});
-        let root_name = names::guard_root_binding_name(&baseline.name);
-        out.push(factory.cluster_object(vapb, &root_name, binding(&name, deny(), root)));
+        if any_protected {
+            out.push(factory.cluster_object(vapb, &name, binding(&name, deny(), protected())));
+        }
+        if scope.owns_root {
+            let root = json!({"matchLabels": {NAMESPACE_NAME_LABEL: baseline.root_namespace}});
+            let root_name = names::guard_root_binding_name(&baseline.name);
+            out.push(factory.cluster_object(vapb, &root_name, binding(&name, deny(), root)));
+        }
+    }
+    if !any_protected {
+        return;
     }
     let actions = match baseline.tenant_objects {
         TenantObjects::Off => return,
@@ -140,11 +149,7 @@ pub(crate) fn objects(
     let name = names::tenant_policy_name(&baseline.name);
     let policy = Arc::new(tenant_policy(baseline, operator_user, now));
     out.push(factory.cluster_object(Kind::ValidatingAdmissionPolicy, &name, policy));
-    out.push(factory.cluster_object(
-        Kind::ValidatingAdmissionPolicyBinding,
-        &name,
-        binding(&name, actions, protected()),
-    ));
+    out.push(factory.cluster_object(vapb, &name, binding(&name, actions, protected())));
 }
 
 /// The generated kinds, as admission sees them.

@@ -98,16 +98,19 @@ pub fn compile(
     if scope.owns_root {
         root::objects(baseline, &factory, &mut compiled.objects);
     }
+    let any_protected = !compiled.protected.is_empty();
     admission::objects(
         baseline,
-        &scope.operator_user,
+        scope,
+        any_protected,
         now,
         &factory,
         &mut compiled.objects,
     );
     admin_tier::objects(
         baseline,
-        scope.owns_root,
+        scope,
+        any_protected,
         now,
         &factory,
         &mut compiled.objects,

@@ -107,13 +107,64 @@ fn default_network_policy(spec: &mut Map<String, Value>) {
     }
 }
 
+/// Inserts `value` at `key` unless a non-null value is there.
+fn default_field(m: &mut Map<String, Value>, key: &str, value: Value) {
+    if m.get(key).is_none_or(Value::is_null) {
+        m.insert(key.into(), value);
+    }
+}
+
+/// The API server's defaults for admission `MatchResources` (`SetDefaults_MatchResources`,
+/// `SetDefaults_Rule`): Equivalent matching, selectors matching everything, rules of any scope.
+fn default_match_resources(m: &mut Map<String, Value>) {
+    default_field(m, "matchPolicy", Value::String("Equivalent".into()));
+    default_field(m, "namespaceSelector", Value::Object(Map::new()));
+    default_field(m, "objectSelector", Value::Object(Map::new()));
+    for rules in ["resourceRules", "excludeResourceRules"] {
+        let items = m.get_mut(rules).and_then(Value::as_array_mut);
+        for rule in items.into_iter().flatten().filter_map(Value::as_object_mut) {
+            default_field(rule, "scope", Value::String("*".into()));
+        }
+    }
+}
+
+/// The API server's defaults for the admission kinds: `failurePolicy: Fail` on the policy,
+/// and those of its `matchConstraints` or the binding's `matchResources`.
+fn default_admission(kind: Kind, spec: &mut Map<String, Value>) {
+    let field = match kind {
+        Kind::ValidatingAdmissionPolicy => {
+            default_field(spec, "failurePolicy", Value::String("Fail".into()));
+            "matchConstraints"
+        }
+        _ => "matchResources",
+    };
+    if let Some(m) = spec.get_mut(field).and_then(Value::as_object_mut) {
+        default_match_resources(m);
+    }
+}
+
+/// Kinds the API server fills in defaults for (Istio's CRDs and network-policy-api's have
+/// none in their schemas).
+fn has_server_defaults(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::NetworkPolicy
+            | Kind::ValidatingAdmissionPolicy
+            | Kind::ValidatingAdmissionPolicyBinding
+    )
+}
+
 /// The spec as the API server would store it, with what cannot tell two specs apart erased.
 /// Two specs mean the same thing exactly when their normal forms are equal.
 pub fn normalise(kind: Kind, spec: &Value) -> Value {
     let mut v = spec.clone();
-    if kind == Kind::NetworkPolicy {
-        if let Some(m) = v.as_object_mut() {
-            default_network_policy(m);
+    if let Some(m) = v.as_object_mut() {
+        match kind {
+            Kind::NetworkPolicy => default_network_policy(m),
+            Kind::ValidatingAdmissionPolicy | Kind::ValidatingAdmissionPolicyBinding => {
+                default_admission(kind, m)
+            }
+            _ => {}
         }
     }
     strip_empty(&mut v);
@@ -162,7 +213,7 @@ pub fn owned_fingerprint(
 ) -> u64 {
     let mut h = HASH_KEYS.build_hasher();
     let spec_fp = spec.map_or(0, |s| {
-        if kind != Kind::NetworkPolicy && !has_removable(s, false) {
+        if !has_server_defaults(kind) && !has_removable(s, false) {
             fingerprint(s)
         } else {
             fingerprint(&normalise(kind, s))
@@ -242,6 +293,37 @@ mod tests {
             Kind::AuthorizationPolicy,
             json!({"action": "DENY"}),
             json!({"action": "DENY", "rules": [], "selector": null})
+        ));
+    }
+
+    #[test]
+    fn admission_defaults_are_not_a_difference() {
+        let rule = json!({"apiGroups": [""], "apiVersions": ["*"], "resources": ["pods"],
+            "operations": ["CREATE"]});
+        let mut stored_rule = rule.clone();
+        stored_rule["scope"] = json!("*");
+        let defaults = json!({"matchPolicy": "Equivalent", "namespaceSelector": {},
+            "objectSelector": {}});
+        let mut constraints = defaults.clone();
+        constraints["resourceRules"] = json!([stored_rule]);
+        assert!(same(
+            Kind::ValidatingAdmissionPolicy,
+            json!({"matchConstraints": {"resourceRules": [rule]}}),
+            json!({"failurePolicy": "Fail", "matchConstraints": constraints})
+        ));
+        let selector = json!({"matchLabels": {"a": "b"}});
+        let mut stored = defaults;
+        stored["namespaceSelector"] = selector.clone();
+        assert!(same(
+            Kind::ValidatingAdmissionPolicyBinding,
+            json!({"policyName": "p", "matchResources": {"namespaceSelector": selector}}),
+            json!({"policyName": "p", "matchResources": stored})
+        ));
+        // A changed default is a difference: Ignore lets everything through on an error.
+        assert!(!same(
+            Kind::ValidatingAdmissionPolicy,
+            json!({"validations": []}),
+            json!({"failurePolicy": "Ignore"})
         ));
     }
 

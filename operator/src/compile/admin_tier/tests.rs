@@ -1,5 +1,7 @@
 //! One property per rule: what closes its gap.
 
+use std::collections::BTreeSet;
+
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
@@ -41,7 +43,7 @@ fn index(spec: &Value, dir: &str, name: &str) -> usize {
 /// accepted, so the NetworkPolicy tier still decides the rest.
 #[test]
 fn udp_and_sctp_are_denied_except_dns() {
-    let s = namespaces_spec(&baseline(json!({})), now());
+    let s = namespaces_spec(&baseline(json!({})), &BTreeSet::new(), now());
     assert_eq!(s["tier"], "Admin");
     let dns = rule(&s, "egress", "dns");
     assert_eq!(dns["action"], "Pass");
@@ -78,7 +80,7 @@ fn allow_list_mode_denies_egress_outside_the_list() {
     let b = baseline(
         json!({"network": {"egress": {"mode": "AllowList", "allowCidrs": ["203.0.113.0/24"]}}}),
     );
-    let s = namespaces_spec(&b, now());
+    let s = namespaces_spec(&b, &BTreeSet::new(), now());
     let (pods, list, deny) = (
         index(&s, "egress", "in-cluster"),
         index(&s, "egress", "allow-list"),
@@ -93,7 +95,7 @@ fn allow_list_mode_denies_egress_outside_the_list() {
         rule(&s, "egress", "deny-outside-allow-list")["action"],
         "Deny"
     );
-    let cluster_only = namespaces_spec(&baseline(json!({})), now());
+    let cluster_only = namespaces_spec(&baseline(json!({})), &BTreeSet::new(), now());
     assert!(cluster_only["egress"]
         .as_array()
         .unwrap()
@@ -101,8 +103,8 @@ fn allow_list_mode_denies_egress_outside_the_list() {
         .all(|r| r["name"] != "deny-outside-allow-list"));
 }
 
-/// The subject is the protected namespaces: never the system or root namespaces, and not those
-/// exempt from the network control while the exemption lasts.
+/// The subject is the protected namespaces: never the system or root namespaces, not those an
+/// older baseline claims, and not those exempt from the network control while it lasts.
 #[test]
 fn subject_is_the_protected_namespaces_minus_network_exemptions() {
     let b = baseline(json!({
@@ -110,7 +112,9 @@ fn subject_is_the_protected_namespaces_minus_network_exemptions() {
         "exemptions": [{"namespace": "legacy", "controls": ["network"], "reason": "ticket 1",
                         "expires": "2026-12-01T00:00:00Z"}],
     }));
-    let s = namespaces_spec(&b, now());
+    // An older baseline's namespace is its policy's business.
+    let claimed = BTreeSet::from(["older".to_string()]);
+    let s = namespaces_spec(&b, &claimed, now());
     let exprs = &s["subject"]["namespaces"]["matchExpressions"];
     assert!(exprs
         .as_array()
@@ -135,7 +139,7 @@ fn subject_is_the_protected_namespaces_minus_network_exemptions() {
         );
     }
     let later: Timestamp = "2026-12-02T00:00:00Z".parse().unwrap();
-    let expired = namespaces_spec(&b, later);
+    let expired = namespaces_spec(&b, &BTreeSet::new(), later);
     assert!(!expired.to_string().contains("legacy"));
 }
 
