@@ -3,7 +3,8 @@
 # on first use: etcd, kube-apiserver, kube-controller-manager from their Go modules), installs
 # Istio's CRDs, ours and the sample mesh of examples/mesh, applies examples/baseline.yaml to
 # it, runs `meshbaseline run`, and prints the generated objects, the baseline's status and
-# findings, and the repair of a deleted object. Stops everything when done.
+# findings, a tenant's deletion refused by the admission guard and, with the guard off, the
+# repair of a deleted object. Stops everything when done.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -73,10 +74,24 @@ k get mb default -o jsonpath='protected {.status.namespaces.protected}, exempt {
 say "Findings (most severe first)"
 k get mb default -o jsonpath='{range .status.findings[*]}{.severity}{"\t"}{.rule}{"\t"}{.kind} {.namespace}/{.name}{"\n"}{end}'
 
-say "A tenant deletes the NetworkPolicy of payments; the operator repairs it"
+say "A tenant with edit in payments deletes its generated NetworkPolicy: the admission guard refuses"
+tenant="$MESHBASELINE_TESTENV_DIR/tenant.kubeconfig"
+target/testenv/bin/testenv kubeconfig --dir "$MESHBASELINE_TESTENV_DIR" --user alice --out "$tenant"
+k -n payments create rolebinding alice-edit --clusterrole=edit --user=alice >/dev/null
+k wait validatingadmissionpolicybinding/meshbaseline-guard-default --for=create --timeout=30s >/dev/null
+sleep 2 # the API server loads a new policy within about a second
+if KUBECONFIG="$tenant" k -n payments delete networkpolicy meshbaseline-baseline --wait=false; then
+  echo "the deletion was not refused" >&2; exit 1
+fi
+
+say "With the guard switched off (spec.admission.guard: false), a deletion is repaired"
+k patch mb default --type merge -p '{"spec":{"admission":{"guard":false}}}'
+k wait validatingadmissionpolicy/meshbaseline-guard-default --for=delete --timeout=30s
 uid=$(k -n payments get networkpolicy meshbaseline-baseline -o jsonpath='{.metadata.uid}')
+until KUBECONFIG="$tenant" k -n payments delete networkpolicy meshbaseline-baseline --wait=false 2>/dev/null; do
+  sleep 0.1
+done
 start=$(date +%s%N)
-k -n payments delete networkpolicy meshbaseline-baseline --wait=false
 until new=$(k -n payments get networkpolicy meshbaseline-baseline -o jsonpath='{.metadata.uid}' 2>/dev/null) \
     && [ -n "$new" ] && [ "$new" != "$uid" ]; do sleep 0.02; done
 echo "re-created within $(( ($(date +%s%N) - start) / 1000000 )) ms (as seen by polling kubectl), uid $new"

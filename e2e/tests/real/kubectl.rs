@@ -117,15 +117,54 @@ async fn check(cluster: &Cluster) -> TestResult {
         .is_ok_and(|s| s == "True")
     })
     .await?;
-    // A repair, so that describe has an operator Event to show.
-    cluster
-        .delete(
+    // A repair, so that describe has an operator Event to show. The admission guard refuses
+    // the deletion first (with its message); with the guard switched off, it is repaired.
+    let delete = || {
+        cluster.delete(
             "networking.k8s.io/v1",
             "NetworkPolicy",
             Some(NS),
             "meshbaseline-baseline",
         )
+    };
+    wait("the guard in force", || {
+        kubectl(&[
+            "get",
+            "validatingadmissionpolicybinding",
+            "meshbaseline-guard-default",
+        ])
+        .is_ok()
+    })
+    .await?;
+    let off = serde_json::json!({"spec": {"admission": {"guard": false}}});
+    cluster
+        .merge_patch(
+            "meshbaseline.dev/v1alpha1",
+            "MeshBaseline",
+            None,
+            "default",
+            &off,
+        )
         .await?;
+    wait("the guard gone", || {
+        kubectl(&[
+            "get",
+            "validatingadmissionpolicy",
+            "meshbaseline-guard-default",
+        ])
+        .is_err()
+    })
+    .await?;
+    // The API server drops a deleted policy from its cache shortly after.
+    let mut deleted = delete().await;
+    for _ in 0..50 {
+        if deleted.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        deleted = delete().await;
+    }
+    deleted?;
     wait("the NetworkPolicy repaired", || {
         kubectl(&["get", "networkpolicy", "meshbaseline-baseline", "-n", NS]).is_ok()
     })
