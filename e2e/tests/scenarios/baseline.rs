@@ -17,6 +17,19 @@ async fn baseline_generates_every_object() -> TestResult {
     let mb = env
         .wait_condition("gen", "Ready", "True", |r, _| r == "Enforced")
         .await?;
+    // The findings count what the operator itself created: once its istiod NetworkPolicy
+    // exists, nothing reports istiod as open (MB701), without waiting for a full resync.
+    env.cluster
+        .wait_for("findings that see the generated objects", WAIT, || async {
+            let mb = env.baseline("gen").await?;
+            let status = mb.and_then(|m| m.status).unwrap_or_default();
+            Ok(status
+                .findings
+                .iter()
+                .all(|f| f.rule != "MB701")
+                .then_some(()))
+        })
+        .await?;
     let status = mb.status.clone().unwrap_or_default();
     assert_eq!(status.observed_generation, mb.metadata.generation);
     assert_eq!(status.namespaces.protected, 2);

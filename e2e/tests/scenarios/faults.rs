@@ -296,5 +296,29 @@ async fn full_resyncs_write_nothing_in_steady_state() -> TestResult {
     );
     let log = sim.requests_since(mark);
     assert_eq!(log.writes_by("meshbaseline"), 0, "{log:?}");
+
+    // A restart writes nothing either: no status, and no Event announcing the admission API
+    // as missing before discovery has answered.
+    let Env {
+        cluster,
+        op,
+        scenario,
+    } = env;
+    op.stop().await?;
+    let mark = cluster.gate().mark();
+    let op = Operator::start(&cluster);
+    let env = Env {
+        cluster,
+        op,
+        scenario,
+    };
+    env.cluster
+        .wait_for("the new operator reconciled", WAIT, || async {
+            Ok((env.op.successful_reconciles() >= 1.0).then_some(()))
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = env.cluster.gate().requests_since(mark);
+    assert_eq!(log.writes_by("meshbaseline"), 0, "{log:?}");
     env.finish().await
 }

@@ -196,6 +196,10 @@ pub struct Triggers {
     notify: Notify,
     /// Bumped on every inventory change: compile and audit results are reused while it stays.
     inventory_version: AtomicU64,
+    /// Bumped when an object at a generated key appears or disappears: the audit counts them
+    /// (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the compiler
+    /// does not, so only the audit is redone.
+    generated_version: AtomicU64,
 }
 
 impl Default for Triggers {
@@ -205,6 +209,7 @@ impl Default for Triggers {
             all: AtomicBool::new(false),
             notify: Notify::new(),
             inventory_version: AtomicU64::new(1),
+            generated_version: AtomicU64::new(1),
         }
     }
 }
@@ -231,6 +236,16 @@ impl Triggers {
 
     pub fn inventory_version(&self) -> u64 {
         self.inventory_version.load(Ordering::Acquire)
+    }
+
+    /// A generated object appeared or disappeared (the baselines concerned are triggered by
+    /// their own keys).
+    pub fn generated_changed(&self) {
+        self.generated_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn generated_version(&self) -> u64 {
+        self.generated_version.load(Ordering::Acquire)
     }
 
     /// The stream of reconcile requests for the controller. `names` lists the current baselines.

@@ -94,19 +94,18 @@ impl Executor {
     }
 
     /// The manifest at the served version (ClusterNetworkPolicy's versions share a schema).
-    fn at_served_version(&self, kind: Kind, manifest: &Value) -> Value {
-        let mut m = manifest.clone();
+    fn at_served_version(&self, kind: Kind, mut manifest: Value) -> Value {
         if let Some(v) = self.served.version(kind).filter(|v| *v != kind.version()) {
-            m["apiVersion"] = Value::String(format!("{}/{v}", kind.group()));
+            manifest["apiVersion"] = Value::String(format!("{}/{v}", kind.group()));
         }
-        m
+        manifest
     }
 
     /// Creates a generated object (server-side apply); returns the object as stored.
     pub async fn apply(
         &self,
         key: &ObjectKey,
-        manifest: &Value,
+        manifest: Value,
     ) -> Result<DynamicObject, WriteError> {
         self.guard()?;
         let manifest = self.at_served_version(key.kind, manifest);
@@ -123,7 +122,7 @@ impl Executor {
     pub async fn replace(
         &self,
         key: &ObjectKey,
-        manifest: &Value,
+        manifest: Value,
     ) -> Result<DynamicObject, WriteError> {
         self.guard()?;
         let obj: DynamicObject = serde_json::from_value(self.at_served_version(key.kind, manifest))
@@ -144,8 +143,8 @@ impl Executor {
     pub async fn write(&self, a: &plan::Apply) -> Result<DynamicObject, WriteError> {
         let manifest = a.manifest();
         match a.live {
-            Some(_) => self.replace(&a.key, &manifest).await,
-            None => self.apply(&a.key, &manifest).await,
+            Some(_) => self.replace(&a.key, manifest).await,
+            None => self.apply(&a.key, manifest).await,
         }
     }
 

@@ -3,7 +3,7 @@
 //! so a watch event on a generated object (drift) costs only the plan and the repair.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,8 @@ use tracing::Instrument;
 
 use crate::api::baseline::MeshBaselineStatus;
 use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
-use crate::audit::{audit_in_scope, Finding};
-use crate::compile::{compile, Compiled};
+use crate::audit::Finding;
+use crate::compile::Compiled;
 use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::{Kind, ObjectKey};
 use crate::plan::{self, FindingId, PlanInput, Resolved, Spec};
@@ -26,9 +26,11 @@ use crate::telemetry::{Health, Metrics};
 use super::cache::{Cache, Triggers};
 use super::executor::Executor;
 use super::lease::Leadership;
-use super::objects::{GeneratedIndex, KindEntry, Typed};
+use super::objects::{GeneratedIndex, KindEntry};
 use super::served::Served;
 
+/// Compile and audit results, cached per inventory snapshot.
+mod compute;
 /// What the controller remembers about a baseline between reconciles.
 mod records;
 
@@ -52,11 +54,16 @@ struct BaselineState {
     failures: u32,
 }
 
+/// (inventory version, generated-objects version) of an inventory snapshot.
+type InventoryVersion = (u64, u64);
+
 /// Compile and audit output, valid for one inventory version and one set of baselines, until
 /// the next exemption expiry.
 #[derive(Clone)]
 struct Computed {
     inventory_version: u64,
+    /// The audit's input also counts generated objects (`Triggers::generated_version`).
+    generated_version: u64,
     fingerprint: String,
     valid_until: Option<Timestamp>,
     compiled: Arc<Compiled>,
@@ -91,8 +98,11 @@ pub struct Ctx {
     pub dynamic_tasks: Mutex<HashMap<Kind, tokio::task::AbortHandle>>,
     /// The operator's own username, which the generated admission policies let through.
     pub operator_user: String,
+    /// Discovery has answered once whether the admission API is served: until then a plan
+    /// would report it missing (MB901) and announce that in an Event on every start.
+    pub admission_discovered: AtomicBool,
     state: Mutex<HashMap<String, BaselineState>>,
-    inventory: Mutex<Option<(u64, Arc<Inventory>)>>,
+    inventory: Mutex<Option<(InventoryVersion, Arc<Inventory>)>>,
     /// (uid, generation, creation) per baseline: a change re-reconciles every baseline
     /// (overlaps), status-only updates do not.
     identities: Mutex<BTreeMap<String, String>>,
@@ -170,6 +180,7 @@ impl Ctx {
             served,
             dynamic_tasks: Mutex::new(HashMap::new()),
             operator_user,
+            admission_discovered: AtomicBool::new(false),
             state: Mutex::new(HashMap::new()),
             inventory: Mutex::new(None),
             identities: Mutex::new(BTreeMap::new()),
@@ -239,95 +250,7 @@ impl Ctx {
                 .get(&Kind::NetworkPolicy)
                 .is_some_and(Cache::synced)
             && dynamic_ok
-    }
-
-    fn inventory(&self) -> (u64, Arc<Inventory>) {
-        let version = self.triggers.inventory_version();
-        let mut slot = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((v, inv)) = slot.as_ref() {
-            if *v == version {
-                return (version, inv.clone());
-            }
-        }
-        let mut inv = Inventory {
-            namespaces: self
-                .namespaces
-                .read()
-                .values()
-                .map(|n| (n.name.clone(), n.clone()))
-                .collect(),
-            pods: self.pods.values(),
-            services: self.services.values(),
-            ..Inventory::default()
-        };
-        for cache in self.kinds.values() {
-            for entry in cache.read().values() {
-                match entry.typed.clone() {
-                    Some(Typed::PeerAuthentication(o)) => inv.peer_authentications.push(o),
-                    Some(Typed::DestinationRule(o)) => inv.destination_rules.push(o),
-                    Some(Typed::AuthorizationPolicy(o)) => inv.authorization_policies.push(o),
-                    Some(Typed::Sidecar(o)) => inv.sidecars.push(o),
-                    Some(Typed::NetworkPolicy(o)) => inv.network_policies.push(o),
-                    None => {}
-                }
-            }
-        }
-        let inv = Arc::new(inv);
-        *slot = Some((version, inv.clone()));
-        (version, inv)
-    }
-
-    /// Compile, audit and overlap resolution for `baseline`, reused while still valid.
-    fn compute(&self, baseline: &Baseline, state: &mut BaselineState, now: Timestamp) -> Computed {
-        let all = self.baselines.state();
-        let fingerprint: String = all.iter().map(|b| identity(b) + ";").collect();
-        let version = self.triggers.inventory_version();
-        if let Some(c) = &state.computed {
-            if c.inventory_version == version
-                && c.fingerprint == fingerprint
-                && c.valid_until.is_none_or(|t| now < t)
-            {
-                return c.clone();
-            }
-        }
-        let (version, inventory) = self.inventory();
-        // Every baseline takes part in overlap resolution, invalid ones with their last good spec.
-        let valid: Vec<Baseline> = {
-            let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            all.iter()
-                .filter(|b| b.metadata.name.as_deref() != Some(baseline.name.as_str()))
-                .filter_map(|b| {
-                    Baseline::try_from(b.as_ref())
-                        .ok()
-                        .or_else(|| states.get(&b.name_any())?.last_good.clone())
-                })
-                .collect()
-        };
-        let mut refs: Vec<&Baseline> = valid.iter().collect();
-        refs.push(baseline);
-        let mut resolved = plan::resolve_overlaps(&refs, &inventory.namespaces)
-            .remove(&baseline.name)
-            .unwrap_or_default();
-        resolved.scope.operator_user.clone_from(&self.operator_user);
-        let compiled = Arc::new(compile(baseline, &inventory, &resolved.scope, now));
-        let findings = Arc::new(audit_in_scope(
-            baseline,
-            &inventory,
-            &compiled,
-            &resolved.scope,
-            now,
-        ));
-        let computed = Computed {
-            inventory_version: version,
-            fingerprint,
-            valid_until: baseline.next_expiry(now),
-            compiled,
-            findings,
-            resolved,
-            inventory,
-        };
-        state.computed = Some(computed.clone());
-        computed
+            && self.admission_discovered.load(Ordering::Acquire)
     }
 }
 

@@ -3,6 +3,7 @@
 //! the watchers of optional kinds (Istio's, ClusterNetworkPolicy) when their CRDs appear or
 //! disappear. The admission kinds are built in; discovery tells whether they are served.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,22 +117,31 @@ async fn discover_admission(ctx: Arc<Ctx>) {
         Kind::ValidatingAdmissionPolicy,
         Kind::ValidatingAdmissionPolicyBinding,
     ];
+    let gv = Kind::ValidatingAdmissionPolicy.api_version();
     loop {
-        let gv = Kind::ValidatingAdmissionPolicy.api_version();
-        match ctx.client.list_api_group_resources(&gv).await {
-            Ok(list) => {
-                let all = kinds
-                    .iter()
-                    .all(|k| list.resources.iter().any(|r| r.name == k.plural()));
-                if all {
-                    for k in kinds {
-                        kind_served(&ctx, k, Some(k.version()));
-                    }
-                    return;
-                }
-                tracing::warn!(%gv, "ValidatingAdmissionPolicy not served: no admission guards");
+        let served = match ctx.client.list_api_group_resources(&gv).await {
+            Ok(list) => kinds
+                .iter()
+                .all(|k| list.resources.iter().any(|r| r.name == k.plural())),
+            // Not served at all answers 404 here.
+            Err(e) => {
+                tracing::warn!(%gv, error = %e, "discovery failed");
+                false
             }
-            Err(e) => tracing::warn!(%gv, error = %e, "discovery failed"),
+        };
+        if served {
+            for k in kinds {
+                kind_served(&ctx, k, Some(k.version()));
+            }
+        } else {
+            tracing::warn!(%gv, "ValidatingAdmissionPolicy not served: no admission guards");
+        }
+        // Known either way now: reconciles may start (the watches must still fill).
+        if !ctx.admission_discovered.swap(true, Ordering::AcqRel) {
+            ctx.triggers.all();
+        }
+        if served {
+            return;
         }
         tokio::time::sleep(DISCOVERY_PERIOD).await;
     }

@@ -81,7 +81,10 @@ async fn apply_is_a_forced_server_side_apply_under_our_field_manager() {
     };
     let manifest = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "meshbaseline-baseline", "namespace": "a"}, "spec": {"podSelector": {}}});
-    let obj = executor(client).apply(&key, &manifest).await.unwrap();
+    let obj = executor(client)
+        .apply(&key, manifest.clone())
+        .await
+        .unwrap();
     assert_eq!(obj.metadata.uid.as_deref(), Some("u1"));
     let log = log.lock().unwrap();
     assert_eq!(log.len(), 1);
@@ -111,7 +114,7 @@ async fn istio_kinds_use_their_group_paths() {
         namespace: "b".into(),
         name: "x".into(),
     };
-    executor(client).apply(&key, &json!({})).await.unwrap();
+    executor(client).apply(&key, json!({})).await.unwrap();
     assert_eq!(
         log.lock().unwrap()[0].path,
         "/apis/security.istio.io/v1/namespaces/b/authorizationpolicies/x"
@@ -238,7 +241,10 @@ async fn repairs_are_a_replace_guarded_by_the_resource_version() {
     let manifest = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "meshbaseline-baseline", "namespace": "a", "resourceVersion": "7"},
         "spec": {"podSelector": {}}});
-    executor(client).replace(&key, &manifest).await.unwrap();
+    executor(client)
+        .replace(&key, manifest.clone())
+        .await
+        .unwrap();
     let log = log.lock().unwrap();
     let r = &log[0];
     assert_eq!(r.method, "PUT");
@@ -269,11 +275,11 @@ async fn nothing_is_sent_after_the_lease_deadline() {
         namespace: "istio-system".into(),
         name: "meshbaseline-registry-only".into(),
     };
-    ex.apply(&key, &json!({})).await.unwrap();
+    ex.apply(&key, json!({})).await.unwrap();
     // The deadline passes in the middle of a plan: the next write is refused unsent.
     leadership.revoke();
     assert!(matches!(
-        ex.apply(&key, &json!({})).await,
+        ex.apply(&key, json!({})).await,
         Err(WriteError::NotLeader)
     ));
     assert!(matches!(

@@ -79,12 +79,18 @@ impl Ctx {
         trigger: bool,
     ) {
         let at_generated_name = self.generated.update(kind, key, old, new);
+        // Appeared or gone, even by our own write: the audit counts such objects, so the
+        // baselines are reconciled again to refresh their findings.
+        let existence = at_generated_name && old.is_some() != new.is_some();
+        if existence {
+            self.triggers.generated_changed();
+        }
         let okey = ObjectKey {
             kind,
             namespace: key.0.clone(),
             name: key.1.clone(),
         };
-        if trigger && at_generated_name {
+        if (trigger && at_generated_name) || existence {
             let names: Vec<String> = self
                 .baselines
                 .state()
