@@ -73,7 +73,7 @@ fn inventory() -> Inventory {
                 }
                 _ => pod.containers[1].run_as_user = Some(1337),
             }
-            inv.pods.push(pod);
+            inv.pods.push(std::sync::Arc::new(pod));
         }
         inv.services.push(ServiceInfo {
             namespace: ns.clone(),

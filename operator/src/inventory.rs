@@ -4,6 +4,7 @@
 //! Services are trimmed to what the audit reads, which keeps 100,000 pods in a few MiB.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, Service};
@@ -21,7 +22,8 @@ pub struct Inventory {
     pub authorization_policies: Vec<AuthorizationPolicy>,
     pub sidecars: Vec<Sidecar>,
     pub network_policies: Vec<NetworkPolicy>,
-    pub pods: Vec<PodInfo>,
+    /// Shared with the controller's cache: an inventory snapshot copies pointers, not pods.
+    pub pods: Vec<Arc<PodInfo>>,
     pub services: Vec<ServiceInfo>,
 }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -271,7 +272,7 @@ impl Loaded {
             }
             ("", "Pod") => inv
                 .pods
-                .push(PodInfo::from_pod(&defaulted(typed::<Pod>(doc)?))),
+                .push(Arc::new(PodInfo::from_pod(&defaulted(typed::<Pod>(doc)?)))),
             ("", "Service") => inv
                 .services
                 .push(ServiceInfo::from(&defaulted(typed::<Service>(doc)?))),
@@ -283,13 +284,14 @@ impl Loaded {
                 } else {
                     "/spec/template"
                 };
-                inv.pods.push(workload_template(doc, kind, pointer)?);
+                inv.pods
+                    .push(Arc::new(workload_template(doc, kind, pointer)?));
             }
-            ("batch", "CronJob") => inv.pods.push(workload_template(
+            ("batch", "CronJob") => inv.pods.push(Arc::new(workload_template(
                 doc,
                 kind,
                 "/spec/jobTemplate/spec/template",
-            )?),
+            )?)),
             ("networking.k8s.io", "NetworkPolicy") => inv
                 .network_policies
                 .push(defaulted(typed::<NetworkPolicy>(doc)?)),

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshbaseline::controller::{self, Config};
-use meshbaseline_e2e::{SimConfig, Simulator};
+use meshbaseline_e2e::{SimConfig, SimHandle, Simulator};
 use serde_json::{json, Value};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -23,6 +23,9 @@ struct Args {
     repairs: usize,
     qps: u32,
     burst: u32,
+    /// Pod events per second during the churn phases, and how long each runs.
+    churn_rate: usize,
+    churn_secs: u64,
     controller: Option<String>,
 }
 
@@ -33,6 +36,8 @@ fn args() -> Result<Args> {
         repairs: 200,
         qps: 5_000,
         burst: 10_000,
+        churn_rate: 200,
+        churn_secs: 20,
         controller: None,
     };
     let mut it = std::env::args().skip(1);
@@ -44,6 +49,8 @@ fn args() -> Result<Args> {
             "--repairs" => a.repairs = value()?.parse()?,
             "--qps" => a.qps = value()?.parse()?,
             "--burst" => a.burst = value()?.parse()?,
+            "--churn-rate" => a.churn_rate = value()?.parse()?,
+            "--churn-secs" => a.churn_secs = value()?.parse()?,
             "--controller" => a.controller = Some(value()?),
             "--bench" => {} // passed by `cargo bench`
             other => return Err(format!("unknown flag {other}").into()),
@@ -78,12 +85,26 @@ fn run_controller(url: &str, a: &Args) -> Result<()> {
     })
 }
 
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
+fn vm_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    vm_kib(pid, "VmHWM:")
+}
+
+/// The controller's resident and peak memory now, for the phase just finished.
+fn memory(pid: u32, phase: &str) {
+    let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!(
+        "  memory after {phase}: RSS {}, peak {}",
+        mib(vm_kib(pid, "VmRSS:")),
+        mib(vm_hwm_kib(pid))
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -106,6 +127,72 @@ fn baseline() -> Value {
     }})
 }
 
+/// A pod with a sidecar, as the injector leaves it, created and then reported Running (the
+/// kubelet's status write): two pod events.
+fn run_pod(sim: &SimHandle, ns: &str, name: &str, app: usize) -> Result<usize> {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": format!("app-{app}")},
+            "annotations": {"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "istio-proxy", "image": "proxy:1"}]}});
+    sim.create(&pod)?;
+    sim.patch_status(&pod, &json!({"phase": "Running"}))?;
+    Ok(2)
+}
+
+/// User plus system CPU time of a process, from `/proc/<pid>/stat` (clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Pod events at `rate` per second for `secs` seconds, from `step(i)` (which makes one event
+/// each call); reports the controller's CPU share and the requests it made meanwhile.
+async fn churn(
+    sim: &SimHandle,
+    pid: u32,
+    what: &str,
+    rate: usize,
+    total: usize,
+    mut step: impl FnMut(usize) -> Result<usize>,
+) -> Result<()> {
+    // Let the previous phase's work finish first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mark = sim.mark();
+    let cpu0 = cpu_time(pid).ok_or("no /proc/<pid>/stat")?;
+    let t0 = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let per_tick = rate / 20;
+    let (mut done, mut calls) = (0, 0);
+    while done < total {
+        tick.tick().await;
+        let budget = done + per_tick;
+        while done < budget.min(total) {
+            done += step(calls)?;
+            calls += 1;
+        }
+    }
+    // The debounced reconciles of the last events.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wall = t0.elapsed();
+    let cpu = cpu_time(pid).ok_or("no /proc/<pid>/stat")? - cpu0;
+    let log = sim.requests_since(mark);
+    println!(
+        "{what}: {done} pod events in {:.1?} ({:.0}/s): controller CPU {:.1?} = {:.1}% of a core; {} writes; requests by verb {:?}",
+        wall,
+        done as f64 / wall.as_secs_f64(),
+        cpu,
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+        log.writes(),
+        log.by_verb()
+    );
+    memory(pid, what);
+    Ok(())
+}
+
 async fn parent(a: Args) -> Result<()> {
     let sim = Simulator::start_with(SimConfig {
         history_capacity: 500_000,
@@ -122,9 +209,7 @@ async fn parent(a: Args) -> Result<()> {
         sim.create(&json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns, "labels": {"mesh": "on", "istio-injection": "enabled"}}}))?;
         for p in 0..a.pods_per_namespace {
-            sim.create(&json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": format!("app-{p}"), "namespace": ns, "labels": {"app": format!("app-{p}")}},
-                "spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "istio-proxy", "image": "proxy:1"}]}}))?;
+            run_pod(&sim, &ns, &format!("app-{p}"), p)?;
         }
     }
     sim.create(&baseline())?;
@@ -188,10 +273,24 @@ async fn parent(a: Args) -> Result<()> {
         a.qps, a.burst
     );
     println!("requests by verb until converged: {:?}", log.by_verb());
+    memory(pid, "convergence");
     let mut by_resource: Vec<_> = log.by_verb_resource().into_iter().collect();
     by_resource.sort();
     println!("requests by verb and resource: {by_resource:?}");
 
+    // Steady state first: the audit that follows convergence (30,000 objects appeared) is
+    // done before repairs are timed; the operator must then be idle.
+    let mut quiet = sim.mark();
+    let idle_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = sim.mark();
+        if now == quiet || idle_since.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        quiet = now;
+    }
+    memory(pid, "settling");
     // Drift repair: delete one generated NetworkPolicy at a time, wait for its return.
     let mark = sim.mark();
     let mut latencies = Vec::with_capacity(a.repairs);
@@ -222,6 +321,45 @@ async fn parent(a: Args) -> Result<()> {
         "requests by verb during the repairs: {:?}",
         sim.requests_since(mark).by_verb()
     );
+    memory(pid, "repairs");
+    // Rollout churn: pods replaced by pods of the same spec (a deletion and a creation per
+    // replacement), which changes no finding and must write nothing.
+    let (n, pods) = (a.namespaces.max(1), a.pods_per_namespace.max(1));
+    let mut names: std::collections::HashMap<(usize, usize), String> = Default::default();
+    let events = a.churn_rate * a.churn_secs as usize;
+    churn(&sim, pid, "rollout churn", a.churn_rate, events, |i| {
+        let r = i / 2;
+        let slot = ((r * 7919) % n, (r / n) % pods);
+        let ns = format!("tenant-{}", slot.0);
+        if i % 2 == 0 {
+            let old = names
+                .remove(&slot)
+                .unwrap_or_else(|| format!("app-{}", slot.1));
+            sim.delete("v1", "Pod", &ns, &old)?;
+            Ok(1)
+        } else {
+            let name = format!("app-{}-r{r}", slot.1);
+            run_pod(&sim, &ns, &name, slot.1)?;
+            names.insert(slot, name);
+            Ok(2)
+        }
+    })
+    .await?;
+    // Scale-out and scale-in: new pods, then the same pods deleted.
+    // Pod creation makes two events per pod, deletion one.
+    let extra = events / 4;
+    churn(&sim, pid, "pod creation", a.churn_rate, 2 * extra, |i| {
+        let ns = format!("tenant-{}", i % a.namespaces.max(1));
+        run_pod(&sim, &ns, &format!("extra-{i}"), i)
+    })
+    .await?;
+    churn(&sim, pid, "pod deletion", a.churn_rate, extra, |i| {
+        let ns = format!("tenant-{}", i % a.namespaces.max(1));
+        sim.delete("v1", "Pod", &ns, &format!("extra-{i}"))?;
+        Ok(1)
+    })
+    .await?;
+
     let hwm = vm_hwm_kib(pid);
     println!(
         "controller process peak RSS (VmHWM of pid {pid}): {}",

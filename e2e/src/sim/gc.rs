@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::resources::{from_crd, CRD_RES, NAMESPACE_RES};
-use super::store::{ObjKey, State};
+use super::store::{owner_uids, ObjKey, State};
 
 /// `propagationPolicy` of a delete.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,18 +29,6 @@ impl Propagation {
             _ => None,
         }
     }
-}
-
-fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn has_finalizers(obj: &Value) -> bool {
@@ -91,11 +79,7 @@ pub fn delete_cascade(
 /// Dependents of a deleted owner: deleted when no other owner of theirs exists, otherwise (and
 /// always with `Orphan`) the dangling reference is removed.
 fn collect_dependents(state: &mut State, uid: &str, propagation: Propagation, now: &str) {
-    let dependents: Vec<ObjKey> = state
-        .all()
-        .filter(|(_, o)| owner_uids(o).iter().any(|u| u == uid))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let dependents = state.dependents_of(uid);
     for key in dependents {
         let Some(obj) = state.get(&key).cloned() else {
             continue;

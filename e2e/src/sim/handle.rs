@@ -136,6 +136,18 @@ impl SimHandle {
         })
     }
 
+    /// Writes an object's status directly (no HTTP), as the kubelet or a controller does
+    /// through the status subresource: a JSON merge patch of `status`.
+    pub fn patch_status(&self, obj: &Value, status: &Value) -> Result<Value, SimError> {
+        let now = now_rfc3339();
+        self.write(|s| {
+            let mut t = target_of(s, obj)?;
+            t.status = true;
+            let body = serde_json::json!({ "status": status });
+            writes::patch(s, &t, PatchKind::Merge, &body, SIM_MANAGER, &now).map(|(_, o)| o)
+        })
+    }
+
     /// Server-side applies an object directly (no HTTP) as `manager`.
     pub fn apply_as(&self, manager: &str, obj: &Value, force: bool) -> Result<Value, SimError> {
         let now = now_rfc3339();

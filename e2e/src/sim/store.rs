@@ -1,7 +1,7 @@
 //! The object store: objects by (resource, namespace, name), one global resourceVersion counter,
 //! a uid index, and a bounded history of changes that watches replay.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -43,6 +43,9 @@ pub struct Change {
 pub struct State {
     objects: BTreeMap<ObjKey, Arc<Value>>,
     uids: HashMap<String, ObjKey>,
+    /// Objects by the uids their ownerReferences name: the garbage collector's index, so a
+    /// deletion does not scan every object.
+    dependents: HashMap<String, BTreeSet<ObjKey>>,
     rv: u64,
     history: VecDeque<Change>,
     /// Watches and continue tokens older than this answer 410 Gone.
@@ -58,6 +61,7 @@ impl State {
         State {
             objects: BTreeMap::new(),
             uids: HashMap::new(),
+            dependents: HashMap::new(),
             rv: 0,
             history: VecDeque::new(),
             compacted_rv: 0,
@@ -121,6 +125,14 @@ impl State {
 
     /// Stores `obj` (or deletes when `None`) at a fresh resourceVersion, records the change, and
     /// returns the stored object (the deleted one, at the deletion's resourceVersion).
+    /// Objects whose ownerReferences name `uid`.
+    pub fn dependents_of(&self, uid: &str) -> Vec<ObjKey> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn commit(&mut self, key: ObjKey, obj: Option<Value>) -> Option<Value> {
         if self.dry_run {
             // What the write would store, at the current resourceVersion.
@@ -151,6 +163,17 @@ impl State {
                 })
             }
         };
+        for uid in old.as_deref().map(owner_uids).unwrap_or_default() {
+            if let Some(set) = self.dependents.get_mut(&uid) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.dependents.remove(&uid);
+                }
+            }
+        }
+        for uid in new.as_deref().map(owner_uids).unwrap_or_default() {
+            self.dependents.entry(uid).or_default().insert(key.clone());
+        }
         let committed = new.as_ref().or(old.as_ref()).map(|o| Value::clone(o));
         self.history.push_back(Change {
             rv: self.rv,
@@ -186,4 +209,17 @@ impl State {
         let start = self.history.partition_point(|c| c.rv <= rv);
         Some(self.history.range(start..))
     }
+}
+
+/// The uids an object's ownerReferences name.
+pub fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -147,6 +147,10 @@ fn insert_new(
         // Status is written through the subresource only.
         map.remove("status");
     }
+    if t.rt.group.is_empty() && t.rt.kind == "Pod" {
+        // As the real pod strategy does: a new pod is Pending until the kubelet reports.
+        obj["status"] = serde_json::json!({"phase": "Pending"});
+    }
     let uid = state.new_uid();
     let meta = obj["metadata"]
         .as_object_mut()

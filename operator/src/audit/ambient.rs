@@ -10,7 +10,7 @@ use crate::object::Kind;
 
 const AP: &str = "AuthorizationPolicy";
 /// Label of the pods Istio deploys for waypoints and gateways.
-const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
+pub(super) const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
 
 const L7_OPERATION_FIELDS: [&str; 6] = [
     "hosts",
@@ -204,13 +204,21 @@ fn bool_annotation(pod: &PodInfo, key: &str) -> bool {
 
 pub(super) fn check_workloads(ctx: &Ctx, out: &mut Vec<Finding>) {
     for pod in &ctx.inventory.pods {
+        check_workload(ctx, pod, out);
+    }
+    check_services(ctx, out);
+}
+
+/// MB507–MB509 of one pod or template on its own.
+pub(super) fn check_workload(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
+    {
         let ns = pod.namespace.as_str();
         // Waypoints and gateways opt themselves out of ztunnel by design.
         if !ctx.known(ns)
             || !ctx.applies(ns, Rule::MB507)
             || pod.labels.contains_key(GATEWAY_MANAGED)
         {
-            continue;
+            return;
         }
         let labels = ctx.labels(ns);
         let who = format!("{} {ns}/{}", pod.kind, pod.name);
@@ -265,6 +273,9 @@ pub(super) fn check_workloads(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+fn check_services(ctx: &Ctx, out: &mut Vec<Finding>) {
     for svc in &ctx.inventory.services {
         let ns = svc.namespace.as_str();
         if svc.use_waypoint.as_deref() != Some("none")

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::api::baseline::{Control, FindingStatus};
 use crate::api::model::Baseline;
 use crate::compile::{compile, Compiled, Scope};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, PodInfo};
+pub use pod_counts::PodCounts;
 
 mod ambient;
 mod authorization_policy;
@@ -20,6 +21,7 @@ mod namespace;
 mod network_policy;
 mod peer_authentication;
 mod pod;
+mod pod_counts;
 mod root;
 #[cfg(test)]
 mod tests;
@@ -56,6 +58,29 @@ pub fn audit_in_scope(
     namespace::check(&ctx, &mut out);
     root::check(&ctx, &mut out);
     impersonation::check(&ctx, &mut out);
+    sort(&mut out);
+    out
+}
+
+/// The findings of one pod on its own (MB501–MB509): all that a pod event changes while
+/// [`PodCounts`] reports nothing shared with other objects' findings. Not sorted.
+pub fn audit_pod(
+    baseline: &Baseline,
+    inventory: &Inventory,
+    desired: &Compiled,
+    scope: &Scope,
+    now: Timestamp,
+    pod: &PodInfo,
+) -> Vec<Finding> {
+    let ctx = context::Ctx::new(baseline, inventory, desired, scope, now);
+    let mut out = Vec::new();
+    pod::check_one(&ctx, pod, &mut out);
+    ambient::check_workload(&ctx, pod, &mut out);
+    out
+}
+
+/// The order of [`audit`]'s output: most severe first, then by rule, namespace and name.
+pub fn sort(out: &mut [Finding]) {
     out.sort_by(|a, b| {
         (
             Reverse(a.severity),
@@ -74,7 +99,6 @@ pub fn audit_in_scope(
                 &b.message,
             ))
     });
-    out
 }
 
 /// How bad a finding is. Ordered from least to most severe.

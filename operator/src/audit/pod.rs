@@ -36,6 +36,13 @@ fn cap_matches(cap: &str) -> bool {
     matches!(c, "NET_ADMIN" | "NET_RAW" | "ALL")
 }
 
+/// MB501–MB506 of one pod or template on its own.
+pub(super) fn check_one(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
+    if ctx.applies(&pod.namespace, Rule::MB501) {
+        check_pod(ctx, pod, out);
+    }
+}
+
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     // Pods come grouped by namespace: remember the last namespace's answer.
     let mut last: Option<(&str, bool)> = None;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -196,10 +197,16 @@ pub struct Triggers {
     notify: Notify,
     /// Bumped on every inventory change: compile and audit results are reused while it stays.
     inventory_version: AtomicU64,
-    /// Bumped when an object at a generated key appears or disappears: the audit counts them
-    /// (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the compiler
-    /// does not, so only the audit is redone.
+    /// Which objects exist at generated keys, as an XOR of their keys' hashes: the audit counts
+    /// them (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the
+    /// compiler does not, so a change redoes only the audit. A deletion that is repaired
+    /// brings the value back, and nothing is redone.
     generated_version: AtomicU64,
+    /// Keyed per process, so tenants cannot choose names whose hashes cancel out.
+    generated_hasher: RandomState,
+    /// Bumped on every pod change: inventory snapshots go stale, cached findings do not (the
+    /// changed pods are re-audited one by one).
+    pods_version: AtomicU64,
 }
 
 impl Default for Triggers {
@@ -209,7 +216,9 @@ impl Default for Triggers {
             all: AtomicBool::new(false),
             notify: Notify::new(),
             inventory_version: AtomicU64::new(1),
-            generated_version: AtomicU64::new(1),
+            generated_version: AtomicU64::new(0),
+            generated_hasher: RandomState::new(),
+            pods_version: AtomicU64::new(1),
         }
     }
 }
@@ -238,14 +247,25 @@ impl Triggers {
         self.inventory_version.load(Ordering::Acquire)
     }
 
-    /// A generated object appeared or disappeared (the baselines concerned are triggered by
-    /// their own keys).
-    pub fn generated_changed(&self) {
-        self.generated_version.fetch_add(1, Ordering::AcqRel);
+    /// An object at a generated key appeared or disappeared (the baselines concerned are
+    /// triggered by their own keys).
+    pub fn generated_changed(&self, key: &impl Hash) {
+        let h = self.generated_hasher.hash_one(key);
+        self.generated_version.fetch_xor(h, Ordering::AcqRel);
     }
 
     pub fn generated_version(&self) -> u64 {
         self.generated_version.load(Ordering::Acquire)
+    }
+
+    /// A pod changed on its own: every baseline re-audits it (debounced like the inventory).
+    pub fn pod_changed(&self) {
+        self.pods_version.fetch_add(1, Ordering::AcqRel);
+        self.all();
+    }
+
+    pub fn pods_version(&self) -> u64 {
+        self.pods_version.load(Ordering::Acquire)
     }
 
     /// The stream of reconcile requests for the controller. `names` lists the current baselines.

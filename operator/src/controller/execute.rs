@@ -71,11 +71,9 @@ pub(super) async fn execute(
         }
     }
     for key in &p.deletes {
-        let uid = ctx.generated.with(|o| {
-            o.get(key)
-                .and_then(|o| o.manifest.pointer("/metadata/uid"))
-                .and_then(|u| u.as_str().map(String::from))
-        });
+        let uid = ctx
+            .generated
+            .with(|o| o.get(key).and_then(|o| o.uid.clone()));
         match ctx.executor.delete(key, uid).await {
             Ok(()) => {
                 out.progress += 1;

@@ -16,14 +16,14 @@ use tracing::Instrument;
 
 use crate::api::baseline::MeshBaselineStatus;
 use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
-use crate::audit::Finding;
+use crate::audit::{Finding, PodCounts};
 use crate::compile::Compiled;
 use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::{Kind, ObjectKey};
 use crate::plan::{self, FindingId, PlanInput, Resolved, Spec};
 use crate::telemetry::{Health, Metrics};
 
-use super::cache::{Cache, Triggers};
+use super::cache::{Cache, Key, Triggers};
 use super::executor::Executor;
 use super::lease::Leadership;
 use super::objects::{GeneratedIndex, KindEntry};
@@ -54,8 +54,8 @@ struct BaselineState {
     failures: u32,
 }
 
-/// (inventory version, generated-objects version) of an inventory snapshot.
-type InventoryVersion = (u64, u64);
+/// (inventory, generated-objects, pods) versions of an inventory snapshot.
+type InventoryVersion = (u64, u64, u64);
 
 /// Compile and audit output, valid for one inventory version and one set of baselines, until
 /// the next exemption expiry.
@@ -85,7 +85,8 @@ pub struct Ctx {
     pub triggers: Arc<Triggers>,
     pub executor: Executor,
     pub namespaces: Cache<NamespaceInfo>,
-    pub pods: Cache<PodInfo>,
+    /// Shared with inventory snapshots (which copy the pointers).
+    pub pods: Cache<Arc<PodInfo>>,
     pub services: Cache<ServiceInfo>,
     pub kinds: BTreeMap<Kind, Cache<KindEntry>>,
     pub generated: GeneratedIndex,
@@ -111,6 +112,10 @@ pub struct Ctx {
     /// Our own records (`BaselineState::records`) by baseline uid. With the ownerReference uid
     /// they decide which objects are ours; labels do not.
     records: Mutex<HashMap<String, Arc<BTreeSet<ObjectKey>>>>,
+    /// What the audit reads across pods; decides whether a pod event is that pod's alone.
+    pod_counts: Mutex<PodCounts>,
+    /// Pods changed on their own since the baseline's findings were computed.
+    dirty_pods: Mutex<HashMap<String, BTreeSet<Key>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +191,8 @@ impl Ctx {
             identities: Mutex::new(BTreeMap::new()),
             dirty: Mutex::new(HashMap::new()),
             records: Mutex::new(HashMap::new()),
+            pod_counts: Mutex::new(PodCounts::default()),
+            dirty_pods: Mutex::new(HashMap::new()),
         }
     }
 
@@ -213,6 +220,10 @@ impl Ctx {
                 }
                 ids.remove(&name);
                 self.state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name);
+                self.dirty_pods
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&name);
@@ -294,7 +305,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         let computed = validated
             .as_ref()
             .ok()
-            .map(|b| ctx.compute(b, &mut state, now));
+            .map(|b| ctx.compute(b, &mut state, now, !dirty.is_empty()));
         if let Some(c) = &computed {
             ctx.update_records(&mut state, &c.compiled);
         }

@@ -59,8 +59,8 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             stream,
             &c.pods,
             // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
-            |pod: Pod| Some((key_of(&pod.metadata)?, PodInfo::from_pod(&pod))),
-            |_, _, _| c.triggers.inventory_changed(),
+            |pod: Pod| Some((key_of(&pod.metadata)?, Arc::new(PodInfo::from_pod(&pod)))),
+            |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),
         )
         .await
     });

@@ -9,17 +9,22 @@ use serde_json::Value;
 use super::{exact, PlanInput};
 use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta};
 
-/// An object at a name the operator generates, as the cluster has it.
+/// An object at a name the operator generates, as the cluster has it: what the planner
+/// compares (a fingerprint, not the object: 30,000 of them are held) and what a replace must
+/// carry over or check.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
-    /// `kind`, `spec`, and of `metadata`: `uid`, `resourceVersion`, `ownerReferences`,
-    /// `annotations` and `finalizers` (what a replace must carry over or check).
-    pub manifest: Value,
     /// The uid of the MeshBaseline named by the controller ownerReference, if any.
     pub owner_uid: Option<String>,
     pub labels: BTreeMap<String, String>,
-    /// `exact::owned_fingerprint` of the manifest, computed once when the object is cached.
+    /// `exact::owned_fingerprint` of the spec and ownerReferences, computed once when the
+    /// object is cached.
     pub fingerprint: u64,
+    pub resource_version: Option<String>,
+    pub uid: Option<String>,
+    /// Tenants' annotations and finalizers (a replace keeps them); usually absent.
+    annotations: Option<Value>,
+    finalizers: Option<Value>,
 }
 
 impl Observed {
@@ -39,31 +44,32 @@ impl Observed {
             manifest.get("spec"),
             manifest.pointer("/metadata/ownerReferences"),
         );
+        let meta = manifest.get("metadata");
+        let text = |field: &str| {
+            meta.and_then(|m| m.get(field))
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        let value = |field: &str| meta.and_then(|m| m.get(field)).cloned();
         Observed {
-            manifest,
             owner_uid,
             labels,
             fingerprint,
+            resource_version: text("resourceVersion"),
+            uid: text("uid"),
+            annotations: value("annotations"),
+            finalizers: value("finalizers"),
         }
-    }
-
-    fn meta_str(&self, field: &str) -> Option<String> {
-        self.manifest
-            .get("metadata")?
-            .get(field)?
-            .as_str()
-            .map(String::from)
     }
 
     /// What a replace of this object keeps or checks (see `Live`).
     pub fn live(&self) -> Option<Live> {
-        let meta = self.manifest.get("metadata");
         Some(Live {
-            resource_version: self.meta_str("resourceVersion")?,
-            uid: self.meta_str("uid"),
+            resource_version: self.resource_version.clone()?,
+            uid: self.uid.clone(),
             labels: self.labels.clone(),
-            annotations: meta.and_then(|m| m.get("annotations")).cloned(),
-            finalizers: meta.and_then(|m| m.get("finalizers")).cloned(),
+            annotations: self.annotations.clone(),
+            finalizers: self.finalizers.clone(),
         })
     }
 }

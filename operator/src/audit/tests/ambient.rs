@@ -1,5 +1,7 @@
 //! MB302, MB303, MB507–MB509: each fires, and its near misses stay silent.
 
+use std::sync::Arc;
+
 use super::*;
 
 const AMBIENT: (&str, &str) = ("istio.io/dataplane-mode", "ambient");
@@ -165,7 +167,10 @@ fn mb507_pods_opting_out_of_an_ambient_namespace_fire() {
             "ambient.istio.io/redirection",
             "disabled",
         ),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB507), vec!["shop/batch", "shop/legacy"]);
     // Out of the mesh, so MB505 too, naming what is missing.
@@ -206,8 +211,13 @@ fn mb507_near_misses_are_silent() {
             "istio.io/dataplane-mode",
             "ambient",
         ),
-    ];
-    i.pods[1].containers.push(mk_container("istio-proxy"));
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
+    Arc::make_mut(&mut i.pods[1])
+        .containers
+        .push(mk_container("istio-proxy"));
     assert!(run(&strict(), &i).is_empty(), "{:?}", run(&strict(), &i));
 }
 
@@ -220,7 +230,10 @@ fn mb508_bypass_inbound_capture_fires_on_ambient_pods_only() {
         with_annotation(template_in("shop", "template"), bypass, "1"),
         with_annotation(ambient_pod("shop", "off"), bypass, "false"),
         with_annotation(mk_pod("payments", "sidecar"), bypass, "true"),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let f = run(&strict(), &i);
     assert_eq!(
         hits(&f, Rule::MB508),
@@ -242,7 +255,10 @@ fn mb509_use_waypoint_none_fires_only_where_the_namespace_uses_a_waypoint() {
             "istio.io/use-waypoint",
             "special",
         ),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let mut svc = mk_svc("shop", "api", &[]);
     svc.use_waypoint = Some("none".into());
     i.services = vec![svc];
@@ -254,7 +270,10 @@ fn mb509_use_waypoint_none_fires_only_where_the_namespace_uses_a_waypoint() {
         ambient_pod("shop", "direct"),
         "istio.io/use-waypoint",
         "none",
-    )];
+    )]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     assert!(run(&strict(), &j).is_empty());
 }
 
@@ -265,7 +284,10 @@ fn ambient_rules_obey_exemptions() {
         template_in("shop", "batch"),
         "istio.io/dataplane-mode",
         "none",
-    )];
+    )]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     i.authorization_policies = vec![mk_ap(
         "shop",
         "get-only",
@@ -297,7 +319,10 @@ fn mb302_selector_policies_are_silent_where_sidecar_pods_share_the_namespace() {
         template_in("shop", "legacy"),
         "sidecar.istio.io/inject",
         "true",
-    )];
+    )]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let l7 = json!({"selector": {"matchLabels": {"app": "legacy"}},
         "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]});
     let mut namespace_wide = l7.clone();
@@ -315,7 +340,7 @@ fn mb302_selector_policies_are_silent_where_sidecar_pods_share_the_namespace() {
         "istio.io-mesh-controller",
     );
     waypoint.containers.push(mk_container("istio-proxy"));
-    i.pods = vec![waypoint];
+    i.pods = vec![waypoint].into_iter().map(Arc::new).collect();
     assert_eq!(
         hits(&run(&strict(), &i), Rule::MB302),
         vec!["shop/all-get", "shop/legacy-get"]

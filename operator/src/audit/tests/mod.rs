@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 mod ambient;
 mod authorization_policy;
 mod destination_rule;
+mod incremental;
 mod namespace;
 mod network_policy;
 mod peer_authentication;
@@ -166,7 +167,7 @@ fn findings_are_sorted_most_severe_first() {
     let mut i = inv();
     let mut bad = mk_pod("payments", "uid");
     bad.containers[0].run_as_user = Some(1337);
-    i.pods.push(bad);
+    i.pods.push(std::sync::Arc::new(bad));
     i.services.push(mk_svc("payments", "v6", &["IPv6"]));
     i.peer_authentications.push(mk_pa(
         "payments",

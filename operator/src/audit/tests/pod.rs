@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use super::*;
 
 fn pod_inv(pods: Vec<PodInfo>) -> Inventory {
     let mut i = inv();
-    i.pods = pods;
+    i.pods = pods.into_iter().map(Arc::new).collect();
     i
 }
 

@@ -17,7 +17,7 @@ fn istiod_np(ports: serde_json::Value) -> serde_json::Value {
 
 fn root_inv(nps: Vec<NetworkPolicy>) -> Inventory {
     let mut i = inv();
-    i.pods.push(istiod());
+    i.pods.push(std::sync::Arc::new(istiod()));
     i.network_policies = nps;
     i
 }

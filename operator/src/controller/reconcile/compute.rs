@@ -1,17 +1,20 @@
 //! Compile, audit and overlap resolution per baseline, from a snapshot of the caches, reused
-//! while the inventory (and, for the audit, the set of generated objects) stays the same.
+//! while the inventory (and, for the audit, the set of generated objects) stays the same; a
+//! pod changed on its own only has its own findings redone.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::Baseline;
-use crate::audit::audit_in_scope;
+use crate::audit::{self, audit_in_scope, audit_pod, Finding};
 use crate::compile::compile;
 use crate::inventory::Inventory;
 use crate::plan;
 
+use super::super::cache::Key;
 use super::super::objects::Typed;
 use super::{identity, BaselineState, Computed, Ctx, InventoryVersion};
 
@@ -20,6 +23,7 @@ impl Ctx {
         let version = (
             self.triggers.inventory_version(),
             self.triggers.generated_version(),
+            self.triggers.pods_version(),
         );
         let mut slot = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((v, inv)) = slot.as_ref() {
@@ -61,7 +65,15 @@ impl Ctx {
         baseline: &Baseline,
         state: &mut BaselineState,
         now: Timestamp,
+        repairing: bool,
     ) -> Computed {
+        // Taken before any snapshot is made: a pod changed later is re-audited next time.
+        let dirty_pods = self
+            .dirty_pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&baseline.name)
+            .unwrap_or_default();
         let all = self.baselines.state();
         let fingerprint: String = all.iter().map(|b| identity(b) + ";").collect();
         let version = self.triggers.inventory_version();
@@ -70,9 +82,15 @@ impl Ctx {
                 && c.fingerprint == fingerprint
                 && c.valid_until.is_none_or(|t| now < t)
             {
-                if c.generated_version != self.triggers.generated_version() {
+                let generated_changed = c.generated_version != self.triggers.generated_version();
+                if generated_changed && repairing {
+                    // A repair is not held up by an audit of the whole inventory: that comes
+                    // in the next pass, which sees the repaired object.
+                    self.triggers.all();
+                }
+                if generated_changed && !repairing {
                     // Same compile output (the drift fast path keeps it), a fresh audit.
-                    let ((_, generated), inventory) = self.inventory();
+                    let ((_, generated, _), inventory) = self.inventory();
                     c.findings = Arc::new(audit_in_scope(
                         baseline,
                         &inventory,
@@ -82,11 +100,13 @@ impl Ctx {
                     ));
                     c.generated_version = generated;
                     c.inventory = inventory;
+                } else if !dirty_pods.is_empty() {
+                    self.reaudit_pods(baseline, c, &dirty_pods, now);
                 }
                 return c.clone();
             }
         }
-        let ((version, generated_version), inventory) = self.inventory();
+        let ((version, generated_version, _), inventory) = self.inventory();
         // Every baseline takes part in overlap resolution, invalid ones with their last good spec.
         let valid: Vec<Baseline> = {
             let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,5 +145,44 @@ impl Ctx {
         };
         state.computed = Some(computed.clone());
         computed
+    }
+
+    /// Replaces the findings of `pods` with their findings as the cache has them now: work
+    /// proportional to the pods changed, not to the cluster (nothing is compiled or listed).
+    fn reaudit_pods(
+        &self,
+        baseline: &Baseline,
+        c: &mut Computed,
+        pods: &BTreeSet<Key>,
+        now: Timestamp,
+    ) {
+        let is_changed = |f: &Finding| {
+            f.kind == "Pod"
+                && f.namespace.as_deref().is_some_and(|ns| {
+                    pods.range((ns.to_string(), f.name.clone())..)
+                        .next()
+                        .is_some_and(|(n, p)| n == ns && *p == f.name)
+                })
+        };
+        let mut findings: Vec<Finding> = c
+            .findings
+            .iter()
+            .filter(|f| !is_changed(f))
+            .cloned()
+            .collect();
+        let cache = self.pods.read();
+        for pod in pods.iter().filter_map(|k| cache.get(k)) {
+            findings.extend(audit_pod(
+                baseline,
+                &c.inventory,
+                &c.compiled,
+                &c.resolved.scope,
+                now,
+                pod,
+            ));
+        }
+        drop(cache);
+        audit::sort(&mut findings);
+        c.findings = Arc::new(findings);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::compile::Compiled;
+use crate::inventory::PodInfo;
 use crate::object::{Kind, ObjectKey};
 
 use super::super::cache::Key;
@@ -65,6 +66,36 @@ impl Ctx {
         }
     }
 
+    /// A pod changed. Only that pod's findings change, unless it changes what the audit reads
+    /// across pods (`PodCounts`): then the whole inventory is audited again.
+    pub fn pod_changed(&self, key: &Key, old: Option<&PodInfo>, new: Option<&PodInfo>) {
+        let shared = self
+            .pod_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(old, new);
+        if shared {
+            self.triggers.pod_changed();
+            self.triggers.inventory_changed();
+            return;
+        }
+        let names = self.baseline_names();
+        let mut dirty = self.dirty_pods.lock().unwrap_or_else(|e| e.into_inner());
+        for b in names {
+            dirty.entry(b).or_default().insert(key.clone());
+        }
+        drop(dirty);
+        self.triggers.pod_changed();
+    }
+
+    fn baseline_names(&self) -> Vec<String> {
+        self.baselines
+            .state()
+            .iter()
+            .filter_map(|b| b.metadata.name.clone())
+            .collect()
+    }
+
     /// A change in a kind cache. Objects at generated names go to every baseline's drift fast
     /// path at once (unless the change is our own write, `trigger == false`): which baseline
     /// wants the key is the planner's business. Changes of anything that is not ours (tenant
@@ -82,21 +113,16 @@ impl Ctx {
         // Appeared or gone, even by our own write: the audit counts such objects, so the
         // baselines are reconciled again to refresh their findings.
         let existence = at_generated_name && old.is_some() != new.is_some();
-        if existence {
-            self.triggers.generated_changed();
-        }
         let okey = ObjectKey {
             kind,
             namespace: key.0.clone(),
             name: key.1.clone(),
         };
+        if existence {
+            self.triggers.generated_changed(&okey);
+        }
         if (trigger && at_generated_name) || existence {
-            let names: Vec<String> = self
-                .baselines
-                .state()
-                .iter()
-                .filter_map(|b| b.metadata.name.clone())
-                .collect();
+            let names = self.baseline_names();
             let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
             for b in &names {
                 dirty.entry(b.clone()).or_default().insert(okey.clone());

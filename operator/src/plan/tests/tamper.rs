@@ -199,7 +199,7 @@ fn restores(which: usize, edits: &[Edit]) -> Result<(), TestCaseError> {
         .iter()
         .map(|o| (o.key.clone(), mk_observed(o)))
         .collect();
-    let mut m = case.observed[&d.key].manifest.clone();
+    let mut m = mk_manifest(&d);
     for e in edits {
         edit_spec(&mut m["spec"], e);
         edit_meta(&mut m, e);
@@ -324,7 +324,7 @@ fn a_selector_added_to_the_deny_policy_is_a_replace_without_it() {
     let ap = deny_ap("a");
     let mut case = Case::new(vec![ap.clone()]);
     case.previous_compiled = Some(case.compiled.clone());
-    let mut m = mk_observed(&ap).manifest;
+    let mut m = mk_manifest(&ap);
     m["spec"]["selector"] = json!({"matchLabels": {"nothing": "matches"}});
     m["metadata"]["labels"]["team"] = json!("payments");
     case.observed = BTreeMap::from([(ap.key.clone(), mk_observed_raw(m, Some(UID)))]);
