@@ -142,7 +142,12 @@ fn dataplane_of(ns: &Labels, pod: &PodInfo, admitting: bool) -> DataPlane {
         return DataPlane::Sidecar;
     }
     // Ambient cannot capture host-network pods: its rules would go into the node's namespace.
-    if pod.host_network || is(&pod.annotations, REDIRECTION, "disabled") {
+    if pod.host_network
+        || pod
+            .annotations
+            .get(REDIRECTION)
+            .is_some_and(|v| v == "disabled")
+    {
         return DataPlane::None;
     }
     match pod.labels.get(DATAPLANE_MODE).map(String::as_str) {
@@ -182,8 +187,8 @@ mod tests {
             namespace: "ns".into(),
             name: "p".into(),
             kind: "Deployment".into(),
-            labels: labels(pod_labels),
-            annotations: labels(annotations),
+            labels: labels(pod_labels).into(),
+            annotations: labels(annotations).into(),
             containers: vec![ContainerInfo {
                 name: "app".into(),
                 ..ContainerInfo::default()

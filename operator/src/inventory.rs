@@ -57,9 +57,9 @@ pub struct PodInfo {
     /// `None` for templates; pods that have finished are not audited for a missing sidecar.
     pub phase: Option<String>,
     /// Only annotations that matter to the mesh (see [`mesh_annotation`]).
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: SmallMap,
     /// Only labels that choose the data plane (see [`mesh_label`]).
-    pub labels: BTreeMap<String, String>,
+    pub labels: SmallMap,
     pub host_network: bool,
     pub share_process_namespace: bool,
     pub run_as_user: Option<i64>,
@@ -156,15 +156,90 @@ pub fn mesh_label(key: &str) -> bool {
     )
 }
 
-fn filtered(
-    map: Option<&BTreeMap<String, String>>,
-    keep: fn(&str) -> bool,
-) -> BTreeMap<String, String> {
+fn filtered(map: Option<&BTreeMap<String, String>>, keep: fn(&str) -> bool) -> SmallMap {
     map.into_iter()
         .flatten()
         .filter(|(k, _)| keep(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| {
+            // Only its presence is read; the injector writes hundreds of bytes into it.
+            let v = if k == crate::dataplane::SIDECAR_STATUS {
+                String::new()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
         .collect()
+}
+
+/// A few labels or annotations, sorted by key. A `BTreeMap` allocates a node of eleven entries
+/// for one; with 100,000 pods that was most of their memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmallMap(Vec<(String, String)>);
+
+impl SmallMap {
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl FromIterator<(String, String)> for SmallMap {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let sorted: BTreeMap<String, String> = iter.into_iter().collect();
+        let mut v: Vec<(String, String)> = sorted.into_iter().collect();
+        v.shrink_to_fit();
+        SmallMap(v)
+    }
+}
+
+impl From<BTreeMap<String, String>> for SmallMap {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a SmallMap {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a String, &'a String),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
 }
 
 impl ContainerInfo {

@@ -221,7 +221,16 @@ async fn parent(a: Args) -> Result<()> {
     );
 
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    // SCALE_CONTROLLER_WRAPPER runs the controller under a profiler (e.g. `heaptrack`).
+    let mut command = match std::env::var("SCALE_CONTROLLER_WRAPPER") {
+        Ok(w) if !w.is_empty() => {
+            let mut c = Command::new(w);
+            c.arg(&exe);
+            c
+        }
+        _ => Command::new(&exe),
+    };
+    let mut child = command
         .args(["--controller", &sim.url()])
         .args(["--qps", &a.qps.to_string(), "--burst", &a.burst.to_string()])
         .stdin(Stdio::piped())

@@ -20,7 +20,7 @@ fn template(ns: &str, name: &str) -> PodInfo {
 }
 
 fn annotated(mut p: PodInfo, k: &str, v: &str) -> PodInfo {
-    p.annotations = BTreeMap::from([(k.to_string(), v.to_string())]);
+    p.annotations = BTreeMap::from([(k.to_string(), v.to_string())]).into();
     p
 }
 
