@@ -130,10 +130,24 @@ fn baseline() -> Value {
 /// A pod with a sidecar, as the injector leaves it, created and then reported Running (the
 /// kubelet's status write): two pod events.
 fn run_pod(sim: &SimHandle, ns: &str, name: &str, app: usize) -> Result<usize> {
-    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+    run_pod_as(sim, ns, name, app, None)
+}
+
+/// `run_pod`, with the app container's `runAsUser` (1337 makes an MB501 finding).
+fn run_pod_as(
+    sim: &SimHandle,
+    ns: &str,
+    name: &str,
+    app: usize,
+    uid: Option<i64>,
+) -> Result<usize> {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": {"app": format!("app-{app}")},
             "annotations": {"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"}},
         "spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "istio-proxy", "image": "proxy:1"}]}});
+    if let Some(uid) = uid {
+        pod["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": uid});
+    }
     sim.create(&pod)?;
     sim.patch_status(&pod, &json!({"phase": "Running"}))?;
     Ok(2)
@@ -181,13 +195,16 @@ async fn churn(
     let cpu = cpu_time(pid).ok_or("no /proc/<pid>/stat")? - cpu0;
     let log = sim.requests_since(mark);
     println!(
-        "{what}: {done} pod events in {:.1?} ({:.0}/s): controller CPU {:.1?} = {:.1}% of a core; {} writes; requests by verb {:?}",
+        "{what}: {done} pod events in {:.1?} ({:.0}/s): controller CPU {:.1?} = {:.1}% of a core; {} writes {:?}",
         wall,
         done as f64 / wall.as_secs_f64(),
         cpu,
         100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
         log.writes(),
-        log.by_verb()
+        log.by_verb_resource()
+            .into_iter()
+            .filter(|((verb, _), _)| verb.is_write())
+            .collect::<Vec<_>>()
     );
     memory(pid, what);
     Ok(())
@@ -367,6 +384,27 @@ async fn parent(a: Args) -> Result<()> {
         sim.delete("v1", "Pod", &ns, &format!("extra-{i}"))?;
         Ok(1)
     })
+    .await?;
+
+    // Churn that changes findings: a workload running as the proxy's UID, its pods replaced
+    // over and over (a crash loop). Status writes are paced (about one a second), and
+    // "Finding" events have a budget per minute.
+    churn(
+        &sim,
+        pid,
+        "finding churn (UID 1337 pods replaced)",
+        a.churn_rate,
+        events / 2,
+        |i| {
+            let ns = format!("tenant-{}", i % 10);
+            if i % 2 == 0 {
+                run_pod_as(&sim, &ns, &format!("crash-{i}"), 0, Some(1337))
+            } else {
+                sim.delete("v1", "Pod", &ns, &format!("crash-{}", i - 1))?;
+                Ok(1)
+            }
+        },
+    )
     .await?;
 
     let hwm = vm_hwm_kib(pid);

@@ -31,6 +31,8 @@ use super::served::Served;
 
 /// Compile and audit results, cached per inventory snapshot.
 mod compute;
+/// Status writes and finding events paced under churn.
+mod pacing;
 /// What the controller remembers about a baseline between reconciles.
 mod records;
 
@@ -51,6 +53,7 @@ struct BaselineState {
     records_for: Option<Arc<Compiled>>,
     /// The resync epoch of the last complete plan that succeeded.
     resync_epoch: u64,
+    pacing: pacing::Pacing,
     failures: u32,
 }
 
@@ -289,7 +292,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         .unwrap_or_default();
 
     let epoch = ctx.resync_epoch.load(Ordering::Acquire);
-    let (plan, computed, next_expiry, fast) = {
+    let (plan, computed, next_expiry, fast, status_wait) = {
         let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = states.remove(&name).unwrap_or_default();
         drop(states);
@@ -350,13 +353,17 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 now,
             })
         });
+        let mut p = p;
+        let status_wait = state
+            .pacing
+            .pace(&mut p, state.last_status.as_ref(), Instant::now());
         let next_expiry = computed.as_ref().and_then(|c| c.valid_until);
         state.last_missing = missing;
         ctx.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), state);
-        (p, computed, next_expiry, fast)
+        (p, computed, next_expiry, fast, status_wait)
     };
     // Error counters count errors, not reconciles: an invalid spec is counted when the status
     // first reports it (a new generation or message), not again on every later drift repair,
@@ -413,6 +420,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             // replaced once they succeed.
             if let Some(s) = outcome.status.take() {
                 state.last_status = Some(s);
+                state.pacing.status_written(Instant::now());
             }
         }
     }
@@ -437,14 +445,17 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 micros = elapsed.as_micros() as u64,
                 "reconciled"
             );
-            Ok(match next_expiry {
-                // The only timed wake-up: an exemption expires.
-                Some(t) => Action::requeue(
-                    Duration::try_from(t.duration_since(Timestamp::now()))
-                        .unwrap_or(Duration::ZERO)
-                        .max(Duration::from_millis(100)),
-                ),
-                None => Action::await_change(),
+            // Timed wake-ups: an exemption expires, a held-back status is due.
+            let expiry = next_expiry.map(|t| {
+                Duration::try_from(t.duration_since(Timestamp::now()))
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_millis(100))
+            });
+            let status_due = status_wait.map(|w| w.max(Duration::from_millis(10)));
+            Ok(match (expiry, status_due) {
+                (Some(a), Some(b)) => Action::requeue(a.min(b)),
+                (Some(a), None) | (None, Some(a)) => Action::requeue(a),
+                (None, None) => Action::await_change(),
             })
         }
         // Not an error: another replica writes now; leadership changes trigger a full pass.
