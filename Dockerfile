@@ -26,10 +26,11 @@ WORKDIR /src
 # Dependencies first, in their own layer: the manifests and the lock file, with an empty file for
 # every target they declare, so that changing the sources does not rebuild the dependencies.
 COPY Cargo.toml Cargo.lock ./
+COPY core/Cargo.toml core/
 COPY operator/Cargo.toml operator/
 COPY e2e/Cargo.toml e2e/
 RUN set -eu; \
-    for member in operator e2e; do \
+    for member in core operator e2e; do \
       mkdir -p "$member/src"; echo 'fn main() {}' > "$member/src/main.rs"; : > "$member/src/lib.rs"; \
       awk -v dir="$member" ' \
         function flush() { if (kind != "") print dir "/" (path != "" ? path : dflt name ".rs"); kind = "" }; \
@@ -42,12 +43,13 @@ RUN set -eu; \
       | while read -r file; do mkdir -p "$(dirname "$file")"; [ -e "$file" ] || echo 'fn main() {}' > "$file"; done; \
     done; \
     cargo build --release --locked --target "$(cat /rust-target)" -p meshbaseline --bin meshbaseline; \
-    rm -rf operator/src operator/benches operator/tests e2e/src e2e/benches e2e/tests
+    rm -rf core/src operator/src operator/benches operator/tests e2e/src e2e/benches e2e/tests
 
+COPY core core
 COPY operator operator
 COPY e2e e2e
-# The dummy build left fresh fingerprints for the two crates; make the real sources newer.
-RUN touch operator/src/lib.rs operator/src/main.rs \
+# The dummy build left fresh fingerprints for our crates; make the real sources newer.
+RUN touch core/src/lib.rs operator/src/lib.rs operator/src/main.rs \
  && cargo build --release --locked --target "$(cat /rust-target)" -p meshbaseline --bin meshbaseline \
  && cp "target/$(cat /rust-target)/release/meshbaseline" /meshbaseline \
  && /meshbaseline --version

@@ -1,16 +1,11 @@
 //! MeshBaseline: enforce a mesh-wide security baseline on an Istio service mesh.
 //!
-//! The functional core (`compile`, `audit`, `plan`) is pure and imports no client; the
-//! `controller` observes the cluster, calls it, and executes the plan.
+//! The functional core (`meshbaseline-core`: the model, `compile`, `audit`, `plan`) imports no
+//! client; this crate is the shell: the `controller` observes the cluster, calls the core, and
+//! executes the plan; the `cli` runs it offline on manifests.
 
-pub mod api;
-pub mod audit;
+pub use meshbaseline_core::{api, audit, compile, dataplane, inventory, manifests, object, plan};
+
 pub mod cli;
-pub mod compile;
 pub mod controller;
-pub mod dataplane;
-pub mod inventory;
-pub mod manifests;
-pub mod object;
-pub mod plan;
 pub mod telemetry;

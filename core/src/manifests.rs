@@ -316,7 +316,7 @@ impl Loaded {
 }
 
 /// Objects in manifests often leave the namespace out; `kubectl apply` puts them in `default`.
-fn defaulted<K: kube::Resource>(mut obj: K) -> K {
+fn defaulted<K: kube_core::Resource>(mut obj: K) -> K {
     let meta = obj.meta_mut();
     if meta.namespace.is_none() {
         meta.namespace = Some("default".into());
@@ -325,7 +325,7 @@ fn defaulted<K: kube::Resource>(mut obj: K) -> K {
 }
 
 fn workload_template(doc: &Document, kind: &str, pointer: &str) -> Result<PodInfo, ManifestError> {
-    let meta: kube::api::ObjectMeta = doc
+    let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta = doc
         .value
         .get("metadata")
         .map(|m| serde_json::from_value(m.clone()))

@@ -1,7 +1,7 @@
 //! The parts of the `MeshBaseline` API about enforcement beyond generated objects: the
 //! admission guards, the Admin network-policy tier, and what of them is in force.
 
-use kube::KubeSchema;
+use kube_derive::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,7 @@ fn yes() -> bool {
 /// ValidatingAdmissionPolicies generated from the baseline: refused before they happen,
 /// instead of repaired after.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionSpec {
     /// Refuse updates and deletes of the generated objects, and creation of objects posing as
@@ -53,6 +54,7 @@ pub enum AdminTier {
 /// `Active`, `Off` (not asked for, or Audit mode) or `Unavailable` (the cluster does not
 /// serve the API; see the findings MB901–MB903).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct EnforcementStatus {
     pub admission_guard: String,

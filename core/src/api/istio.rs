@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use serde::{Deserialize, Serialize};
 
 pub const SECURITY_API_VERSION: &str = "security.istio.io/v1";
@@ -27,6 +27,7 @@ pub struct MutualTls {
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "security.istio.io",
     version = "v1",
     kind = "PeerAuthentication",
@@ -87,6 +88,7 @@ pub struct Subset {
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "networking.istio.io",
     version = "v1",
     kind = "DestinationRule",
@@ -184,6 +186,7 @@ impl AuthorizationPolicySpec {
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "security.istio.io",
     version = "v1",
     kind = "AuthorizationPolicy",
@@ -223,6 +226,7 @@ pub struct SidecarWorkloadSelector {
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "networking.istio.io",
     version = "v1",
     kind = "Sidecar",

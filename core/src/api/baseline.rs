@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use kube::{CustomResource, KubeSchema};
+use kube_derive::{CustomResource, KubeSchema};
 
 pub use super::enforcement::{AdminTier, AdmissionSpec, EnforcementStatus, TenantObjects};
 use schemars::JsonSchema;
@@ -20,9 +20,11 @@ pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
 // Every printer column repeats `type_`; clippy mistakes that for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 // Repeated `printcolumn(type_ = ...)` keys are how kube's derive takes columns.
 #[allow(clippy::duplicated_attributes)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "meshbaseline.dev",
     version = "v1alpha1",
     kind = "MeshBaseline",
@@ -139,6 +141,7 @@ pub enum Control {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExemptionSpec {
     #[schemars(
@@ -159,6 +162,7 @@ pub struct ExemptionSpec {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct MtlsSpec {
     #[serde(default)]
@@ -191,6 +195,7 @@ pub enum MtlsMode {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationSpec {
     /// Extra DENY rules for the root namespace (mesh-wide, gateways included).
@@ -210,6 +215,7 @@ pub struct AuthorizationSpec {
 
 /// A subset of Istio's AuthorizationPolicy rule syntax.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) + (has(self.when) ? size(self.when) : 0) > 0").message("a deny rule needs at least one of from, to or when; an empty rule would deny all traffic in the mesh"))]
 pub struct DenyRuleSpec {
@@ -227,6 +233,7 @@ pub struct DenyRuleSpec {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleSource {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -244,6 +251,7 @@ pub struct RuleSource {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleOperation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -265,6 +273,7 @@ pub struct RuleOperation {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleCondition {
     #[schemars(length(min = 1))]
@@ -276,6 +285,7 @@ pub struct RuleCondition {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkSpec {
     /// Generate the per-namespace NetworkPolicy that allows TCP only, plus DNS (G4, G5, G7).
@@ -309,6 +319,7 @@ impl Default for NetworkSpec {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct AmbientNetworkSpec {
     /// Source addresses istio-cni gives kubelet probes in ambient pods (its HOST_PROBE_SNAT_IP
@@ -335,6 +346,7 @@ impl Default for AmbientNetworkSpec {
 
 /// Where cluster DNS runs.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct DnsSpec {
     #[schemars(length(min = 1, max = 63))]
@@ -355,6 +367,7 @@ impl Default for DnsSpec {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct EgressSpec {
     #[serde(default)]
@@ -383,6 +396,7 @@ pub enum EgressMode {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct PodRefSpec {
     #[schemars(length(min = 1, max = 63))]
@@ -391,6 +405,7 @@ pub struct PodRefSpec {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct ControlPlaneSpec {
     /// NetworkPolicy on istiod that drops plaintext xDS (15010) and debug ports (G8).
@@ -419,6 +434,7 @@ impl Default for ControlPlaneSpec {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadsSpec {
     /// Audit pods for sidecar bypasses (G5, G6, G12).
@@ -434,6 +450,7 @@ impl Default for WorkloadsSpec {
 
 /// Observed state, kstatus-compatible.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct MeshBaselineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -460,6 +477,7 @@ pub struct MeshBaselineStatus {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceCounts {
     pub protected: u32,
@@ -467,6 +485,7 @@ pub struct NamespaceCounts {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct FindingStatus {
     pub rule: String,

@@ -4,7 +4,7 @@
 //! baseline's uid. Everything else is audited like any tenant object, and a claim is itself
 //! a finding: it hides a tenant's policy among the generated ones.
 
-use kube::api::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
 
