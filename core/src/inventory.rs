@@ -17,12 +17,13 @@ use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication
 pub struct Inventory {
     /// By name.
     pub namespaces: BTreeMap<String, NamespaceInfo>,
-    pub peer_authentications: Vec<PeerAuthentication>,
-    pub destination_rules: Vec<DestinationRule>,
-    pub authorization_policies: Vec<AuthorizationPolicy>,
-    pub sidecars: Vec<Sidecar>,
-    pub network_policies: Vec<NetworkPolicy>,
-    /// Shared with the controller's cache: an inventory snapshot copies pointers, not pods.
+    // Objects are shared with the controller's caches: a snapshot copies pointers, not
+    // objects (30,000 generated objects and 100,000 pods at 10,000 namespaces).
+    pub peer_authentications: Vec<Arc<PeerAuthentication>>,
+    pub destination_rules: Vec<Arc<DestinationRule>>,
+    pub authorization_policies: Vec<Arc<AuthorizationPolicy>>,
+    pub sidecars: Vec<Arc<Sidecar>>,
+    pub network_policies: Vec<Arc<NetworkPolicy>>,
     pub pods: Vec<Arc<PodInfo>>,
     pub services: Vec<ServiceInfo>,
 }

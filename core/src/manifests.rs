@@ -294,18 +294,19 @@ impl Loaded {
             )?)),
             ("networking.k8s.io", "NetworkPolicy") => inv
                 .network_policies
-                .push(defaulted(typed::<NetworkPolicy>(doc)?)),
+                .push(Arc::new(defaulted(typed::<NetworkPolicy>(doc)?))),
             ("security.istio.io", "PeerAuthentication") => inv
                 .peer_authentications
-                .push(defaulted(typed::<PeerAuthentication>(doc)?)),
+                .push(Arc::new(defaulted(typed::<PeerAuthentication>(doc)?))),
             ("security.istio.io", "AuthorizationPolicy") => inv
                 .authorization_policies
-                .push(defaulted(typed::<AuthorizationPolicy>(doc)?)),
+                .push(Arc::new(defaulted(typed::<AuthorizationPolicy>(doc)?))),
             ("networking.istio.io", "DestinationRule") => inv
                 .destination_rules
-                .push(defaulted(typed::<DestinationRule>(doc)?)),
+                .push(Arc::new(defaulted(typed::<DestinationRule>(doc)?))),
             ("networking.istio.io", "Sidecar") => {
-                inv.sidecars.push(defaulted(typed::<Sidecar>(doc)?))
+                inv.sidecars
+                    .push(Arc::new(defaulted(typed::<Sidecar>(doc)?)))
             }
             ("meshbaseline.dev", "MeshBaseline") => self.baselines.push(typed(doc)?),
             // Other kinds (ConfigMaps, Gateways, ...) are not the audit's business.

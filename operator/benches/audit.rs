@@ -2,6 +2,7 @@
 //! policies (some weakening), and the operator's own objects in every namespace.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use meshbaseline::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication};
@@ -83,54 +84,56 @@ fn inventory() -> Inventory {
             use_waypoint: None,
         });
         let host = format!("*.{ns}.svc.cluster.local");
-        inv.destination_rules.push(obj::<DestinationRule>(
+        inv.destination_rules.push(Arc::new(obj::<DestinationRule>(
             &ns,
             "meshbaseline-mtls",
             true,
             json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
-        ));
+        )));
         let dr_mode = if n % 10 == 0 {
             "DISABLE"
         } else {
             "ISTIO_MUTUAL"
         };
-        inv.destination_rules.push(obj::<DestinationRule>(
+        inv.destination_rules.push(Arc::new(obj::<DestinationRule>(
             &ns,
             "api",
             false,
             json!({"host": "api", "trafficPolicy": {"tls": {"mode": dr_mode}}}),
-        ));
+        )));
         let pa_mode = if n % 10 == 1 { "PERMISSIVE" } else { "STRICT" };
-        inv.peer_authentications.push(obj::<PeerAuthentication>(
-            &ns,
-            "default",
-            false,
-            json!({"mtls": {"mode": pa_mode}}),
-        ));
+        inv.peer_authentications
+            .push(Arc::new(obj::<PeerAuthentication>(
+                &ns,
+                "default",
+                false,
+                json!({"mtls": {"mode": pa_mode}}),
+            )));
         let from = if n % 10 == 2 {
             json!([])
         } else {
             json!([{"source": {"principals": ["cluster.local/ns/x/sa/y"]}}])
         };
-        inv.authorization_policies.push(obj::<AuthorizationPolicy>(
-            &ns,
-            "allow",
-            false,
-            json!({"rules": [{"from": from}]}),
-        ));
-        inv.network_policies.push(obj(
+        inv.authorization_policies
+            .push(Arc::new(obj::<AuthorizationPolicy>(
+                &ns,
+                "allow",
+                false,
+                json!({"rules": [{"from": from}]}),
+            )));
+        inv.network_policies.push(Arc::new(obj(
             &ns,
             "meshbaseline-baseline",
             true,
             json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [{"ports": [{"protocol": "TCP"}]}], "egress": [{"to": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP"}]}]}),
-        ));
+        )));
         if n % 10 == 3 {
-            inv.network_policies.push(obj(
+            inv.network_policies.push(Arc::new(obj(
                 &ns,
                 "egress-all",
                 false,
                 json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}),
-            ));
+            )));
         }
     }
     inv

@@ -1,5 +1,6 @@
 //! One test per gap of DESIGN §1 that compile closes, asserting the property that closes it.
 
+use std::sync::Arc;
 mod common;
 
 use common::*;
@@ -224,7 +225,10 @@ fn g9_istio_mutual_destination_rule_unless_tenant_covers_host() {
         // Another namespace's host, or a single service: not the wildcard of `c`/`d`.
         tenant_dr("c", "other", "*.e.svc.cluster.local"),
         tenant_dr("d", "one", "reviews"),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let c = run(&b, &inv);
     for ns in ["a", "b"] {
         assert!(
@@ -256,7 +260,7 @@ fn g9_own_destination_rule_does_not_suppress_itself() {
         )]
         .into(),
     );
-    inv.destination_rules.push(ours);
+    inv.destination_rules.push(Arc::new(ours));
     assert_eq!(run(&b, &inv), first);
 }
 
@@ -264,7 +268,10 @@ fn g9_own_destination_rule_does_not_suppress_itself() {
 fn g9_cluster_domain_is_used_for_host() {
     let b = baseline(&format!("{SELECT}\nclusterDomain: corp.internal"));
     let mut inv = inventory(&["a", "b"]);
-    inv.destination_rules = vec![tenant_dr("b", "x", "*.b.svc.corp.internal")];
+    inv.destination_rules = vec![tenant_dr("b", "x", "*.b.svc.corp.internal")]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let c = run(&b, &inv);
     let dr = get(&c, Kind::DestinationRule, "a", MTLS_DESTINATION_RULE);
     assert_eq!(dr["spec"]["host"], "*.a.svc.corp.internal");

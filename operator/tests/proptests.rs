@@ -189,7 +189,9 @@ fn namespaces() -> impl Strategy<Value = Inventory> {
             inv.destination_rules = drs
                 .into_iter()
                 .enumerate()
-                .map(|(i, (ns, host))| tenant_dr(&ns, &format!("dr-{i}"), host))
+                .map(|(i, (ns, host))| {
+                    std::sync::Arc::new(tenant_dr(&ns, &format!("dr-{i}"), host))
+                })
                 .collect();
             inv
         })

@@ -174,9 +174,14 @@ fn waypoint_without_l4(
     }
     // Any ztunnel-bound ALLOW policy in the namespace makes ztunnel deny what it does not
     // admit; the operator's own waypoint-only policy counts when the baseline generates it.
-    let l4_allow = ctx.inventory.authorization_policies.iter().any(|other| {
-        ns_of(&other.metadata) == ns && !other.spec.targets() && action(other) == "ALLOW"
-    });
+    let l4_allow = ctx
+        .inventory
+        .authorization_policies
+        .iter()
+        .map(|o| &**o)
+        .any(|other| {
+            ns_of(&other.metadata) == ns && !other.spec.targets() && action(other) == "ALLOW"
+        });
     let generated = ctx.baseline.waypoint_only && waypoint.is_some();
     if l4_allow || generated {
         return;

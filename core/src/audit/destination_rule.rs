@@ -265,6 +265,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         .inventory
         .destination_rules
         .iter()
+        .map(|o| &**o)
         .filter(|dr| !ctx.is_ours(Kind::DestinationRule, &dr.metadata))
         .map(|dr| (dr, weak_tls(dr)))
         .filter(|(_, w)| !w.is_empty())
@@ -284,15 +285,36 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             .map(String::as_str)
             .chain(inv.services.iter().map(|s| s.namespace.as_str()))
             .chain(inv.pods.iter().map(|p| p.namespace.as_str()))
-            .chain(inv.destination_rules.iter().map(|o| ns_of(&o.metadata)))
-            .chain(inv.peer_authentications.iter().map(|o| ns_of(&o.metadata)))
+            .chain(
+                inv.destination_rules
+                    .iter()
+                    .map(|o| &**o)
+                    .map(|o| ns_of(&o.metadata)),
+            )
+            .chain(
+                inv.peer_authentications
+                    .iter()
+                    .map(|o| &**o)
+                    .map(|o| ns_of(&o.metadata)),
+            )
             .chain(
                 inv.authorization_policies
                     .iter()
+                    .map(|o| &**o)
                     .map(|o| ns_of(&o.metadata)),
             )
-            .chain(inv.network_policies.iter().map(|o| ns_of(&o.metadata)))
-            .chain(inv.sidecars.iter().map(|o| ns_of(&o.metadata)))
+            .chain(
+                inv.network_policies
+                    .iter()
+                    .map(|o| &**o)
+                    .map(|o| ns_of(&o.metadata)),
+            )
+            .chain(
+                inv.sidecars
+                    .iter()
+                    .map(|o| &**o)
+                    .map(|o| ns_of(&o.metadata)),
+            )
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect()

@@ -43,21 +43,30 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let objects = inv
         .peer_authentications
         .iter()
+        .map(|o| &**o)
         .map(|o| (Kind::PeerAuthentication, &o.metadata))
         .chain(
             inv.destination_rules
                 .iter()
+                .map(|o| &**o)
                 .map(|o| (Kind::DestinationRule, &o.metadata)),
         )
         .chain(
             inv.authorization_policies
                 .iter()
+                .map(|o| &**o)
                 .map(|o| (Kind::AuthorizationPolicy, &o.metadata)),
         )
-        .chain(inv.sidecars.iter().map(|o| (Kind::Sidecar, &o.metadata)))
+        .chain(
+            inv.sidecars
+                .iter()
+                .map(|o| &**o)
+                .map(|o| (Kind::Sidecar, &o.metadata)),
+        )
         .chain(
             inv.network_policies
                 .iter()
+                .map(|o| &**o)
                 .map(|o| (Kind::NetworkPolicy, &o.metadata)),
         );
     for (kind, meta) in objects {

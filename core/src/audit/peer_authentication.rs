@@ -145,6 +145,7 @@ fn mesh_wide_conflicts(ctx: &Ctx, out: &mut Vec<Finding>) {
         .inventory
         .peer_authentications
         .iter()
+        .map(|o| &**o)
         .filter(|pa| ns_of(&pa.metadata) == root && !has_selector(pa))
         .collect();
     if mesh_wide.len() < 2 {

@@ -70,6 +70,7 @@ fn istiod_ingress(ctx: &Ctx, out: &mut Vec<Finding>) {
         .inventory
         .network_policies
         .iter()
+        .map(|o| &**o)
         .filter(|np| ns_of(&np.metadata) == root && has_type(np, "Ingress"))
         .filter(|np| {
             np.spec.as_ref().is_some_and(|s| {
@@ -133,6 +134,7 @@ fn sidecars(ctx: &Ctx, out: &mut Vec<Finding>) {
         .inventory
         .sidecars
         .iter()
+        .map(|o| &**o)
         .filter(|s| ns_of(&s.metadata) == root && selector_less(s))
         .collect();
     if defaults.len() < 2 {

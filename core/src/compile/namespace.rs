@@ -174,6 +174,7 @@ fn tenant_covered(inventory: &Inventory, domain: &str) -> BTreeSet<String> {
     inventory
         .destination_rules
         .iter()
+        .map(|o| &**o)
         .filter(|dr| {
             // Whatever sits at our DestinationRule's name is ours to repair, so it must not
             // count (or ours would remove itself). Labels decide nothing: a tenant's own

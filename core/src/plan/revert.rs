@@ -273,6 +273,7 @@ pub fn plan_reverts(
     let pas: BTreeMap<(&str, &str), &PeerAuthentication> = inventory
         .peer_authentications
         .iter()
+        .map(|o| &**o)
         .filter_map(|p| {
             Some((
                 (
@@ -286,6 +287,7 @@ pub fn plan_reverts(
     let drs: BTreeMap<(&str, &str), &DestinationRule> = inventory
         .destination_rules
         .iter()
+        .map(|o| &**o)
         .filter_map(|d| {
             Some((
                 (

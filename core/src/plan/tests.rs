@@ -460,7 +460,10 @@ fn audit_mode_writes_only_status() {
         "PERMISSIVE",
         &[],
         mk_meta("a", "weak", false, vec![]),
-    )];
+    )]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let p = case.run();
     assert!(p.applies.is_empty() && p.deletes.is_empty() && p.reverts.is_empty());
     assert!(p.events.is_empty());
@@ -479,7 +482,7 @@ fn revert_case(pa: PeerAuthentication) -> Case {
         "2026-01-01T00:00:00Z",
     );
     case.findings = vec![mk_finding(Rule::MB101, "PeerAuthentication", "a", "weak")];
-    case.inventory.peer_authentications = vec![pa];
+    case.inventory.peer_authentications = vec![pa].into_iter().map(Arc::new).collect();
     case
 }
 
@@ -550,8 +553,10 @@ fn revert_of_a_destination_rule_touches_only_tls_mode() {
         "2026-01-01T00:00:00Z",
     );
     case.findings = vec![mk_finding(Rule::MB201, "DestinationRule", "a", "reviews")];
-    case.inventory.destination_rules =
-        vec![mk_dr(mk_meta("a", "reviews", false, vec![]), "DISABLE")];
+    case.inventory.destination_rules = vec![Arc::new(mk_dr(
+        mk_meta("a", "reviews", false, vec![]),
+        "DISABLE",
+    ))];
     let p = case.run();
     assert_eq!(
         p.reverts[0].patch,

@@ -2,7 +2,7 @@
 //! baseline.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::DynamicObject;
@@ -18,12 +18,13 @@ use super::cache::Key;
 
 /// A watched object of a generated kind, typed and trimmed for the inventory.
 #[derive(Clone, Debug, PartialEq)]
+/// Shared with inventory snapshots, which copy the pointers.
 pub enum Typed {
-    PeerAuthentication(PeerAuthentication),
-    DestinationRule(DestinationRule),
-    AuthorizationPolicy(AuthorizationPolicy),
-    Sidecar(Sidecar),
-    NetworkPolicy(NetworkPolicy),
+    PeerAuthentication(Arc<PeerAuthentication>),
+    DestinationRule(Arc<DestinationRule>),
+    AuthorizationPolicy(Arc<AuthorizationPolicy>),
+    Sidecar(Arc<Sidecar>),
+    NetworkPolicy(Arc<NetworkPolicy>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -120,11 +121,13 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
         crate::api::istio::default_spec(&mut full);
     }
     let typed = match kind {
-        Kind::PeerAuthentication => typed_as(full).map(Typed::PeerAuthentication),
-        Kind::DestinationRule => typed_as(full).map(Typed::DestinationRule),
-        Kind::AuthorizationPolicy => typed_as(full).map(Typed::AuthorizationPolicy),
-        Kind::Sidecar => typed_as(full).map(Typed::Sidecar),
-        Kind::NetworkPolicy => typed_as(full).map(Typed::NetworkPolicy),
+        Kind::PeerAuthentication => typed_as(full).map(|o| Typed::PeerAuthentication(Arc::new(o))),
+        Kind::DestinationRule => typed_as(full).map(|o| Typed::DestinationRule(Arc::new(o))),
+        Kind::AuthorizationPolicy => {
+            typed_as(full).map(|o| Typed::AuthorizationPolicy(Arc::new(o)))
+        }
+        Kind::Sidecar => typed_as(full).map(|o| Typed::Sidecar(Arc::new(o))),
+        Kind::NetworkPolicy => typed_as(full).map(|o| Typed::NetworkPolicy(Arc::new(o))),
         // Only the operator writes these: nothing for the audit to read.
         Kind::ValidatingAdmissionPolicy
         | Kind::ValidatingAdmissionPolicyBinding
@@ -258,7 +261,9 @@ mod tests {
         match entry.typed {
             Some(Typed::PeerAuthentication(pa)) => {
                 assert_eq!(
-                    pa.metadata.managed_fields.unwrap()[0].manager.as_deref(),
+                    pa.metadata.managed_fields.as_ref().unwrap()[0]
+                        .manager
+                        .as_deref(),
                     Some("kubectl")
                 )
             }

@@ -62,7 +62,10 @@ fn mb302_http_attributes_bound_to_ztunnel_fire() {
                 "when": [{"key": "request.headers[x-team]", "values": ["a"]}],
             }]}),
         ),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let f = run(&strict(), &i);
     assert_eq!(
         hits(&f, Rule::MB302),
@@ -97,7 +100,10 @@ fn mb302_l4_rules_waypoint_bound_and_sidecar_namespaces_are_silent() {
         mk_ap("shop", "on-waypoint", on_waypoint),
         mk_ap("payments", "sidecar-l7", l7.clone()),
         mk_ap("unknown", "no-namespace-object", l7),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     assert!(hits(&run(&strict(), &i), Rule::MB302).is_empty());
 }
 
@@ -119,7 +125,10 @@ fn mb303_waypoint_allow_without_an_l4_policy_fires() {
     i.authorization_policies = vec![
         waypoint_policy("shop", "by-gateway", "Gateway", "waypoint"),
         waypoint_policy("shop", "by-service", "Service", "api"),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let f = run(&strict(), &i);
     assert_eq!(
         hits(&f, Rule::MB303),
@@ -130,17 +139,20 @@ fn mb303_waypoint_allow_without_an_l4_policy_fires() {
 #[test]
 fn mb303_is_silent_with_an_l4_allow_the_generated_policy_or_an_ingress_gateway() {
     let mut i = ambient_inv(&[("istio.io/use-waypoint", "waypoint")]);
-    i.authorization_policies = vec![waypoint_policy("shop", "by-gateway", "Gateway", "waypoint")];
+    i.authorization_policies = vec![waypoint_policy("shop", "by-gateway", "Gateway", "waypoint")]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     // The operator generates the waypoint-only policy.
     let b = mk_baseline(json!({"authorization": {"waypointOnly": true}}));
     assert!(hits(&run(&b, &i), Rule::MB303).is_empty());
     // A tenant's own L4 ALLOW for the waypoint.
-    i.authorization_policies.push(mk_ap(
+    i.authorization_policies.push(Arc::new(mk_ap(
         "shop",
         "waypoint-only",
         json!({"rules": [{
         "from": [{"source": {"principals": ["cluster.local/ns/shop/sa/waypoint"]}}]}]}),
-    ));
+    )));
     assert!(hits(&run(&strict(), &i), Rule::MB303).is_empty());
     // A Gateway that is not the namespace's waypoint (an ingress gateway), and DENY.
     let mut j = ambient_inv(&[("istio.io/use-waypoint", "waypoint")]);
@@ -149,7 +161,10 @@ fn mb303_is_silent_with_an_l4_allow_the_generated_policy_or_an_ingress_gateway()
     j.authorization_policies = vec![
         waypoint_policy("shop", "ingress", "Gateway", "public-gw"),
         deny,
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     assert!(hits(&run(&strict(), &j), Rule::MB303).is_empty());
 }
 
@@ -294,7 +309,10 @@ fn ambient_rules_obey_exemptions() {
         json!({"rules": [{
         "from": [{"source": {"namespaces": ["shop"]}}],
         "to": [{"operation": {"methods": ["GET"]}}]}]}),
-    )];
+    )]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     assert!(hits(
         &run(&exempting("shop", "workloads", ACTIVE), &i),
         Rule::MB507
@@ -330,7 +348,10 @@ fn mb302_selector_policies_are_silent_where_sidecar_pods_share_the_namespace() {
     i.authorization_policies = vec![
         mk_ap("shop", "legacy-get", l7),
         mk_ap("shop", "all-get", namespace_wide),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     // The namespace-wide one still reaches the ambient pods.
     assert_eq!(hits(&run(&strict(), &i), Rule::MB302), vec!["shop/all-get"]);
     // A waypoint runs istio-proxy too, but does not make the namespace mixed.

@@ -1,10 +1,12 @@
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::*;
 
 fn ap_inv(aps: Vec<AuthorizationPolicy>) -> Inventory {
     let mut i = inv();
-    i.authorization_policies = aps;
+    i.authorization_policies = aps.into_iter().map(Arc::new).collect();
     i
 }
 

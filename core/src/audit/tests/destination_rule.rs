@@ -1,5 +1,7 @@
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::*;
 use crate::audit::context::Ctx;
 use crate::audit::destination_rule::{parse_host, servers, DrIndex, Host, Servers, Target};
@@ -8,7 +10,7 @@ const DOMAIN: &str = "cluster.local";
 
 fn dr_inv(drs: Vec<DestinationRule>) -> Inventory {
     let mut i = inv();
-    i.destination_rules = drs;
+    i.destination_rules = drs.into_iter().map(Arc::new).collect();
     i
 }
 
@@ -152,15 +154,21 @@ fn mb201_fires_for_a_server_namespace_rule_and_names_both_objects() {
     assert!(m.contains("none (mesh default PERMISSIVE)"), "{m}");
     assert!(m.contains("spec.trafficPolicy.tls.mode: DISABLE"), "{m}");
 
-    i.peer_authentications
-        .push(mk_pa(ROOT, "mesh", json!({"mtls": {"mode": "STRICT"}})));
+    i.peer_authentications.push(Arc::new(mk_pa(
+        ROOT,
+        "mesh",
+        json!({"mtls": {"mode": "STRICT"}}),
+    )));
     let m = run(&strict(), &i)[0].message.clone();
     assert!(
         m.contains("mesh-wide PeerAuthentication istio-system/mesh (STRICT)"),
         "{m}"
     );
-    i.peer_authentications
-        .push(mk_pa("payments", "ns", json!({"mtls": {"mode": "STRICT"}})));
+    i.peer_authentications.push(Arc::new(mk_pa(
+        "payments",
+        "ns",
+        json!({"mtls": {"mode": "STRICT"}}),
+    )));
     let m = run(&strict(), &i)[0].message.clone();
     assert!(
         m.contains("namespace-wide PeerAuthentication payments/ns (STRICT)"),
@@ -193,13 +201,13 @@ fn mb201_root_rule_fires_unless_every_client_is_shadowed() {
     );
     // The operator's per-namespace ISTIO_MUTUAL rule is exported to all: it wins for every
     // client of payments, so the root rule no longer applies to anyone.
-    i.destination_rules.push(
+    i.destination_rules.push(Arc::new(
         serde_json::from_value(managed(json!({
             "metadata": {"name": "meshbaseline-mtls", "namespace": "payments"},
             "spec": {"host": "*.payments.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
         })))
         .unwrap(),
-    );
+    ));
     assert!(run(&strict(), &i).is_empty());
 }
 

@@ -2,6 +2,7 @@
 //! Objects are built with small `mk_*` helpers from JSON, as a tenant would write them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{json, Value};
@@ -169,11 +170,11 @@ fn findings_are_sorted_most_severe_first() {
     bad.containers[0].run_as_user = Some(1337);
     i.pods.push(std::sync::Arc::new(bad));
     i.services.push(mk_svc("payments", "v6", &["IPv6"]));
-    i.peer_authentications.push(mk_pa(
+    i.peer_authentications.push(Arc::new(mk_pa(
         "payments",
         "perm",
         json!({"mtls": {"mode": "PERMISSIVE"}}),
-    ));
+    )));
     let f = run(&strict(), &i);
     let rules: Vec<Rule> = f.iter().map(|f| f.rule).collect();
     assert_eq!(rules, vec![Rule::MB501, Rule::MB101, Rule::MB602]);
@@ -194,7 +195,10 @@ fn overlap_scope_decides_what_is_audited() {
         mk_pa("payments", "loose", json!({"mtls": {"mode": "PERMISSIVE"}})),
         mk_pa(ROOT, "a", json!({"mtls": {"mode": "STRICT"}})),
         mk_pa(ROOT, "b", json!({"mtls": {"mode": "STRICT"}})),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     let b = strict();
     let rules = |scope: &Scope| -> Vec<String> {
         let desired = compile(&b, &i, scope, now());

@@ -1,10 +1,12 @@
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::*;
 
 fn np_inv(nps: Vec<NetworkPolicy>) -> Inventory {
     let mut i = inv();
-    i.network_policies = nps;
+    i.network_policies = nps.into_iter().map(Arc::new).collect();
     i
 }
 

@@ -1,10 +1,12 @@
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::*;
 
 fn pa_inv(pas: Vec<PeerAuthentication>) -> Inventory {
     let mut i = inv();
-    i.peer_authentications = pas;
+    i.peer_authentications = pas.into_iter().map(Arc::new).collect();
     i
 }
 

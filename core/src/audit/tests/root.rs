@@ -1,5 +1,7 @@
 use serde_json::json;
 
+use std::sync::Arc;
+
 use super::*;
 
 fn istiod() -> PodInfo {
@@ -18,7 +20,7 @@ fn istiod_np(ports: serde_json::Value) -> serde_json::Value {
 fn root_inv(nps: Vec<NetworkPolicy>) -> Inventory {
     let mut i = inv();
     i.pods.push(std::sync::Arc::new(istiod()));
-    i.network_policies = nps;
+    i.network_policies = nps.into_iter().map(Arc::new).collect();
     i
 }
 
@@ -107,7 +109,10 @@ fn mb702_two_selector_less_sidecars_fire_on_the_tenant_ones() {
             json!({"workloadSelector": {"labels": {"istio": "ingressgateway"}}}),
         ),
         mk_sidecar("payments", "default", json!({})),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     // The generated Sidecar is ours when the baseline generates it ...
     let registry_only = mk_baseline(json!({"network": {"egress": {"registryOnly": true}}}));
     let f = run(&registry_only, &i);
@@ -138,6 +143,9 @@ fn mb702_one_default_sidecar_is_silent() {
             "gateway",
             json!({"workloadSelector": {"labels": {"istio": "ingressgateway"}}}),
         ),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     assert!(run(&strict(), &i).is_empty());
 }
