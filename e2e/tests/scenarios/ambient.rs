@@ -9,14 +9,6 @@ fn key(kind: &str, ns: &str, name: &str) -> (String, String, String) {
     (kind.to_string(), ns.to_string(), name.to_string())
 }
 
-fn has_finding(mb: &meshbaseline::api::MeshBaseline, rule: &str, ns: &str, name: &str) -> bool {
-    mb.status.as_ref().is_some_and(|s| {
-        s.findings
-            .iter()
-            .any(|f| f.rule == rule && f.namespace.as_deref() == Some(ns) && f.name == name)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambient_namespace_objects_follow_its_labels() -> TestResult {
     let env = Env::start("ambient").await?;

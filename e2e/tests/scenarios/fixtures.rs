@@ -431,3 +431,12 @@ pub fn managers_of(obj: &Value, field: &str) -> Vec<String> {
         .filter_map(|e| e["manager"].as_str().map(String::from))
         .collect()
 }
+
+/// Whether the baseline's status lists a finding of `rule` on `ns/name`.
+pub fn has_finding(mb: &meshbaseline::api::MeshBaseline, rule: &str, ns: &str, name: &str) -> bool {
+    mb.status.as_ref().is_some_and(|s| {
+        s.findings
+            .iter()
+            .any(|f| f.rule == rule && f.namespace.as_deref() == Some(ns) && f.name == name)
+    })
+}

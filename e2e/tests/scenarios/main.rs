@@ -17,3 +17,4 @@ mod ownership;
 mod rbac;
 mod tamper;
 mod tenant;
+mod workloads;

@@ -10,14 +10,6 @@ use serde_json::{json, Value};
 
 use crate::fixtures::*;
 
-fn has_finding(mb: &meshbaseline::api::MeshBaseline, rule: &str, ns: &str, name: &str) -> bool {
-    mb.status.as_ref().is_some_and(|s| {
-        s.findings
-            .iter()
-            .any(|f| f.rule == rule && f.namespace.as_deref() == Some(ns) && f.name == name)
-    })
-}
-
 async fn wait_findings(env: &Env, baseline: &str, want: &[(&str, &str, &str)]) -> TestResult {
     env.cluster
         .wait_for(&format!("findings {want:?}"), WAIT, || async {

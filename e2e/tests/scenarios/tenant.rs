@@ -7,14 +7,6 @@ use crate::fixtures::*;
 const PA: (&str, &str) = ("security.istio.io/v1", "PeerAuthentication");
 const DR: (&str, &str) = ("networking.istio.io/v1", "DestinationRule");
 
-fn has_finding(mb: &meshbaseline::api::MeshBaseline, rule: &str, ns: &str, name: &str) -> bool {
-    mb.status.as_ref().is_some_and(|s| {
-        s.findings
-            .iter()
-            .any(|f| f.rule == rule && f.namespace.as_deref() == Some(ns) && f.name == name)
-    })
-}
-
 async fn wait_finding(env: &Env, baseline: &str, rule: &str, ns: &str, name: &str) -> TestResult {
     env.cluster
         .wait_for(&format!("finding {rule} on {ns}/{name}"), WAIT, || async {

@@ -98,6 +98,7 @@ impl Ctx {
                         &c.resolved.scope,
                         now,
                     ));
+                    self.metrics.audited("full", 1);
                     c.generated_version = generated;
                     c.inventory = inventory;
                 } else if !dirty_pods.is_empty() {
@@ -133,6 +134,7 @@ impl Ctx {
             &resolved.scope,
             now,
         ));
+        self.metrics.audited("full", 1);
         let computed = Computed {
             inventory_version: version,
             generated_version,
@@ -182,6 +184,7 @@ impl Ctx {
             ));
         }
         drop(cache);
+        self.metrics.audited("pod", pods.len() as u64);
         audit::sort(&mut findings);
         c.findings = Arc::new(findings);
     }
