@@ -216,66 +216,60 @@ pub(super) fn check_workloads(ctx: &Ctx, out: &mut Vec<Finding>) {
 
 /// MB507–MB509 of one pod or template on its own.
 pub(super) fn check_workload(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
-    {
-        let ns = pod.namespace.as_str();
-        // Waypoints and gateways opt themselves out of ztunnel by design.
-        if !ctx.known(ns)
-            || !ctx.applies(ns, Rule::MB507)
-            || pod.labels.contains_key(GATEWAY_MANAGED)
-        {
-            return;
-        }
-        let labels = ctx.labels(ns);
-        let who = format!("{} {ns}/{}", pod.kind, pod.name);
-        let plane = ctx.pod_dataplane(pod);
-        if dataplane::namespace_ambient(labels) && !dataplane::has_sidecar(pod) {
-            let mode = pod
-                .labels
-                .get(dataplane::DATAPLANE_MODE)
-                .map(String::as_str);
-            let legacy = pod
-                .annotations
-                .get(dataplane::REDIRECTION)
-                .is_some_and(|v| v == "disabled");
-            if mode == Some("none") || legacy {
-                let how = if mode == Some("none") {
-                    "label istio.io/dataplane-mode=none"
-                } else {
-                    "annotation ambient.istio.io/redirection=disabled"
-                };
-                out.push(ctx.finding(
-                    Rule::MB507,
-                    &pod.kind,
-                    Some(ns),
-                    &pod.name,
-                    format!("{who} opts out of ambient with the {how} although namespace {ns} is ambient: ztunnel does not capture it, so its traffic is plaintext and no AuthorizationPolicy applies to it."),
-                    "Remove the opt-out and restart the workload, or request an exemption for the namespace.".to_string(),
-                ));
-            }
-        }
-        if plane == Some(DataPlane::Ambient)
-            && bool_annotation(pod, dataplane::BYPASS_INBOUND_CAPTURE)
-        {
+    let ns = pod.namespace.as_str();
+    // Waypoints and gateways opt themselves out of ztunnel by design.
+    if !ctx.known(ns) || !ctx.applies(ns, Rule::MB507) || pod.labels.contains_key(GATEWAY_MANAGED) {
+        return;
+    }
+    let labels = ctx.labels(ns);
+    let who = format!("{} {ns}/{}", pod.kind, pod.name);
+    let plane = ctx.pod_dataplane(pod);
+    if dataplane::namespace_ambient(labels) && !dataplane::has_sidecar(pod) {
+        let mode = pod
+            .labels
+            .get(dataplane::DATAPLANE_MODE)
+            .map(String::as_str);
+        let legacy = pod
+            .annotations
+            .get(dataplane::REDIRECTION)
+            .is_some_and(|v| v == "disabled");
+        if mode == Some("none") || legacy {
+            let how = if mode == Some("none") {
+                "label istio.io/dataplane-mode=none"
+            } else {
+                "annotation ambient.istio.io/redirection=disabled"
+            };
             out.push(ctx.finding(
-                Rule::MB508,
+                Rule::MB507,
                 &pod.kind,
                 Some(ns),
                 &pod.name,
-                format!("{who} sets ambient.istio.io/bypass-inbound-capture: inbound connections reach it without ztunnel, in plaintext, and ztunnel enforces neither mTLS nor AuthorizationPolicy on them."),
-                "Remove the annotation (it is meant for workloads that only make outbound calls) and restart the workload.".to_string(),
+                format!("{who} opts out of ambient with the {how} although namespace {ns} is ambient: ztunnel does not capture it, so its traffic is plaintext and no AuthorizationPolicy applies to it."),
+                "Remove the opt-out and restart the workload, or request an exemption for the namespace.".to_string(),
             ));
         }
-        if plane == Some(DataPlane::Ambient)
-            && pod
-                .labels
-                .get(dataplane::USE_WAYPOINT)
-                .is_some_and(|v| v == "none")
-        {
-            if let Some((_, waypoint)) = dataplane::namespace_waypoint(ns, labels) {
-                out.push(use_waypoint_none(
-                    ctx, &pod.kind, ns, &pod.name, &who, waypoint,
-                ));
-            }
+    }
+    if plane == Some(DataPlane::Ambient) && bool_annotation(pod, dataplane::BYPASS_INBOUND_CAPTURE)
+    {
+        out.push(ctx.finding(
+            Rule::MB508,
+            &pod.kind,
+            Some(ns),
+            &pod.name,
+            format!("{who} sets ambient.istio.io/bypass-inbound-capture: inbound connections reach it without ztunnel, in plaintext, and ztunnel enforces neither mTLS nor AuthorizationPolicy on them."),
+            "Remove the annotation (it is meant for workloads that only make outbound calls) and restart the workload.".to_string(),
+        ));
+    }
+    if plane == Some(DataPlane::Ambient)
+        && pod
+            .labels
+            .get(dataplane::USE_WAYPOINT)
+            .is_some_and(|v| v == "none")
+    {
+        if let Some((_, waypoint)) = dataplane::namespace_waypoint(ns, labels) {
+            out.push(use_waypoint_none(
+                ctx, &pod.kind, ns, &pod.name, &who, waypoint,
+            ));
         }
     }
 }
