@@ -62,6 +62,8 @@ impl FaultProxy {
                     conn = listener.accept() => conn,
                 };
                 let Ok((stream, _)) = conn else { continue };
+                // As kube-apiserver does (Go's default): no Nagle delay on responses.
+                let _ = stream.set_nodelay(true);
                 let state = serving.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {

@@ -275,7 +275,10 @@ impl Triggers {
         names: impl Fn() -> Vec<String> + Send + Sync + 'static,
     ) -> impl Stream<Item = ObjectRef<MeshBaseline>> + Send + 'static {
         let names = Arc::new(names);
-        futures::stream::unfold(self, move |this| {
+        // The state carries when the pending "every baseline" request is due, so that specific
+        // requests arriving meanwhile are served at once: a drift repair must not wait out the
+        // debounce of an inventory change (it did, and that was the repair latency's tail).
+        futures::stream::unfold((self, None), move |(this, mut due)| {
             let names = names.clone();
             async move {
                 let t = &this;
@@ -285,12 +288,18 @@ impl Triggers {
                             .into_iter()
                             .collect();
                     if !specific.is_empty() {
-                        return Some((specific, this));
+                        return Some((specific, (this, due)));
                     }
                     if t.all.load(Ordering::Acquire) {
-                        tokio::time::sleep(debounce).await;
-                        t.all.store(false, Ordering::Release);
-                        return Some((names(), this));
+                        let at = *due.get_or_insert_with(|| tokio::time::Instant::now() + debounce);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at) => {
+                                t.all.store(false, Ordering::Release);
+                                return Some((names(), (this, None)));
+                            }
+                            // A specific request (or another "all") came: look again.
+                            _ = t.notify.notified() => continue,
+                        }
                     }
                     t.notify.notified().await;
                 }
@@ -338,6 +347,30 @@ mod tests {
         assert_eq!(c.apply_unless(k(), 3, newer), None, "older value ignored");
         assert_eq!(c.read().get(&k()), Some(&5));
         assert_eq!(c.apply_unless(k(), 7, newer), Some(Some(5)));
+    }
+
+    #[tokio::test]
+    async fn specific_requests_do_not_wait_for_the_debounce() {
+        let t = Arc::new(Triggers::default());
+        t.inventory_changed();
+        let mut s = Box::pin(
+            t.clone()
+                .stream(Duration::from_millis(800), || vec!["a".into(), "b".into()]),
+        );
+        let t2 = t.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            t2.baseline("b");
+        });
+        let started = tokio::time::Instant::now();
+        assert_eq!(s.next().await.map(|r| r.name), Some("b".into()));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "served during the debounce"
+        );
+        // The debounced request still comes, when it is due.
+        assert_eq!(s.next().await.map(|r| r.name), Some("a".into()));
+        assert!(started.elapsed() >= Duration::from_millis(800));
     }
 
     #[tokio::test]
