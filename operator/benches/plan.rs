@@ -1,14 +1,18 @@
-//! The planner on 10,000 namespaces (30,000 generated objects): the steady state (everything
-//! matches: no writes) and a drift repair (one object deleted). This is the whole cost of the
-//! drift-repair path in the controller, which reuses compile and audit results.
+//! The planner on 10,000 namespaces (30,000 generated objects), with the findings of 2,000 pods
+//! running as UID 1337, the previous status and the findings already announced, as the
+//! controller calls it: the steady state (everything matches: no writes) and a drift repair
+//! (one object deleted). This is the whole cost of the drift-repair path in the controller,
+//! which reuses compile and audit results.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jiff::Timestamp;
 use meshbaseline::api::{Baseline, MeshBaseline, MeshBaselineSpec};
+use meshbaseline::audit::audit_in_scope;
 use meshbaseline::compile::{compile, Compiled, Scope};
-use meshbaseline::inventory::{Inventory, NamespaceInfo};
+use meshbaseline::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo};
 use meshbaseline::object::ObjectKey;
 use meshbaseline::plan::{plan, Observed, PlanInput, Resolved, Spec};
 use serde_json::json;
@@ -67,9 +71,60 @@ fn bench(c: &mut Criterion) {
     let inventory = Inventory::default();
     let resolved = Resolved::default();
     let missing = BTreeSet::new();
-    let seen = BTreeSet::new();
-    let changed = BTreeSet::from([gone.clone()]);
+    // Findings as a cluster has them: 2,000 pods running as the proxy's UID.
+    let mut audited = namespaces.clone();
+    for i in 0..2_000 {
+        audited.pods.push(Arc::new(PodInfo {
+            namespace: format!("tenant-{:05}", i * 5),
+            name: format!("batch-{i}"),
+            kind: "Pod".into(),
+            phase: Some("Running".into()),
+            containers: vec![
+                ContainerInfo {
+                    name: "app".into(),
+                    run_as_user: Some(1337),
+                    ..ContainerInfo::default()
+                },
+                ContainerInfo {
+                    name: "istio-proxy".into(),
+                    ..ContainerInfo::default()
+                },
+            ],
+            ..PodInfo::default()
+        }));
+    }
+    let findings = audit_in_scope(
+        &baseline,
+        &audited,
+        &compiled,
+        &Scope::default(),
+        Timestamp::UNIX_EPOCH,
+    );
+    assert!(findings.len() >= 2_000);
     let records: BTreeSet<_> = compiled.objects.iter().map(|o| o.key.clone()).collect();
+    // The previous reconcile: its status and the findings it announced.
+    let none = BTreeSet::new();
+    let first = plan(&PlanInput {
+        name: "default",
+        uid: Some("u1"),
+        generation: Some(1),
+        spec: Spec::Valid(&baseline),
+        compiled: &compiled,
+        observed: &observed,
+        findings: &findings,
+        inventory: &inventory,
+        overlap: &resolved,
+        missing_kinds: &missing,
+        previous: None,
+        previous_compiled: Some(&compiled),
+        records: &records,
+        previous_findings: &none,
+        only: None,
+        now: Timestamp::UNIX_EPOCH,
+    });
+    let previous = first.status.clone();
+    let seen = first.findings_seen.clone();
+    let changed = BTreeSet::from([gone.clone()]);
     let input = |observed, only| PlanInput {
         name: "default",
         uid: Some("u1"),
@@ -77,11 +132,11 @@ fn bench(c: &mut Criterion) {
         spec: Spec::Valid(&baseline),
         compiled: &compiled,
         observed,
-        findings: &[],
+        findings: &findings,
         inventory: &inventory,
         overlap: &resolved,
         missing_kinds: &missing,
-        previous: None,
+        previous: previous.as_ref(),
         previous_compiled: Some(&compiled),
         records: &records,
         previous_findings: &seen,
@@ -104,7 +159,7 @@ fn bench(c: &mut Criterion) {
                 compiled: &compiled,
                 ..input(&observed, None)
             });
-            assert!(p.applies.is_empty());
+            assert!(p.applies.is_empty() && p.status.is_none() && p.events.is_empty());
             p
         })
     });
