@@ -209,21 +209,24 @@ fn decide_one(
 /// longer desired. A merge of the two sorted sequences, or only `input.only` when given.
 pub(super) fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>, Vec<ObjectKey>) {
     let mut out = DiffOut::default();
-    let mut sorted: Vec<&DesiredObject> = desired.iter().collect();
-    // The compiler sorts by key; stay correct if some input does not.
-    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
-        sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    }
     if let Some(only) = input.only {
+        // The drift-repair path: a few keys among 30,000, looked up without touching the rest.
+        // The compiler sorts by key; a binary search that finds the key is right whatever the
+        // order, and a miss is confirmed by a scan, so unsorted input stays correct too.
         for key in only {
-            let d = sorted
-                .binary_search_by(|d| d.key.cmp(key))
-                .ok()
-                .map(|i| sorted[i]);
+            let d = match desired.binary_search_by(|d| d.key.cmp(key)) {
+                Ok(i) => Some(&desired[i]),
+                Err(_) => desired.iter().find(|d| d.key == *key),
+            };
             let o = input.observed.get(key);
             decide_one(input, key, d, o, &mut out);
         }
         return (out.applies, out.deletes);
+    }
+    let mut sorted: Vec<&DesiredObject> = desired.iter().collect();
+    // The compiler sorts by key; stay correct if some input does not.
+    if !sorted.is_sorted_by(|a, b| a.key <= b.key) {
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
     }
     let mut ds = sorted.into_iter().peekable();
     let mut os = input.observed.iter().peekable();

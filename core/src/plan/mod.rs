@@ -41,22 +41,27 @@ pub enum Spec<'a> {
 }
 
 /// Identity of a finding (or a fight) for event deduplication; the message is not part of it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FindingId {
-    pub rule: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
+/// A hash of (rule, kind, namespace, name), not the strings: the drift-repair path compares
+/// thousands of them on every plan, and building and comparing strings was most of its time.
+/// The hasher is keyed per process, so names cannot be chosen to collide; a collision would
+/// only leave one event unsent (the status and metrics still list the finding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FindingId(u64);
+
+impl FindingId {
+    fn of(rule: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        let keys = KEYS.get_or_init(std::hash::RandomState::new);
+        FindingId(std::hash::BuildHasher::hash_one(
+            keys,
+            (rule, kind, namespace, name),
+        ))
+    }
 }
 
 impl From<&Finding> for FindingId {
     fn from(f: &Finding) -> Self {
-        FindingId {
-            rule: f.rule.id().to_string(),
-            kind: f.kind.clone(),
-            namespace: f.namespace.clone(),
-            name: f.name.clone(),
-        }
+        FindingId::of(f.rule.id(), &f.kind, f.namespace.as_deref(), &f.name)
     }
 }
 
@@ -345,7 +350,9 @@ pub fn plan(input: &PlanInput) -> Plan {
     );
 
     let mut events = Vec::new();
-    let mut seen: BTreeSet<FindingId> = findings().map(FindingId::from).collect();
+    // Hashed once: the drift-repair path plans with every finding, thousands of them.
+    let ids: Vec<FindingId> = findings().map(FindingId::from).collect();
+    let mut seen: BTreeSet<FindingId> = ids.iter().copied().collect();
     seen.extend(fights.iter().map(fight_id));
     if enforce {
         for a in applies.iter().filter(|a| a.repair) {
@@ -377,8 +384,10 @@ pub fn plan(input: &PlanInput) -> Plan {
                 ),
             ));
         }
-        let new_findings =
-            findings().filter(|f| !input.previous_findings.contains(&FindingId::from(*f)));
+        let new_findings = findings()
+            .zip(&ids)
+            .filter(|(_, id)| !input.previous_findings.contains(id))
+            .map(|(f, _)| f);
         for f in new_findings.take(MAX_FINDING_EVENTS) {
             let at = match &f.namespace {
                 Some(ns) => format!("{} {ns}/{}", f.kind, f.name),
@@ -407,12 +416,12 @@ pub fn plan(input: &PlanInput) -> Plan {
 }
 
 fn fight_id(f: &Fight) -> FindingId {
-    FindingId {
-        rule: "TenantOverrideFight".into(),
-        kind: f.key.kind.name().into(),
-        namespace: Some(f.key.namespace.clone()),
-        name: f.key.name.clone(),
-    }
+    FindingId::of(
+        "TenantOverrideFight",
+        f.key.kind.name(),
+        Some(&f.key.namespace),
+        &f.key.name,
+    )
 }
 
 fn changed(
