@@ -30,8 +30,11 @@ use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING
 /// How long `DriftDetected` stays True after a repair.
 pub const DRIFT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
 
-/// At most this many "new finding" events per reconcile; the rest are only in the status.
+/// At most this many "new finding" events per namespace per reconcile, so one tenant's flood
+/// of findings cannot crowd out another's; the rest are only in the status.
 pub const MAX_FINDING_EVENTS: usize = 20;
+/// And at most this many in all per reconcile (a first reconcile over a whole cluster).
+pub const MAX_FINDING_EVENTS_TOTAL: usize = 100;
 
 /// The baseline's spec: valid, or rejected (the last good objects then stay as they are).
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +112,9 @@ pub struct PlannedEvent {
     pub reason: String,
     pub action: String,
     pub note: String,
+    /// The namespace of the tenant object a `Finding` event is about: event budgets are kept
+    /// per namespace.
+    pub namespace: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -132,6 +138,7 @@ fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
         reason: reason.into(),
         action: action.into(),
         note: status::truncate(&note, status::MAX_NOTE),
+        namespace: None,
     }
 }
 
@@ -388,16 +395,26 @@ pub fn plan(input: &PlanInput) -> Plan {
             .zip(&ids)
             .filter(|(_, id)| !input.previous_findings.contains(id))
             .map(|(f, _)| f);
-        for f in new_findings.take(MAX_FINDING_EVENTS) {
+        let mut per_namespace: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+        let announced = new_findings
+            .filter(|f| {
+                let n = per_namespace.entry(f.namespace.as_deref()).or_default();
+                *n += 1;
+                *n <= MAX_FINDING_EVENTS
+            })
+            .take(MAX_FINDING_EVENTS_TOTAL);
+        for f in announced {
             let at = match &f.namespace {
                 Some(ns) => format!("{} {ns}/{}", f.kind, f.name),
                 None => format!("{} {}", f.kind, f.name),
             };
-            events.push(warning(
+            let mut event = warning(
                 "Finding",
                 "Audit",
                 format!("{} ({}) {at}: {}", f.rule, f.severity, f.message),
-            ));
+            );
+            event.namespace.clone_from(&f.namespace);
+            events.push(event);
         }
     } else {
         // Audit mode writes nothing but status: nothing is announced, so nothing is "seen".

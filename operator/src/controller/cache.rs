@@ -201,7 +201,7 @@ pub struct Triggers {
     /// them (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the
     /// compiler does not, so a change redoes only the audit. A deletion that is repaired
     /// brings the value back, and nothing is redone.
-    generated_version: AtomicU64,
+    generated_presence: AtomicU64,
     /// Keyed per process, so tenants cannot choose names whose hashes cancel out.
     generated_hasher: RandomState,
     /// Bumped on every pod change: inventory snapshots go stale, cached findings do not (the
@@ -216,7 +216,7 @@ impl Default for Triggers {
             all: AtomicBool::new(false),
             notify: Notify::new(),
             inventory_version: AtomicU64::new(1),
-            generated_version: AtomicU64::new(0),
+            generated_presence: AtomicU64::new(0),
             generated_hasher: RandomState::new(),
             pods_version: AtomicU64::new(1),
         }
@@ -251,11 +251,11 @@ impl Triggers {
     /// triggered by their own keys).
     pub fn generated_changed(&self, key: &impl Hash) {
         let h = self.generated_hasher.hash_one(key);
-        self.generated_version.fetch_xor(h, Ordering::AcqRel);
+        self.generated_presence.fetch_xor(h, Ordering::AcqRel);
     }
 
-    pub fn generated_version(&self) -> u64 {
-        self.generated_version.load(Ordering::Acquire)
+    pub fn generated_presence(&self) -> u64 {
+        self.generated_presence.load(Ordering::Acquire)
     }
 
     /// A pod changed on its own: every baseline re-audits it (debounced like the inventory).

@@ -65,8 +65,8 @@ type InventoryVersion = (u64, u64, u64);
 #[derive(Clone)]
 struct Computed {
     inventory_version: u64,
-    /// The audit's input also counts generated objects (`Triggers::generated_version`).
-    generated_version: u64,
+    /// The audit's input also counts generated objects (`Triggers::generated_presence`).
+    generated_presence: u64,
     fingerprint: String,
     valid_until: Option<Timestamp>,
     compiled: Arc<Compiled>,
@@ -419,8 +419,10 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
             // delivered it yet), also after a failure: a status naming failed writes must be
             // replaced once they succeed.
             if let Some(s) = outcome.status.take() {
+                state
+                    .pacing
+                    .status_written(Instant::now(), &s, state.last_status.as_ref());
                 state.last_status = Some(s);
-                state.pacing.status_written(Instant::now());
             }
         }
     }

@@ -217,6 +217,7 @@ async fn events_are_created_in_the_events_api() {
         reason: "DriftRepaired".into(),
         action: "Apply".into(),
         note: "restored NetworkPolicy a/meshbaseline-baseline".into(),
+        namespace: None,
     };
     executor(client).event(&regarding, &ev).await.unwrap();
     let log = log.lock().unwrap();

@@ -22,7 +22,7 @@ impl Ctx {
     pub(super) fn inventory(&self) -> (InventoryVersion, Arc<Inventory>) {
         let version = (
             self.triggers.inventory_version(),
-            self.triggers.generated_version(),
+            self.triggers.generated_presence(),
             self.triggers.pods_version(),
         );
         let mut slot = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
@@ -82,7 +82,7 @@ impl Ctx {
                 && c.fingerprint == fingerprint
                 && c.valid_until.is_none_or(|t| now < t)
             {
-                let generated_changed = c.generated_version != self.triggers.generated_version();
+                let generated_changed = c.generated_presence != self.triggers.generated_presence();
                 if generated_changed && repairing {
                     // A repair is not held up by an audit of the whole inventory: that comes
                     // in the next pass, which sees the repaired object.
@@ -99,7 +99,7 @@ impl Ctx {
                         now,
                     ));
                     self.metrics.audited("full", 1);
-                    c.generated_version = generated;
+                    c.generated_presence = generated;
                     c.inventory = inventory;
                 } else if !dirty_pods.is_empty() {
                     self.reaudit_pods(baseline, c, &dirty_pods, now);
@@ -107,7 +107,7 @@ impl Ctx {
                 return c.clone();
             }
         }
-        let ((version, generated_version, _), inventory) = self.inventory();
+        let ((version, generated_presence, _), inventory) = self.inventory();
         // Every baseline takes part in overlap resolution, invalid ones with their last good spec.
         let valid: Vec<Baseline> = {
             let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,7 +137,7 @@ impl Ctx {
         self.metrics.audited("full", 1);
         let computed = Computed {
             inventory_version: version,
-            generated_version,
+            generated_presence,
             fingerprint,
             valid_until: baseline.next_expiry(now),
             compiled,
@@ -160,11 +160,9 @@ impl Ctx {
     ) {
         let is_changed = |f: &Finding| {
             f.kind == "Pod"
-                && f.namespace.as_deref().is_some_and(|ns| {
-                    pods.range((ns.to_string(), f.name.clone())..)
-                        .next()
-                        .is_some_and(|(n, p)| n == ns && *p == f.name)
-                })
+                && f.namespace
+                    .as_ref()
+                    .is_some_and(|ns| pods.contains(&(ns.clone(), f.name.clone())))
         };
         let mut findings: Vec<Finding> = c
             .findings

@@ -3,6 +3,7 @@
 //! UID 1337) change the findings on every debounce; without pacing that is ten status writes
 //! and up to two hundred events a second per baseline.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::api::baseline::MeshBaselineStatus;
@@ -10,64 +11,68 @@ use crate::plan::{Plan, MAX_FINDING_EVENTS};
 
 /// At most one status write per baseline this often, unless a condition changes.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
-/// "Finding" events per baseline per window; the rest are only in the status.
+/// "Finding" events per namespace per window; the rest are only in the status. Per namespace,
+/// so a tenant who floods findings in theirs uses up only their own budget.
 const EVENT_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct Pacing {
     /// When the last status was written, and whether it changed only findings or counts.
     last_status_write: Option<(Instant, bool)>,
-    /// Whether the status the plan carries (if any) changes only findings or counts.
-    planned_findings_only: bool,
-    /// Start of the current event window and the "Finding" events sent in it.
-    window: Option<(Instant, usize)>,
+    /// Per namespace of the objects concerned: start of its window and the events sent in it.
+    windows: HashMap<Option<String>, (Instant, usize)>,
+}
+
+/// Whether `new` differs from `old` only in findings or counts (no condition changed).
+fn findings_only(new: &MeshBaselineStatus, old: Option<&MeshBaselineStatus>) -> bool {
+    old.is_some_and(|o| o.conditions == new.conditions)
 }
 
 impl Pacing {
     /// Holds back a status write that changes no condition within `STATUS_INTERVAL` of the
     /// last such write; returns how long until it may be written (the reconcile is requeued
     /// then). The first one after any other write goes at once, so a status settles as soon
-    /// as before when nothing churns. Also drops "Finding" events over the window's budget.
+    /// as before when nothing churns. Also drops "Finding" events over their namespace's
+    /// budget.
     pub fn pace(
         &mut self,
         plan: &mut Plan,
         written: Option<&MeshBaselineStatus>,
         now: Instant,
     ) -> Option<Duration> {
-        let (start, sent) = match self.window {
-            Some((start, sent)) if now.duration_since(start) < EVENT_WINDOW => (start, sent),
-            _ => (now, 0),
-        };
-        let mut budget = MAX_FINDING_EVENTS.saturating_sub(sent);
+        self.windows
+            .retain(|_, (start, _)| now.duration_since(*start) < EVENT_WINDOW);
+        let windows = &mut self.windows;
         plan.events.retain(|e| {
             if e.reason != "Finding" {
                 return true;
             }
-            let keep = budget > 0;
-            budget = budget.saturating_sub(1);
-            keep
+            let (_, sent) = windows.entry(e.namespace.clone()).or_insert((now, 0));
+            *sent += 1;
+            *sent <= MAX_FINDING_EVENTS
         });
-        self.window = Some((start, MAX_FINDING_EVENTS - budget));
 
-        self.planned_findings_only = false;
         let new = plan.status.as_ref()?;
-        let prev = written?;
-        if new.conditions != prev.conditions {
+        if !findings_only(new, written) {
             return None;
         }
-        self.planned_findings_only = true;
-        let (at, findings_only) = self.last_status_write?;
+        let (at, last_findings_only) = self.last_status_write?;
         let elapsed = now.duration_since(at);
-        if !findings_only || elapsed >= STATUS_INTERVAL {
+        if !last_findings_only || elapsed >= STATUS_INTERVAL {
             return None;
         }
         plan.status = None;
         Some(STATUS_INTERVAL - elapsed)
     }
 
-    /// The planned status was written at `now`.
-    pub fn status_written(&mut self, now: Instant) {
-        self.last_status_write = Some((now, self.planned_findings_only));
+    /// `status` was written at `now`, replacing `previous`.
+    pub fn status_written(
+        &mut self,
+        now: Instant,
+        status: &MeshBaselineStatus,
+        previous: Option<&MeshBaselineStatus>,
+    ) {
+        self.last_status_write = Some((now, findings_only(status, previous)));
     }
 }
 
@@ -76,12 +81,13 @@ mod tests {
     use super::*;
     use crate::plan::{status, EventType, PlannedEvent};
 
-    fn finding_event(n: usize) -> PlannedEvent {
+    fn finding_event(ns: &str, n: usize) -> PlannedEvent {
         PlannedEvent {
             type_: EventType::Warning,
             reason: "Finding".into(),
             action: "Audit".into(),
             note: format!("MB501 pod-{n}"),
+            namespace: Some(ns.into()),
         }
     }
 
@@ -115,8 +121,9 @@ mod tests {
             ..Plan::default()
         };
         assert_eq!(pacing.pace(&mut p, Some(&written), t0), None);
-        pacing.status_written(t0);
+        let previous = written;
         let written = status(2, "3 objects");
+        pacing.status_written(t0, &written, Some(&previous));
         let mut p = Plan {
             status: Some(status(3, "3 objects")),
             ..Plan::default()
@@ -147,21 +154,30 @@ mod tests {
     }
 
     #[test]
-    fn finding_events_have_a_budget_per_window() {
+    fn finding_events_have_a_budget_per_namespace_and_window() {
         let t0 = Instant::now();
         let mut pacing = Pacing::default();
         let mut sent = 0;
         for round in 0..5 {
             let mut p = Plan {
-                events: (0..15).map(|i| finding_event(round * 15 + i)).collect(),
+                events: (0..15)
+                    .map(|i| finding_event("flood", round * 15 + i))
+                    .collect(),
                 ..Plan::default()
             };
             pacing.pace(&mut p, None, t0 + Duration::from_secs(round as u64));
             sent += p.events.len();
         }
         assert_eq!(sent, MAX_FINDING_EVENTS);
+        // Another tenant's namespace is not starved by the flood.
         let mut p = Plan {
-            events: vec![finding_event(99)],
+            events: vec![finding_event("payments", 1)],
+            ..Plan::default()
+        };
+        pacing.pace(&mut p, None, t0 + Duration::from_secs(6));
+        assert_eq!(p.events.len(), 1, "own budget");
+        let mut p = Plan {
+            events: vec![finding_event("flood", 99)],
             ..Plan::default()
         };
         pacing.pace(&mut p, None, t0 + EVENT_WINDOW);
