@@ -19,7 +19,12 @@ use serde_json::json;
 
 const NAMESPACES: usize = 10_000;
 
-fn world() -> (Baseline, Inventory, Compiled, BTreeMap<ObjectKey, Observed>) {
+fn world() -> (
+    Baseline,
+    Inventory,
+    Compiled,
+    BTreeMap<ObjectKey, Arc<Observed>>,
+) {
     let spec: MeshBaselineSpec = serde_json::from_value(json!({
         "network": {"egress": {"mode": "AllowList", "allowCidrs": ["10.20.0.0/16", "2001:db8::/32"],
             "egressGateway": {"namespace": "istio-system", "podSelector": {"istio": "egressgateway"}}},
@@ -56,8 +61,8 @@ fn world() -> (Baseline, Inventory, Compiled, BTreeMap<ObjectKey, Observed>) {
             m["metadata"]["uid"] = json!("x");
             m["metadata"]["resourceVersion"] = json!("1");
             m["metadata"]["generation"] = json!(1);
-            let o = Observed::new(m, Some("u1".into()), d.labels().clone());
-            (d.key.clone(), o)
+            let o = Observed::new(m, Some("u1".into()), Arc::new(d.labels().clone()));
+            (d.key.clone(), Arc::new(o))
         })
         .collect();
     (baseline, inventory, compiled, observed)

@@ -15,8 +15,10 @@ use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     /// The uid of the MeshBaseline named by the controller ownerReference, if any.
-    pub owner_uid: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub owner_uid: Option<Arc<str>>,
+    /// Shared: the 30,000 objects of a baseline nearly all carry the same labels, and the
+    /// controller passes one copy of them (a B-tree node of half a KiB each otherwise).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// `exact::owned_fingerprint` of the spec and ownerReferences, computed once when the
     /// object is cached.
     pub fingerprint: u64,
@@ -31,8 +33,8 @@ impl Observed {
     /// `manifest["kind"]` names the kind (its spec is normalised by kind).
     pub fn new(
         manifest: Value,
-        owner_uid: Option<String>,
-        labels: BTreeMap<String, String>,
+        owner_uid: Option<Arc<str>>,
+        labels: Arc<BTreeMap<String, String>>,
     ) -> Self {
         let kind = manifest
             .get("kind")
@@ -67,7 +69,7 @@ impl Observed {
         Some(Live {
             resource_version: self.resource_version.clone()?,
             uid: self.uid.clone(),
-            labels: self.labels.clone(),
+            labels: (*self.labels).clone(),
             annotations: self.annotations.clone(),
             finalizers: self.finalizers.clone(),
         })
@@ -218,7 +220,7 @@ pub(super) fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>,
                 Ok(i) => Some(&desired[i]),
                 Err(_) => desired.iter().find(|d| d.key == *key),
             };
-            let o = input.observed.get(key);
+            let o = input.observed.get(key).map(|o| &**o);
             decide_one(input, key, d, o, &mut out);
         }
         return (out.applies, out.deletes);
@@ -234,13 +236,13 @@ pub(super) fn diff(input: &PlanInput, desired: &[DesiredObject]) -> (Vec<Apply>,
         let (key, d, o) = match (ds.peek(), os.peek()) {
             (None, None) => break,
             (Some(d), None) => (&d.key, ds.next(), None),
-            (None, Some((k, _))) => (*k, None, os.next().map(|(_, o)| o)),
+            (None, Some((k, _))) => (*k, None, os.next().map(|(_, o)| &**o)),
             (Some(d), Some((k, _))) => match d.key.cmp(k) {
                 std::cmp::Ordering::Less => (&d.key, ds.next(), None),
-                std::cmp::Ordering::Greater => (*k, None, os.next().map(|(_, o)| o)),
+                std::cmp::Ordering::Greater => (*k, None, os.next().map(|(_, o)| &**o)),
                 std::cmp::Ordering::Equal => {
                     let key = &d.key;
-                    (key, ds.next(), os.next().map(|(_, o)| o))
+                    (key, ds.next(), os.next().map(|(_, o)| &**o))
                 }
             },
         };

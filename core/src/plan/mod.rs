@@ -77,7 +77,8 @@ pub struct PlanInput<'a> {
     pub compiled: &'a Compiled,
     /// Objects at the names the operator generates, whatever their labels or owner (the
     /// controller indexes every object whose name has the generated prefix).
-    pub observed: &'a BTreeMap<ObjectKey, Observed>,
+    /// Shared with the controller's caches (`Arc`): the index is not copied per plan.
+    pub observed: &'a BTreeMap<ObjectKey, std::sync::Arc<Observed>>,
     pub findings: &'a [Finding],
     /// Tenant PeerAuthentications and DestinationRules (with managedFields) for Revert mode.
     pub inventory: &'a Inventory,

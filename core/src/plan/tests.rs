@@ -101,7 +101,7 @@ fn mk_manifest(d: &DesiredObject) -> Value {
 
 fn mk_observed_raw(manifest: Value, owner: Option<&str>) -> Observed {
     let labels = serde_json::from_value(manifest["metadata"]["labels"].clone()).unwrap_or_default();
-    Observed::new(manifest, owner.map(String::from), labels)
+    Observed::new(manifest, owner.map(Arc::from), Arc::new(labels))
 }
 
 fn observed_of(objs: &[&DesiredObject]) -> BTreeMap<ObjectKey, Observed> {
@@ -246,13 +246,19 @@ impl Case {
     }
 
     fn run_spec(&self, spec: Spec) -> Plan {
+        // The controller shares observed objects with its caches; tests own them.
+        let observed: BTreeMap<ObjectKey, Arc<Observed>> = self
+            .observed
+            .iter()
+            .map(|(k, o)| (k.clone(), Arc::new(o.clone())))
+            .collect();
         plan(&PlanInput {
             name: "default",
             uid: Some(UID),
             generation: Some(1),
             spec,
             compiled: &self.compiled,
-            observed: &self.observed,
+            observed: &observed,
             findings: &self.findings,
             inventory: &self.inventory,
             overlap: &self.overlap,
@@ -356,9 +362,7 @@ fn deletes_only_what_our_records_and_the_owner_say() {
     // Labels prove nothing either way: the baseline label of another baseline on an object
     // we wanted, owned by us, is still ours.
     let mut other_label = mk_observed(&deny_ap("d"));
-    other_label
-        .labels
-        .insert(BASELINE_LABEL.into(), "other".into());
+    Arc::make_mut(&mut other_label.labels).insert(BASELINE_LABEL.into(), "other".into());
     // Names our uid but was never in our desired set: a tenant's forgery, left alone.
     let forged = mk_observed(&netpol("e"));
     let mut case = Case::new(vec![ap.clone(), np.clone()]);

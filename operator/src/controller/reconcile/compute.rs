@@ -10,12 +10,13 @@ use kube::ResourceExt;
 
 use crate::api::Baseline;
 use crate::audit::{self, audit_in_scope, audit_pod, Finding};
-use crate::compile::compile;
+use crate::compile::{compile, Compiled};
 use crate::inventory::Inventory;
+use crate::object::ObjectKey;
 use crate::plan;
 
 use super::super::cache::Key;
-use super::super::objects::Typed;
+use super::super::objects::{KindEntry, Typed};
 use super::{identity, BaselineState, Computed, Ctx, InventoryVersion};
 
 impl Ctx {
@@ -31,6 +32,14 @@ impl Ctx {
                 return (version, inv.clone());
             }
         }
+        // Claimed objects of a baseline that exists are left to `audit_inventory`, which knows
+        // what that baseline compiled; other claims (a uid of no baseline) are audited here.
+        let live: BTreeSet<String> = self
+            .baselines
+            .state()
+            .iter()
+            .filter_map(|b| b.metadata.uid.clone())
+            .collect();
         let mut inv = Inventory {
             namespaces: self
                 .namespaces
@@ -42,15 +51,15 @@ impl Ctx {
             services: self.services.values(),
             ..Inventory::default()
         };
-        for cache in self.kinds.values() {
+        for (kind, cache) in &self.kinds {
             for entry in cache.read().values() {
-                match entry.typed.clone() {
-                    Some(Typed::PeerAuthentication(o)) => inv.peer_authentications.push(o),
-                    Some(Typed::DestinationRule(o)) => inv.destination_rules.push(o),
-                    Some(Typed::AuthorizationPolicy(o)) => inv.authorization_policies.push(o),
-                    Some(Typed::Sidecar(o)) => inv.sidecars.push(o),
-                    Some(Typed::NetworkPolicy(o)) => inv.network_policies.push(o),
-                    None => {}
+                let typed = match &entry.claimed {
+                    None => entry.typed.clone(),
+                    Some(_) if claimed_by(entry).is_some_and(|u| live.contains(u)) => None,
+                    Some(_) => entry.audited(*kind),
+                };
+                if let Some(t) = typed {
+                    push(&mut inv, t);
                 }
             }
         }
@@ -91,6 +100,7 @@ impl Ctx {
                 if generated_changed && !repairing {
                     // Same compile output (the drift fast path keeps it), a fresh audit.
                     let ((_, generated, _), inventory) = self.inventory();
+                    let inventory = self.audit_inventory(inventory, baseline, &c.compiled);
                     c.findings = Arc::new(audit_in_scope(
                         baseline,
                         &inventory,
@@ -127,6 +137,7 @@ impl Ctx {
             .unwrap_or_default();
         resolved.scope.operator_user.clone_from(&self.operator_user);
         let compiled = Arc::new(compile(baseline, &inventory, &resolved.scope, now));
+        let inventory = self.audit_inventory(inventory, baseline, &compiled);
         let findings = Arc::new(audit_in_scope(
             baseline,
             &inventory,
@@ -147,6 +158,72 @@ impl Ctx {
         };
         state.computed = Some(computed.clone());
         computed
+    }
+
+    /// The inventory the audit of `baseline` reads: `base` plus the claimed objects that are
+    /// not really ours. A claim (our name and a MeshBaseline ownerReference) is ours when the
+    /// key is in what the named baseline compiled: for `baseline`, `compiled`; for another
+    /// baseline, its records. Anything else, such as a tenant's object naming our uid at a
+    /// key we never wanted, is audited like any tenant object. Usually there is none, and
+    /// `base` is shared as it is.
+    fn audit_inventory(
+        &self,
+        base: Arc<Inventory>,
+        baseline: &Baseline,
+        compiled: &Compiled,
+    ) -> Arc<Inventory> {
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let live: BTreeSet<String> = self
+            .baselines
+            .state()
+            .iter()
+            .filter_map(|b| b.metadata.uid.clone())
+            .collect();
+        let mut extra = Vec::new();
+        for (kind, cache) in &self.kinds {
+            for ((namespace, name), entry) in cache.read().iter() {
+                let Some(uid) = entry.claimed.as_ref().and(claimed_by(entry)) else {
+                    continue;
+                };
+                if !live.contains(uid) {
+                    continue; // in `base` already
+                }
+                let ours = if baseline.uid.as_deref() == Some(uid) {
+                    compiled
+                        .objects
+                        .binary_search_by(|d| {
+                            (d.key.kind, d.key.namespace.as_str(), d.key.name.as_str()).cmp(&(
+                                *kind,
+                                namespace.as_str(),
+                                name.as_str(),
+                            ))
+                        })
+                        .is_ok()
+                } else {
+                    let key = ObjectKey {
+                        kind: *kind,
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    };
+                    records.get(uid).is_some_and(|r| r.contains(&key))
+                };
+                if !ours {
+                    extra.extend(entry.audited(*kind));
+                }
+            }
+        }
+        if extra.is_empty() {
+            return base;
+        }
+        let mut inv = (*base).clone();
+        for t in extra {
+            push(&mut inv, t);
+        }
+        Arc::new(inv)
     }
 
     /// Replaces the findings of `pods` with their findings as the cache has them now: work
@@ -185,5 +262,20 @@ impl Ctx {
         self.metrics.audited("pod", pods.len() as u64);
         audit::sort(&mut findings);
         c.findings = Arc::new(findings);
+    }
+}
+
+/// The uid of the MeshBaseline that an object at one of our names claims as its owner.
+fn claimed_by(entry: &KindEntry) -> Option<&str> {
+    entry.generated.as_ref()?.owner_uid.as_deref()
+}
+
+fn push(inv: &mut Inventory, typed: Typed) {
+    match typed {
+        Typed::PeerAuthentication(o) => inv.peer_authentications.push(o),
+        Typed::DestinationRule(o) => inv.destination_rules.push(o),
+        Typed::AuthorizationPolicy(o) => inv.authorization_policies.push(o),
+        Typed::Sidecar(o) => inv.sidecars.push(o),
+        Typed::NetworkPolicy(o) => inv.network_policies.push(o),
     }
 }

@@ -134,9 +134,10 @@ impl Ctx {
         }
         // Also after our own write (a revert): the audit must see the tenant object as it is
         // now, or a cached finding would plan the same revert again.
-        let tenant = |e: Option<&KindEntry>| -> Option<Option<Typed>> {
+        type Audited = (Option<Typed>, Option<Arc<str>>);
+        let tenant = |e: Option<&KindEntry>| -> Option<Audited> {
             e.filter(|_| !self.is_ours(&okey, e))
-                .map(|e| e.typed.clone())
+                .map(|e| (e.typed.clone(), e.claimed.clone()))
         };
         if tenant(old) != tenant(new) {
             self.triggers.inventory_changed();
