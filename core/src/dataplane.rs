@@ -174,7 +174,7 @@ pub fn namespace_waypoint<'a>(namespace: &'a str, ns: &'a Labels) -> Option<(&'a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::ContainerInfo;
+    use crate::inventory::{ContainerInfo, PodShape};
 
     fn labels(kv: &[(&str, &str)]) -> Labels {
         kv.iter()
@@ -183,18 +183,20 @@ mod tests {
     }
 
     fn template(pod_labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> PodInfo {
-        PodInfo {
-            namespace: "ns".into(),
-            name: "p".into(),
-            kind: "Deployment".into(),
-            labels: labels(pod_labels).into(),
-            annotations: labels(annotations).into(),
-            containers: vec![ContainerInfo {
-                name: "app".into(),
-                ..ContainerInfo::default()
-            }],
-            ..PodInfo::default()
-        }
+        PodInfo::new(
+            "p",
+            PodShape {
+                namespace: "ns".into(),
+                kind: "Deployment".into(),
+                labels: labels(pod_labels).into(),
+                annotations: labels(annotations).into(),
+                containers: vec![ContainerInfo {
+                    name: "app".into(),
+                    ..ContainerInfo::default()
+                }],
+                ..PodShape::default()
+            },
+        )
     }
 
     const ENABLED: &[(&str, &str)] = &[(INJECTION_LABEL, "enabled")];

@@ -48,11 +48,33 @@ impl From<&Namespace> for NamespaceInfo {
     }
 }
 
-/// A pod, or a workload's pod template, reduced to what the audit reads.
+/// A pod, or a workload's pod template, reduced to what the audit reads: its name, and what
+/// it has in common with its replicas (`PodShape`, read through `Deref`). The controller
+/// shares equal shapes between pods (`PodShapes`): 100,000 pods have a few thousand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodInfo {
-    pub namespace: String,
     pub name: String,
+    shape: Arc<PodShape>,
+}
+
+impl std::ops::Deref for PodInfo {
+    type Target = PodShape;
+    fn deref(&self) -> &PodShape {
+        &self.shape
+    }
+}
+
+/// Changes this pod's shape only (copied first when it is shared).
+impl std::ops::DerefMut for PodInfo {
+    fn deref_mut(&mut self) -> &mut PodShape {
+        Arc::make_mut(&mut self.shape)
+    }
+}
+
+/// Everything the audit reads of a pod except its name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PodShape {
+    pub namespace: String,
     /// `Pod`, or the kind of the workload whose template this is (`Deployment`, ...).
     pub kind: String,
     /// `None` for templates; pods that have finished are not audited for a missing sidecar.
@@ -68,7 +90,7 @@ pub struct PodInfo {
     pub containers: Vec<ContainerInfo>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ContainerInfo {
     pub name: String,
     /// Init containers run before the proxy starts; native sidecars (restartPolicy Always) are
@@ -82,10 +104,27 @@ pub struct ContainerInfo {
 
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 
-impl PodInfo {
+impl PodShape {
     /// The pod's `istio-proxy` container, as a regular container or a native sidecar.
     pub fn has_sidecar(&self) -> bool {
         self.containers.iter().any(|c| c.name == PROXY_CONTAINER)
+    }
+}
+
+impl PodInfo {
+    pub fn new(name: impl Into<String>, shape: PodShape) -> PodInfo {
+        PodInfo {
+            name: name.into(),
+            shape: Arc::new(shape),
+        }
+    }
+
+    /// The same pod, its shape shared with an equal one `shapes` already holds.
+    pub fn interned(self, shapes: &mut PodShapes) -> PodInfo {
+        PodInfo {
+            name: self.name,
+            shape: shapes.intern(self.shape),
+        }
     }
 
     pub fn from_pod(pod: &Pod) -> PodInfo {
@@ -98,15 +137,16 @@ impl PodInfo {
     pub fn from_spec(meta: &ObjectMeta, spec: Option<&PodSpec>, kind: &str) -> PodInfo {
         let annotations = filtered(meta.annotations.as_ref(), mesh_annotation);
         let labels = filtered(meta.labels.as_ref(), mesh_label);
+        let name = meta.name.clone().unwrap_or_default();
         let Some(spec) = spec else {
-            return PodInfo {
+            let shape = PodShape {
                 namespace: meta.namespace.clone().unwrap_or_default(),
-                name: meta.name.clone().unwrap_or_default(),
                 kind: kind.to_string(),
                 annotations,
                 labels,
-                ..PodInfo::default()
+                ..PodShape::default()
             };
+            return PodInfo::new(name, shape);
         };
         let psc = spec.security_context.as_ref();
         let containers = spec
@@ -120,9 +160,8 @@ impl PodInfo {
                     .map(|c| ContainerInfo::from_container(c, false)),
             )
             .collect();
-        PodInfo {
+        let shape = PodShape {
             namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
             kind: kind.to_string(),
             phase: None,
             annotations,
@@ -132,7 +171,39 @@ impl PodInfo {
             run_as_user: psc.and_then(|s| s.run_as_user),
             run_as_group: psc.and_then(|s| s.run_as_group),
             containers,
+        };
+        PodInfo::new(name, shape)
+    }
+}
+
+/// Pod shapes shared between the pods that have them. Shapes no pod holds any more are
+/// forgotten whenever the set has doubled since the last sweep, so the set stays within twice
+/// the shapes in use.
+#[derive(Debug, Default)]
+pub struct PodShapes {
+    set: std::collections::HashSet<Arc<PodShape>>,
+    swept_at: usize,
+}
+
+impl PodShapes {
+    pub fn intern(&mut self, shape: Arc<PodShape>) -> Arc<PodShape> {
+        if let Some(s) = self.set.get(&shape) {
+            return s.clone();
         }
+        self.set.insert(shape.clone());
+        if self.set.len() > 2 * self.swept_at.max(512) {
+            self.set.retain(|s| Arc::strong_count(s) > 1);
+            self.swept_at = self.set.len();
+        }
+        shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
     }
 }
 
@@ -175,7 +246,7 @@ fn filtered(map: Option<&BTreeMap<String, String>>, keep: fn(&str) -> bool) -> S
 
 /// A few labels or annotations, sorted by key. A `BTreeMap` allocates a node of eleven entries
 /// for one; with 100,000 pods that was most of their memory.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SmallMap(Vec<(String, String)>);
 
 impl SmallMap {
@@ -297,6 +368,39 @@ pub fn created(meta: &ObjectMeta) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn replica(name: &str, ns: &str) -> PodInfo {
+        PodInfo::new(
+            name,
+            PodShape {
+                namespace: ns.into(),
+                kind: "Pod".into(),
+                phase: Some("Running".into()),
+                ..PodShape::default()
+            },
+        )
+    }
+
+    #[test]
+    fn replicas_share_one_shape_and_unused_shapes_are_forgotten() {
+        let mut shapes = PodShapes::default();
+        let a = replica("a", "shop").interned(&mut shapes);
+        let b = replica("b", "shop").interned(&mut shapes);
+        assert!(Arc::ptr_eq(&a.shape, &b.shape));
+        assert_eq!((a.name.as_str(), b.namespace.as_str()), ("a", "shop"));
+        // A change of one pod's shape leaves the other's alone.
+        let mut c = b.clone();
+        c.phase = Some("Succeeded".into());
+        assert_eq!(b.phase.as_deref(), Some("Running"));
+        assert_eq!(c.name, "b");
+        // Shapes no pod holds go at the next sweep (when the set has doubled).
+        drop((a, b, c));
+        let live: Vec<PodInfo> = (0..2_000)
+            .map(|i| replica("p", &format!("ns-{i}")).interned(&mut shapes))
+            .collect();
+        assert!(shapes.len() <= 2 * live.len());
+        assert!(!shapes.set.iter().any(|s| s.namespace == "shop"));
+    }
 
     /// The controller's pod projection keeps what decides the data plane and nothing else.
     #[test]

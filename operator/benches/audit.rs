@@ -8,7 +8,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use meshbaseline::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication};
 use meshbaseline::api::model::Baseline;
 use meshbaseline::audit::audit;
-use meshbaseline::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo, ServiceInfo};
+use meshbaseline::inventory::{
+    ContainerInfo, Inventory, NamespaceInfo, PodInfo, PodShape, ServiceInfo,
+};
 use serde_json::{json, Value};
 
 const NAMESPACES: usize = 10_000;
@@ -52,14 +54,16 @@ fn inventory() -> Inventory {
             },
         );
         for p in 0..PODS_PER_NAMESPACE {
-            let mut pod = PodInfo {
-                namespace: ns.clone(),
-                name: format!("app-{p}"),
-                kind: "Pod".into(),
-                phase: Some("Running".into()),
-                containers: vec![container("app"), container("istio-proxy")],
-                ..PodInfo::default()
-            };
+            let mut pod = PodInfo::new(
+                format!("app-{p}"),
+                PodShape {
+                    namespace: ns.clone(),
+                    kind: "Pod".into(),
+                    phase: Some("Running".into()),
+                    containers: vec![container("app"), container("istio-proxy")],
+                    ..PodShape::default()
+                },
+            );
             match (n * PODS_PER_NAMESPACE + p) % 20 {
                 0 => pod.containers[0].run_as_user = Some(1337),
                 1 => pod.containers[0].added_capabilities = vec!["NET_ADMIN".into()],

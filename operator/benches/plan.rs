@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use meshbaseline::api::{Baseline, MeshBaseline, MeshBaselineSpec};
 use meshbaseline::audit::audit_in_scope;
 use meshbaseline::compile::{compile, Compiled, Scope};
-use meshbaseline::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo};
+use meshbaseline::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo, PodShape};
 use meshbaseline::object::ObjectKey;
 use meshbaseline::plan::{plan, Observed, PlanInput, Resolved, Spec};
 use serde_json::json;
@@ -79,24 +79,26 @@ fn bench(c: &mut Criterion) {
     // Findings as a cluster has them: 2,000 pods running as the proxy's UID.
     let mut audited = namespaces.clone();
     for i in 0..2_000 {
-        audited.pods.push(Arc::new(PodInfo {
-            namespace: format!("tenant-{:05}", i * 5),
-            name: format!("batch-{i}"),
-            kind: "Pod".into(),
-            phase: Some("Running".into()),
-            containers: vec![
-                ContainerInfo {
-                    name: "app".into(),
-                    run_as_user: Some(1337),
-                    ..ContainerInfo::default()
-                },
-                ContainerInfo {
-                    name: "istio-proxy".into(),
-                    ..ContainerInfo::default()
-                },
-            ],
-            ..PodInfo::default()
-        }));
+        audited.pods.push(Arc::new(PodInfo::new(
+            format!("batch-{i}"),
+            PodShape {
+                namespace: format!("tenant-{:05}", i * 5),
+                kind: "Pod".into(),
+                phase: Some("Running".into()),
+                containers: vec![
+                    ContainerInfo {
+                        name: "app".into(),
+                        run_as_user: Some(1337),
+                        ..ContainerInfo::default()
+                    },
+                    ContainerInfo {
+                        name: "istio-proxy".into(),
+                        ..ContainerInfo::default()
+                    },
+                ],
+                ..PodShape::default()
+            },
+        )));
     }
     let findings = audit_in_scope(
         &baseline,

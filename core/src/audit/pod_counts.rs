@@ -87,7 +87,7 @@ impl PodCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::ContainerInfo;
+    use crate::inventory::{ContainerInfo, PodShape};
 
     fn mk_pod(ns: &str, name: &str, sidecar: bool) -> PodInfo {
         let mut containers = vec![ContainerInfo {
@@ -100,14 +100,16 @@ mod tests {
                 ..ContainerInfo::default()
             });
         }
-        PodInfo {
-            namespace: ns.into(),
-            name: name.into(),
-            kind: "Pod".into(),
-            phase: Some("Running".into()),
-            containers,
-            ..PodInfo::default()
-        }
+        PodInfo::new(
+            name,
+            PodShape {
+                namespace: ns.into(),
+                kind: "Pod".into(),
+                phase: Some("Running".into()),
+                containers,
+                ..PodShape::default()
+            },
+        )
     }
 
     #[test]

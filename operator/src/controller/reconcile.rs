@@ -18,7 +18,7 @@ use crate::api::baseline::MeshBaselineStatus;
 use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
 use crate::audit::{Finding, PodCounts};
 use crate::compile::Compiled;
-use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
+use crate::inventory::{Inventory, NamespaceInfo, PodInfo, PodShapes, ServiceInfo};
 use crate::object::{Kind, ObjectKey};
 use crate::plan::{self, FindingId, PlanInput, Resolved, Spec};
 use crate::telemetry::{Health, Metrics};
@@ -90,6 +90,8 @@ pub struct Ctx {
     pub namespaces: Cache<NamespaceInfo>,
     /// Shared with inventory snapshots (which copy the pointers).
     pub pods: Cache<Arc<PodInfo>>,
+    /// What pods have in common with their replicas, one copy each.
+    pub pod_shapes: Mutex<PodShapes>,
     pub services: Cache<ServiceInfo>,
     pub kinds: BTreeMap<Kind, Cache<KindEntry>>,
     pub generated: GeneratedIndex,
@@ -195,6 +197,7 @@ impl Ctx {
             dirty: Mutex::new(HashMap::new()),
             records: Mutex::new(HashMap::new()),
             pod_counts: Mutex::new(PodCounts::default()),
+            pod_shapes: Mutex::new(PodShapes::default()),
             dirty_pods: Mutex::new(HashMap::new()),
         }
     }

@@ -59,7 +59,11 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             stream,
             &c.pods,
             // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
-            |pod: Pod| Some((key_of(&pod.metadata)?, Arc::new(PodInfo::from_pod(&pod)))),
+            |pod: Pod| {
+                let info = PodInfo::from_pod(&pod)
+                    .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
+                Some((key_of(&pod.metadata)?, Arc::new(info)))
+            },
             |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),
         )
         .await

@@ -193,12 +193,11 @@ fn mb507_pods_opting_out_of_an_ambient_namespace_fire() {
 }
 
 fn template_in(ns: &str, name: &str) -> PodInfo {
-    PodInfo {
-        kind: "Deployment".into(),
-        phase: None,
-        containers: vec![mk_container("app")],
-        ..mk_pod(ns, name)
-    }
+    let mut p = mk_pod(ns, name);
+    p.kind = "Deployment".into();
+    p.phase = None;
+    p.containers = vec![mk_container("app")];
+    p
 }
 
 #[test]

@@ -11,12 +11,11 @@ fn pod_inv(pods: Vec<PodInfo>) -> Inventory {
 }
 
 fn template(ns: &str, name: &str) -> PodInfo {
-    PodInfo {
-        kind: "Deployment".into(),
-        phase: None,
-        containers: vec![mk_container("app")],
-        ..mk_pod(ns, name)
-    }
+    let mut p = mk_pod(ns, name);
+    p.kind = "Deployment".into();
+    p.phase = None;
+    p.containers = vec![mk_container("app")];
+    p
 }
 
 fn annotated(mut p: PodInfo, k: &str, v: &str) -> PodInfo {

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use super::*;
 
 fn istiod() -> PodInfo {
-    PodInfo {
-        kind: "Deployment".into(),
-        phase: None,
-        containers: vec![mk_container("discovery")],
-        ..mk_pod(ROOT, "istiod")
-    }
+    let mut p = mk_pod(ROOT, "istiod");
+    p.kind = "Deployment".into();
+    p.phase = None;
+    p.containers = vec![mk_container("discovery")];
+    p
 }
 
 fn istiod_np(ports: serde_json::Value) -> serde_json::Value {
