@@ -13,12 +13,14 @@ pub mod network;
 mod root;
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
 use crate::api::Baseline;
 use crate::inventory::Inventory;
-use crate::object::DesiredObject;
+use crate::object::{DesiredObject, Kind};
+use serde_json::Value;
 
 pub use namespace::normalise_host;
 
@@ -57,6 +59,19 @@ pub struct Compiled {
     pub exempt: Vec<String>,
 }
 
+impl Compiled {
+    /// The spec of the object `kind` `namespace`/`name`, if desired.
+    pub fn spec_of(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Arc<Value>> {
+        self.objects
+            .binary_search_by(|d| {
+                (d.key.kind, d.key.namespace.as_str(), d.key.name.as_str())
+                    .cmp(&(kind, namespace, name))
+            })
+            .ok()
+            .map(|i| &self.objects[i].spec)
+    }
+}
+
 /// The desired objects of `baseline` for the namespaces in `inventory`. The mode (Enforce or
 /// Audit) does not matter here: Audit compiles the same objects and writes none of them.
 pub fn compile(
@@ -64,6 +79,19 @@ pub fn compile(
     inventory: &Inventory,
     scope: &Scope,
     now: Timestamp,
+) -> Compiled {
+    compile_reusing(baseline, inventory, scope, now, None)
+}
+
+/// `compile`, sharing the per-namespace specs that `previous` already holds (the
+/// DestinationRule of each namespace): the controller keeps the previous output while it
+/// compiles the next, and two copies of 10,000 specs were a tenth of its memory.
+pub fn compile_reusing(
+    baseline: &Baseline,
+    inventory: &Inventory,
+    scope: &Scope,
+    now: Timestamp,
+    previous: Option<&Compiled>,
 ) -> Compiled {
     let factory = meta::ObjectFactory::new(baseline);
     let templates = namespace::NamespaceTemplates::new(baseline, inventory);
@@ -93,7 +121,14 @@ pub fn compile(
                 compiled.exempt.push(name.clone());
             }
         }
-        templates.objects(name, &ns.labels, exempt, &factory, &mut compiled.objects);
+        templates.objects(
+            name,
+            &ns.labels,
+            exempt,
+            &factory,
+            previous,
+            &mut compiled.objects,
+        );
     }
     if scope.owns_root {
         root::objects(baseline, &factory, &mut compiled.objects);
@@ -118,4 +153,66 @@ pub fn compile(
     // Stable sort: the per-namespace output is already in runs, so this is close to linear.
     compiled.objects.sort_by(|a, b| a.key.cmp(&b.key));
     compiled
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::MeshBaseline;
+    use crate::inventory::NamespaceInfo;
+
+    fn baseline() -> Baseline {
+        let mb: MeshBaseline = serde_json::from_value(json!({
+            "apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+            "metadata": {"name": "b"}, "spec": {},
+        }))
+        .unwrap();
+        Baseline::try_from(&mb).unwrap()
+    }
+
+    fn inventory(names: &[&str]) -> Inventory {
+        let mut inv = Inventory::default();
+        for n in names {
+            let info = NamespaceInfo {
+                name: n.to_string(),
+                labels: BTreeMap::new(),
+                terminating: false,
+            };
+            inv.namespaces.insert(n.to_string(), info);
+        }
+        inv
+    }
+
+    #[test]
+    fn a_recompile_shares_the_specs_that_did_not_change() {
+        let (b, now) = (baseline(), Timestamp::UNIX_EPOCH);
+        let first = compile(&b, &inventory(&["a", "b"]), &Scope::default(), now);
+        let next = compile_reusing(
+            &b,
+            &inventory(&["a", "b", "c"]),
+            &Scope::default(),
+            now,
+            Some(&first),
+        );
+        // Same output as a compile from scratch.
+        assert_eq!(
+            next,
+            compile(&b, &inventory(&["a", "b", "c"]), &Scope::default(), now)
+        );
+        let dr = |c: &Compiled, ns: &str| {
+            c.spec_of(Kind::DestinationRule, ns, names::MTLS_DESTINATION_RULE)
+                .cloned()
+                .unwrap()
+        };
+        assert!(Arc::ptr_eq(&dr(&first, "a"), &dr(&next, "a")));
+        assert!(Arc::ptr_eq(&dr(&first, "b"), &dr(&next, "b")));
+        assert_eq!(dr(&next, "c")["host"], "*.c.svc.cluster.local");
+        assert!(first
+            .spec_of(Kind::DestinationRule, "c", names::MTLS_DESTINATION_RULE)
+            .is_none());
+    }
 }

@@ -83,8 +83,17 @@ impl NamespaceTemplates {
         labels: &BTreeMap<String, String>,
         exempt: Exempt,
         factory: &ObjectFactory,
+        previous: Option<&super::Compiled>,
         out: &mut Vec<DesiredObject>,
     ) {
+        // The previous compile's spec when it is the same, so both share one copy.
+        let share = |kind: Kind, name: &str, spec: Value| -> Arc<Value> {
+            previous
+                .and_then(|p| p.spec_of(kind, namespace, name))
+                .filter(|s| ***s == spec)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(spec))
+        };
         let ambient = dataplane::namespace_dataplane(labels) == DataPlane::Ambient;
         if !exempt.mtls {
             if let Some(spec) = &self.deny_plaintext {
@@ -103,7 +112,9 @@ impl NamespaceTemplates {
                     Kind::DestinationRule,
                     namespace,
                     names::MTLS_DESTINATION_RULE,
-                    Arc::new(
+                    share(
+                        Kind::DestinationRule,
+                        names::MTLS_DESTINATION_RULE,
                         json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
                     ),
                 ));
@@ -115,7 +126,11 @@ impl NamespaceTemplates {
                     Kind::AuthorizationPolicy,
                     namespace,
                     names::WAYPOINT_ONLY,
-                    Arc::new(waypoint_only_spec(wns, wname)),
+                    share(
+                        Kind::AuthorizationPolicy,
+                        names::WAYPOINT_ONLY,
+                        waypoint_only_spec(wns, wname),
+                    ),
                 ));
             }
         }

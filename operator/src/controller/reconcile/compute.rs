@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use crate::api::Baseline;
 use crate::audit::{self, audit_in_scope, audit_pod, Finding};
-use crate::compile::{compile, Compiled};
+use crate::compile::{compile_reusing, Compiled};
 use crate::inventory::Inventory;
 use crate::object::ObjectKey;
 use crate::plan;
@@ -136,7 +136,15 @@ impl Ctx {
             .remove(&baseline.name)
             .unwrap_or_default();
         resolved.scope.operator_user.clone_from(&self.operator_user);
-        let compiled = Arc::new(compile(baseline, &inventory, &resolved.scope, now));
+        let previous = state.computed.as_ref().map(|c| c.compiled.clone());
+        let compiled = Arc::new(compile_reusing(
+            baseline,
+            &inventory,
+            &resolved.scope,
+            now,
+            previous.as_deref(),
+        ));
+        drop(previous);
         let inventory = self.audit_inventory(inventory, baseline, &compiled);
         let findings = Arc::new(audit_in_scope(
             baseline,
