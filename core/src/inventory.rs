@@ -16,7 +16,7 @@ use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
     /// By name.
-    pub namespaces: BTreeMap<String, NamespaceInfo>,
+    pub namespaces: Namespaces,
     // Objects are shared with the controller's caches: a snapshot copies pointers, not
     // objects (30,000 generated objects and 100,000 pods at 10,000 namespaces).
     pub peer_authentications: Vec<Arc<PeerAuthentication>>,
@@ -26,6 +26,45 @@ pub struct Inventory {
     pub network_policies: Vec<Arc<NetworkPolicy>>,
     pub pods: Vec<Arc<PodInfo>>,
     pub services: Vec<ServiceInfo>,
+}
+
+/// Namespaces by name. Shared between inventory snapshots: the controller keeps one map up to
+/// date per Namespace event, and a snapshot copies a pointer, not 10,000 namespaces with
+/// their labels. Changes copy the map first when a snapshot still holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespaces(Arc<BTreeMap<String, NamespaceInfo>>);
+
+impl std::ops::Deref for Namespaces {
+    type Target = BTreeMap<String, NamespaceInfo>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Namespaces {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl FromIterator<(String, NamespaceInfo)> for Namespaces {
+    fn from_iter<I: IntoIterator<Item = (String, NamespaceInfo)>>(iter: I) -> Self {
+        Namespaces(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl From<BTreeMap<String, NamespaceInfo>> for Namespaces {
+    fn from(map: BTreeMap<String, NamespaceInfo>) -> Self {
+        Namespaces(Arc::new(map))
+    }
+}
+
+impl<'a> IntoIterator for &'a Namespaces {
+    type Item = (&'a String, &'a NamespaceInfo);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, NamespaceInfo>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use crate::api::baseline::MeshBaselineStatus;
 use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
 use crate::audit::{Finding, PodCounts};
 use crate::compile::Compiled;
-use crate::inventory::{Inventory, NamespaceInfo, PodInfo, PodShapes, ServiceInfo};
+use crate::inventory::{Inventory, NamespaceInfo, Namespaces, PodInfo, PodShapes, ServiceInfo};
 use crate::object::{Kind, ObjectKey};
 use crate::plan::{self, FindingId, PlanInput, Resolved, Spec};
 use crate::telemetry::{Health, Metrics};
@@ -119,6 +119,8 @@ pub struct Ctx {
     records: Mutex<HashMap<String, Arc<BTreeSet<ObjectKey>>>>,
     /// What the audit reads across pods; decides whether a pod event is that pod's alone.
     pod_counts: Mutex<PodCounts>,
+    /// The namespaces by name as snapshots share them, kept up to date per Namespace event.
+    namespace_index: Mutex<Namespaces>,
     /// Pods changed on their own since the baseline's findings were computed.
     dirty_pods: Mutex<HashMap<String, BTreeSet<Key>>>,
 }
@@ -197,6 +199,7 @@ impl Ctx {
             dirty: Mutex::new(HashMap::new()),
             records: Mutex::new(HashMap::new()),
             pod_counts: Mutex::new(PodCounts::default()),
+            namespace_index: Mutex::new(Namespaces::default()),
             pod_shapes: Mutex::new(PodShapes::default()),
             dirty_pods: Mutex::new(HashMap::new()),
         }

@@ -46,7 +46,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             stream,
             &c.namespaces,
             |ns: Namespace| Some((key_of(&ns.metadata)?, NamespaceInfo::from(&ns))),
-            |_, _, _| c.triggers.inventory_changed(),
+            |key, _, new| c.namespace_changed(&key.1, new),
         )
         .await
     });

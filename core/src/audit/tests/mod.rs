@@ -1,7 +1,6 @@
 //! Rule tests: every rule fires on a minimal case and stays silent on its near misses.
 //! Objects are built with small `mk_*` helpers from JSON, as a tenant would write them.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -142,10 +141,7 @@ pub(super) fn inv() -> Inventory {
 }
 
 pub(super) fn with_namespaces(mut inv: Inventory, nss: Vec<NamespaceInfo>) -> Inventory {
-    inv.namespaces = nss
-        .into_iter()
-        .map(|n| (n.name.clone(), n))
-        .collect::<BTreeMap<_, _>>();
+    inv.namespaces = nss.into_iter().map(|n| (n.name.clone(), n)).collect();
     inv
 }
 

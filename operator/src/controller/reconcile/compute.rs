@@ -42,11 +42,10 @@ impl Ctx {
             .collect();
         let mut inv = Inventory {
             namespaces: self
-                .namespaces
-                .read()
-                .values()
-                .map(|n| (n.name.clone(), n.clone()))
-                .collect(),
+                .namespace_index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             pods: self.pods.values(),
             services: self.services.values(),
             ..Inventory::default()

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::compile::Compiled;
-use crate::inventory::PodInfo;
+use crate::inventory::{NamespaceInfo, PodInfo};
 use crate::object::{Kind, ObjectKey};
 
 use super::super::cache::Key;
@@ -86,6 +86,20 @@ impl Ctx {
         }
         drop(dirty);
         self.triggers.pod_changed();
+    }
+
+    /// A Namespace changed (`None`: deleted).
+    pub fn namespace_changed(&self, name: &str, new: Option<&NamespaceInfo>) {
+        let mut index = self
+            .namespace_index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match new {
+            Some(info) => index.insert(name.to_string(), info.clone()),
+            None => index.remove(name),
+        };
+        drop(index);
+        self.triggers.inventory_changed();
     }
 
     fn baseline_names(&self) -> Vec<String> {
