@@ -12,6 +12,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
+use crate::api::Baseline;
 
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
@@ -85,6 +86,33 @@ impl From<&Namespace> for NamespaceInfo {
                 || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"),
         }
     }
+}
+
+/// Whether a Namespace change can change what `baselines` compile, audit or plan: the
+/// namespace appeared, went or started terminating, one of the mesh's labels changed (any key
+/// naming Istio: injection, revision, data plane, waypoint), or a baseline now selects it
+/// differently. Other labels (cost centres, GitOps bookkeeping) change nothing, so the
+/// controller does not recompute the cluster for them.
+pub fn namespace_change_matters(
+    name: &str,
+    old: Option<&NamespaceInfo>,
+    new: Option<&NamespaceInfo>,
+    baselines: &[Baseline],
+) -> bool {
+    let (Some(old), Some(new)) = (old, new) else {
+        return old.is_some() != new.is_some();
+    };
+    fn mesh(n: &NamespaceInfo) -> Vec<(&String, &String)> {
+        n.labels
+            .iter()
+            .filter(|(k, _)| k.contains("istio"))
+            .collect()
+    }
+    old.terminating != new.terminating
+        || mesh(old) != mesh(new)
+        || baselines
+            .iter()
+            .any(|b| b.selects(name, &old.labels) != b.selects(name, &new.labels))
 }
 
 /// A pod, or a workload's pod template, reduced to what the audit reads: its name, and what
@@ -439,6 +467,54 @@ mod tests {
             .collect();
         assert!(shapes.len() <= 2 * live.len());
         assert!(!shapes.set.iter().any(|s| s.namespace == "shop"));
+    }
+
+    fn ns(labels: &[(&str, &str)]) -> NamespaceInfo {
+        NamespaceInfo {
+            name: "shop".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            terminating: false,
+        }
+    }
+
+    #[test]
+    fn only_namespace_changes_that_can_change_a_result_matter() {
+        let mb: crate::api::MeshBaseline = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+            "metadata": {"name": "b"},
+            "spec": {"namespaceSelector": {"matchLabels": {"mesh": "on"}}},
+        }))
+        .unwrap();
+        let b = [Baseline::try_from(&mb).unwrap()];
+        let base = ns(&[("mesh", "on"), ("istio-injection", "enabled")]);
+        let matters =
+            |new: &NamespaceInfo| namespace_change_matters("shop", Some(&base), Some(new), &b);
+        // Bookkeeping labels: nothing to do.
+        assert!(!matters(&ns(&[
+            ("mesh", "on"),
+            ("istio-injection", "enabled"),
+            ("cost-center", "cc-1")
+        ])));
+        // Selection, the data plane and termination: everything for that namespace.
+        assert!(matters(&ns(&[
+            ("mesh", "off"),
+            ("istio-injection", "enabled")
+        ])));
+        assert!(matters(&ns(&[("mesh", "on")])));
+        assert!(matters(&ns(&[
+            ("mesh", "on"),
+            ("istio-injection", "enabled"),
+            ("istio.io/use-waypoint", "w")
+        ])));
+        let mut terminating = base.clone();
+        terminating.terminating = true;
+        assert!(matters(&terminating));
+        // Created or deleted.
+        assert!(namespace_change_matters("shop", None, Some(&base), &b));
+        assert!(namespace_change_matters("shop", Some(&base), None, &b));
     }
 
     /// The controller's pod projection keeps what decides the data plane and nothing else.

@@ -195,7 +195,7 @@ async fn churn(
     let cpu = cpu_time(pid).ok_or("no /proc/<pid>/stat")? - cpu0;
     let log = sim.requests_since(mark);
     println!(
-        "{what}: {done} pod events in {:.1?} ({:.0}/s): controller CPU {:.1?} = {:.1}% of a core; {} writes {:?}",
+        "{what}: {done} events in {:.1?} ({:.0}/s): controller CPU {:.1?} = {:.1}% of a core; {} writes {:?}",
         wall,
         done as f64 / wall.as_secs_f64(),
         cpu,
@@ -403,6 +403,27 @@ async fn parent(a: Args) -> Result<()> {
                 sim.delete("v1", "Pod", &ns, &format!("crash-{}", i - 1))?;
                 Ok(1)
             }
+        },
+    )
+    .await?;
+
+    // Namespace churn: a label that selects nothing added to namespaces (as GitOps tools and
+    // cost tools do), 20 a second. No object and no finding changes: no write.
+    churn(
+        &sim,
+        pid,
+        "namespace label churn",
+        20 * 20,
+        20 * a.churn_secs as usize,
+        |i| {
+            let ns = format!("tenant-{}", (i * 7919) % a.namespaces.max(1));
+            sim.apply_as(
+                "cost-tool",
+                &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
+                    "labels": {"cost-center": format!("cc-{i}")}}}),
+                false,
+            )?;
+            Ok(1)
         },
     )
     .await?;

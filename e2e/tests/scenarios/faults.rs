@@ -110,14 +110,13 @@ async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
     env.finish().await
 }
 
-/// Waits until a full reconcile happened after this point: a new label on the unselected
-/// namespace `<scenario>-tick` changes the inventory, which re-reconciles every baseline
-/// (after the debounce) without changing anything the baseline cares about.
+/// Waits until a full reconcile happened after this point: a new namespace the baseline does
+/// not select changes the inventory, which re-reconciles every baseline (after the debounce)
+/// without changing anything the baseline cares about. (A label that selects nothing would
+/// not do: such changes are not reconciled at all.)
 async fn reconcile_barrier(env: &Env, tick: u32) -> TestResult {
     let before = env.op.successful_reconciles();
-    let patch = json!({"metadata": {"labels": {"e2e.meshbaseline.dev/tick": tick.to_string()}}});
-    env.cluster
-        .merge_patch("v1", "Namespace", None, &env.ns("tick"), &patch)
+    env.apply(&mk_namespace(&env.ns(&format!("tick-{tick}")), None))
         .await?;
     // Callers make sure no reconcile is in flight (the state is converged and quiet), so the
     // next one to finish started after the change.
@@ -135,7 +134,6 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
     let gate = env.cluster.gate();
     let a = env.add_namespace("a").await?;
     env.add_namespace("b").await?;
-    env.apply(&mk_namespace(&env.ns("tick"), None)).await?;
     env.apply(&mk_peer_authentication(&a, "loose", "PERMISSIVE"))
         .await?;
     env.apply(&mk_baseline("quiet", "quiet", json!({}))).await?;

@@ -46,7 +46,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             stream,
             &c.namespaces,
             |ns: Namespace| Some((key_of(&ns.metadata)?, NamespaceInfo::from(&ns))),
-            |key, _, new| c.namespace_changed(&key.1, new),
+            |key, old, new| c.namespace_changed(&key.1, old, new),
         )
         .await
     });

@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::compile::Compiled;
-use crate::inventory::{NamespaceInfo, PodInfo};
+use kube::ResourceExt;
+
+use crate::api::Baseline;
+use crate::inventory::{namespace_change_matters, NamespaceInfo, PodInfo};
 use crate::object::{Kind, ObjectKey};
 
 use super::super::cache::Key;
@@ -88,8 +91,14 @@ impl Ctx {
         self.triggers.pod_changed();
     }
 
-    /// A Namespace changed (`None`: deleted).
-    pub fn namespace_changed(&self, name: &str, new: Option<&NamespaceInfo>) {
+    /// A Namespace changed (`None`: deleted or not there before). The index always follows;
+    /// compile, audit and plan run again only when the change can change their results.
+    pub fn namespace_changed(
+        &self,
+        name: &str,
+        old: Option<&NamespaceInfo>,
+        new: Option<&NamespaceInfo>,
+    ) {
         let mut index = self
             .namespace_index
             .lock()
@@ -99,7 +108,23 @@ impl Ctx {
             None => index.remove(name),
         };
         drop(index);
-        self.triggers.inventory_changed();
+        // Each baseline as compute sees it: its spec, or its last good one while invalid.
+        let baselines: Option<Vec<Baseline>> = {
+            let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.baselines
+                .state()
+                .iter()
+                .map(|b| {
+                    Baseline::try_from(b.as_ref())
+                        .ok()
+                        .or_else(|| states.get(&b.name_any())?.last_good.clone())
+                })
+                .collect()
+        };
+        let matters = baselines.is_none_or(|b| namespace_change_matters(name, old, new, &b));
+        if matters {
+            self.triggers.inventory_changed();
+        }
     }
 
     fn baseline_names(&self) -> Vec<String> {
