@@ -413,7 +413,7 @@ async fn parent(a: Args) -> Result<()> {
         &sim,
         pid,
         "namespace label churn",
-        20 * 20,
+        20,
         20 * a.churn_secs as usize,
         |i| {
             let ns = format!("tenant-{}", (i * 7919) % a.namespaces.max(1));

@@ -1,5 +1,7 @@
 //! A tenant deletes or edits generated objects: restored, with an event and a metric.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::fixtures::*;
@@ -90,5 +92,84 @@ async fn edited_authorization_policy_rule_is_restored() -> TestResult {
         .wait_condition("drift-ap", "Ready", "True", |_, _| true)
         .await?;
     assert!(mb.status.unwrap_or_default().drift_repairs >= 1);
+    env.finish().await
+}
+
+/// A long plan (every namespace's NetworkPolicy changes, at 5 requests a second) is written in
+/// passes of a bounded time; a repair goes first in the next pass instead of waiting for the
+/// whole plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_plan_does_not_hold_up_a_repair() -> TestResult {
+    let cluster = meshbaseline_e2e::Cluster::start().await?;
+    Env::seed_root(&cluster).await?;
+    let config = meshbaseline::controller::Config {
+        qps: 5,
+        burst: 1,
+        write_batch: Duration::from_millis(300),
+        ..test_config()
+    };
+    let op = Operator::start_with(&cluster, config);
+    let env = Env {
+        cluster,
+        op,
+        scenario: "batches".into(),
+    };
+    let mut namespaces = Vec::new();
+    for i in 0..12 {
+        namespaces.push(env.add_namespace(&format!("n{i:02}")).await?);
+    }
+    env.apply(&mk_baseline("batches", "batches", json!({})))
+        .await?;
+    env.wait_converged_within("batches", Duration::from_secs(90))
+        .await?;
+
+    let np = (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "meshbaseline-baseline",
+    );
+    let cidr = "198.51.100.0/24";
+    let updated = || async {
+        let mut n = 0;
+        for ns in &namespaces {
+            let obj = env.cluster.get(np.0, np.1, Some(ns), np.2).await?;
+            let text = obj.map(|o| serde_json::to_string(&o)).transpose()?;
+            n += usize::from(text.is_some_and(|t| t.contains(cidr)));
+        }
+        Ok::<usize, meshbaseline_e2e::HarnessError>(n)
+    };
+    env.apply(&mk_baseline(
+        "batches",
+        "batches",
+        json!({"network": {"egress": {"allowCidrs": [cidr]}}}),
+    ))
+    .await?;
+    env.cluster
+        .wait_for("the first NetworkPolicy updated", WAIT, || async {
+            Ok((updated().await? > 0).then_some(()))
+        })
+        .await?;
+    // The mesh-wide PeerAuthentication sorts after every NetworkPolicy, and the new spec
+    // leaves it as it was: its repair goes first in the next pass.
+    let pa = (
+        "security.istio.io/v1",
+        "PeerAuthentication",
+        "meshbaseline-mesh-mtls",
+    );
+    assert!(env.cluster.delete(pa.0, pa.1, Some(ROOT), pa.2).await?);
+    env.cluster
+        .wait_for("the PeerAuthentication restored", WAIT, || async {
+            let back = env.cluster.get(pa.0, pa.1, Some(ROOT), pa.2).await?;
+            Ok(back.map(|_| ()))
+        })
+        .await?;
+    let done = updated().await?;
+    assert!(
+        done < namespaces.len(),
+        "the repair waited for the whole plan ({done} of {} NetworkPolicies updated first)",
+        namespaces.len()
+    );
+    env.wait_converged_within("batches", Duration::from_secs(60))
+        .await?;
     env.finish().await
 }

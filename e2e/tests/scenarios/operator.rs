@@ -50,6 +50,7 @@ fn flags(config: &Config) -> Vec<String> {
         format!("--qps={}", config.qps),
         format!("--burst={}", config.burst),
         format!("--debounce-ms={}", config.debounce.as_millis()),
+        format!("--write-batch-ms={}", config.write_batch.as_millis()),
         // The flag is in whole seconds (0 disables); sub-second test periods round up to 1 s.
         format!(
             "--resync={}",

@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// milliseconds. Drift of generated objects is repaired without delay.
     #[arg(long, env = "MESHBASELINE_DEBOUNCE_MS", default_value_t = 100)]
     pub debounce_ms: u64,
+    /// How long one reconcile writes, in milliseconds, before it plans again with drift
+    /// repairs first: a long plan (a first install, a new spec) never holds up a repair for
+    /// longer than this.
+    #[arg(long, env = "MESHBASELINE_WRITE_BATCH_MS", default_value_t = 2000)]
+    pub write_batch_ms: u64,
     /// Seconds between full resyncs: every baseline is planned again from the caches and
     /// whatever differs is written (nothing, when the watches missed nothing). 0 disables.
     #[arg(long, env = "MESHBASELINE_RESYNC_SECONDS", default_value_t = 600)]
@@ -108,6 +113,7 @@ impl RunArgs {
             burst: self.burst,
             debounce: Duration::from_millis(self.debounce_ms),
             resync: (self.resync > 0).then(|| Duration::from_secs(self.resync)),
+            write_batch: Duration::from_millis(self.write_batch_ms.max(1)),
             lease_duration: Duration::from_secs(self.lease_duration),
             lease_renew: Duration::from_secs(self.lease_renew),
             lease_margin: Duration::from_millis(self.lease_margin_ms),

@@ -27,6 +27,9 @@ fn reason(e: &kube::Error) -> String {
 pub(super) struct Outcome {
     /// Writes that succeeded.
     pub progress: usize,
+    /// Writes left when the pass ran out of time (`Ctx::write_batch`): the next pass plans
+    /// them again. No status or event is written by a pass cut short.
+    pub left: usize,
     /// The status written, if any (the planned one, or one naming failed writes).
     pub status: Option<MeshBaselineStatus>,
 }
@@ -57,7 +60,19 @@ pub(super) async fn execute(
             }
         }
     };
-    for a in &p.applies {
+    let started = std::time::Instant::now();
+    let total = p.applies.len() + p.deletes.len() + p.reverts.len();
+    let mut done = 0;
+    // Checked before every write but the first, so every pass makes progress.
+    let out_of_time = |done: &mut usize| {
+        *done += 1;
+        *done > 1 && started.elapsed() >= ctx.write_batch
+    };
+    for a in applies_in_order(&p.applies) {
+        if out_of_time(&mut done) {
+            out.left = total - (done - 1);
+            return Ok(());
+        }
         match ctx.executor.write(a).await {
             Ok(obj) => {
                 out.progress += 1;
@@ -71,6 +86,10 @@ pub(super) async fn execute(
         }
     }
     for key in &p.deletes {
+        if out_of_time(&mut done) {
+            out.left = total - (done - 1);
+            return Ok(());
+        }
         let uid = ctx
             .generated
             .with(|o| o.get(key).and_then(|o| o.uid.clone()));
@@ -83,6 +102,10 @@ pub(super) async fn execute(
         }
     }
     for r in &p.reverts {
+        if out_of_time(&mut done) {
+            out.left = total - (done - 1);
+            return Ok(());
+        }
         match ctx.executor.revert(r).await {
             Ok(obj) => {
                 out.progress += 1;
@@ -126,6 +149,14 @@ pub(super) async fn execute(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Repairs of drifted objects first, then changes of objects that exist, then creations; by
+/// key within each (the plan's order), so passes cut short make steady progress.
+fn applies_in_order(applies: &[plan::Apply]) -> Vec<&plan::Apply> {
+    let mut ordered: Vec<&plan::Apply> = applies.iter().collect();
+    ordered.sort_by_key(|a| (!a.repair, a.live.is_none()));
+    ordered
 }
 
 /// The stored object from a write goes into the cache at once, so the next reconcile does not

@@ -52,6 +52,10 @@ pub struct Config {
     pub debounce: Duration,
     /// A full resync (every baseline planned from the caches) this often; `None`: never.
     pub resync: Option<Duration>,
+    /// How long one reconcile writes before it yields and plans again: a plan of 30,000
+    /// writes (a first install, a new spec) takes 25 minutes at 20 requests a second, and
+    /// drift repairs must not wait for all of it. Repairs go first in every pass.
+    pub write_batch: Duration,
     /// Lease timings (see `lease`): how long a lease lasts, how often the holder renews it,
     /// and how long before its deadline the holder stops writing.
     pub lease_duration: Duration,
@@ -77,6 +81,7 @@ impl Default for Config {
             burst: 40,
             debounce: Duration::from_millis(100),
             resync: Some(Duration::from_secs(600)),
+            write_batch: Duration::from_secs(2),
             lease_duration: Duration::from_secs(15),
             lease_renew: Duration::from_secs(5),
             lease_margin: Duration::from_secs(2),
@@ -196,7 +201,7 @@ pub async fn run_with_metrics(
         None => identity::operator_user(&client).await,
     };
     tracing::info!(%operator_user, "the admission policies let this user through");
-    let ctx = Arc::new(reconcile::Ctx::new(
+    let mut ctx = reconcile::Ctx::new(
         client.clone(),
         metrics.clone(),
         health.clone(),
@@ -204,7 +209,9 @@ pub async fn run_with_metrics(
         reader.clone(),
         config.pod_name.clone(),
         operator_user,
-    ));
+    );
+    ctx.write_batch = config.write_batch;
+    let ctx = Arc::new(ctx);
     let mut watchers = watch::spawn_all(ctx.clone());
     // The periodic full resync: everything is planned again from the caches, so a missed
     // watch event cannot leave drift in place for longer than this.

@@ -104,6 +104,8 @@ pub struct Ctx {
     pub dynamic_tasks: Mutex<HashMap<Kind, tokio::task::AbortHandle>>,
     /// The operator's own username, which the generated admission policies let through.
     pub operator_user: String,
+    /// See `Config::write_batch`.
+    pub write_batch: Duration,
     /// Discovery has answered once whether the admission API is served: until then a plan
     /// would report it missing (MB901) and announce that in an Event on every start.
     pub admission_discovered: AtomicBool,
@@ -192,6 +194,7 @@ impl Ctx {
             served,
             dynamic_tasks: Mutex::new(HashMap::new()),
             operator_user,
+            write_batch: Duration::from_secs(2),
             admission_discovered: AtomicBool::new(false),
             state: Mutex::new(HashMap::new()),
             inventory: Mutex::new(None),
@@ -393,6 +396,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
 
     let mut outcome = super::execute::Outcome {
         progress: 0,
+        left: 0,
         status: None,
     };
     let result = super::execute::execute(&ctx, &mb, &plan, &mut outcome).await;
@@ -405,6 +409,9 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = states.get_mut(&name) {
             match &result {
+                // Cut short: what the plan remembers (announced findings, the compile
+                // output of the fast path) waits for the pass that finishes.
+                Ok(()) if outcome.left > 0 => state.failures = 0,
                 Ok(()) => {
                     state.failures = 0;
                     state.seen = plan.findings_seen.clone();
@@ -443,6 +450,14 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         );
     }
     match result {
+        Ok(()) if outcome.left > 0 => {
+            tracing::debug!(
+                written = progress,
+                left = outcome.left,
+                "write batch done; planning again"
+            );
+            Ok(Action::requeue(Duration::ZERO))
+        }
         Ok(()) => {
             ctx.metrics.reconciled(true);
             tracing::debug!(
