@@ -428,6 +428,29 @@ async fn parent(a: Args) -> Result<()> {
     )
     .await?;
 
+    // Tenant policy churn: tenants edit their own AuthorizationPolicies, 10 a second. Each
+    // edit can change findings, so the inventory is compiled and audited again (debounced).
+    churn(
+        &sim,
+        pid,
+        "tenant policy churn",
+        20,
+        10 * a.churn_secs as usize,
+        |i| {
+            let ns = format!("tenant-{}", (i * 7919) % a.namespaces.max(1));
+            sim.apply_as(
+                "tenant",
+                &json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                    "metadata": {"name": "allow-frontend", "namespace": ns},
+                    "spec": {"action": "ALLOW", "rules": [{"from": [{"source":
+                        {"principals": [format!("cluster.local/ns/{ns}/sa/frontend-{}", i % 3)]}}]}]}}),
+                true,
+            )?;
+            Ok(2)
+        },
+    )
+    .await?;
+
     let hwm = vm_hwm_kib(pid);
     println!(
         "controller process peak RSS (VmHWM of pid {pid}): {}",

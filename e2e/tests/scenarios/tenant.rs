@@ -143,3 +143,38 @@ async fn destination_rule_tls_is_reverted_and_load_balancer_survives() -> TestRe
     );
     env.finish().await
 }
+
+/// A tenant's DestinationRule for all of a namespace's hosts replaces ours (two rules for one
+/// host would make Istio drop one): ours goes when the tenant's comes, and comes back when it
+/// goes. The compiler reads tenants' DestinationRules, so such an event recompiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_rule_for_the_namespace_hosts_replaces_ours() -> TestResult {
+    let env = Env::start("dr-cover").await?;
+    let a = env.add_namespace("a").await?;
+    env.apply(&mk_baseline("dr-cover", "dr-cover", json!({})))
+        .await?;
+    env.wait_converged("dr-cover").await?;
+    let ours = || async {
+        env.cluster
+            .get(DR.0, DR.1, Some(&a), "meshbaseline-mtls")
+            .await
+    };
+    assert!(ours().await?.is_some());
+    let host = format!("*.{a}.svc.cluster.local");
+    env.apply(&mk_destination_rule(&a, "team-tls", &host, "ISTIO_MUTUAL"))
+        .await?;
+    env.cluster
+        .wait_for("our DestinationRule gone", WAIT, || async {
+            Ok(ours().await?.is_none().then_some(()))
+        })
+        .await?;
+    env.wait_converged("dr-cover").await?;
+    env.cluster.delete(DR.0, DR.1, Some(&a), "team-tls").await?;
+    env.cluster
+        .wait_for("our DestinationRule back", WAIT, || async {
+            Ok(ours().await?.map(|_| ()))
+        })
+        .await?;
+    env.wait_converged("dr-cover").await?;
+    env.finish().await
+}

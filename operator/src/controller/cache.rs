@@ -197,6 +197,9 @@ pub struct Triggers {
     notify: Notify,
     /// Bumped on every inventory change: compile and audit results are reused while it stays.
     inventory_version: AtomicU64,
+    /// Changes of what the compiler reads (namespaces, tenants' DestinationRules); every
+    /// other inventory change only needs a new audit.
+    compile_version: AtomicU64,
     /// Which objects exist at generated keys, as an XOR of their keys' hashes: the audit counts
     /// them (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the
     /// compiler does not, so a change redoes only the audit. A deletion that is repaired
@@ -216,6 +219,7 @@ impl Default for Triggers {
             all: AtomicBool::new(false),
             notify: Notify::new(),
             inventory_version: AtomicU64::new(1),
+            compile_version: AtomicU64::new(1),
             generated_presence: AtomicU64::new(0),
             generated_hasher: RandomState::new(),
             pods_version: AtomicU64::new(1),
@@ -236,6 +240,16 @@ impl Triggers {
     pub fn inventory_changed(&self) {
         self.inventory_version.fetch_add(1, Ordering::AcqRel);
         self.all();
+    }
+
+    /// An inventory change the compiler reads too.
+    pub fn compile_inputs_changed(&self) {
+        self.compile_version.fetch_add(1, Ordering::AcqRel);
+        self.inventory_changed();
+    }
+
+    pub fn compile_version(&self) -> u64 {
+        self.compile_version.load(Ordering::Acquire)
     }
 
     pub fn all(&self) {
@@ -283,6 +297,15 @@ impl Triggers {
             async move {
                 let t = &this;
                 loop {
+                    // Due first: under a steady flow of specific requests (a long plan's own
+                    // creations) the inventory pass must still come, not wait for a pause.
+                    if t.all.load(Ordering::Acquire) {
+                        let at = *due.get_or_insert_with(|| tokio::time::Instant::now() + debounce);
+                        if tokio::time::Instant::now() >= at {
+                            t.all.store(false, Ordering::Release);
+                            return Some((names(), (this, None)));
+                        }
+                    }
                     let specific: Vec<String> =
                         std::mem::take(&mut *t.pending.lock().unwrap_or_else(|e| e.into_inner()))
                             .into_iter()
@@ -371,6 +394,38 @@ mod tests {
         // The debounced request still comes, when it is due.
         assert_eq!(s.next().await.map(|r| r.name), Some("a".into()));
         assert!(started.elapsed() >= Duration::from_millis(800));
+    }
+
+    #[tokio::test]
+    async fn a_steady_flow_of_specific_requests_does_not_starve_the_inventory_pass() {
+        let t = Arc::new(Triggers::default());
+        let t2 = t.clone();
+        let flow = tokio::spawn(async move {
+            loop {
+                t2.baseline("b");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut s = Box::pin(
+            t.clone()
+                .stream(Duration::from_millis(50), || vec!["a".into(), "b".into()]),
+        );
+        t.inventory_changed();
+        let started = tokio::time::Instant::now();
+        loop {
+            let name = s.next().await.map(|r| r.name);
+            if name.as_deref() == Some("a") {
+                break;
+            }
+            // A reconcile takes longer than the flow's interval: a request is always pending.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the inventory pass never came"
+            );
+        }
+        flow.abort();
     }
 
     #[tokio::test]

@@ -65,6 +65,9 @@ type InventoryVersion = (u64, u64, u64);
 #[derive(Clone)]
 struct Computed {
     inventory_version: u64,
+    /// `Triggers::compile_version` when compiled: while it stays, an inventory change only
+    /// needs a new audit.
+    compile_version: u64,
     /// The audit's input also counts generated objects (`Triggers::generated_presence`).
     generated_presence: u64,
     fingerprint: String,

@@ -85,11 +85,29 @@ impl Ctx {
         let all = self.baselines.state();
         let fingerprint: String = all.iter().map(|b| identity(b) + ";").collect();
         let version = self.triggers.inventory_version();
+        let compile_version = self.triggers.compile_version();
         if let Some(c) = state.computed.as_mut() {
-            if c.inventory_version == version
-                && c.fingerprint == fingerprint
-                && c.valid_until.is_none_or(|t| now < t)
-            {
+            let same_spec = c.fingerprint == fingerprint && c.valid_until.is_none_or(|t| now < t);
+            if same_spec && c.inventory_version != version && c.compile_version == compile_version {
+                // Nothing the compiler reads changed (a tenant's policy, a Service, pods): the
+                // same desired objects, a new audit. The compile output stays the same `Arc`,
+                // so the planner compares no object (its fast path), only findings.
+                let ((version, generated, _), inventory) = self.inventory();
+                let inventory = self.audit_inventory(inventory, baseline, &c.compiled);
+                c.findings = Arc::new(audit_in_scope(
+                    baseline,
+                    &inventory,
+                    &c.compiled,
+                    &c.resolved.scope,
+                    now,
+                ));
+                self.metrics.audited("full", 1);
+                c.inventory_version = version;
+                c.generated_presence = generated;
+                c.inventory = inventory;
+                return c.clone();
+            }
+            if c.inventory_version == version && same_spec {
                 let generated_changed = c.generated_presence != self.triggers.generated_presence();
                 if generated_changed && repairing {
                     // A repair is not held up by an audit of the whole inventory: that comes
@@ -155,6 +173,7 @@ impl Ctx {
         self.metrics.audited("full", 1);
         let computed = Computed {
             inventory_version: version,
+            compile_version,
             generated_presence,
             fingerprint,
             valid_until: baseline.next_expiry(now),

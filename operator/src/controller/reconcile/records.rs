@@ -123,7 +123,7 @@ impl Ctx {
         };
         let matters = baselines.is_none_or(|b| namespace_change_matters(name, old, new, &b));
         if matters {
-            self.triggers.inventory_changed();
+            self.triggers.compile_inputs_changed();
         }
     }
 
@@ -179,7 +179,13 @@ impl Ctx {
                 .map(|e| (e.typed.clone(), e.claimed.clone()))
         };
         if tenant(old) != tenant(new) {
-            self.triggers.inventory_changed();
+            // The compiler reads tenants' DestinationRules (a rule for a namespace's hosts
+            // replaces ours); the other kinds only change findings.
+            if kind == Kind::DestinationRule {
+                self.triggers.compile_inputs_changed();
+            } else {
+                self.triggers.inventory_changed();
+            }
         }
     }
 }
