@@ -210,7 +210,14 @@ pub struct Triggers {
     /// Bumped on every pod change: inventory snapshots go stale, cached findings do not (the
     /// changed pods are re-audited one by one).
     pods_version: AtomicU64,
+    /// What the last compile or audit of the whole inventory cost, in microseconds.
+    pass_cost_us: AtomicU64,
 }
+
+/// Inventory passes are spaced at least this many times their own cost apart, so under a
+/// steady flow of changes (tenants editing policies) they take at most about a fifth of a
+/// core, whatever the cluster's size; drift repairs are not spaced.
+pub const PASS_SPACING: u32 = 4;
 
 impl Default for Triggers {
     fn default() -> Self {
@@ -223,6 +230,7 @@ impl Default for Triggers {
             generated_presence: AtomicU64::new(0),
             generated_hasher: RandomState::new(),
             pods_version: AtomicU64::new(1),
+            pass_cost_us: AtomicU64::new(0),
         }
     }
 }
@@ -278,6 +286,18 @@ impl Triggers {
         self.all();
     }
 
+    /// Records what a pass over the whole inventory cost (see `PASS_SPACING`).
+    pub fn pass_cost(&self, cost: Duration) {
+        let us = u64::try_from(cost.as_micros()).unwrap_or(u64::MAX);
+        self.pass_cost_us.store(us, Ordering::Release);
+    }
+
+    /// How long inventory changes are gathered: the debounce, or more after costly passes.
+    fn gather(&self, debounce: Duration) -> Duration {
+        let cost = Duration::from_micros(self.pass_cost_us.load(Ordering::Acquire));
+        debounce.max(cost.saturating_mul(PASS_SPACING))
+    }
+
     pub fn pods_version(&self) -> u64 {
         self.pods_version.load(Ordering::Acquire)
     }
@@ -300,7 +320,9 @@ impl Triggers {
                     // Due first: under a steady flow of specific requests (a long plan's own
                     // creations) the inventory pass must still come, not wait for a pause.
                     if t.all.load(Ordering::Acquire) {
-                        let at = *due.get_or_insert_with(|| tokio::time::Instant::now() + debounce);
+                        let at = *due.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + t.gather(debounce)
+                        });
                         if tokio::time::Instant::now() >= at {
                             t.all.store(false, Ordering::Release);
                             return Some((names(), (this, None)));
@@ -314,7 +336,9 @@ impl Triggers {
                         return Some((specific, (this, due)));
                     }
                     if t.all.load(Ordering::Acquire) {
-                        let at = *due.get_or_insert_with(|| tokio::time::Instant::now() + debounce);
+                        let at = *due.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + t.gather(debounce)
+                        });
                         tokio::select! {
                             _ = tokio::time::sleep_until(at) => {
                                 t.all.store(false, Ordering::Release);
@@ -426,6 +450,25 @@ mod tests {
             );
         }
         flow.abort();
+    }
+
+    #[tokio::test]
+    async fn costly_inventory_passes_are_spaced_by_their_cost() {
+        let t = Arc::new(Triggers::default());
+        t.pass_cost(Duration::from_millis(100));
+        let mut s = Box::pin(
+            t.clone()
+                .stream(Duration::from_millis(5), || vec!["a".into()]),
+        );
+        t.inventory_changed();
+        let started = tokio::time::Instant::now();
+        assert_eq!(s.next().await.map(|r| r.name), Some("a".into()));
+        assert!(started.elapsed() >= Duration::from_millis(100) * PASS_SPACING);
+        // Specific requests are not spaced.
+        t.baseline("a");
+        let started = tokio::time::Instant::now();
+        assert_eq!(s.next().await.map(|r| r.name), Some("a".into()));
+        assert!(started.elapsed() < Duration::from_millis(100));
     }
 
     #[tokio::test]

@@ -92,6 +92,7 @@ impl Ctx {
                 // Nothing the compiler reads changed (a tenant's policy, a Service, pods): the
                 // same desired objects, a new audit. The compile output stays the same `Arc`,
                 // so the planner compares no object (its fast path), only findings.
+                let started = std::time::Instant::now();
                 let ((version, generated, _), inventory) = self.inventory();
                 let inventory = self.audit_inventory(inventory, baseline, &c.compiled);
                 c.findings = Arc::new(audit_in_scope(
@@ -102,6 +103,7 @@ impl Ctx {
                     now,
                 ));
                 self.metrics.audited("full", 1);
+                self.triggers.pass_cost(started.elapsed());
                 c.inventory_version = version;
                 c.generated_presence = generated;
                 c.inventory = inventory;
@@ -134,6 +136,7 @@ impl Ctx {
                 return c.clone();
             }
         }
+        let started = std::time::Instant::now();
         let ((version, generated_presence, _), inventory) = self.inventory();
         // Every baseline takes part in overlap resolution, invalid ones with their last good spec.
         let valid: Vec<Baseline> = {
@@ -171,6 +174,7 @@ impl Ctx {
             now,
         ));
         self.metrics.audited("full", 1);
+        self.triggers.pass_cost(started.elapsed());
         let computed = Computed {
             inventory_version: version,
             compile_version,
