@@ -479,6 +479,17 @@ async fn a_restarted_operator_writes_nothing() -> TestResult {
         Ok(())
     })
     .await?;
+    // The predecessor finishes its work first: the audit after a repair follows it (spaced
+    // by the cost of a pass), and its status is what the new process compares with.
+    let mut reconciles = env.op.successful_reconciles();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = env.op.successful_reconciles();
+        if now == reconciles {
+            break;
+        }
+        reconciles = now;
+    }
     let Env {
         cluster,
         op,
