@@ -1,7 +1,7 @@
 //! Trimming of watched objects into cache values, and the index of generated objects by
 //! baseline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -233,10 +233,13 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     ))
 }
 
-/// Objects at generated names, by key, maintained from the kind caches' changes.
+/// Objects at generated names, by key, maintained from the kind caches' changes, with how
+/// many name each owner (kept as they change: every reconcile reports it, and counting
+/// 60,000 objects each time was on the drift-repair path).
 #[derive(Default)]
 pub struct GeneratedIndex {
     objects: RwLock<BTreeMap<ObjectKey, Arc<Observed>>>,
+    by_owner: Mutex<HashMap<Arc<str>, usize>>,
 }
 
 impl GeneratedIndex {
@@ -259,10 +262,24 @@ impl GeneratedIndex {
             return false;
         }
         let mut idx = self.objects.write().unwrap_or_else(|e| e.into_inner());
-        match new {
+        let replaced = match new {
             Some(obs) => idx.insert(okey, obs.clone()),
             None => idx.remove(&okey),
         };
+        // From what the index held, not from `old`: the two agree, but only the index's own
+        // contents make the counts exact.
+        let mut owners = self.by_owner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(uid) = replaced.as_ref().and_then(|o| o.owner_uid.clone()) {
+            if let Some(n) = owners.get_mut(&uid) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    owners.remove(&uid);
+                }
+            }
+        }
+        if let Some(uid) = new.and_then(|o| o.owner_uid.clone()) {
+            *owners.entry(uid).or_default() += 1;
+        }
         true
     }
 
@@ -273,172 +290,11 @@ impl GeneratedIndex {
 
     /// How many of them name the baseline with `uid` as their owner.
     pub fn count(&self, uid: Option<&str>) -> usize {
-        self.with(|m| {
-            m.values()
-                .filter(|o| uid.is_some() && o.owner_uid.as_deref() == uid)
-                .count()
-        })
+        let Some(uid) = uid else { return 0 };
+        let owners = self.by_owner.lock().unwrap_or_else(|e| e.into_inner());
+        owners.get(uid).copied().unwrap_or(0)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::object::{BASELINE_LABEL, MANAGED_BY_LABEL};
-    use serde_json::json;
-
-    #[test]
-    fn generated_objects_are_indexed_and_trimmed() {
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-            "metadata": {"name": "meshbaseline-deny-plaintext", "namespace": "a",
-                "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"},
-                "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
-                    "name": "default", "uid": "u1", "controller": true}],
-                "annotations": {"tenant": "note"}, "resourceVersion": "17", "uid": "o1",
-                "managedFields": [{"manager": "meshbaseline", "operation": "Apply"}]},
-            "spec": {"action": "DENY"}
-        }))
-        .unwrap();
-        let (key, entry) = trim(Kind::AuthorizationPolicy, obj).unwrap();
-        let obs = entry.generated.clone().unwrap();
-        assert_eq!(obs.owner_uid.as_deref(), Some("u1"));
-        let live = obs.live().unwrap();
-        assert_eq!(live.resource_version, "17");
-        assert_eq!(live.uid.as_deref(), Some("o1"));
-        assert_eq!(live.annotations, Some(json!({"tenant": "note"})));
-        assert_eq!(entry.resource_version.as_deref(), Some("17"));
-        // Claimed (our name, a MeshBaseline owner): no typed copy, parsed only when audited.
-        assert!(entry.typed.is_none());
-        match entry.audited(Kind::AuthorizationPolicy) {
-            Some(Typed::AuthorizationPolicy(ap)) => {
-                assert!(ap.metadata.managed_fields.is_none());
-                assert_eq!(ap.spec.action.as_deref(), Some("DENY"));
-            }
-            other => panic!("{other:?}"),
-        }
-        let idx = GeneratedIndex::default();
-        assert!(idx.update(Kind::AuthorizationPolicy, &key, None, Some(&entry)));
-        assert_eq!(idx.count(Some("u1")), 1);
-        assert_eq!(idx.count(Some("u2")), 0);
-        idx.update(Kind::AuthorizationPolicy, &key, Some(&entry), None);
-        assert_eq!(idx.count(Some("u1")), 0);
-    }
-
-    #[test]
-    fn only_claims_the_audit_skips_go_untyped() {
-        let dr = |name: &str, owned: bool| -> KindEntry {
-            let mut meta = json!({"name": name, "namespace": "a"});
-            if owned {
-                meta["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
-                    "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}]);
-            }
-            let obj: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-                "metadata": meta, "spec": {"host": "*.a.svc.cluster.local"}
-            }))
-            .unwrap();
-            trim(Kind::DestinationRule, obj).unwrap().1
-        };
-        // The audit resolves hosts among all DestinationRules, ours included: always typed.
-        for e in [
-            dr(names::MTLS_DESTINATION_RULE, true),
-            dr("meshbaseline-other", false),
-        ] {
-            assert!(e.typed.is_some() && e.claimed.is_none());
-        }
-        let np = |name: &str| -> KindEntry {
-            let obj: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": {"name": name, "namespace": "a", "ownerReferences": [{
-                    "apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
-                    "name": "default", "uid": "u1", "controller": true}]},
-                "spec": {"podSelector": {}}
-            }))
-            .unwrap();
-            trim(Kind::NetworkPolicy, obj).unwrap().1
-        };
-        // A namespace's NetworkPolicy is claimed; istiod's stays typed (MB701 counts it).
-        let ours = np(names::BASELINE_NETWORK_POLICY);
-        assert!(ours.typed.is_none() && ours.claimed.is_some());
-        assert!(matches!(
-            ours.audited(Kind::NetworkPolicy),
-            Some(Typed::NetworkPolicy(_))
-        ));
-        let istiod = np(names::ISTIOD_NETWORK_POLICY);
-        assert!(istiod.typed.is_some() && istiod.claimed.is_none());
-    }
-
-    #[test]
-    fn write_responses_are_ordered_by_resource_version() {
-        let entry = |rv: Option<&str>| KindEntry {
-            typed: None,
-            claimed: None,
-            generated: None,
-            resource_version: rv.map(String::from),
-        };
-        assert_eq!(entry(Some("10")).newer_than(&entry(Some("9"))), Some(true));
-        assert_eq!(entry(Some("9")).newer_than(&entry(Some("10"))), Some(false));
-        assert_eq!(entry(Some("a")).newer_than(&entry(Some("9"))), None);
-        assert_eq!(entry(None).newer_than(&entry(Some("9"))), None);
-    }
-
-    #[test]
-    fn peer_authentications_keep_managed_fields() {
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-            "metadata": {"name": "p", "namespace": "a",
-                "managedFields": [{"manager": "kubectl", "operation": "Update",
-                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
-            "spec": {"mtls": {"mode": "PERMISSIVE"}}
-        }))
-        .unwrap();
-        let (_, entry) = trim(Kind::PeerAuthentication, obj).unwrap();
-        assert!(entry.generated.is_none());
-        match entry.typed {
-            Some(Typed::PeerAuthentication(pa)) => {
-                assert_eq!(
-                    pa.metadata.managed_fields.as_ref().unwrap()[0]
-                        .manager
-                        .as_deref(),
-                    Some("kubectl")
-                )
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn objects_at_generated_names_drop_managed_fields() {
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-            "metadata": {"name": "meshbaseline-mtls", "namespace": "a",
-                "managedFields": [{"manager": "meshbaseline", "operation": "Apply"}]},
-            "spec": {"host": "*.a.svc.cluster.local"}
-        }))
-        .unwrap();
-        let (_, entry) = trim(Kind::DestinationRule, obj).unwrap();
-        assert!(entry.generated.is_some());
-        match entry.typed {
-            Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_none()),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn istio_objects_without_a_spec_are_seen_with_an_empty_one() {
-        // Istio's schemas accept a Sidecar or AuthorizationPolicy without `spec`.
-        for (kind, k) in [
-            (Kind::Sidecar, "Sidecar"),
-            (Kind::AuthorizationPolicy, "AuthorizationPolicy"),
-        ] {
-            let obj: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "networking.istio.io/v1", "kind": k,
-                "metadata": {"name": "empty", "namespace": "a"}
-            }))
-            .unwrap();
-            let (_, entry) = trim(kind, obj).unwrap();
-            assert!(entry.typed.is_some(), "{k} must parse");
-        }
-    }
-}
+mod tests;

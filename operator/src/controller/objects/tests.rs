@@ -1,0 +1,203 @@
+use super::*;
+use crate::object::{BASELINE_LABEL, MANAGED_BY_LABEL};
+use serde_json::json;
+
+#[test]
+fn generated_objects_are_indexed_and_trimmed() {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "meshbaseline-deny-plaintext", "namespace": "a",
+            "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"},
+            "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+                "name": "default", "uid": "u1", "controller": true}],
+            "annotations": {"tenant": "note"}, "resourceVersion": "17", "uid": "o1",
+            "managedFields": [{"manager": "meshbaseline", "operation": "Apply"}]},
+        "spec": {"action": "DENY"}
+    }))
+    .unwrap();
+    let (key, entry) = trim(Kind::AuthorizationPolicy, obj).unwrap();
+    let obs = entry.generated.clone().unwrap();
+    assert_eq!(obs.owner_uid.as_deref(), Some("u1"));
+    let live = obs.live().unwrap();
+    assert_eq!(live.resource_version, "17");
+    assert_eq!(live.uid.as_deref(), Some("o1"));
+    assert_eq!(live.annotations, Some(json!({"tenant": "note"})));
+    assert_eq!(entry.resource_version.as_deref(), Some("17"));
+    // Claimed (our name, a MeshBaseline owner): no typed copy, parsed only when audited.
+    assert!(entry.typed.is_none());
+    match entry.audited(Kind::AuthorizationPolicy) {
+        Some(Typed::AuthorizationPolicy(ap)) => {
+            assert!(ap.metadata.managed_fields.is_none());
+            assert_eq!(ap.spec.action.as_deref(), Some("DENY"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let idx = GeneratedIndex::default();
+    assert!(idx.update(Kind::AuthorizationPolicy, &key, None, Some(&entry)));
+    assert_eq!(idx.count(Some("u1")), 1);
+    assert_eq!(idx.count(Some("u2")), 0);
+    idx.update(Kind::AuthorizationPolicy, &key, Some(&entry), None);
+    assert_eq!(idx.count(Some("u1")), 0);
+}
+
+fn owned_entry(owner: Option<&str>) -> KindEntry {
+    let mut meta = json!({"name": "meshbaseline-deny-plaintext", "namespace": "a"});
+    if let Some(uid) = owner {
+        meta["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
+            "kind": "MeshBaseline", "name": "b", "uid": uid, "controller": true}]);
+    }
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": meta, "spec": {}
+    }))
+    .unwrap();
+    trim(Kind::AuthorizationPolicy, obj).unwrap().1
+}
+
+proptest::proptest! {
+    /// The owner counts kept per change equal a count over the index, whatever the
+    /// sequence of creations, owner changes and deletions.
+    #[test]
+    fn owner_counts_follow_every_change(
+        steps in proptest::collection::vec((0usize..4, proptest::option::of(0usize..3)), 0..40)
+    ) {
+        let idx = GeneratedIndex::default();
+        let uids = ["u0", "u1", "u2"];
+        let mut live: Vec<Option<KindEntry>> = vec![None; 4];
+        for (slot, owner) in steps {
+            let key = (format!("ns{slot}"), "meshbaseline-deny-plaintext".to_string());
+            // `None` for the owner deletes the object when it exists, else creates one
+            // without an owner.
+            let new = match (owner, &live[slot]) {
+                (None, Some(_)) => None,
+                (o, _) => Some(owned_entry(o.map(|i| uids[i]))),
+            };
+            idx.update(Kind::AuthorizationPolicy, &key, live[slot].as_ref(), new.as_ref());
+            live[slot] = new;
+            for uid in uids {
+                let counted = idx.with(|m| {
+                    m.values().filter(|o| o.owner_uid.as_deref() == Some(uid)).count()
+                });
+                proptest::prop_assert_eq!(idx.count(Some(uid)), counted);
+            }
+            proptest::prop_assert_eq!(idx.count(None), 0);
+        }
+    }
+}
+
+#[test]
+fn only_claims_the_audit_skips_go_untyped() {
+    let dr = |name: &str, owned: bool| -> KindEntry {
+        let mut meta = json!({"name": name, "namespace": "a"});
+        if owned {
+            meta["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
+                "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}]);
+        }
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": meta, "spec": {"host": "*.a.svc.cluster.local"}
+        }))
+        .unwrap();
+        trim(Kind::DestinationRule, obj).unwrap().1
+    };
+    // The audit resolves hosts among all DestinationRules, ours included: always typed.
+    for e in [
+        dr(names::MTLS_DESTINATION_RULE, true),
+        dr("meshbaseline-other", false),
+    ] {
+        assert!(e.typed.is_some() && e.claimed.is_none());
+    }
+    let np = |name: &str| -> KindEntry {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "a", "ownerReferences": [{
+                "apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+                "name": "default", "uid": "u1", "controller": true}]},
+            "spec": {"podSelector": {}}
+        }))
+        .unwrap();
+        trim(Kind::NetworkPolicy, obj).unwrap().1
+    };
+    // A namespace's NetworkPolicy is claimed; istiod's stays typed (MB701 counts it).
+    let ours = np(names::BASELINE_NETWORK_POLICY);
+    assert!(ours.typed.is_none() && ours.claimed.is_some());
+    assert!(matches!(
+        ours.audited(Kind::NetworkPolicy),
+        Some(Typed::NetworkPolicy(_))
+    ));
+    let istiod = np(names::ISTIOD_NETWORK_POLICY);
+    assert!(istiod.typed.is_some() && istiod.claimed.is_none());
+}
+
+#[test]
+fn write_responses_are_ordered_by_resource_version() {
+    let entry = |rv: Option<&str>| KindEntry {
+        typed: None,
+        claimed: None,
+        generated: None,
+        resource_version: rv.map(String::from),
+    };
+    assert_eq!(entry(Some("10")).newer_than(&entry(Some("9"))), Some(true));
+    assert_eq!(entry(Some("9")).newer_than(&entry(Some("10"))), Some(false));
+    assert_eq!(entry(Some("a")).newer_than(&entry(Some("9"))), None);
+    assert_eq!(entry(None).newer_than(&entry(Some("9"))), None);
+}
+
+#[test]
+fn peer_authentications_keep_managed_fields() {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "p", "namespace": "a",
+            "managedFields": [{"manager": "kubectl", "operation": "Update",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+        "spec": {"mtls": {"mode": "PERMISSIVE"}}
+    }))
+    .unwrap();
+    let (_, entry) = trim(Kind::PeerAuthentication, obj).unwrap();
+    assert!(entry.generated.is_none());
+    match entry.typed {
+        Some(Typed::PeerAuthentication(pa)) => {
+            assert_eq!(
+                pa.metadata.managed_fields.as_ref().unwrap()[0]
+                    .manager
+                    .as_deref(),
+                Some("kubectl")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn objects_at_generated_names_drop_managed_fields() {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "meshbaseline-mtls", "namespace": "a",
+            "managedFields": [{"manager": "meshbaseline", "operation": "Apply"}]},
+        "spec": {"host": "*.a.svc.cluster.local"}
+    }))
+    .unwrap();
+    let (_, entry) = trim(Kind::DestinationRule, obj).unwrap();
+    assert!(entry.generated.is_some());
+    match entry.typed {
+        Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_none()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn istio_objects_without_a_spec_are_seen_with_an_empty_one() {
+    // Istio's schemas accept a Sidecar or AuthorizationPolicy without `spec`.
+    for (kind, k) in [
+        (Kind::Sidecar, "Sidecar"),
+        (Kind::AuthorizationPolicy, "AuthorizationPolicy"),
+    ] {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": k,
+            "metadata": {"name": "empty", "namespace": "a"}
+        }))
+        .unwrap();
+        let (_, entry) = trim(kind, obj).unwrap();
+        assert!(entry.typed.is_some(), "{k} must parse");
+    }
+}
