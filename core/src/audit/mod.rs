@@ -10,6 +10,7 @@ use crate::api::baseline::{Control, FindingStatus};
 use crate::api::model::Baseline;
 use crate::compile::{compile, Compiled, Scope};
 use crate::inventory::{Inventory, PodInfo};
+use crate::object::Kind;
 pub use pod_counts::PodCounts;
 
 mod ambient;
@@ -30,6 +31,17 @@ mod tests;
 /// most severe first, then by rule, namespace and name. For one baseline on its own (the
 /// `check` command): every selected namespace is its, and its objects are those the compiler
 /// generates for the inventory.
+/// Whether the audit never reads the operator's own object of `kind` at `name` — it skips our
+/// AuthorizationPolicies and namespace NetworkPolicies — so a caller may leave such objects
+/// out of the inventory when they are ours (the controller keeps no typed copy of them). The
+/// others are read even when ours: DestinationRule hosts are resolved among all rules, root
+/// PeerAuthentications and Sidecars are counted (MB103, MB702), istiod counts as restricted by
+/// our istiod NetworkPolicy (MB701). `tests/ours.rs` checks the findings stay the same.
+pub fn skips_ours(kind: Kind, name: &str) -> bool {
+    kind == Kind::AuthorizationPolicy
+        || (kind == Kind::NetworkPolicy && name == crate::compile::names::BASELINE_NETWORK_POLICY)
+}
+
 pub fn audit(baseline: &Baseline, inventory: &Inventory, now: Timestamp) -> Vec<Finding> {
     let scope = Scope::default();
     let desired = compile(baseline, inventory, &scope, now);

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
-use crate::compile::names::{self, GENERATED_PREFIX};
+use crate::compile::names::GENERATED_PREFIX;
 use crate::object::{Kind, ObjectKey};
 use crate::plan::Observed;
 
@@ -200,12 +200,9 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     if kind.is_istio() {
         crate::api::istio::default_spec(&mut full);
     }
-    // Only where the audit never reads our own objects: it skips our AuthorizationPolicies
-    // and namespace NetworkPolicies, but resolves DestinationRule hosts among all rules (ours
-    // included), counts root PeerAuthentications and Sidecars, and sees istiod restricted by
-    // our istiod NetworkPolicy. Those stay typed (one per namespace, and a few in the root).
-    let claimable = kind == Kind::AuthorizationPolicy
-        || (kind == Kind::NetworkPolicy && key.1 == names::BASELINE_NETWORK_POLICY);
+    // Only where the audit never reads our own objects; the others stay typed (one
+    // DestinationRule per namespace, and a few objects in the root).
+    let claimable = crate::audit::skips_ours(kind, &key.1);
     if claimable && owner_uid.is_some() && generated.is_some() {
         let claimed = serde_json::to_string(&full).ok().map(Arc::from);
         return Some((

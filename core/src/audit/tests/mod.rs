@@ -19,6 +19,7 @@ mod destination_rule;
 mod incremental;
 mod namespace;
 mod network_policy;
+mod ours;
 mod peer_authentication;
 mod pod;
 mod root;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::compile::names;
 use crate::object::{BASELINE_LABEL, MANAGED_BY_LABEL};
 use serde_json::json;
 

@@ -34,12 +34,7 @@ impl Ctx {
         }
         // Claimed objects of a baseline that exists are left to `audit_inventory`, which knows
         // what that baseline compiled; other claims (a uid of no baseline) are audited here.
-        let live: BTreeSet<String> = self
-            .baselines
-            .state()
-            .iter()
-            .filter_map(|b| b.metadata.uid.clone())
-            .collect();
+        let live = self.live_uids();
         let mut inv = Inventory {
             namespaces: self
                 .namespace_index
@@ -88,28 +83,16 @@ impl Ctx {
         let compile_version = self.triggers.compile_version();
         if let Some(c) = state.computed.as_mut() {
             let same_spec = c.fingerprint == fingerprint && c.valid_until.is_none_or(|t| now < t);
-            if same_spec && c.inventory_version != version && c.compile_version == compile_version {
-                // Nothing the compiler reads changed (a tenant's policy, a Service, pods): the
-                // same desired objects, a new audit. The compile output stays the same `Arc`,
-                // so the planner compares no object (its fast path), only findings.
-                let started = std::time::Instant::now();
-                let ((version, generated, _), inventory) = self.inventory();
-                let inventory = self.audit_inventory(inventory, baseline, &c.compiled);
-                c.findings = Arc::new(audit_in_scope(
-                    baseline,
-                    &inventory,
-                    &c.compiled,
-                    &c.resolved.scope,
-                    now,
-                ));
-                self.metrics.audited("full", 1);
-                self.triggers.pass_cost(started.elapsed());
-                c.inventory_version = version;
-                c.generated_presence = generated;
-                c.inventory = inventory;
+            // Valid for what the compiler reads: the compile output stays the same `Arc`, so
+            // the planner compares no object (its fast path), only findings.
+            let same_compile = same_spec && c.compile_version == compile_version;
+            if same_compile && c.inventory_version != version {
+                // Nothing the compiler reads changed (a tenant's policy, a Service, pods): a
+                // new audit of the same desired objects.
+                self.reaudit(baseline, c, now);
                 return c.clone();
             }
-            if c.inventory_version == version && same_spec {
+            if same_compile {
                 let generated_changed = c.generated_presence != self.triggers.generated_presence();
                 if generated_changed && repairing {
                     // A repair is not held up by an audit of the whole inventory: that comes
@@ -117,19 +100,7 @@ impl Ctx {
                     self.triggers.all();
                 }
                 if generated_changed && !repairing {
-                    // Same compile output (the drift fast path keeps it), a fresh audit.
-                    let ((_, generated, _), inventory) = self.inventory();
-                    let inventory = self.audit_inventory(inventory, baseline, &c.compiled);
-                    c.findings = Arc::new(audit_in_scope(
-                        baseline,
-                        &inventory,
-                        &c.compiled,
-                        &c.resolved.scope,
-                        now,
-                    ));
-                    self.metrics.audited("full", 1);
-                    c.generated_presence = generated;
-                    c.inventory = inventory;
+                    self.reaudit(baseline, c, now);
                 } else if !dirty_pods.is_empty() {
                     self.reaudit_pods(baseline, c, &dirty_pods, now);
                 }
@@ -190,6 +161,36 @@ impl Ctx {
         computed
     }
 
+    /// The whole inventory audited again against the same compile output. The snapshot's
+    /// version is recorded: should it already hold a change the compiler reads, the
+    /// `compile_version` kept in `c` makes the next compute compile again.
+    fn reaudit(&self, baseline: &Baseline, c: &mut Computed, now: Timestamp) {
+        let started = std::time::Instant::now();
+        let ((version, generated, _), inventory) = self.inventory();
+        let inventory = self.audit_inventory(inventory, baseline, &c.compiled);
+        c.findings = Arc::new(audit_in_scope(
+            baseline,
+            &inventory,
+            &c.compiled,
+            &c.resolved.scope,
+            now,
+        ));
+        self.metrics.audited("full", 1);
+        self.triggers.pass_cost(started.elapsed());
+        c.inventory_version = version;
+        c.generated_presence = generated;
+        c.inventory = inventory;
+    }
+
+    /// The uids of the baselines that exist.
+    fn live_uids(&self) -> BTreeSet<String> {
+        self.baselines
+            .state()
+            .iter()
+            .filter_map(|b| b.metadata.uid.clone())
+            .collect()
+    }
+
     /// The inventory the audit of `baseline` reads: `base` plus the claimed objects that are
     /// not really ours. A claim (our name and a MeshBaseline ownerReference) is ours when the
     /// key is in what the named baseline compiled: for `baseline`, `compiled`; for another
@@ -207,12 +208,7 @@ impl Ctx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let live: BTreeSet<String> = self
-            .baselines
-            .state()
-            .iter()
-            .filter_map(|b| b.metadata.uid.clone())
-            .collect();
+        let live = self.live_uids();
         let mut extra = Vec::new();
         for (kind, cache) in &self.kinds {
             for ((namespace, name), entry) in cache.read().iter() {
