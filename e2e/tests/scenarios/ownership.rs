@@ -51,6 +51,16 @@ async fn impersonating_tenant_objects_are_audited_and_never_touched() -> TestRes
         "spec": {"podSelector": {}, "egress": [{}], "policyTypes": ["Egress"]},
     });
     env.apply(&forged_np).await?;
+    // An AuthorizationPolicy the same way: the operator keeps its own AuthorizationPolicies
+    // untyped (the audit skips them), so this one is parsed only once found not to be ours.
+    let forged_ap = json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "meshbaseline-allow-all", "namespace": a,
+            "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+                "name": scenario, "uid": uid, "controller": true}]},
+        "spec": {"action": "ALLOW", "rules": [{}]},
+    });
+    env.apply(&forged_ap).await?;
     // A plain tenant object next to them.
     let plain = json!({
         "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
@@ -66,10 +76,17 @@ async fn impersonating_tenant_objects_are_audited_and_never_touched() -> TestRes
             ("MB801", &a, "fake-disable"),
             ("MB401", &a, "meshbaseline-extra"),
             ("MB801", &a, "meshbaseline-extra"),
+            ("MB301", &a, "meshbaseline-allow-all"),
+            ("MB801", &a, "meshbaseline-allow-all"),
         ],
     )
     .await?;
-    let tenant_names = ["fake-disable", "meshbaseline-extra", "allow-web"];
+    let tenant_names = [
+        "fake-disable",
+        "meshbaseline-extra",
+        "meshbaseline-allow-all",
+        "allow-web",
+    ];
     let touched = |since: u64| {
         sim.requests_since(since).count(|r| {
             r.verb.is_write()
