@@ -33,36 +33,57 @@ pub struct Inventory {
 /// date per Namespace event, and a snapshot copies a pointer, not 10,000 namespaces with
 /// their labels. Changes copy the map first when a snapshot still holds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Namespaces(Arc<BTreeMap<String, NamespaceInfo>>);
+pub struct Namespaces(Arc<BTreeMap<String, Arc<NamespaceInfo>>>);
 
 impl std::ops::Deref for Namespaces {
-    type Target = BTreeMap<String, NamespaceInfo>;
+    type Target = BTreeMap<String, Arc<NamespaceInfo>>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for Namespaces {
-    fn deref_mut(&mut self) -> &mut Self::Target {
+impl Namespaces {
+    /// Adds or replaces a namespace; the info is shared with whoever else holds it (the
+    /// controller's Namespace cache).
+    pub fn insert(&mut self, name: String, info: impl Into<Arc<NamespaceInfo>>) {
+        Arc::make_mut(&mut self.0).insert(name, info.into());
+    }
+
+    /// Changes one namespace (a copy of it, when it is shared); false when there is none.
+    pub fn update(&mut self, name: &str, f: impl FnOnce(&mut NamespaceInfo)) -> bool {
+        if !self.0.contains_key(name) {
+            return false;
+        }
         Arc::make_mut(&mut self.0)
+            .get_mut(name)
+            .map(|info| f(Arc::make_mut(info)))
+            .is_some()
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if self.0.contains_key(name) {
+            Arc::make_mut(&mut self.0).remove(name);
+        }
     }
 }
 
 impl FromIterator<(String, NamespaceInfo)> for Namespaces {
     fn from_iter<I: IntoIterator<Item = (String, NamespaceInfo)>>(iter: I) -> Self {
-        Namespaces(Arc::new(iter.into_iter().collect()))
+        Namespaces(Arc::new(
+            iter.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        ))
     }
 }
 
 impl From<BTreeMap<String, NamespaceInfo>> for Namespaces {
     fn from(map: BTreeMap<String, NamespaceInfo>) -> Self {
-        Namespaces(Arc::new(map))
+        map.into_iter().collect()
     }
 }
 
 impl<'a> IntoIterator for &'a Namespaces {
-    type Item = (&'a String, &'a NamespaceInfo);
-    type IntoIter = std::collections::btree_map::Iter<'a, String, NamespaceInfo>;
+    type Item = (&'a String, &'a Arc<NamespaceInfo>);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, Arc<NamespaceInfo>>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }

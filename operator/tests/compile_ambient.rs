@@ -22,11 +22,9 @@ const PROBE_V6: &str = "fd16:9254:7127:1337:ffff:ffff:ffff:ffff";
 fn mixed(waypoint: Option<&str>) -> Inventory {
     let mut inv = inventory(&["shop", "payments", "both"]);
     let label = |inv: &mut Inventory, ns: &str, k: &str, v: &str| {
-        inv.namespaces
-            .get_mut(ns)
-            .unwrap()
-            .labels
-            .insert(k.into(), v.into());
+        assert!(inv.namespaces.update(ns, |n| {
+            n.labels.insert(k.into(), v.into());
+        }));
     };
     label(&mut inv, "shop", "istio.io/dataplane-mode", "ambient");
     if let Some(w) = waypoint {
@@ -312,11 +310,10 @@ fn waypoint_only_policy_admits_exactly_the_waypoint_and_stays_l4() {
 #[test]
 fn waypoint_only_follows_the_waypoint_namespace_label_and_exemptions() {
     let mut inv = mixed(Some("shared"));
-    inv.namespaces
-        .get_mut("shop")
-        .unwrap()
-        .labels
-        .insert("istio.io/use-waypoint-namespace".into(), "infra".into());
+    assert!(inv.namespaces.update("shop", |n| {
+        n.labels
+            .insert("istio.io/use-waypoint-namespace".into(), "infra".into());
+    }));
     let on = baseline(&format!("{SELECT}\nauthorization: {{waypointOnly: true}}"));
     let c = run(&on, &inv);
     let ap = get(&c, Kind::AuthorizationPolicy, "shop", WAYPOINT_ONLY);

@@ -113,9 +113,7 @@ fn selection_skips_system_root_and_unlabelled_namespaces() {
     // A namespace being deleted gets nothing: the API server would refuse every write there
     // (NamespaceTerminating) and the reconcile would retry forever.
     let mut going = inv.clone();
-    if let Some(ns) = going.namespaces.get_mut("shop") {
-        ns.terminating = true;
-    }
+    assert!(going.namespaces.update("shop", |n| n.terminating = true));
     let none = run(&baseline(SELECT), &going);
     assert!(none.protected.is_empty());
     assert!(none.objects.iter().all(|o| o.key.namespace != "shop"));

@@ -37,9 +37,12 @@ fn every_generated_object_validates() {
     let b = meshbaseline::api::Baseline::try_from(&mb).unwrap();
     // `c` is ambient with a waypoint: its NetworkPolicy and waypoint-only policy are checked too.
     let mut inv = inventory(&["a", "b", "c"]);
-    let c_labels = &mut inv.namespaces.get_mut("c").unwrap().labels;
-    c_labels.insert("istio.io/dataplane-mode".into(), "ambient".into());
-    c_labels.insert("istio.io/use-waypoint".into(), "waypoint".into());
+    assert!(inv.namespaces.update("c", |n| {
+        n.labels
+            .insert("istio.io/dataplane-mode".into(), "ambient".into());
+        n.labels
+            .insert("istio.io/use-waypoint".into(), "waypoint".into());
+    }));
     let c = run(&b, &inv);
     assert!(find(
         &c,

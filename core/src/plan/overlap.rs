@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use crate::api::Baseline;
 use crate::compile::Scope;
-use crate::inventory::NamespaceInfo;
+use crate::inventory::Namespaces;
 
 /// What one baseline may generate, and which older baselines took something from it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl Resolved {
 /// baseline name.
 pub fn resolve_overlaps(
     baselines: &[&Baseline],
-    namespaces: &BTreeMap<String, NamespaceInfo>,
+    namespaces: &Namespaces,
 ) -> BTreeMap<String, Resolved> {
     let mut ordered: Vec<&Baseline> = baselines.to_vec();
     // A baseline without a creation time (not yet stored) counts as the newest.

@@ -18,7 +18,7 @@ use crate::api::istio::{
 use crate::api::model::FieldError;
 use crate::audit::{Rule, Severity};
 use crate::compile::Scope;
-use crate::inventory::NamespaceInfo;
+use crate::inventory::{NamespaceInfo, Namespaces};
 use crate::object::{DesiredObject, MANAGED_BY_LABEL};
 use crate::object::{OwnedMeta, BASELINE_LABEL};
 
@@ -722,7 +722,9 @@ fn overlap_older_baseline_wins() {
             },
         )
     };
-    let namespaces = BTreeMap::from([ns("a1", "a"), ns("a2", "a"), ns("b1", "b")]);
+    let namespaces: Namespaces = [ns("a1", "a"), ns("a2", "a"), ns("b1", "b")]
+        .into_iter()
+        .collect();
     let r = resolve_overlaps(&[&newer, &older, &other_root], &namespaces);
     assert_eq!(r["older"], Resolved::default());
     assert_eq!(

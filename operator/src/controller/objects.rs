@@ -37,7 +37,7 @@ pub struct KindEntry {
     /// always the operator's own (30,000 at 10,000 namespaces), which the audit skips; a typed
     /// copy of each would be a fifth of the operator's memory. Whether one really is ours is
     /// decided after compiling (`Ctx::audit_inventory`), from the desired set and our records.
-    pub claimed: Option<Arc<str>>,
+    pub claimed: Option<Claimed>,
     /// Set for objects whose name has the generated prefix: what the planner compares. Whether
     /// the object is really ours is decided by the planner and the audit from the desired set
     /// and the ownerReference uid, never from this. Shared with the `GeneratedIndex`.
@@ -46,16 +46,66 @@ pub struct KindEntry {
     pub resource_version: Option<String>,
 }
 
+/// A claimed object in two parts: what is the same for nearly all of them (labels,
+/// ownerReferences and spec: the 10,000 namespaces' NetworkPolicies share one copy) and what
+/// is its own (its creation time; name and namespace are the cache key). What the audit
+/// reads of the object and nothing else: it is parsed only if the object is not ours.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    created: Option<Box<str>>,
+    shared: Arc<str>,
+}
+
+impl Claimed {
+    fn new(full: &Value) -> Option<Self> {
+        let meta = full.get("metadata")?;
+        let mut shared = serde_json::Map::new();
+        let mut m = serde_json::Map::new();
+        for field in ["labels", "ownerReferences"] {
+            if let Some(v) = meta.get(field) {
+                m.insert(field.into(), v.clone());
+            }
+        }
+        shared.insert("metadata".into(), Value::Object(m));
+        if let Some(spec) = full.get("spec") {
+            shared.insert("spec".into(), spec.clone());
+        }
+        let text = serde_json::to_string(&shared).ok()?;
+        Some(Claimed {
+            created: meta
+                .get("creationTimestamp")
+                .and_then(Value::as_str)
+                .map(Box::from),
+            shared: intern_claim(text),
+        })
+    }
+
+    /// The object as it was trimmed, with its key's name and namespace.
+    fn object(&self, key: &Key) -> Option<Value> {
+        let mut full: Value = serde_json::from_str(&self.shared).ok()?;
+        let meta = full.get_mut("metadata")?.as_object_mut()?;
+        meta.insert("name".into(), Value::String(key.1.clone()));
+        if !key.0.is_empty() {
+            meta.insert("namespace".into(), Value::String(key.0.clone()));
+        }
+        if let Some(c) = &self.created {
+            meta.insert("creationTimestamp".into(), Value::String(c.to_string()));
+        }
+        Some(full)
+    }
+}
+
 impl KindEntry {
-    /// The object as the audit reads it: the typed copy, or the claimed object parsed.
-    pub fn audited(&self, kind: Kind) -> Option<Typed> {
+    /// The object at `key` as the audit reads it: the typed copy, or the claimed object
+    /// parsed.
+    pub fn audited(&self, kind: Kind, key: &Key) -> Option<Typed> {
         if let Some(t) = &self.typed {
             return Some(t.clone());
         }
-        let json = self.claimed.as_deref()?;
-        let typed = parse_typed(kind, json);
+        let full = self.claimed.as_ref()?.object(key)?;
+        let typed = typed_of(kind, full);
         if typed.is_none() {
-            tracing::warn!(kind = %kind, "object does not parse; ignored by the audit");
+            tracing::warn!(kind = %kind, namespace = %key.0, name = %key.1, "object does not parse; ignored by the audit");
         }
         typed
     }
@@ -90,10 +140,6 @@ fn typed_of(kind: Kind, full: Value) -> Option<Typed> {
     }
 }
 
-fn parse_typed(kind: Kind, json: &str) -> Option<Typed> {
-    typed_of(kind, serde_json::from_str(json).ok()?)
-}
-
 fn remove_managed_fields(v: &mut Value) {
     if let Some(m) = v.pointer_mut("/metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
@@ -116,7 +162,14 @@ pub fn controller_uid(meta: &kube::api::ObjectMeta) -> Option<String> {
 struct Interned {
     uids: Vec<Arc<str>>,
     labels: Vec<Arc<BTreeMap<String, String>>>,
+    claims: Vec<Arc<str>>,
 }
+
+static INTERNED: Mutex<Interned> = Mutex::new(Interned {
+    uids: Vec::new(),
+    labels: Vec::new(),
+    claims: Vec::new(),
+});
 
 const INTERNED_MAX: usize = 16;
 
@@ -124,29 +177,32 @@ fn intern(
     uid: Option<&str>,
     labels: BTreeMap<String, String>,
 ) -> (Option<Arc<str>>, Arc<BTreeMap<String, String>>) {
-    static INTERNED: Mutex<Interned> = Mutex::new(Interned {
-        uids: Vec::new(),
-        labels: Vec::new(),
-    });
-    fn find_or_add<T: ?Sized + PartialEq>(
-        v: &mut Vec<Arc<T>>,
-        found: impl Fn(&T) -> bool,
-        new: impl FnOnce() -> Arc<T>,
-    ) -> Arc<T> {
-        if let Some(a) = v.iter().find(|a| found(a)) {
-            return a.clone();
-        }
-        let a = new();
-        if v.len() == INTERNED_MAX {
-            v.remove(0);
-        }
-        v.push(a.clone());
-        a
-    }
     let mut i = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
     let uid = uid.map(|u| find_or_add(&mut i.uids, |a| a == u, || Arc::from(u)));
     let labels = find_or_add(&mut i.labels, |a| *a == labels, || Arc::new(labels.clone()));
     (uid, labels)
+}
+
+fn find_or_add<T: ?Sized + PartialEq>(
+    v: &mut Vec<Arc<T>>,
+    found: impl Fn(&T) -> bool,
+    new: impl FnOnce() -> Arc<T>,
+) -> Arc<T> {
+    if let Some(a) = v.iter().find(|a| found(a)) {
+        return a.clone();
+    }
+    let a = new();
+    if v.len() == INTERNED_MAX {
+        v.remove(0);
+    }
+    v.push(a.clone());
+    a
+}
+
+/// The shared part of a claimed object: one copy per distinct content.
+fn intern_claim(text: String) -> Arc<str> {
+    let mut i = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    find_or_add(&mut i.claims, |a| *a == *text, || Arc::from(text.as_str()))
 }
 
 /// Trims a watched object of `kind`. managedFields stay only on PeerAuthentications and
@@ -204,7 +260,7 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     // DestinationRule per namespace, and a few objects in the root).
     let claimable = crate::audit::skips_ours(kind, &key.1);
     if claimable && owner_uid.is_some() && generated.is_some() {
-        let claimed = serde_json::to_string(&full).ok().map(Arc::from);
+        let claimed = Claimed::new(&full);
         return Some((
             key,
             KindEntry {

@@ -90,7 +90,8 @@ pub struct Ctx {
     pub baselines: Store<MeshBaseline>,
     pub triggers: Arc<Triggers>,
     pub executor: Executor,
-    pub namespaces: Cache<NamespaceInfo>,
+    /// Shared with `namespace_index`.
+    pub namespaces: Cache<Arc<NamespaceInfo>>,
     /// Shared with inventory snapshots (which copy the pointers).
     pub pods: Cache<Arc<PodInfo>>,
     /// What pods have in common with their replicas, one copy each.

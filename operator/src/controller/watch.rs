@@ -45,7 +45,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             "namespaces",
             stream,
             &c.namespaces,
-            |ns: Namespace| Some((key_of(&ns.metadata)?, NamespaceInfo::from(&ns))),
+            |ns: Namespace| Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns)))),
             |key, old, new| c.namespace_changed(&key.1, old, new),
         )
         .await

@@ -26,7 +26,7 @@ fn generated_objects_are_indexed_and_trimmed() {
     assert_eq!(entry.resource_version.as_deref(), Some("17"));
     // Claimed (our name, a MeshBaseline owner): no typed copy, parsed only when audited.
     assert!(entry.typed.is_none());
-    match entry.audited(Kind::AuthorizationPolicy) {
+    match entry.audited(Kind::AuthorizationPolicy, &key) {
         Some(Typed::AuthorizationPolicy(ap)) => {
             assert!(ap.metadata.managed_fields.is_none());
             assert_eq!(ap.spec.action.as_deref(), Some("DENY"));
@@ -123,7 +123,10 @@ fn only_claims_the_audit_skips_go_untyped() {
     let ours = np(names::BASELINE_NETWORK_POLICY);
     assert!(ours.typed.is_none() && ours.claimed.is_some());
     assert!(matches!(
-        ours.audited(Kind::NetworkPolicy),
+        ours.audited(
+            Kind::NetworkPolicy,
+            &("a".into(), names::BASELINE_NETWORK_POLICY.into())
+        ),
         Some(Typed::NetworkPolicy(_))
     ));
     let istiod = np(names::ISTIOD_NETWORK_POLICY);
@@ -200,5 +203,47 @@ fn istio_objects_without_a_spec_are_seen_with_an_empty_one() {
         .unwrap();
         let (_, entry) = trim(kind, obj).unwrap();
         assert!(entry.typed.is_some(), "{k} must parse");
+    }
+}
+
+#[test]
+fn claimed_objects_share_what_they_have_in_common_and_keep_what_the_audit_reads() {
+    let np = |ns: &str, created: &str| -> (Key, KindEntry) {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": names::BASELINE_NETWORK_POLICY, "namespace": ns,
+                "creationTimestamp": created, "uid": format!("uid-{ns}"),
+                "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"},
+                "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1",
+                    "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}]},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+        }))
+        .unwrap();
+        trim(Kind::NetworkPolicy, obj).unwrap()
+    };
+    let (ka, a) = np("a", "2026-01-01T00:00:00Z");
+    let (kb, b) = np("b", "2026-02-01T00:00:00Z");
+    let (ca, cb) = (a.claimed.clone().unwrap(), b.claimed.clone().unwrap());
+    assert!(Arc::ptr_eq(&ca.shared, &cb.shared), "one copy for both");
+    for (key, entry, created) in [
+        (ka, a, "2026-01-01T00:00:00Z"),
+        (kb, b, "2026-02-01T00:00:00Z"),
+    ] {
+        let Some(Typed::NetworkPolicy(p)) = entry.audited(Kind::NetworkPolicy, &key) else {
+            panic!("not audited")
+        };
+        let meta = &p.metadata;
+        assert_eq!(meta.namespace.as_deref(), Some(key.0.as_str()));
+        assert_eq!(meta.name.as_deref(), Some(names::BASELINE_NETWORK_POLICY));
+        assert_eq!(
+            meta.creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .as_deref(),
+            Some(created)
+        );
+        assert_eq!(meta.labels.as_ref().unwrap()[BASELINE_LABEL], "default");
+        assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "u1");
+        assert!(p.spec.is_some());
     }
 }

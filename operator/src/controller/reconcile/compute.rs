@@ -46,11 +46,11 @@ impl Ctx {
             ..Inventory::default()
         };
         for (kind, cache) in &self.kinds {
-            for entry in cache.read().values() {
+            for (key, entry) in cache.read().iter() {
                 let typed = match &entry.claimed {
                     None => entry.typed.clone(),
                     Some(_) if claimed_by(entry).is_some_and(|u| live.contains(u)) => None,
-                    Some(_) => entry.audited(*kind),
+                    Some(_) => entry.audited(*kind, key),
                 };
                 if let Some(t) = typed {
                     push(&mut inv, t);
@@ -211,7 +211,8 @@ impl Ctx {
         let live = self.live_uids();
         let mut extra = Vec::new();
         for (kind, cache) in &self.kinds {
-            for ((namespace, name), entry) in cache.read().iter() {
+            for (key, entry) in cache.read().iter() {
+                let (namespace, name) = key;
                 let Some(uid) = entry.claimed.as_ref().and(claimed_by(entry)) else {
                     continue;
                 };
@@ -238,7 +239,7 @@ impl Ctx {
                     records.get(uid).is_some_and(|r| r.contains(&key))
                 };
                 if !ours {
-                    extra.extend(entry.audited(*kind));
+                    extra.extend(entry.audited(*kind, key));
                 }
             }
         }

@@ -14,7 +14,7 @@ use crate::inventory::{namespace_change_matters, NamespaceInfo, PodInfo};
 use crate::object::{Kind, ObjectKey};
 
 use super::super::cache::Key;
-use super::super::objects::{KindEntry, Typed};
+use super::super::objects::{Claimed, KindEntry, Typed};
 use super::{BaselineState, Ctx};
 
 impl Ctx {
@@ -96,18 +96,19 @@ impl Ctx {
     pub fn namespace_changed(
         &self,
         name: &str,
-        old: Option<&NamespaceInfo>,
-        new: Option<&NamespaceInfo>,
+        old: Option<&Arc<NamespaceInfo>>,
+        new: Option<&Arc<NamespaceInfo>>,
     ) {
         let mut index = self
             .namespace_index
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         match new {
-            Some(info) => index.insert(name.to_string(), info.clone()),
+            Some(info) => index.insert(name.to_string(), Arc::clone(info)),
             None => index.remove(name),
         };
         drop(index);
+        let (old, new) = (old.map(|o| &**o), new.map(|n| &**n));
         // Each baseline as compute sees it: its spec, or its last good one while invalid.
         let baselines: Option<Vec<Baseline>> = {
             let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -173,7 +174,7 @@ impl Ctx {
         }
         // Also after our own write (a revert): the audit must see the tenant object as it is
         // now, or a cached finding would plan the same revert again.
-        type Audited = (Option<Typed>, Option<Arc<str>>);
+        type Audited = (Option<Typed>, Option<Claimed>);
         let tenant = |e: Option<&KindEntry>| -> Option<Audited> {
             e.filter(|_| !self.is_ours(&okey, e))
                 .map(|e| (e.typed.clone(), e.claimed.clone()))
