@@ -127,9 +127,12 @@ fn network_policy_round_trip_catches_unknown_fields() {
         .unwrap();
     assert_k8s_round_trip(np);
     let mut broken = np.clone();
-    let mut spec = (*broken.spec).clone();
+    let mut spec = broken.spec.value();
     spec["egress"][0]["too"] = json!([]);
-    broken.spec = std::sync::Arc::new(spec);
+    broken.spec = std::sync::Arc::new(meshbaseline::object::ObjectSpec::new(
+        Kind::NetworkPolicy,
+        &spec,
+    ));
     let caught = std::panic::catch_unwind(|| assert_k8s_round_trip(&broken));
     assert!(caught.is_err());
 }

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use crate::api::baseline::API_VERSION;
 use crate::api::Baseline;
 use crate::object::{
-    DesiredObject, Kind, ObjectKey, OwnedMeta, BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    DesiredObject, Kind, ObjectKey, ObjectSpec, OwnedMeta, BASELINE_LABEL, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
 };
 
 /// Builds objects holding exactly the fields the operator owns.
@@ -42,13 +43,29 @@ impl ObjectFactory {
         }
     }
 
-    /// The object `kind` `namespace`/`name` with `spec` (shared where it is the same).
+    /// The object `kind` `namespace`/`name` with `spec`.
     pub(crate) fn object(
         &self,
         kind: Kind,
         namespace: &str,
         name: &str,
         spec: Arc<Value>,
+    ) -> DesiredObject {
+        self.object_shared(
+            kind,
+            namespace,
+            name,
+            Arc::new(ObjectSpec::new(kind, &spec)),
+        )
+    }
+
+    /// The object `kind` `namespace`/`name` with `spec`, shared where it is the same.
+    pub(crate) fn object_shared(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        spec: Arc<ObjectSpec>,
     ) -> DesiredObject {
         DesiredObject {
             key: ObjectKey {

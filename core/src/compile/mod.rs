@@ -19,8 +19,7 @@ use jiff::Timestamp;
 
 use crate::api::Baseline;
 use crate::inventory::Inventory;
-use crate::object::{DesiredObject, Kind};
-use serde_json::Value;
+use crate::object::{DesiredObject, Kind, ObjectSpec};
 
 pub use namespace::normalise_host;
 
@@ -61,7 +60,7 @@ pub struct Compiled {
 
 impl Compiled {
     /// The spec of the object `kind` `namespace`/`name`, if desired.
-    pub fn spec_of(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Arc<Value>> {
+    pub fn spec_of(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Arc<ObjectSpec>> {
         self.objects
             .binary_search_by(|d| {
                 (d.key.kind, d.key.namespace.as_str(), d.key.name.as_str())
@@ -210,7 +209,7 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&dr(&first, "a"), &dr(&next, "a")));
         assert!(Arc::ptr_eq(&dr(&first, "b"), &dr(&next, "b")));
-        assert_eq!(dr(&next, "c")["host"], "*.c.svc.cluster.local");
+        assert_eq!(dr(&next, "c").value()["host"], "*.c.svc.cluster.local");
         assert!(first
             .spec_of(Kind::DestinationRule, "c", names::MTLS_DESTINATION_RULE)
             .is_none());

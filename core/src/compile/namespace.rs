@@ -12,15 +12,15 @@ use crate::api::baseline::{Control, MtlsMode};
 use crate::api::Baseline;
 use crate::dataplane::{self, DataPlane};
 use crate::inventory::Inventory;
-use crate::object::{DesiredObject, Kind};
+use crate::object::{DesiredObject, Kind, ObjectSpec};
 
 /// The namespace-independent parts, built once.
 pub(crate) struct NamespaceTemplates {
-    deny_plaintext: Option<Arc<Value>>,
+    deny_plaintext: Option<Arc<ObjectSpec>>,
     destination_rules: bool,
-    network_policy: Option<Arc<Value>>,
+    network_policy: Option<Arc<ObjectSpec>>,
     /// The NetworkPolicy spec of ambient namespaces.
-    ambient_network_policy: Option<Arc<Value>>,
+    ambient_network_policy: Option<Arc<ObjectSpec>>,
     waypoint_only: bool,
     /// `.svc.<clusterDomain>`, appended to `*.<ns>` for the DestinationRule host.
     host_suffix: String,
@@ -45,21 +45,24 @@ impl NamespaceTemplates {
             // No selector and no `to`: every workload and every port, including ports no
             // Service declares (G2). Plaintext has no principal, so `notPrincipals: ["*"]`
             // matches exactly the requests without mTLS (G1).
-            Arc::new(json!({
-                "action": "DENY",
-                "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}],
-            }))
+            Arc::new(ObjectSpec::new(
+                Kind::AuthorizationPolicy,
+                &json!({
+                    "action": "DENY",
+                    "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}],
+                }),
+            ))
         });
         let network_policy = baseline.network.tcp_only.then(|| {
-            Arc::new(super::network::baseline_spec(
-                &baseline.network,
-                &baseline.root_namespace,
+            Arc::new(ObjectSpec::new(
+                Kind::NetworkPolicy,
+                &super::network::baseline_spec(&baseline.network, &baseline.root_namespace),
             ))
         });
         let ambient_network_policy = baseline.network.tcp_only.then(|| {
-            Arc::new(super::network::ambient_spec(
-                &baseline.network,
-                &baseline.root_namespace,
+            Arc::new(ObjectSpec::new(
+                Kind::NetworkPolicy,
+                &super::network::ambient_spec(&baseline.network, &baseline.root_namespace),
             ))
         });
         NamespaceTemplates {
@@ -87,7 +90,8 @@ impl NamespaceTemplates {
         out: &mut Vec<DesiredObject>,
     ) {
         // The previous compile's spec when it is the same, so both share one copy.
-        let share = |kind: Kind, name: &str, spec: Value| -> Arc<Value> {
+        let share = |kind: Kind, name: &str, spec: Value| -> Arc<ObjectSpec> {
+            let spec = ObjectSpec::new(kind, &spec);
             previous
                 .and_then(|p| p.spec_of(kind, namespace, name))
                 .filter(|s| ***s == spec)
@@ -97,7 +101,7 @@ impl NamespaceTemplates {
         let ambient = dataplane::namespace_dataplane(labels) == DataPlane::Ambient;
         if !exempt.mtls {
             if let Some(spec) = &self.deny_plaintext {
-                out.push(factory.object(
+                out.push(factory.object_shared(
                     Kind::AuthorizationPolicy,
                     namespace,
                     names::DENY_PLAINTEXT,
@@ -108,7 +112,7 @@ impl NamespaceTemplates {
             // port instead of HBONE; ztunnel encrypts everything anyway.
             if self.destination_rules && !ambient && !self.tenant_covered.contains(namespace) {
                 let host = format!("*.{namespace}{}", self.host_suffix);
-                out.push(factory.object(
+                out.push(factory.object_shared(
                     Kind::DestinationRule,
                     namespace,
                     names::MTLS_DESTINATION_RULE,
@@ -122,7 +126,7 @@ impl NamespaceTemplates {
         }
         if ambient && self.waypoint_only && !exempt.authorization {
             if let Some((wns, wname)) = dataplane::namespace_waypoint(namespace, labels) {
-                out.push(factory.object(
+                out.push(factory.object_shared(
                     Kind::AuthorizationPolicy,
                     namespace,
                     names::WAYPOINT_ONLY,
@@ -141,7 +145,7 @@ impl NamespaceTemplates {
                 &self.network_policy
             };
             if let Some(spec) = spec {
-                out.push(factory.object(
+                out.push(factory.object_shared(
                     Kind::NetworkPolicy,
                     namespace,
                     names::BASELINE_NETWORK_POLICY,

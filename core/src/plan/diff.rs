@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{exact, PlanInput};
-use crate::object::{DesiredObject, Kind, ObjectKey, OwnedMeta};
+use crate::object::{DesiredObject, Kind, ObjectKey, ObjectSpec, OwnedMeta};
 
 /// An object at a name the operator generates, as the cluster has it: what the planner
 /// compares (a fingerprint, not the object: 30,000 of them are held) and what a replace must
@@ -137,20 +137,16 @@ struct DiffOut {
 }
 
 #[derive(Default)]
-struct Fingerprints(HashMap<(Kind, *const Value, *const OwnedMeta), u64>);
+struct Fingerprints(HashMap<(*const ObjectSpec, *const OwnedMeta), u64>);
 
 impl Fingerprints {
     fn of(&mut self, d: &DesiredObject) -> u64 {
         // Pointers are valid keys: every Arc outlives the plan call that hashes it.
         *self
             .0
-            .entry((d.key.kind, Arc::as_ptr(&d.spec), Arc::as_ptr(&d.meta)))
+            .entry((Arc::as_ptr(&d.spec), Arc::as_ptr(&d.meta)))
             .or_insert_with(|| {
-                exact::owned_fingerprint(
-                    d.key.kind,
-                    Some(&d.spec),
-                    d.meta.owner_references.as_ref(),
-                )
+                exact::owned_fingerprint_of(d.spec.fingerprint(), d.meta.owner_references.as_ref())
             })
     }
 }

@@ -211,14 +211,25 @@ pub fn owned_fingerprint(
     spec: Option<&Value>,
     owner_references: Option<&Value>,
 ) -> u64 {
+    owned_fingerprint_of(
+        spec.map_or(0, |s| spec_fingerprint(kind, s)),
+        owner_references,
+    )
+}
+
+/// The fingerprint of a spec's normal form (a desired object's is computed once, in
+/// `object::ObjectSpec::new`).
+pub fn spec_fingerprint(kind: Kind, spec: &Value) -> u64 {
+    if !has_server_defaults(kind) && !has_removable(spec, false) {
+        fingerprint(spec)
+    } else {
+        fingerprint(&normalise(kind, spec))
+    }
+}
+
+/// `owned_fingerprint` from the spec's fingerprint.
+pub fn owned_fingerprint_of(spec_fp: u64, owner_references: Option<&Value>) -> u64 {
     let mut h = HASH_KEYS.build_hasher();
-    let spec_fp = spec.map_or(0, |s| {
-        if !has_server_defaults(kind) && !has_removable(s, false) {
-            fingerprint(s)
-        } else {
-            fingerprint(&normalise(kind, s))
-        }
-    });
     spec_fp.hash(&mut h);
     let owners_fp = match owner_references {
         Some(o) if o.as_array().is_some_and(|a| !a.is_empty()) => {

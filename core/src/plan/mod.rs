@@ -3,7 +3,7 @@
 
 mod diff;
 mod enforcement;
-mod exact;
+pub(crate) mod exact;
 mod overlap;
 mod revert;
 pub mod status;

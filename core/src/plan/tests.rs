@@ -19,7 +19,7 @@ use crate::api::model::FieldError;
 use crate::audit::{Rule, Severity};
 use crate::compile::Scope;
 use crate::inventory::{NamespaceInfo, Namespaces};
-use crate::object::{DesiredObject, MANAGED_BY_LABEL};
+use crate::object::{DesiredObject, ObjectSpec, MANAGED_BY_LABEL};
 use crate::object::{OwnedMeta, BASELINE_LABEL};
 
 const UID: &str = "uid-1";
@@ -59,7 +59,7 @@ fn mk_desired(kind: Kind, ns: &str, name: &str, spec: Value) -> DesiredObject {
             owner_references: Some(json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
                 "kind": "MeshBaseline", "name": "default", "uid": UID, "controller": true}])),
         }),
-        spec: Arc::new(spec),
+        spec: Arc::new(ObjectSpec::new(kind, &spec)),
     }
 }
 

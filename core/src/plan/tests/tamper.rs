@@ -222,7 +222,7 @@ fn restores(which: usize, edits: &[Edit]) -> Result<(), TestCaseError> {
         }
         o
     };
-    let means_desired = normalise(d.key.kind, &m["spec"]) == normalise(d.key.kind, &d.spec)
+    let means_desired = normalise(d.key.kind, &m["spec"]) == normalise(d.key.kind, &d.spec.value())
         && owners(&m) == owners(&d.manifest())
         && m["metadata"]["labels"][BASELINE_LABEL] == "default";
     let p = case.run();
@@ -239,7 +239,7 @@ fn restores(which: usize, edits: &[Edit]) -> Result<(), TestCaseError> {
     // A replace guarded by the version we saw, of exactly the desired spec and ownership;
     // the tenant's own labels and annotations stay.
     prop_assert_eq!(body["metadata"]["resourceVersion"].clone(), json!("42"));
-    prop_assert_eq!(&body["spec"], &*d.spec);
+    prop_assert_eq!(&body["spec"], &d.spec.value());
     let desired_manifest = d.manifest();
     prop_assert_eq!(
         body.pointer("/metadata/ownerReferences"),
