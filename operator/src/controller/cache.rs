@@ -90,7 +90,14 @@ impl<V: Clone + PartialEq> Cache<V> {
         *self.building.lock().unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
     }
 
+    /// During a re-list, an object that did not change is held as the current value (a
+    /// clone shares its `Arc`s), so the map built aside costs its keys, not a second copy of
+    /// every object.
     fn init_apply(&self, key: Key, value: V) {
+        let value = match read(&self.map).get(&key) {
+            Some(current) if *current == value => current.clone(),
+            _ => value,
+        };
         if let Some(b) = self
             .building
             .lock()
@@ -383,6 +390,22 @@ mod tests {
             ]
         );
         assert!(c.synced());
+    }
+
+    #[test]
+    fn a_relist_shares_unchanged_objects_with_the_current_map() {
+        let c: Cache<Arc<String>> = Cache::default();
+        let key = || ("a".to_string(), "x".to_string());
+        c.apply(key(), Arc::new("same".into()));
+        c.apply(("a".into(), "y".into()), Arc::new("old".into()));
+        let before = c.read()[&key()].clone();
+        c.init();
+        c.init_apply(key(), Arc::new("same".into()));
+        c.init_apply(("a".into(), "y".into()), Arc::new("new".into()));
+        assert_eq!(c.init_done().len(), 1, "only y changed");
+        let map = c.read();
+        assert!(Arc::ptr_eq(&map[&key()], &before), "one copy of x");
+        assert_eq!(*map[&("a".to_string(), "y".to_string())], "new");
     }
 
     #[test]
