@@ -141,7 +141,8 @@ pub fn namespace_change_matters(
 /// shares equal shapes between pods (`PodShapes`): 100,000 pods have a few thousand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodInfo {
-    pub name: String,
+    /// Shared with the controller's cache key.
+    pub name: Arc<str>,
     shape: Arc<PodShape>,
 }
 
@@ -200,7 +201,7 @@ impl PodShape {
 }
 
 impl PodInfo {
-    pub fn new(name: impl Into<String>, shape: PodShape) -> PodInfo {
+    pub fn new(name: impl Into<Arc<str>>, shape: PodShape) -> PodInfo {
         PodInfo {
             name: name.into(),
             shape: Arc::new(shape),

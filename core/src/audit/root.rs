@@ -87,7 +87,7 @@ fn istiod_ingress(ctx: &Ctx, out: &mut Vec<Finding>) {
         .join(",");
     if selecting.is_empty() {
         let (kind, ns, name) = match istiod_pod {
-            Some(p) => (p.kind.as_str(), Some(root), p.name.as_str()),
+            Some(p) => (p.kind.as_str(), Some(root), &*p.name),
             None => ("Namespace", None, root),
         };
         out.push(ctx.finding(

@@ -18,12 +18,12 @@ fn replicas_share_one_shape_and_unused_shapes_are_forgotten() {
     let a = replica("a", "shop").interned(&mut shapes);
     let b = replica("b", "shop").interned(&mut shapes);
     assert!(Arc::ptr_eq(&a.shape, &b.shape));
-    assert_eq!((a.name.as_str(), b.namespace.as_str()), ("a", "shop"));
+    assert_eq!((&*a.name, b.namespace.as_str()), ("a", "shop"));
     // A change of one pod's shape leaves the other's alone.
     let mut c = b.clone();
     c.phase = Some("Succeeded".into());
     assert_eq!(b.phase.as_deref(), Some("Running"));
-    assert_eq!(c.name, "b");
+    assert_eq!(&*c.name, "b");
     // Shapes no pod holds go at the next sweep (when the set has doubled).
     drop((a, b, c));
     let live: Vec<PodInfo> = (0..2_000)

@@ -16,8 +16,39 @@ use tokio::sync::Notify;
 
 use crate::api::MeshBaseline;
 
-/// (namespace, name); the namespace is empty for cluster-scoped objects.
-pub type Key = (String, String);
+/// (namespace, name); the namespace is empty for cluster-scoped objects. Namespaces are
+/// interned (`key`): 100,000 pods and 30,000 generated objects name 10,000 namespaces. A pod's
+/// name is shared with its `PodInfo`.
+pub type Key = (Arc<str>, Arc<str>);
+
+/// The key of `namespace`/`name`, with the namespace's one shared copy.
+pub fn key(namespace: &str, name: impl Into<Arc<str>>) -> Key {
+    (intern_namespace(namespace), name.into())
+}
+
+/// Namespace names in use. Names no key holds any more are forgotten whenever the set has
+/// doubled since the last sweep, so it stays within twice the namespaces in use.
+#[derive(Default)]
+struct Interner {
+    set: std::collections::HashSet<Arc<str>>,
+    swept_at: usize,
+}
+
+fn intern_namespace(namespace: &str) -> Arc<str> {
+    static NAMESPACES: Mutex<Option<Interner>> = Mutex::new(None);
+    let mut guard = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+    let i = guard.get_or_insert_with(Interner::default);
+    if let Some(a) = i.set.get(namespace) {
+        return a.clone();
+    }
+    if i.set.len() >= 2 * i.swept_at.max(512) {
+        i.set.retain(|a| Arc::strong_count(a) > 1);
+        i.swept_at = i.set.len();
+    }
+    let a: Arc<str> = Arc::from(namespace);
+    i.set.insert(a.clone());
+    a
+}
 
 /// One kind's trimmed objects. During a re-list the new content is built aside and swapped in
 /// at the end, so objects deleted while the watch was down disappear.
@@ -393,9 +424,16 @@ mod tests {
     }
 
     #[test]
+    fn keys_in_one_namespace_share_its_name() {
+        let (a, b) = (key("interned-ns", "x"), key("interned-ns", "y"));
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!((&*b.0, &*b.1), ("interned-ns", "y"));
+    }
+
+    #[test]
     fn a_relist_shares_unchanged_objects_with_the_current_map() {
         let c: Cache<Arc<String>> = Cache::default();
-        let key = || ("a".to_string(), "x".to_string());
+        let key = || super::key("a", "x");
         c.apply(key(), Arc::new("same".into()));
         c.apply(("a".into(), "y".into()), Arc::new("old".into()));
         let before = c.read()[&key()].clone();
@@ -405,13 +443,13 @@ mod tests {
         assert_eq!(c.init_done().len(), 1, "only y changed");
         let map = c.read();
         assert!(Arc::ptr_eq(&map[&key()], &before), "one copy of x");
-        assert_eq!(*map[&("a".to_string(), "y".to_string())], "new");
+        assert_eq!(*map[&super::key("a", "y")], "new");
     }
 
     #[test]
     fn apply_unless_keeps_what_it_is_told_to() {
         let c: Cache<u32> = Cache::default();
-        let k = || ("a".to_string(), "x".to_string());
+        let k = || super::key("a", "x");
         let newer = |old: &u32, new: &u32| old > new;
         assert_eq!(c.apply_unless(k(), 5, newer), Some(None));
         assert_eq!(c.apply_unless(k(), 3, newer), None, "older value ignored");

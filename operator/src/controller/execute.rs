@@ -177,7 +177,7 @@ fn write_through(ctx: &Ctx, kind: Kind, obj: DynamicObject) {
 }
 
 fn forget(ctx: &Ctx, key: &ObjectKey) {
-    let k = (key.namespace.clone(), key.name.clone());
+    let k = super::cache::key(&key.namespace, key.name.as_str());
     if let Some(cache) = ctx.kinds.get(&key.kind) {
         if let Some(old) = cache.delete(&k) {
             ctx.kind_changed(key.kind, &k, Some(&old), None, false);

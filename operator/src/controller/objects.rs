@@ -84,9 +84,9 @@ impl Claimed {
     fn object(&self, key: &Key) -> Option<Value> {
         let mut full: Value = serde_json::from_str(&self.shared).ok()?;
         let meta = full.get_mut("metadata")?.as_object_mut()?;
-        meta.insert("name".into(), Value::String(key.1.clone()));
+        meta.insert("name".into(), Value::String(key.1.to_string()));
         if !key.0.is_empty() {
-            meta.insert("namespace".into(), Value::String(key.0.clone()));
+            meta.insert("namespace".into(), Value::String(key.0.to_string()));
         }
         if let Some(c) = &self.created {
             meta.insert("creationTimestamp".into(), Value::String(c.to_string()));
@@ -209,11 +209,11 @@ fn intern_claim(text: String) -> Arc<str> {
 /// DestinationRules, where Revert mode's fight detection reads them.
 pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     let namespace = if kind.cluster_scoped() {
-        String::new()
+        ""
     } else {
-        obj.metadata.namespace.clone()?
+        obj.metadata.namespace.as_deref()?
     };
-    let key = (namespace, obj.metadata.name.clone()?);
+    let key = super::cache::key(namespace, obj.metadata.name.as_deref()?);
     let labels = obj.metadata.labels.clone().unwrap_or_default();
     let owner_uid = controller_uid(&obj.metadata);
     let resource_version = obj.metadata.resource_version.clone();
@@ -306,8 +306,8 @@ impl GeneratedIndex {
     ) -> bool {
         let okey = ObjectKey {
             kind,
-            namespace: key.0.clone(),
-            name: key.1.clone(),
+            namespace: key.0.to_string(),
+            name: key.1.to_string(),
         };
         let old = old.and_then(|o| o.generated.as_ref());
         let new = new.and_then(|n| n.generated.as_ref());

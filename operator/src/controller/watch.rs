@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::inventory::{NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::Kind;
 
-use super::cache::{run_watcher, Key};
+use super::cache::{key, run_watcher, Key};
 use super::objects::trim;
 use super::reconcile::Ctx;
 use super::served::newest_served;
@@ -26,9 +26,9 @@ use super::served::newest_served;
 const DISCOVERY_PERIOD: Duration = Duration::from_secs(30);
 
 fn key_of(meta: &kube::api::ObjectMeta) -> Option<Key> {
-    Some((
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone()?,
+    Some(key(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref()?,
     ))
 }
 
@@ -62,7 +62,8 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             |pod: Pod| {
                 let info = PodInfo::from_pod(&pod)
                     .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
-                Some((key_of(&pod.metadata)?, Arc::new(info)))
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+                Some((key(namespace, info.name.clone()), Arc::new(info)))
             },
             |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),
         )

@@ -66,7 +66,7 @@ proptest::proptest! {
         let uids = ["u0", "u1", "u2"];
         let mut live: Vec<Option<KindEntry>> = vec![None; 4];
         for (slot, owner) in steps {
-            let key = (format!("ns{slot}"), "meshbaseline-deny-plaintext".to_string());
+            let key = crate::controller::cache::key(&format!("ns{slot}"), "meshbaseline-deny-plaintext");
             // `None` for the owner deletes the object when it exists, else creates one
             // without an owner.
             let new = match (owner, &live[slot]) {
@@ -233,7 +233,7 @@ fn claimed_objects_share_what_they_have_in_common_and_keep_what_the_audit_reads(
             panic!("not audited")
         };
         let meta = &p.metadata;
-        assert_eq!(meta.namespace.as_deref(), Some(key.0.as_str()));
+        assert_eq!(meta.namespace.as_deref(), Some(&*key.0));
         assert_eq!(meta.name.as_deref(), Some(names::BASELINE_NETWORK_POLICY));
         assert_eq!(
             meta.creation_timestamp

@@ -225,16 +225,16 @@ impl Ctx {
                         .binary_search_by(|d| {
                             (d.key.kind, d.key.namespace.as_str(), d.key.name.as_str()).cmp(&(
                                 *kind,
-                                namespace.as_str(),
-                                name.as_str(),
+                                &**namespace,
+                                &**name,
                             ))
                         })
                         .is_ok()
                 } else {
                     let key = ObjectKey {
                         kind: *kind,
-                        namespace: namespace.clone(),
-                        name: name.clone(),
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
                     };
                     records.get(uid).is_some_and(|r| r.contains(&key))
                 };
@@ -262,11 +262,13 @@ impl Ctx {
         pods: &BTreeSet<Key>,
         now: Timestamp,
     ) {
+        let changed: std::collections::HashSet<(&str, &str)> =
+            pods.iter().map(|(ns, name)| (&**ns, &**name)).collect();
         let is_changed = |f: &Finding| {
             f.kind == "Pod"
                 && f.namespace
                     .as_ref()
-                    .is_some_and(|ns| pods.contains(&(ns.clone(), f.name.clone())))
+                    .is_some_and(|ns| changed.contains(&(ns.as_str(), f.name.as_str())))
         };
         let mut findings: Vec<Finding> = c
             .findings
