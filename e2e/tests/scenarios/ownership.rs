@@ -61,6 +61,19 @@ async fn impersonating_tenant_objects_are_audited_and_never_touched() -> TestRes
         "spec": {"action": "ALLOW", "rules": [{}]},
     });
     env.apply(&forged_ap).await?;
+    // A DestinationRule the same way, with our labels too: the operator keeps the labels of
+    // such objects apart from their typed copy, and gives them back once one is not ours.
+    let forged_dr = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "meshbaseline-tls-off", "namespace": a,
+            "labels": {"app.kubernetes.io/managed-by": "meshbaseline",
+                "meshbaseline.dev/baseline": scenario},
+            "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+                "name": scenario, "uid": uid, "controller": true}]},
+        "spec": {"host": format!("web.{a}.svc.cluster.local"),
+            "trafficPolicy": {"tls": {"mode": "DISABLE"}}},
+    });
+    env.apply(&forged_dr).await?;
     // A plain tenant object next to them.
     let plain = json!({
         "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
@@ -78,13 +91,29 @@ async fn impersonating_tenant_objects_are_audited_and_never_touched() -> TestRes
             ("MB801", &a, "meshbaseline-extra"),
             ("MB301", &a, "meshbaseline-allow-all"),
             ("MB801", &a, "meshbaseline-allow-all"),
+            ("MB201", &a, "meshbaseline-tls-off"),
+            ("MB801", &a, "meshbaseline-tls-off"),
         ],
     )
     .await?;
+    let status = env.baseline(scenario).await?.and_then(|b| b.status);
+    let claim = status
+        .iter()
+        .flat_map(|s| &s.findings)
+        .find(|f| f.rule == "MB801" && f.name == "meshbaseline-tls-off")
+        .ok_or("MB801 for the DestinationRule")?;
+    assert!(
+        claim
+            .message
+            .contains("the label app.kubernetes.io/managed-by=meshbaseline"),
+        "{}",
+        claim.message
+    );
     let tenant_names = [
         "fake-disable",
         "meshbaseline-extra",
         "meshbaseline-allow-all",
+        "meshbaseline-tls-off",
         "allow-web",
     ];
     let touched = |since: u64| {
@@ -130,13 +159,26 @@ async fn impersonating_tenant_objects_are_audited_and_never_touched() -> TestRes
         .filter(|r| r.verb.is_write() && r.field_manager == "meshbaseline" && r.namespace == a)
         .filter(|r| tenant_names.contains(&r.name.as_str()))
         .collect();
+    // The forged DestinationRule is a tenant's too: its TLS mode is reverted like any other.
     assert!(
-        writes
-            .iter()
-            .all(|r| r.name == "fake-disable" && r.verb == Verb::Apply),
+        writes.iter().all(
+            |r| ["fake-disable", "meshbaseline-tls-off"].contains(&r.name.as_str())
+                && r.verb == Verb::Apply
+        ),
         "{writes:?}"
     );
-    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    // It carries our labels, which the final check of generated objects goes by.
+    assert!(
+        env.cluster
+            .delete(
+                "networking.istio.io/v1",
+                "DestinationRule",
+                Some(&a),
+                "meshbaseline-tls-off"
+            )
+            .await?
+    );
 
     // The namespace leaves: our objects are deleted, the forged one is not.
     let mark = sim.mark();

@@ -44,6 +44,11 @@ pub struct KindEntry {
     pub generated: Option<Arc<Observed>>,
     /// `metadata.resourceVersion`: a write's response must not replace a newer watched version.
     pub resource_version: Option<String>,
+    /// The typed copy has no labels: an object at one of our names whose controller
+    /// ownerReference names a MeshBaseline keeps them in `generated` (one shared copy). The
+    /// audit reads labels only of objects that are not ours (MB801 lists them), so those are
+    /// audited as `audited` gives them, labels restored. 10,000 DestinationRules, 6 MiB.
+    pub unlabelled: bool,
 }
 
 /// A claimed object in two parts: what is the same for nearly all of them (labels,
@@ -96,11 +101,14 @@ impl Claimed {
 }
 
 impl KindEntry {
-    /// The object at `key` as the audit reads it: the typed copy, or the claimed object
-    /// parsed.
+    /// The object at `key` as the audit reads it when it is not ours: the typed copy (with
+    /// its labels, when they were kept apart), or the claimed object parsed.
     pub fn audited(&self, kind: Kind, key: &Key) -> Option<Typed> {
         if let Some(t) = &self.typed {
-            return Some(t.clone());
+            return Some(match (&self.generated, self.unlabelled) {
+                (Some(g), true) => t.with_labels(&g.labels),
+                _ => t.clone(),
+            });
         }
         let full = self.claimed.as_ref()?.object(key)?;
         let typed = typed_of(kind, full);
@@ -117,6 +125,24 @@ impl KindEntry {
     pub fn newer_than(&self, other: &KindEntry) -> Option<bool> {
         let parse = |e: &KindEntry| e.resource_version.as_deref()?.parse::<u64>().ok();
         Some(parse(self)? > parse(other)?)
+    }
+}
+
+impl Typed {
+    /// A copy with `labels` (none when empty).
+    fn with_labels(&self, labels: &BTreeMap<String, String>) -> Typed {
+        fn set<T: kube::Resource + Clone>(o: &Arc<T>, labels: &BTreeMap<String, String>) -> Arc<T> {
+            let mut o = (**o).clone();
+            o.meta_mut().labels = (!labels.is_empty()).then(|| labels.clone());
+            Arc::new(o)
+        }
+        match self {
+            Typed::PeerAuthentication(o) => Typed::PeerAuthentication(set(o, labels)),
+            Typed::DestinationRule(o) => Typed::DestinationRule(set(o, labels)),
+            Typed::AuthorizationPolicy(o) => Typed::AuthorizationPolicy(set(o, labels)),
+            Typed::Sidecar(o) => Typed::Sidecar(set(o, labels)),
+            Typed::NetworkPolicy(o) => Typed::NetworkPolicy(set(o, labels)),
+        }
     }
 }
 
@@ -219,10 +245,18 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     let resource_version = obj.metadata.resource_version.clone();
     let mut full = serde_json::to_value(&obj).ok()?;
     let at_generated_name = key.1.starts_with(GENERATED_PREFIX);
-    // Revert mode never patches an object at one of our names (it is replaced whole), so
-    // only tenants' PeerAuthentications and DestinationRules keep their managedFields.
-    let keeps_managed_fields =
-        !at_generated_name && matches!(kind, Kind::PeerAuthentication | Kind::DestinationRule);
+    // Revert mode reads the managedFields of tenants' PeerAuthentications and DestinationRules
+    // (fight detection). An object at one of our names that only we wrote is ours, or is
+    // replaced whole; one that others wrote too may be a tenant's forgery, which Revert
+    // patches like any tenant object, so it keeps them.
+    let others_wrote = obj
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|m| m.manager.as_deref() != Some(crate::object::FIELD_MANAGER));
+    let keeps_managed_fields = matches!(kind, Kind::PeerAuthentication | Kind::DestinationRule)
+        && (!at_generated_name || others_wrote);
     let generated = if at_generated_name {
         // Only what the planner reads: the spec, and the metadata a replace checks or carries
         // over; labels are kept apart in `Observed`. The rest is the typed copy's.
@@ -268,8 +302,26 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
                 claimed,
                 generated,
                 resource_version,
+                unlabelled: false,
             },
         ));
+    }
+    // Typed but claimed (a DestinationRule, a root object): the audit reads nothing else of
+    // the metadata, and the labels are in `generated`.
+    let unlabelled = owner_uid.is_some() && generated.is_some();
+    if unlabelled {
+        if let Some(m) = full.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+            m.retain(|k, _| {
+                matches!(
+                    k.as_str(),
+                    "name"
+                        | "namespace"
+                        | "creationTimestamp"
+                        | "ownerReferences"
+                        | "managedFields"
+                )
+            });
+        }
     }
     let typed = typed_of(kind, full);
     if typed.is_none() && kind.is_tenant_kind() {
@@ -282,6 +334,7 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
             claimed: None,
             generated,
             resource_version,
+            unlabelled,
         },
     ))
 }

@@ -140,6 +140,7 @@ fn write_responses_are_ordered_by_resource_version() {
         claimed: None,
         generated: None,
         resource_version: rv.map(String::from),
+        unlabelled: false,
     };
     assert_eq!(entry(Some("10")).newer_than(&entry(Some("9"))), Some(true));
     assert_eq!(entry(Some("9")).newer_than(&entry(Some("10"))), Some(false));
@@ -185,6 +186,23 @@ fn objects_at_generated_names_drop_managed_fields() {
     assert!(entry.generated.is_some());
     match entry.typed {
         Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_none()),
+        other => panic!("{other:?}"),
+    }
+    // Written by a tenant too (a forgery at our name, or our object edited): Revert mode may
+    // patch it, and its fight detection reads them.
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "meshbaseline-tls-off", "namespace": "a",
+            "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1",
+                "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}],
+            "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+        "spec": {"host": "web.a.svc.cluster.local"}
+    }))
+    .unwrap();
+    let (_, entry) = trim(Kind::DestinationRule, obj).unwrap();
+    assert!(entry.unlabelled);
+    match entry.typed {
+        Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_some()),
         other => panic!("{other:?}"),
     }
 }
@@ -246,4 +264,48 @@ fn claimed_objects_share_what_they_have_in_common_and_keep_what_the_audit_reads(
         assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "u1");
         assert!(p.spec.is_some());
     }
+}
+
+#[test]
+fn typed_claims_keep_their_labels_apart_and_get_them_back_when_audited() {
+    let dr = |owned: bool| -> (Key, KindEntry) {
+        let mut meta = json!({"name": names::MTLS_DESTINATION_RULE, "namespace": "a",
+            "creationTimestamp": "2026-01-01T00:00:00Z", "uid": "o1", "resourceVersion": "9",
+            "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"}});
+        if owned {
+            meta["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
+                "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}]);
+        }
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": meta, "spec": {"host": "*.a.svc.cluster.local"}
+        }))
+        .unwrap();
+        trim(Kind::DestinationRule, obj).unwrap()
+    };
+    let (key, ours) = dr(true);
+    let Some(Typed::DestinationRule(t)) = &ours.typed else {
+        panic!("typed")
+    };
+    assert!(ours.unlabelled);
+    assert_eq!(t.metadata.labels, None);
+    assert_eq!(t.metadata.uid, None);
+    assert_eq!(t.metadata.owner_references.as_ref().unwrap()[0].uid, "u1");
+    assert!(t.metadata.creation_timestamp.is_some());
+    assert_eq!(t.spec.host, "*.a.svc.cluster.local");
+    let Some(Typed::DestinationRule(a)) = ours.audited(Kind::DestinationRule, &key) else {
+        panic!("audited")
+    };
+    assert_eq!(
+        a.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL],
+        "meshbaseline"
+    );
+    assert_eq!(a.spec, t.spec);
+    // Without a MeshBaseline owner it is a tenant's: typed whole.
+    let (_, tenant) = dr(false);
+    assert!(!tenant.unlabelled);
+    let Some(Typed::DestinationRule(t)) = &tenant.typed else {
+        panic!("typed")
+    };
+    assert!(t.metadata.labels.is_some());
 }

@@ -47,9 +47,11 @@ impl Ctx {
         };
         for (kind, cache) in &self.kinds {
             for (key, entry) in cache.read().iter() {
+                let of_live = claimed_by(entry).is_some_and(|u| live.contains(u));
                 let typed = match &entry.claimed {
+                    None if entry.unlabelled && !of_live => entry.audited(*kind, key),
                     None => entry.typed.clone(),
-                    Some(_) if claimed_by(entry).is_some_and(|u| live.contains(u)) => None,
+                    Some(_) if of_live => None,
                     Some(_) => entry.audited(*kind, key),
                 };
                 if let Some(t) = typed {
@@ -195,8 +197,9 @@ impl Ctx {
     /// not really ours. A claim (our name and a MeshBaseline ownerReference) is ours when the
     /// key is in what the named baseline compiled: for `baseline`, `compiled`; for another
     /// baseline, its records. Anything else, such as a tenant's object naming our uid at a
-    /// key we never wanted, is audited like any tenant object. Usually there is none, and
-    /// `base` is shared as it is.
+    /// key we never wanted, is audited like any tenant object: claimed ones are added, and
+    /// typed ones kept without their labels get them back. Usually there is none, and `base`
+    /// is shared as it is.
     fn audit_inventory(
         &self,
         base: Arc<Inventory>,
@@ -210,10 +213,13 @@ impl Ctx {
             .clone();
         let live = self.live_uids();
         let mut extra = Vec::new();
+        let mut relabelled = Vec::new();
         for (kind, cache) in &self.kinds {
             for (key, entry) in cache.read().iter() {
                 let (namespace, name) = key;
-                let Some(uid) = entry.claimed.as_ref().and(claimed_by(entry)) else {
+                let Some(uid) =
+                    claimed_by(entry).filter(|_| entry.claimed.is_some() || entry.unlabelled)
+                else {
                     continue;
                 };
                 if !live.contains(uid) {
@@ -238,15 +244,23 @@ impl Ctx {
                     };
                     records.get(uid).is_some_and(|r| r.contains(&key))
                 };
-                if !ours {
-                    extra.extend(entry.audited(*kind, key));
+                if ours {
+                    continue;
+                }
+                match (&entry.typed, entry.audited(*kind, key)) {
+                    (Some(t), Some(labelled)) => relabelled.push((t.clone(), labelled)),
+                    (None, Some(claimed)) => extra.push(claimed),
+                    (_, None) => {}
                 }
             }
         }
-        if extra.is_empty() {
+        if extra.is_empty() && relabelled.is_empty() {
             return base;
         }
         let mut inv = (*base).clone();
+        for (unlabelled, labelled) in relabelled {
+            replace(&mut inv, &unlabelled, labelled);
+        }
         for t in extra {
             push(&mut inv, t);
         }
@@ -297,6 +311,29 @@ impl Ctx {
 /// The uid of the MeshBaseline that an object at one of our names claims as its owner.
 fn claimed_by(entry: &KindEntry) -> Option<&str> {
     entry.generated.as_ref()?.owner_uid.as_deref()
+}
+
+/// Replaces the object `old` holds with `new` (of the same kind).
+fn replace(inv: &mut Inventory, old: &Typed, new: Typed) {
+    fn swap<T>(list: &mut [Arc<T>], old: &Arc<T>, new: Arc<T>) {
+        if let Some(slot) = list.iter_mut().find(|o| Arc::ptr_eq(o, old)) {
+            *slot = new;
+        }
+    }
+    match (old, new) {
+        (Typed::PeerAuthentication(o), Typed::PeerAuthentication(n)) => {
+            swap(&mut inv.peer_authentications, o, n)
+        }
+        (Typed::DestinationRule(o), Typed::DestinationRule(n)) => {
+            swap(&mut inv.destination_rules, o, n)
+        }
+        (Typed::AuthorizationPolicy(o), Typed::AuthorizationPolicy(n)) => {
+            swap(&mut inv.authorization_policies, o, n)
+        }
+        (Typed::Sidecar(o), Typed::Sidecar(n)) => swap(&mut inv.sidecars, o, n),
+        (Typed::NetworkPolicy(o), Typed::NetworkPolicy(n)) => swap(&mut inv.network_policies, o, n),
+        _ => {}
+    }
 }
 
 fn push(inv: &mut Inventory, typed: Typed) {
