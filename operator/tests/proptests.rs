@@ -233,7 +233,7 @@ proptest! {
             prop_assert!(
                 o.key.kind.cluster_scoped()
                     || o.key.namespace == b.root_namespace
-                    || c.protected.contains(&o.key.namespace)
+                    || c.protected.iter().any(|p| o.key.namespace == *p)
             );
             prop_assert_eq!(o.key.kind.cluster_scoped(), o.key.namespace.is_empty());
             prop_assert!(owns_root || o.key.namespace != b.root_namespace);

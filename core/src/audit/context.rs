@@ -14,7 +14,7 @@ use crate::api::selector::Selector;
 use crate::compile::{Compiled, Scope};
 use crate::dataplane::{self, DataPlane};
 use crate::inventory::{Inventory, PodInfo};
-use crate::object::{Kind, ObjectKey};
+use crate::object::Kind;
 
 pub(crate) struct Ctx<'a> {
     pub baseline: &'a Baseline,
@@ -56,15 +56,13 @@ impl<'a> Ctx<'a> {
     /// controller ownerReference names this baseline's uid (without a uid, offline, the key
     /// alone). Labels and names prove nothing: tenants can write them.
     pub fn is_ours(&self, kind: Kind, meta: &ObjectMeta) -> bool {
-        let key = ObjectKey {
-            kind,
-            namespace: ns_of(meta).to_string(),
-            name: name_of(meta).to_string(),
-        };
+        let key = (kind, ns_of(meta), name_of(meta));
         if self
             .desired
             .objects
-            .binary_search_by(|d| d.key.cmp(&key))
+            .binary_search_by(|d| {
+                (d.key.kind, d.key.namespace.as_str(), d.key.name.as_str()).cmp(&key)
+            })
             .is_err()
         {
             return false;

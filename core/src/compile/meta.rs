@@ -1,6 +1,7 @@
 //! Metadata shared by every generated object: labels and the ownerReference, built once per
 //! compile and shared by every object.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -9,13 +10,46 @@ use serde_json::{json, Value};
 use crate::api::baseline::API_VERSION;
 use crate::api::Baseline;
 use crate::object::{
-    DesiredObject, Kind, ObjectKey, ObjectSpec, OwnedMeta, BASELINE_LABEL, MANAGED_BY_LABEL,
+    DesiredObject, Kind, Name, ObjectKey, ObjectSpec, OwnedMeta, BASELINE_LABEL, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
 };
 
 /// Builds objects holding exactly the fields the operator owns.
 pub(crate) struct ObjectFactory {
     meta: Arc<OwnedMeta>,
+    /// Names handed out: the objects of a namespace share its name (they are made one
+    /// namespace after another) and all objects share the few generated names.
+    names: RefCell<Names>,
+}
+
+#[derive(Default)]
+struct Names {
+    namespace: Name,
+    names: Vec<Name>,
+}
+
+impl Names {
+    fn key(&mut self, kind: Kind, namespace: &str, name: &str) -> ObjectKey {
+        if *self.namespace != *namespace {
+            self.namespace = namespace.into();
+        }
+        let name = match self.names.iter().find(|n| ***n == *name) {
+            Some(n) => n.clone(),
+            None => {
+                let n = Name::from(name);
+                // A few names repeat in every namespace; the others are one-offs.
+                if self.names.len() < 16 {
+                    self.names.push(n.clone());
+                }
+                n
+            }
+        };
+        ObjectKey {
+            kind,
+            namespace: self.namespace.clone(),
+            name,
+        }
+    }
 }
 
 impl ObjectFactory {
@@ -40,6 +74,7 @@ impl ObjectFactory {
                 labels,
                 owner_references,
             }),
+            names: RefCell::default(),
         }
     }
 
@@ -68,11 +103,7 @@ impl ObjectFactory {
         spec: Arc<ObjectSpec>,
     ) -> DesiredObject {
         DesiredObject {
-            key: ObjectKey {
-                kind,
-                namespace: namespace.into(),
-                name: name.into(),
-            },
+            key: self.names.borrow_mut().key(kind, namespace, name),
             meta: Arc::clone(&self.meta),
             spec,
         }

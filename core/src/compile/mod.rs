@@ -187,6 +187,29 @@ mod tests {
     }
 
     #[test]
+    fn objects_share_their_namespace_and_name() {
+        let c = compile(
+            &baseline(),
+            &inventory(&["a", "b"]),
+            &Scope::default(),
+            Timestamp::UNIX_EPOCH,
+        );
+        let of = |ns: &str| -> Vec<&DesiredObject> {
+            c.objects.iter().filter(|o| o.key.namespace == ns).collect()
+        };
+        let (a, b) = (of("a"), of("b"));
+        assert!(a.len() > 1);
+        let same = |x: &str, y: &str| std::ptr::eq(x, y);
+        assert!(a
+            .iter()
+            .all(|o| same(&o.key.namespace, &a[0].key.namespace)));
+        for o in &a {
+            let twin = b.iter().find(|p| p.key.kind == o.key.kind).unwrap();
+            assert!(same(&o.key.name, &twin.key.name), "{}", o.key);
+        }
+    }
+
+    #[test]
     fn a_recompile_shares_the_specs_that_did_not_change() {
         let (b, now) = (baseline(), Timestamp::UNIX_EPOCH);
         let first = compile(&b, &inventory(&["a", "b"]), &Scope::default(), now);

@@ -185,7 +185,7 @@ enum Outcome {
 
 fn decide(kind: Kind, meta: &ObjectMeta, fields: Vec<Field>) -> Outcome {
     let (namespace, name) = match (&meta.namespace, &meta.name) {
-        (Some(ns), Some(n)) => (ns.clone(), n.clone()),
+        (Some(ns), Some(n)) => (ns.into(), n.into()),
         _ => return Outcome::Nothing,
     };
     let key = ObjectKey {

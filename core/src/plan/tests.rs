@@ -113,7 +113,10 @@ fn observed_of(objs: &[&DesiredObject]) -> BTreeMap<ObjectKey, Observed> {
 fn compiled(objects: Vec<DesiredObject>) -> Compiled {
     let mut objects = objects;
     objects.sort_by(|a, b| a.key.cmp(&b.key));
-    let protected: BTreeSet<String> = objects.iter().map(|o| o.key.namespace.clone()).collect();
+    let protected: BTreeSet<String> = objects
+        .iter()
+        .map(|o| o.key.namespace.to_string())
+        .collect();
     Compiled {
         objects,
         protected: protected.into_iter().collect(),

@@ -353,8 +353,8 @@ pub fn diff(expected: &Compiled, actual: &Objects) -> Option<String> {
     for d in &expected.objects {
         let key = (
             d.key.kind.name().to_string(),
-            d.key.namespace.clone(),
-            d.key.name.clone(),
+            d.key.namespace.to_string(),
+            d.key.name.to_string(),
         );
         wanted.insert(key, d.manifest());
     }

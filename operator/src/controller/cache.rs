@@ -21,12 +21,23 @@ use crate::api::MeshBaseline;
 /// name is shared with its `PodInfo`.
 pub type Key = (Arc<str>, Arc<str>);
 
-/// The key of `namespace`/`name`, with the namespace's one shared copy.
-pub fn key(namespace: &str, name: impl Into<Arc<str>>) -> Key {
-    (intern_namespace(namespace), name.into())
+/// The key of `namespace`/`name`, with the namespace's one shared copy; the few names the
+/// operator generates are shared too.
+pub fn key(namespace: &str, name: &str) -> Key {
+    let name = if name.starts_with(crate::compile::names::GENERATED_PREFIX) {
+        intern(name)
+    } else {
+        Arc::from(name)
+    };
+    (intern(namespace), name)
 }
 
-/// Namespace names in use. Names no key holds any more are forgotten whenever the set has
+/// The key of a pod, whose name is shared with its `PodInfo`.
+pub fn pod_key(namespace: &str, name: Arc<str>) -> Key {
+    (intern(namespace), name)
+}
+
+/// Namespace names and generated names in use. Names no key holds any more are forgotten whenever the set has
 /// doubled since the last sweep, so it stays within twice the namespaces in use.
 #[derive(Default)]
 struct Interner {
@@ -34,18 +45,18 @@ struct Interner {
     swept_at: usize,
 }
 
-fn intern_namespace(namespace: &str) -> Arc<str> {
-    static NAMESPACES: Mutex<Option<Interner>> = Mutex::new(None);
-    let mut guard = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+fn intern(s: &str) -> Arc<str> {
+    static NAMES: Mutex<Option<Interner>> = Mutex::new(None);
+    let mut guard = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     let i = guard.get_or_insert_with(Interner::default);
-    if let Some(a) = i.set.get(namespace) {
+    if let Some(a) = i.set.get(s) {
         return a.clone();
     }
     if i.set.len() >= 2 * i.swept_at.max(512) {
         i.set.retain(|a| Arc::strong_count(a) > 1);
         i.swept_at = i.set.len();
     }
-    let a: Arc<str> = Arc::from(namespace);
+    let a: Arc<str> = Arc::from(s);
     i.set.insert(a.clone());
     a
 }

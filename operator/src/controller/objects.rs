@@ -359,8 +359,8 @@ impl GeneratedIndex {
     ) -> bool {
         let okey = ObjectKey {
             kind,
-            namespace: key.0.to_string(),
-            name: key.1.to_string(),
+            namespace: key.0.clone().into(),
+            name: key.1.clone().into(),
         };
         let old = old.and_then(|o| o.generated.as_ref());
         let new = new.and_then(|n| n.generated.as_ref());

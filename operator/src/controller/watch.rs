@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::inventory::{NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::Kind;
 
-use super::cache::{key, run_watcher, Key};
+use super::cache::{key, pod_key, run_watcher, Key};
 use super::objects::trim;
 use super::reconcile::Ctx;
 use super::served::newest_served;
@@ -63,7 +63,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
                 let info = PodInfo::from_pod(&pod)
                     .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
                 let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                Some((key(namespace, info.name.clone()), Arc::new(info)))
+                Some((pod_key(namespace, info.name.clone()), Arc::new(info)))
             },
             |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),
         )

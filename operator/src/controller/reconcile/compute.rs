@@ -239,8 +239,8 @@ impl Ctx {
                 } else {
                     let key = ObjectKey {
                         kind: *kind,
-                        namespace: namespace.to_string(),
-                        name: name.to_string(),
+                        namespace: namespace.clone().into(),
+                        name: name.clone().into(),
                     };
                     records.get(uid).is_some_and(|r| r.contains(&key))
                 };

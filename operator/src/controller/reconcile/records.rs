@@ -155,8 +155,8 @@ impl Ctx {
         let existence = at_generated_name && old.is_some() != new.is_some();
         let okey = ObjectKey {
             kind,
-            namespace: key.0.to_string(),
-            name: key.1.to_string(),
+            namespace: key.0.clone().into(),
+            name: key.1.clone().into(),
         };
         if existence {
             self.triggers.generated_changed(&okey);
