@@ -22,9 +22,15 @@ pub struct Observed {
     /// `exact::owned_fingerprint` of the spec and ownerReferences, computed once when the
     /// object is cached.
     pub fingerprint: u64,
-    pub resource_version: Option<String>,
-    pub uid: Option<String>,
-    /// Tenants' annotations and finalizers (a replace keeps them); usually absent.
+    pub resource_version: Option<Box<str>>,
+    pub uid: Option<Box<str>>,
+    /// Tenants' annotations and finalizers (a replace keeps them); usually absent, so boxed:
+    /// 30,000 objects hold a pointer each instead of two empty values.
+    kept: Option<Box<Kept>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Kept {
     annotations: Option<Value>,
     finalizers: Option<Value>,
 }
@@ -50,28 +56,31 @@ impl Observed {
         let text = |field: &str| {
             meta.and_then(|m| m.get(field))
                 .and_then(Value::as_str)
-                .map(String::from)
+                .map(Box::from)
         };
         let value = |field: &str| meta.and_then(|m| m.get(field)).cloned();
+        let kept = Kept {
+            annotations: value("annotations"),
+            finalizers: value("finalizers"),
+        };
         Observed {
             owner_uid,
             labels,
             fingerprint,
             resource_version: text("resourceVersion"),
             uid: text("uid"),
-            annotations: value("annotations"),
-            finalizers: value("finalizers"),
+            kept: (kept.annotations.is_some() || kept.finalizers.is_some()).then(|| Box::new(kept)),
         }
     }
 
     /// What a replace of this object keeps or checks (see `Live`).
     pub fn live(&self) -> Option<Live> {
         Some(Live {
-            resource_version: self.resource_version.clone()?,
-            uid: self.uid.clone(),
+            resource_version: self.resource_version.as_deref()?.to_string(),
+            uid: self.uid.as_deref().map(String::from),
             labels: (*self.labels).clone(),
-            annotations: self.annotations.clone(),
-            finalizers: self.finalizers.clone(),
+            annotations: self.kept.as_ref().and_then(|k| k.annotations.clone()),
+            finalizers: self.kept.as_ref().and_then(|k| k.finalizers.clone()),
         })
     }
 }

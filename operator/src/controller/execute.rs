@@ -92,7 +92,7 @@ pub(super) async fn execute(
         }
         let uid = ctx
             .generated
-            .with(|o| o.get(key).and_then(|o| o.uid.clone()));
+            .with(|o| o.get(key).and_then(|o| o.uid.as_deref().map(String::from)));
         match ctx.executor.delete(key, uid).await {
             Ok(()) => {
                 out.progress += 1;

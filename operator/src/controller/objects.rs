@@ -42,8 +42,9 @@ pub struct KindEntry {
     /// the object is really ours is decided by the planner and the audit from the desired set
     /// and the ownerReference uid, never from this. Shared with the `GeneratedIndex`.
     pub generated: Option<Arc<Observed>>,
-    /// `metadata.resourceVersion`: a write's response must not replace a newer watched version.
-    pub resource_version: Option<String>,
+    /// `metadata.resourceVersion` (see `resource_version()`) of objects that have no
+    /// `generated`, which holds it otherwise.
+    pub resource_version: Option<Box<str>>,
     /// The typed copy has no labels: an object at one of our names whose controller
     /// ownerReference names a MeshBaseline keeps them in `generated` (one shared copy). The
     /// audit reads labels only of objects that are not ours (MB801 lists them), so those are
@@ -122,8 +123,16 @@ impl KindEntry {
     /// are opaque strings in general; where both parse as integers (etcd revisions, as every
     /// known API server serves them) they are ordered numerically. Otherwise nothing is known
     /// and the caller keeps what the watch delivered.
+    /// `metadata.resourceVersion`: a write's response must not replace a newer watched version.
+    pub fn resource_version(&self) -> Option<&str> {
+        match &self.generated {
+            Some(g) => g.resource_version.as_deref(),
+            None => self.resource_version.as_deref(),
+        }
+    }
+
     pub fn newer_than(&self, other: &KindEntry) -> Option<bool> {
-        let parse = |e: &KindEntry| e.resource_version.as_deref()?.parse::<u64>().ok();
+        let parse = |e: &KindEntry| e.resource_version()?.parse::<u64>().ok();
         Some(parse(self)? > parse(other)?)
     }
 }
@@ -242,7 +251,12 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     let key = super::cache::key(namespace, obj.metadata.name.as_deref()?);
     let labels = obj.metadata.labels.clone().unwrap_or_default();
     let owner_uid = controller_uid(&obj.metadata);
-    let resource_version = obj.metadata.resource_version.clone();
+    let resource_version = obj
+        .metadata
+        .resource_version
+        .as_deref()
+        .filter(|_| !key.1.starts_with(GENERATED_PREFIX))
+        .map(Box::from);
     let mut full = serde_json::to_value(&obj).ok()?;
     let at_generated_name = key.1.starts_with(GENERATED_PREFIX);
     // Revert mode reads the managedFields of tenants' PeerAuthentications and DestinationRules

@@ -23,7 +23,7 @@ fn generated_objects_are_indexed_and_trimmed() {
     assert_eq!(live.resource_version, "17");
     assert_eq!(live.uid.as_deref(), Some("o1"));
     assert_eq!(live.annotations, Some(json!({"tenant": "note"})));
-    assert_eq!(entry.resource_version.as_deref(), Some("17"));
+    assert_eq!(entry.resource_version(), Some("17"));
     // Claimed (our name, a MeshBaseline owner): no typed copy, parsed only when audited.
     assert!(entry.typed.is_none());
     match entry.audited(Kind::AuthorizationPolicy, &key) {
@@ -139,7 +139,7 @@ fn write_responses_are_ordered_by_resource_version() {
         typed: None,
         claimed: None,
         generated: None,
-        resource_version: rv.map(String::from),
+        resource_version: rv.map(Box::from),
         unlabelled: false,
     };
     assert_eq!(entry(Some("10")).newer_than(&entry(Some("9"))), Some(true));
