@@ -2,8 +2,6 @@
 //! sidecar injector's webhook selectors and `injectRequired` (pkg/kube/inject), and istio-cni's
 //! ambient enablement selector. Pure; shared by the compiler and the audit.
 
-use std::collections::BTreeMap;
-
 use crate::inventory::PodInfo;
 
 /// Namespace label: `enabled` turns injection on; any other value turns it off, whatever else.
@@ -53,7 +51,7 @@ impl DataPlane {
     }
 }
 
-type Labels = BTreeMap<String, String>;
+type Labels = crate::inventory::SmallMap;
 
 fn is(map: &Labels, key: &str, value: &str) -> bool {
     map.get(key).is_some_and(|v| v == value)
@@ -188,8 +186,8 @@ mod tests {
             PodShape {
                 namespace: "ns".into(),
                 kind: "Deployment".into(),
-                labels: labels(pod_labels).into(),
-                annotations: labels(annotations).into(),
+                labels: labels(pod_labels),
+                annotations: labels(annotations),
                 containers: vec![ContainerInfo {
                     name: "app".into(),
                     ..ContainerInfo::default()

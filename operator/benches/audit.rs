@@ -50,7 +50,10 @@ fn inventory() -> Inventory {
             NamespaceInfo {
                 terminating: false,
                 name: ns.clone(),
-                labels: labels.map(|(k, v)| (k.to_string(), v.to_string())).into(),
+                labels: labels
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into_iter()
+                    .collect(),
             },
         );
         for p in 0..PODS_PER_NAMESPACE {

@@ -47,7 +47,7 @@ fn inventory(n: usize) -> Inventory {
             name.clone(),
             NamespaceInfo {
                 name,
-                labels,
+                labels: labels.into(),
                 terminating: false,
             },
         );

@@ -42,7 +42,7 @@ fn world() -> (
             NamespaceInfo {
                 terminating: false,
                 name,
-                labels: BTreeMap::new(),
+                labels: BTreeMap::new().into(),
             },
         );
     }

@@ -181,7 +181,7 @@ fn namespaces() -> impl Strategy<Value = Inventory> {
                     name.clone(),
                     NamespaceInfo {
                         name,
-                        labels,
+                        labels: labels.into(),
                         terminating: false,
                     },
                 );

@@ -11,7 +11,7 @@ use super::baseline::{
     AdminTier, Control, ControlPlaneSpec, DenyRuleSpec, DnsSpec, EgressMode, MeshBaseline,
     MeshBaselineSpec, Mode, MtlsSpec, PodRefSpec, TenantObjects, TenantOverrides,
 };
-use super::selector::Selector;
+use super::selector::{Labels, Selector};
 
 /// Namespaces that are never protected, whatever the selector says: locking them down would
 /// lock out the platform.
@@ -71,7 +71,7 @@ impl Baseline {
     /// Whether the baseline's selector takes in this namespace (system and root namespaces
     /// never are). Exemptions are separate: an exempt namespace is still protected for the
     /// controls it is not exempt from.
-    pub fn selects(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+    pub fn selects(&self, namespace: &str, labels: &(impl Labels + ?Sized)) -> bool {
         namespace != self.root_namespace
             && !SYSTEM_NAMESPACES.contains(&namespace)
             && self.selector.matches(labels)

@@ -13,7 +13,7 @@ use crate::api::model::{Baseline, FieldErrors};
 use crate::api::selector::Selector;
 use crate::compile::{Compiled, Scope};
 use crate::dataplane::{self, DataPlane};
-use crate::inventory::{Inventory, PodInfo};
+use crate::inventory::{Inventory, PodInfo, SmallMap};
 use crate::object::Kind;
 
 pub(crate) struct Ctx<'a> {
@@ -25,7 +25,7 @@ pub(crate) struct Ctx<'a> {
     desired: &'a Compiled,
     /// Overlap resolution: namespaces an older baseline wins, and whether the root is ours.
     scope: &'a Scope,
-    empty: BTreeMap<String, String>,
+    empty: SmallMap,
 }
 
 impl<'a> Ctx<'a> {
@@ -42,7 +42,7 @@ impl<'a> Ctx<'a> {
             now,
             desired,
             scope,
-            empty: BTreeMap::new(),
+            empty: SmallMap::default(),
         }
     }
 
@@ -82,7 +82,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Labels of a namespace; empty when the inventory has no manifest for it.
-    pub fn labels(&self, ns: &str) -> &BTreeMap<String, String> {
+    pub fn labels(&self, ns: &str) -> &SmallMap {
         self.inventory
             .namespaces
             .get(ns)

@@ -178,7 +178,7 @@ mod tests {
         for n in names {
             let info = NamespaceInfo {
                 name: n.to_string(),
-                labels: BTreeMap::new(),
+                labels: BTreeMap::new().into(),
                 terminating: false,
             };
             inv.namespaces.insert(n.to_string(), info);

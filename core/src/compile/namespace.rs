@@ -1,7 +1,7 @@
 //! Per-namespace objects. Specs that do not depend on the namespace are built once per
 //! compile; only the DestinationRule host differs between namespaces.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -11,7 +11,7 @@ use super::names;
 use crate::api::baseline::{Control, MtlsMode};
 use crate::api::Baseline;
 use crate::dataplane::{self, DataPlane};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, SmallMap};
 use crate::object::{DesiredObject, Kind, ObjectSpec};
 
 /// The namespace-independent parts, built once.
@@ -83,7 +83,7 @@ impl NamespaceTemplates {
     pub(crate) fn objects(
         &self,
         namespace: &str,
-        labels: &BTreeMap<String, String>,
+        labels: &SmallMap,
         exempt: Exempt,
         factory: &ObjectFactory,
         previous: Option<&super::Compiled>,

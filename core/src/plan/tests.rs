@@ -721,7 +721,7 @@ fn overlap_older_baseline_wins() {
             NamespaceInfo {
                 terminating: false,
                 name: n.into(),
-                labels: BTreeMap::from([("team".into(), team.into())]),
+                labels: BTreeMap::from([("team".into(), team.into())]).into(),
             },
         )
     };
@@ -836,7 +836,7 @@ fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
     case.baseline.uid = Some(UID.into());
     let sidecars = NamespaceInfo {
         name: "a".into(),
-        labels: BTreeMap::from([("istio-injection".into(), "enabled".into())]),
+        labels: BTreeMap::from([("istio-injection".into(), "enabled".into())]).into(),
         terminating: false,
     };
     case.inventory.namespaces.insert("a".into(), sidecars);
@@ -844,7 +844,7 @@ fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
     assert_eq!(cond(&s, DEGRADED).reason, "AsExpected");
     let ambient = NamespaceInfo {
         name: "shop".into(),
-        labels: BTreeMap::from([("istio.io/dataplane-mode".into(), "ambient".into())]),
+        labels: BTreeMap::from([("istio.io/dataplane-mode".into(), "ambient".into())]).into(),
         terminating: false,
     };
     case.inventory.namespaces.insert("shop".into(), ambient);

@@ -46,7 +46,7 @@ pub fn inventory(names: &[&str]) -> Inventory {
             NamespaceInfo {
                 terminating: false,
                 name: name.to_string(),
-                labels,
+                labels: labels.into(),
             },
         );
     }
