@@ -387,6 +387,12 @@ impl FromIterator<(String, String)> for SmallMap {
     }
 }
 
+impl<const N: usize> From<[(String, String); N]> for SmallMap {
+    fn from(entries: [(String, String); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
 impl From<BTreeMap<String, String>> for SmallMap {
     fn from(map: BTreeMap<String, String>) -> Self {
         map.into_iter().collect()
