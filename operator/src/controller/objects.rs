@@ -45,11 +45,6 @@ pub struct KindEntry {
     /// `metadata.resourceVersion` (see `resource_version()`) of objects that have no
     /// `generated`, which holds it otherwise.
     pub resource_version: Option<Box<str>>,
-    /// The typed copy has no labels: an object at one of our names whose controller
-    /// ownerReference names a MeshBaseline keeps them in `generated` (one shared copy). The
-    /// audit reads labels only of objects that are not ours (MB801 lists them), so those are
-    /// audited as `audited` gives them, labels restored. 10,000 DestinationRules, 6 MiB.
-    pub unlabelled: bool,
 }
 
 /// A claimed object in two parts: what is the same for nearly all of them (labels,
@@ -102,12 +97,21 @@ impl Claimed {
 }
 
 impl KindEntry {
-    /// The object at `key` as the audit reads it when it is not ours: the typed copy (with
-    /// its labels, when they were kept apart), or the claimed object parsed.
+    /// The uid of the MeshBaseline that an object at one of our names claims as its
+    /// controller. Such an entry holds the object as the audit reads the operator's own: as
+    /// JSON (`claimed`, where the audit skips ours) or typed without its labels, which stay in
+    /// `generated` (one shared copy; 10,000 DestinationRules, 6 MiB). Whether it really is
+    /// ours is decided after compiling; if not, it is audited as `audited` gives it.
+    pub fn claimed_by(&self) -> Option<&str> {
+        self.generated.as_ref()?.owner_uid.as_deref()
+    }
+
+    /// The object at `key` whole, as the audit reads a tenant's: the typed copy (labels given
+    /// back to a claim's), or the claimed JSON parsed.
     pub fn audited(&self, kind: Kind, key: &Key) -> Option<Typed> {
         if let Some(t) = &self.typed {
-            return Some(match (&self.generated, self.unlabelled) {
-                (Some(g), true) => t.with_labels(&g.labels),
+            return Some(match &self.generated {
+                Some(g) if g.owner_uid.is_some() => t.with_labels(&g.labels),
                 _ => t.clone(),
             });
         }
@@ -119,10 +123,6 @@ impl KindEntry {
         typed
     }
 
-    /// Whether this entry is an older version of the object than `other`. resourceVersions
-    /// are opaque strings in general; where both parse as integers (etcd revisions, as every
-    /// known API server serves them) they are ordered numerically. Otherwise nothing is known
-    /// and the caller keeps what the watch delivered.
     /// `metadata.resourceVersion`: a write's response must not replace a newer watched version.
     pub fn resource_version(&self) -> Option<&str> {
         match &self.generated {
@@ -131,6 +131,10 @@ impl KindEntry {
         }
     }
 
+    /// Whether this entry is an older version of the object than `other`. resourceVersions
+    /// are opaque strings in general; where both parse as integers (etcd revisions, as every
+    /// known API server serves them) they are ordered numerically. Otherwise nothing is known
+    /// and the caller keeps what the watch delivered.
     pub fn newer_than(&self, other: &KindEntry) -> Option<bool> {
         let parse = |e: &KindEntry| e.resource_version()?.parse::<u64>().ok();
         Some(parse(self)? > parse(other)?)
@@ -249,16 +253,16 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
         obj.metadata.namespace.as_deref()?
     };
     let key = super::cache::key(namespace, obj.metadata.name.as_deref()?);
+    let at_generated_name = key.1.starts_with(GENERATED_PREFIX);
     let labels = obj.metadata.labels.clone().unwrap_or_default();
     let owner_uid = controller_uid(&obj.metadata);
     let resource_version = obj
         .metadata
         .resource_version
         .as_deref()
-        .filter(|_| !key.1.starts_with(GENERATED_PREFIX))
+        .filter(|_| !at_generated_name)
         .map(Box::from);
     let mut full = serde_json::to_value(&obj).ok()?;
-    let at_generated_name = key.1.starts_with(GENERATED_PREFIX);
     // Revert mode reads the managedFields of tenants' PeerAuthentications and DestinationRules
     // (fight detection). An object at one of our names that only we wrote is ours, or is
     // replaced whole; one that others wrote too may be a tenant's forgery, which Revert
@@ -316,14 +320,12 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
                 claimed,
                 generated,
                 resource_version,
-                unlabelled: false,
             },
         ));
     }
     // Typed but claimed (a DestinationRule, a root object): the audit reads nothing else of
-    // the metadata, and the labels are in `generated`.
-    let unlabelled = owner_uid.is_some() && generated.is_some();
-    if unlabelled {
+    // the metadata of the operator's own, and the labels are in `generated`.
+    if owner_uid.is_some() && generated.is_some() {
         if let Some(m) = full.pointer_mut("/metadata").and_then(Value::as_object_mut) {
             m.retain(|k, _| {
                 matches!(
@@ -348,7 +350,6 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
             claimed: None,
             generated,
             resource_version,
-            unlabelled,
         },
     ))
 }

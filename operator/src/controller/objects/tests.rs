@@ -1,7 +1,23 @@
 use super::*;
 use crate::compile::names;
 use crate::object::{BASELINE_LABEL, MANAGED_BY_LABEL};
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// The controller ownerReference of MeshBaseline `default` with `uid`.
+fn owned_by(uid: &str) -> Value {
+    json!([{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+        "name": "default", "uid": uid, "controller": true}])
+}
+
+/// A `kind` object with `metadata` and `spec`, trimmed as a watch event is.
+fn mk_trimmed(kind: Kind, metadata: Value, spec: Value) -> (Key, KindEntry) {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": kind.api_version(), "kind": kind.name(),
+        "metadata": metadata, "spec": spec
+    }))
+    .unwrap();
+    trim(kind, obj).unwrap()
+}
 
 #[test]
 fn generated_objects_are_indexed_and_trimmed() {
@@ -44,15 +60,9 @@ fn generated_objects_are_indexed_and_trimmed() {
 fn owned_entry(owner: Option<&str>) -> KindEntry {
     let mut meta = json!({"name": "meshbaseline-deny-plaintext", "namespace": "a"});
     if let Some(uid) = owner {
-        meta["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
-            "kind": "MeshBaseline", "name": "b", "uid": uid, "controller": true}]);
+        meta["ownerReferences"] = owned_by(uid);
     }
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-        "metadata": meta, "spec": {}
-    }))
-    .unwrap();
-    trim(Kind::AuthorizationPolicy, obj).unwrap().1
+    mk_trimmed(Kind::AuthorizationPolicy, meta, json!({})).1
 }
 
 proptest::proptest! {
@@ -91,15 +101,10 @@ fn only_claims_the_audit_skips_go_untyped() {
     let dr = |name: &str, owned: bool| -> KindEntry {
         let mut meta = json!({"name": name, "namespace": "a"});
         if owned {
-            meta["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
-                "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}]);
+            meta["ownerReferences"] = owned_by("u1");
         }
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-            "metadata": meta, "spec": {"host": "*.a.svc.cluster.local"}
-        }))
-        .unwrap();
-        trim(Kind::DestinationRule, obj).unwrap().1
+        let spec = json!({"host": "*.a.svc.cluster.local"});
+        mk_trimmed(Kind::DestinationRule, meta, spec).1
     };
     // The audit resolves hosts among all DestinationRules, ours included: always typed.
     for e in [
@@ -109,15 +114,8 @@ fn only_claims_the_audit_skips_go_untyped() {
         assert!(e.typed.is_some() && e.claimed.is_none());
     }
     let np = |name: &str| -> KindEntry {
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": name, "namespace": "a", "ownerReferences": [{
-                "apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
-                "name": "default", "uid": "u1", "controller": true}]},
-            "spec": {"podSelector": {}}
-        }))
-        .unwrap();
-        trim(Kind::NetworkPolicy, obj).unwrap().1
+        let meta = json!({"name": name, "namespace": "a", "ownerReferences": owned_by("u1")});
+        mk_trimmed(Kind::NetworkPolicy, meta, json!({"podSelector": {}})).1
     };
     // A namespace's NetworkPolicy is claimed; istiod's stays typed (MB701 counts it).
     let ours = np(names::BASELINE_NETWORK_POLICY);
@@ -140,7 +138,6 @@ fn write_responses_are_ordered_by_resource_version() {
         claimed: None,
         generated: None,
         resource_version: rv.map(Box::from),
-        unlabelled: false,
     };
     assert_eq!(entry(Some("10")).newer_than(&entry(Some("9"))), Some(true));
     assert_eq!(entry(Some("9")).newer_than(&entry(Some("10"))), Some(false));
@@ -175,14 +172,12 @@ fn peer_authentications_keep_managed_fields() {
 
 #[test]
 fn objects_at_generated_names_drop_managed_fields() {
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-        "metadata": {"name": "meshbaseline-mtls", "namespace": "a",
-            "managedFields": [{"manager": "meshbaseline", "operation": "Apply"}]},
-        "spec": {"host": "*.a.svc.cluster.local"}
-    }))
-    .unwrap();
-    let (_, entry) = trim(Kind::DestinationRule, obj).unwrap();
+    let (_, entry) = mk_trimmed(
+        Kind::DestinationRule,
+        json!({"name": "meshbaseline-mtls", "namespace": "a",
+            "managedFields": [{"manager": "meshbaseline", "operation": "Apply"}]}),
+        json!({"host": "*.a.svc.cluster.local"}),
+    );
     assert!(entry.generated.is_some());
     match entry.typed {
         Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_none()),
@@ -190,17 +185,13 @@ fn objects_at_generated_names_drop_managed_fields() {
     }
     // Written by a tenant too (a forgery at our name, or our object edited): Revert mode may
     // patch it, and its fight detection reads them.
-    let obj: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-        "metadata": {"name": "meshbaseline-tls-off", "namespace": "a",
-            "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1",
-                "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}],
-            "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
-        "spec": {"host": "web.a.svc.cluster.local"}
-    }))
-    .unwrap();
-    let (_, entry) = trim(Kind::DestinationRule, obj).unwrap();
-    assert!(entry.unlabelled);
+    let (_, entry) = mk_trimmed(
+        Kind::DestinationRule,
+        json!({"name": "meshbaseline-tls-off", "namespace": "a", "ownerReferences": owned_by("u1"),
+            "managedFields": [{"manager": "kubectl", "operation": "Apply"}]}),
+        json!({"host": "web.a.svc.cluster.local"}),
+    );
+    assert_eq!(entry.claimed_by(), Some("u1"));
     match entry.typed {
         Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_some()),
         other => panic!("{other:?}"),
@@ -227,17 +218,12 @@ fn istio_objects_without_a_spec_are_seen_with_an_empty_one() {
 #[test]
 fn claimed_objects_share_what_they_have_in_common_and_keep_what_the_audit_reads() {
     let np = |ns: &str, created: &str| -> (Key, KindEntry) {
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": names::BASELINE_NETWORK_POLICY, "namespace": ns,
-                "creationTimestamp": created, "uid": format!("uid-{ns}"),
-                "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"},
-                "ownerReferences": [{"apiVersion": "meshbaseline.dev/v1alpha1",
-                    "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}]},
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
-        }))
-        .unwrap();
-        trim(Kind::NetworkPolicy, obj).unwrap()
+        let meta = json!({"name": names::BASELINE_NETWORK_POLICY, "namespace": ns,
+            "creationTimestamp": created, "uid": format!("uid-{ns}"),
+            "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"},
+            "ownerReferences": owned_by("u1")});
+        let spec = json!({"podSelector": {}, "policyTypes": ["Ingress"]});
+        mk_trimmed(Kind::NetworkPolicy, meta, spec)
     };
     let (ka, a) = np("a", "2026-01-01T00:00:00Z");
     let (kb, b) = np("b", "2026-02-01T00:00:00Z");
@@ -273,21 +259,16 @@ fn typed_claims_keep_their_labels_apart_and_get_them_back_when_audited() {
             "creationTimestamp": "2026-01-01T00:00:00Z", "uid": "o1", "resourceVersion": "9",
             "labels": {MANAGED_BY_LABEL: "meshbaseline", BASELINE_LABEL: "default"}});
         if owned {
-            meta["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
-                "kind": "MeshBaseline", "name": "default", "uid": "u1", "controller": true}]);
+            meta["ownerReferences"] = owned_by("u1");
         }
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-            "metadata": meta, "spec": {"host": "*.a.svc.cluster.local"}
-        }))
-        .unwrap();
-        trim(Kind::DestinationRule, obj).unwrap()
+        let spec = json!({"host": "*.a.svc.cluster.local"});
+        mk_trimmed(Kind::DestinationRule, meta, spec)
     };
     let (key, ours) = dr(true);
     let Some(Typed::DestinationRule(t)) = &ours.typed else {
         panic!("typed")
     };
-    assert!(ours.unlabelled);
+    assert_eq!(ours.claimed_by(), Some("u1"));
     assert_eq!(t.metadata.labels, None);
     assert_eq!(t.metadata.uid, None);
     assert_eq!(t.metadata.owner_references.as_ref().unwrap()[0].uid, "u1");
@@ -303,7 +284,7 @@ fn typed_claims_keep_their_labels_apart_and_get_them_back_when_audited() {
     assert_eq!(a.spec, t.spec);
     // Without a MeshBaseline owner it is a tenant's: typed whole.
     let (_, tenant) = dr(false);
-    assert!(!tenant.unlabelled);
+    assert_eq!(tenant.claimed_by(), None);
     let Some(Typed::DestinationRule(t)) = &tenant.typed else {
         panic!("typed")
     };

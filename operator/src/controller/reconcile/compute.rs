@@ -16,7 +16,7 @@ use crate::object::ObjectKey;
 use crate::plan;
 
 use super::super::cache::Key;
-use super::super::objects::{KindEntry, Typed};
+use super::super::objects::Typed;
 use super::{identity, BaselineState, Computed, Ctx, InventoryVersion};
 
 impl Ctx {
@@ -47,12 +47,11 @@ impl Ctx {
         };
         for (kind, cache) in &self.kinds {
             for (key, entry) in cache.read().iter() {
-                let of_live = claimed_by(entry).is_some_and(|u| live.contains(u));
-                let typed = match &entry.claimed {
-                    None if entry.unlabelled && !of_live => entry.audited(*kind, key),
-                    None => entry.typed.clone(),
-                    Some(_) if of_live => None,
+                let typed = match entry.claimed_by() {
+                    // As the audit reads ours; `audit_inventory` decides.
+                    Some(uid) if live.contains(uid) => entry.typed.clone(),
                     Some(_) => entry.audited(*kind, key),
+                    None => entry.typed.clone(),
                 };
                 if let Some(t) = typed {
                     push(&mut inv, t);
@@ -217,9 +216,7 @@ impl Ctx {
         for (kind, cache) in &self.kinds {
             for (key, entry) in cache.read().iter() {
                 let (namespace, name) = key;
-                let Some(uid) =
-                    claimed_by(entry).filter(|_| entry.claimed.is_some() || entry.unlabelled)
-                else {
+                let Some(uid) = entry.claimed_by() else {
                     continue;
                 };
                 if !live.contains(uid) {
@@ -306,11 +303,6 @@ impl Ctx {
         audit::sort(&mut findings);
         c.findings = Arc::new(findings);
     }
-}
-
-/// The uid of the MeshBaseline that an object at one of our names claims as its owner.
-fn claimed_by(entry: &KindEntry) -> Option<&str> {
-    entry.generated.as_ref()?.owner_uid.as_deref()
 }
 
 /// Replaces the object `old` holds with `new` (of the same kind).

@@ -176,14 +176,8 @@ impl Ctx {
         // now, or a cached finding would plan the same revert again.
         type Audited = (Option<Typed>, Option<Claimed>);
         let tenant = |e: Option<&KindEntry>| -> Option<Audited> {
-            e.filter(|_| !self.is_ours(&okey, e)).map(|e| {
-                let typed = if e.unlabelled {
-                    e.audited(kind, key)
-                } else {
-                    e.typed.clone()
-                };
-                (typed, e.claimed.clone())
-            })
+            e.filter(|_| !self.is_ours(&okey, e))
+                .map(|e| (e.audited(kind, key), e.claimed.clone()))
         };
         if tenant(old) != tenant(new) {
             // The compiler reads tenants' DestinationRules (a rule for a namespace's hosts
