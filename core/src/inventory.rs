@@ -461,5 +461,26 @@ pub fn created(meta: &ObjectMeta) -> Option<Timestamp> {
     meta.creation_timestamp.as_ref().map(|t| t.0)
 }
 
+/// The tests' running pod of `ns` with containers named `containers`.
+#[cfg(test)]
+pub(crate) fn mk_running_pod(ns: &str, name: &str, containers: &[&str]) -> PodInfo {
+    PodInfo::new(
+        name,
+        PodShape {
+            namespace: ns.into(),
+            kind: "Pod".into(),
+            phase: Some("Running".into()),
+            containers: containers
+                .iter()
+                .map(|c| ContainerInfo {
+                    name: (*c).into(),
+                    ..ContainerInfo::default()
+                })
+                .collect(),
+            ..PodShape::default()
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests;

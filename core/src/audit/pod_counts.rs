@@ -87,29 +87,15 @@ impl PodCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{ContainerInfo, PodShape};
+    use crate::inventory::mk_running_pod;
 
     fn mk_pod(ns: &str, name: &str, sidecar: bool) -> PodInfo {
-        let mut containers = vec![ContainerInfo {
-            name: "app".into(),
-            ..ContainerInfo::default()
-        }];
-        if sidecar {
-            containers.push(ContainerInfo {
-                name: "istio-proxy".into(),
-                ..ContainerInfo::default()
-            });
-        }
-        PodInfo::new(
-            name,
-            PodShape {
-                namespace: ns.into(),
-                kind: "Pod".into(),
-                phase: Some("Running".into()),
-                containers,
-                ..PodShape::default()
-            },
-        )
+        let containers: &[&str] = if sidecar {
+            &["app", "istio-proxy"]
+        } else {
+            &["app"]
+        };
+        mk_running_pod(ns, name, containers)
     }
 
     #[test]

@@ -1,15 +1,7 @@
 use super::*;
 
 fn replica(name: &str, ns: &str) -> PodInfo {
-    PodInfo::new(
-        name,
-        PodShape {
-            namespace: ns.into(),
-            kind: "Pod".into(),
-            phase: Some("Running".into()),
-            ..PodShape::default()
-        },
-    )
+    mk_running_pod(ns, name, &[])
 }
 
 #[test]

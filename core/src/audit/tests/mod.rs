@@ -10,7 +10,7 @@ use super::{audit, Finding, Rule};
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
 use crate::api::model::Baseline;
 use crate::api::MeshBaseline;
-use crate::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo, PodShape, ServiceInfo};
+use crate::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo, ServiceInfo};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 mod ambient;
@@ -115,16 +115,7 @@ pub(super) fn mk_container(name: &str) -> ContainerInfo {
 
 /// A running pod with an app container and the sidecar.
 pub(super) fn mk_pod(ns: &str, name: &str) -> PodInfo {
-    PodInfo::new(
-        name,
-        PodShape {
-            namespace: ns.into(),
-            kind: "Pod".into(),
-            phase: Some("Running".into()),
-            containers: vec![mk_container("app"), mk_container("istio-proxy")],
-            ..PodShape::default()
-        },
-    )
+    crate::inventory::mk_running_pod(ns, name, &["app", "istio-proxy"])
 }
 
 pub(super) fn mk_svc(ns: &str, name: &str, families: &[&str]) -> ServiceInfo {
