@@ -266,26 +266,37 @@ impl PodInfo {
     }
 }
 
-/// Pod shapes shared between the pods that have them. Shapes no pod holds any more are
-/// forgotten whenever the set has doubled since the last sweep, so the set stays within twice
-/// the shapes in use.
-#[derive(Debug, Default)]
-pub struct PodShapes {
-    set: std::collections::HashSet<Arc<PodShape>>,
+/// One shared copy of each equal value in use. Values no one else holds any more are forgotten
+/// whenever the set has doubled since the last sweep, so it stays within twice the values in
+/// use. Pod shapes here; the controller's namespace and generated names too.
+#[derive(Debug)]
+pub struct Interner<T: ?Sized> {
+    set: std::collections::HashSet<Arc<T>>,
     swept_at: usize,
 }
 
-impl PodShapes {
-    pub fn intern(&mut self, shape: Arc<PodShape>) -> Arc<PodShape> {
-        if let Some(s) = self.set.get(&shape) {
+impl<T: ?Sized> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            set: Default::default(),
+            swept_at: 0,
+        }
+    }
+}
+
+impl<T: ?Sized + std::hash::Hash + Eq> Interner<T> {
+    /// The shared copy of `value`, made by `make` when there is none.
+    pub fn get_or_insert_with(&mut self, value: &T, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
+        if let Some(s) = self.set.get(value) {
             return s.clone();
         }
-        self.set.insert(shape.clone());
+        let new = make();
+        self.set.insert(new.clone());
         if self.set.len() > 2 * self.swept_at.max(512) {
             self.set.retain(|s| Arc::strong_count(s) > 1);
             self.swept_at = self.set.len();
         }
-        shape
+        new
     }
 
     pub fn len(&self) -> usize {
@@ -294,6 +305,16 @@ impl PodShapes {
 
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
+    }
+}
+
+/// Pod shapes shared between the pods that have them.
+pub type PodShapes = Interner<PodShape>;
+
+impl PodShapes {
+    pub fn intern(&mut self, shape: Arc<PodShape>) -> Arc<PodShape> {
+        let new = shape.clone();
+        self.get_or_insert_with(&shape, || new)
     }
 }
 

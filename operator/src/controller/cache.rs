@@ -15,6 +15,7 @@ use kube::runtime::watcher;
 use tokio::sync::Notify;
 
 use crate::api::MeshBaseline;
+use crate::inventory::Interner;
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects. Namespaces are
 /// interned (`key`): 100,000 pods and 30,000 generated objects name 10,000 namespaces. A pod's
@@ -37,28 +38,13 @@ pub fn pod_key(namespace: &str, name: Arc<str>) -> Key {
     (intern(namespace), name)
 }
 
-/// Namespace names and generated names in use. Names no key holds any more are forgotten whenever the set has
-/// doubled since the last sweep, so it stays within twice the namespaces in use.
-#[derive(Default)]
-struct Interner {
-    set: std::collections::HashSet<Arc<str>>,
-    swept_at: usize,
-}
-
-fn intern(s: &str) -> Arc<str> {
-    static NAMES: Mutex<Option<Interner>> = Mutex::new(None);
+/// Namespace names, generated names and owner uids in use, one copy each.
+pub(super) fn intern(s: &str) -> Arc<str> {
+    static NAMES: Mutex<Option<Interner<str>>> = Mutex::new(None);
     let mut guard = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    let i = guard.get_or_insert_with(Interner::default);
-    if let Some(a) = i.set.get(s) {
-        return a.clone();
-    }
-    if i.set.len() >= 2 * i.swept_at.max(512) {
-        i.set.retain(|a| Arc::strong_count(a) > 1);
-        i.swept_at = i.set.len();
-    }
-    let a: Arc<str> = Arc::from(s);
-    i.set.insert(a.clone());
-    a
+    guard
+        .get_or_insert_with(Interner::default)
+        .get_or_insert_with(s, || Arc::from(s))
 }
 
 /// One kind's trimmed objects. During a re-list the new content is built aside and swapped in

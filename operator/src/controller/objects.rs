@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
 use crate::compile::names::GENERATED_PREFIX;
+use crate::inventory::Interner;
 use crate::object::{Kind, ObjectKey};
 use crate::plan::Observed;
 
@@ -194,54 +195,40 @@ pub fn controller_uid(meta: &kube::api::ObjectMeta) -> Option<String> {
         .map(|o| o.uid.clone())
 }
 
-/// Owner uids and label sets of objects at generated names: a few distinct values (one per
-/// baseline, unless tenants add labels) over 30,000 objects, so one shared copy of each.
-/// Bounded: a tenant labelling objects differently only costs copies beyond the bound.
+/// Owner uids, label sets and claims' shared parts of objects at generated names: a few
+/// distinct values (one per baseline, unless tenants write others) over 30,000 objects, so one
+/// copy of each.
 #[derive(Default)]
 struct Interned {
-    uids: Vec<Arc<str>>,
-    labels: Vec<Arc<BTreeMap<String, String>>>,
-    claims: Vec<Arc<str>>,
+    labels: Interner<BTreeMap<String, String>>,
+    claims: Interner<str>,
 }
 
-static INTERNED: Mutex<Interned> = Mutex::new(Interned {
-    uids: Vec::new(),
-    labels: Vec::new(),
-    claims: Vec::new(),
-});
+static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
 
-const INTERNED_MAX: usize = 16;
+fn interned<R>(f: impl FnOnce(&mut Interned) -> R) -> R {
+    let mut guard = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    f(guard.get_or_insert_with(Interned::default))
+}
 
 fn intern(
     uid: Option<&str>,
     labels: BTreeMap<String, String>,
 ) -> (Option<Arc<str>>, Arc<BTreeMap<String, String>>) {
-    let mut i = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
-    let uid = uid.map(|u| find_or_add(&mut i.uids, |a| a == u, || Arc::from(u)));
-    let labels = find_or_add(&mut i.labels, |a| *a == labels, || Arc::new(labels.clone()));
+    let uid = uid.map(super::cache::intern);
+    let labels = interned(|i| {
+        let new = || Arc::new(labels.clone());
+        i.labels.get_or_insert_with(&labels, new)
+    });
     (uid, labels)
-}
-
-fn find_or_add<T: ?Sized + PartialEq>(
-    v: &mut Vec<Arc<T>>,
-    found: impl Fn(&T) -> bool,
-    new: impl FnOnce() -> Arc<T>,
-) -> Arc<T> {
-    if let Some(a) = v.iter().find(|a| found(a)) {
-        return a.clone();
-    }
-    let a = new();
-    if v.len() == INTERNED_MAX {
-        v.remove(0);
-    }
-    v.push(a.clone());
-    a
 }
 
 /// The shared part of a claimed object: one copy per distinct content.
 fn intern_claim(text: String) -> Arc<str> {
-    let mut i = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
-    find_or_add(&mut i.claims, |a| *a == *text, || Arc::from(text.as_str()))
+    interned(|i| {
+        i.claims
+            .get_or_insert_with(&text, || Arc::from(text.as_str()))
+    })
 }
 
 /// Trims a watched object of `kind`. managedFields stay only on PeerAuthentications and
