@@ -428,8 +428,9 @@ async fn parent(a: Args) -> Result<()> {
     )
     .await?;
 
-    // Tenant policy churn: tenants edit their own AuthorizationPolicies, 10 a second. Each
-    // edit can change findings, so the inventory is compiled and audited again (debounced).
+    // Tenant policy churn: tenants edit their own AuthorizationPolicies, 20 a second (one
+    // per tick, counted as two events). Each edit can change findings, so the inventory is
+    // audited again (spaced).
     churn(
         &sim,
         pid,
