@@ -9,3 +9,5 @@ pub use meshbaseline_core::{api, audit, compile, dataplane, inventory, manifests
 pub mod cli;
 pub mod controller;
 pub mod telemetry;
+
+mod alloc;
