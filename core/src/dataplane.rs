@@ -182,9 +182,9 @@ mod tests {
 
     fn template(pod_labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> PodInfo {
         PodInfo::new(
+            "ns",
             "p",
             PodShape {
-                namespace: "ns".into(),
                 kind: "Deployment".into(),
                 labels: labels(pod_labels),
                 annotations: labels(annotations),

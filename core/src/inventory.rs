@@ -142,7 +142,8 @@ pub fn namespace_change_matters(
 /// shares equal shapes between pods (`PodShapes`): 100,000 pods have a few thousand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodInfo {
-    /// Shared with the controller's cache key.
+    /// Both shared with the controller's cache key (the namespace with every key in it).
+    pub namespace: Arc<str>,
     pub name: Arc<str>,
     shape: Arc<PodShape>,
 }
@@ -161,10 +162,10 @@ impl std::ops::DerefMut for PodInfo {
     }
 }
 
-/// Everything the audit reads of a pod except its name.
+/// Everything the audit reads of a pod except its namespace and name: the same for the
+/// replicas of a workload, and for the copies of one workload in many namespaces.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PodShape {
-    pub namespace: String,
     /// `Pod`, or the kind of the workload whose template this is (`Deployment`, ...).
     pub kind: String,
     /// `None` for templates; pods that have finished are not audited for a missing sidecar.
@@ -202,8 +203,13 @@ impl PodShape {
 }
 
 impl PodInfo {
-    pub fn new(name: impl Into<Arc<str>>, shape: PodShape) -> PodInfo {
+    pub fn new(
+        namespace: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+        shape: PodShape,
+    ) -> PodInfo {
         PodInfo {
+            namespace: namespace.into(),
             name: name.into(),
             shape: Arc::new(shape),
         }
@@ -212,6 +218,7 @@ impl PodInfo {
     /// The same pod, its shape shared with an equal one `shapes` already holds.
     pub fn interned(self, shapes: &mut PodShapes) -> PodInfo {
         PodInfo {
+            namespace: self.namespace,
             name: self.name,
             shape: shapes.intern(self.shape),
         }
@@ -227,16 +234,16 @@ impl PodInfo {
     pub fn from_spec(meta: &ObjectMeta, spec: Option<&PodSpec>, kind: &str) -> PodInfo {
         let annotations = filtered(meta.annotations.as_ref(), mesh_annotation);
         let labels = filtered(meta.labels.as_ref(), mesh_label);
-        let name = meta.name.clone().unwrap_or_default();
+        let name = meta.name.as_deref().unwrap_or_default();
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
         let Some(spec) = spec else {
             let shape = PodShape {
-                namespace: meta.namespace.clone().unwrap_or_default(),
                 kind: kind.to_string(),
                 annotations,
                 labels,
                 ..PodShape::default()
             };
-            return PodInfo::new(name, shape);
+            return PodInfo::new(namespace, name, shape);
         };
         let psc = spec.security_context.as_ref();
         let containers = spec
@@ -251,7 +258,6 @@ impl PodInfo {
             )
             .collect();
         let shape = PodShape {
-            namespace: meta.namespace.clone().unwrap_or_default(),
             kind: kind.to_string(),
             phase: None,
             annotations,
@@ -262,7 +268,7 @@ impl PodInfo {
             run_as_group: psc.and_then(|s| s.run_as_group),
             containers,
         };
-        PodInfo::new(name, shape)
+        PodInfo::new(namespace, name, shape)
     }
 }
 
@@ -486,9 +492,9 @@ pub fn created(meta: &ObjectMeta) -> Option<Timestamp> {
 #[cfg(test)]
 pub(crate) fn mk_running_pod(ns: &str, name: &str, containers: &[&str]) -> PodInfo {
     PodInfo::new(
+        ns,
         name,
         PodShape {
-            namespace: ns.into(),
             kind: "Pod".into(),
             phase: Some("Running".into()),
             containers: containers

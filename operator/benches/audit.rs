@@ -58,9 +58,9 @@ fn inventory() -> Inventory {
         );
         for p in 0..PODS_PER_NAMESPACE {
             let mut pod = PodInfo::new(
+                ns.as_str(),
                 format!("app-{p}"),
                 PodShape {
-                    namespace: ns.clone(),
                     kind: "Pod".into(),
                     phase: Some("Running".into()),
                     containers: vec![container("app"), container("istio-proxy")],

@@ -80,9 +80,9 @@ fn bench(c: &mut Criterion) {
     let mut audited = namespaces.clone();
     for i in 0..2_000 {
         audited.pods.push(Arc::new(PodInfo::new(
+            format!("tenant-{:05}", i * 5),
             format!("batch-{i}"),
             PodShape {
-                namespace: format!("tenant-{:05}", i * 5),
                 kind: "Pod".into(),
                 phase: Some("Running".into()),
                 containers: vec![

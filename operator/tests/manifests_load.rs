@@ -83,7 +83,7 @@ fn workload_templates_and_lists_become_pods() {
         .inventory
         .pods
         .iter()
-        .map(|p| (p.kind.clone(), p.namespace.clone(), p.name.to_string()))
+        .map(|p| (p.kind.clone(), p.namespace.to_string(), p.name.to_string()))
         .collect();
     let expect = |k: &str, ns: &str, n: &str| (k.to_string(), ns.to_string(), n.to_string());
     assert_eq!(

@@ -86,7 +86,7 @@ pub(super) fn check_policies(ctx: &Ctx, out: &mut Vec<Finding>) {
             if !p.labels.contains_key(GATEWAY_MANAGED)
                 && ctx.pod_dataplane(p) == Some(DataPlane::Sidecar)
             {
-                set.insert(p.namespace.as_str());
+                set.insert(&*p.namespace);
             }
         }
         set
@@ -220,7 +220,7 @@ pub(super) fn check_workloads(ctx: &Ctx, out: &mut Vec<Finding>) {
 
 /// MB507–MB509 of one pod or template on its own.
 pub(super) fn check_workload(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
-    let ns = pod.namespace.as_str();
+    let ns = &*pod.namespace;
     // Waypoints and gateways opt themselves out of ztunnel by design.
     if !ctx.known(ns) || !ctx.applies(ns, Rule::MB507) || pod.labels.contains_key(GATEWAY_MANAGED) {
         return;

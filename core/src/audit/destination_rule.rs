@@ -284,7 +284,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             .keys()
             .map(String::as_str)
             .chain(inv.services.iter().map(|s| s.namespace.as_str()))
-            .chain(inv.pods.iter().map(|p| p.namespace.as_str()))
+            .chain(inv.pods.iter().map(|p| &*p.namespace))
             .chain(
                 inv.destination_rules
                     .iter()

@@ -47,7 +47,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     // Pods come grouped by namespace: remember the last namespace's answer.
     let mut last: Option<(&str, bool)> = None;
     for pod in &ctx.inventory.pods {
-        let ns = pod.namespace.as_str();
+        let ns = &*pod.namespace;
         let applies = match last {
             Some((prev, applies)) if prev == ns => applies,
             // All pod rules share the Workloads control.
@@ -61,7 +61,7 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
 }
 
 fn check_pod(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
-    let ns = pod.namespace.as_str();
+    let ns = &*pod.namespace;
     let plane = ctx.pod_dataplane(pod);
     let who = Who(pod);
     let apps = || pod.containers.iter().filter(|c| !is_istio(c));

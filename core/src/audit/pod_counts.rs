@@ -5,6 +5,7 @@
 //! the one pod instead of the cluster.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::ambient::GATEWAY_MANAGED;
 use crate::dataplane;
@@ -12,7 +13,8 @@ use crate::inventory::PodInfo;
 
 #[derive(Debug, Default)]
 pub struct PodCounts {
-    per_namespace: HashMap<String, Counts>,
+    /// Keyed by the pods' own (shared) namespace names.
+    per_namespace: HashMap<Arc<str>, Counts>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,7 +46,7 @@ impl PodCounts {
     /// other objects may change with it, which calls for a full audit.
     pub fn update(&mut self, old: Option<&PodInfo>, new: Option<&PodInfo>) -> bool {
         let shared = old.into_iter().chain(new).any(read_by_others);
-        let namespaces: Vec<String> = old
+        let namespaces: Vec<Arc<str>> = old
             .into_iter()
             .chain(new)
             .map(|p| p.namespace.clone())

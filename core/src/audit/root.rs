@@ -60,7 +60,7 @@ fn istiod_ingress(ctx: &Ctx, out: &mut Vec<Finding>) {
         .inventory
         .pods
         .iter()
-        .find(|p| p.namespace == root && p.name.starts_with("istiod"));
+        .find(|p| &*p.namespace == root && p.name.starts_with("istiod"));
     // Offline, a repository without the control plane has nothing to say about it.
     if !ctx.inventory.namespaces.contains_key(root) && istiod_pod.is_none() {
         return;

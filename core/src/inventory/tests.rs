@@ -1,7 +1,7 @@
 use super::*;
 
 fn replica(name: &str, ns: &str) -> PodInfo {
-    mk_running_pod(ns, name, &[])
+    mk_running_pod(ns, name, &["app"])
 }
 
 #[test]
@@ -10,19 +10,23 @@ fn replicas_share_one_shape_and_unused_shapes_are_forgotten() {
     let a = replica("a", "shop").interned(&mut shapes);
     let b = replica("b", "shop").interned(&mut shapes);
     assert!(Arc::ptr_eq(&a.shape, &b.shape));
-    assert_eq!((&*a.name, b.namespace.as_str()), ("a", "shop"));
+    assert_eq!((&*a.name, &*b.namespace), ("a", "shop"));
+    // The same workload in another namespace has the same shape too.
+    let elsewhere = replica("a", "bank").interned(&mut shapes);
+    assert!(Arc::ptr_eq(&a.shape, &elsewhere.shape));
+    assert_eq!((&*elsewhere.namespace, &*a.namespace), ("bank", "shop"));
     // A change of one pod's shape leaves the other's alone.
     let mut c = b.clone();
     c.phase = Some("Succeeded".into());
     assert_eq!(b.phase.as_deref(), Some("Running"));
     assert_eq!(&*c.name, "b");
     // Shapes no pod holds go at the next sweep (when the set has doubled).
-    drop((a, b, c));
+    drop((a, b, c, elsewhere));
     let live: Vec<PodInfo> = (0..2_000)
-        .map(|i| replica("p", &format!("ns-{i}")).interned(&mut shapes))
+        .map(|i| mk_running_pod("shop", "p", &[&format!("c-{i}")]).interned(&mut shapes))
         .collect();
     assert!(shapes.len() <= 2 * live.len());
-    assert!(!shapes.set.iter().any(|s| s.namespace == "shop"));
+    assert!(!shapes.set.iter().any(|s| s.containers[0].name == "app"));
 }
 
 fn ns(labels: &[(&str, &str)]) -> NamespaceInfo {

@@ -60,10 +60,11 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             &c.pods,
             // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
             |pod: Pod| {
-                let info = PodInfo::from_pod(&pod)
+                let mut info = PodInfo::from_pod(&pod)
                     .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                Some((pod_key(namespace, info.name.clone()), Arc::new(info)))
+                let key = pod_key(&info.namespace, info.name.clone());
+                info.namespace = key.0.clone();
+                Some((key, Arc::new(info)))
             },
             |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),
         )
