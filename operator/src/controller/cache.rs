@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 use crate::api::MeshBaseline;
 use crate::inventory::Interner;
 
+use super::packed::Packed;
+
 /// (namespace, name); the namespace is empty for cluster-scoped objects. Namespaces are
 /// interned (`key`): 100,000 pods and 30,000 generated objects name 10,000 namespaces. A pod's
 /// name is shared with its `PodInfo`.
@@ -48,9 +50,10 @@ pub(super) fn intern(s: &str) -> Arc<str> {
 }
 
 /// One kind's trimmed objects. During a re-list the new content is built aside and swapped in
-/// at the end, so objects deleted while the watch was down disappear.
+/// at the end, so objects deleted while the watch was down disappear. Kept packed: the
+/// operator's own creations arrive in key order.
 pub struct Cache<V> {
-    map: RwLock<BTreeMap<Key, V>>,
+    map: RwLock<Packed<Key, V>>,
     building: Mutex<Option<BTreeMap<Key, V>>>,
     synced: AtomicBool,
 }
@@ -58,7 +61,7 @@ pub struct Cache<V> {
 impl<V> Default for Cache<V> {
     fn default() -> Self {
         Cache {
-            map: RwLock::new(BTreeMap::new()),
+            map: RwLock::new(Packed::default()),
             building: Mutex::new(None),
             synced: AtomicBool::new(false),
         }
@@ -71,7 +74,7 @@ fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 }
 
 impl<V: Clone + PartialEq> Cache<V> {
-    pub fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Key, V>> {
+    pub fn read(&self) -> RwLockReadGuard<'_, Packed<Key, V>> {
         read(&self.map)
     }
 
@@ -148,11 +151,11 @@ impl<V: Clone + PartialEq> Cache<V> {
         };
         // A list arrives in key order, and B-tree nodes split by sequential inserts stay half
         // full: built again from the sorted entries, they are full (100,000 pods: 3 MiB less).
-        let new: BTreeMap<Key, V> = new.into_iter().collect();
+        let new: Packed<Key, V> = new.into_iter().collect();
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let old = std::mem::replace(&mut *map, new);
         let mut changes = Vec::new();
-        for (k, v) in &old {
+        for (k, v) in old.iter() {
             match map.get(k) {
                 Some(n) if n == v => {}
                 n => changes.push((k.clone(), Some(v.clone()), n.cloned())),
@@ -170,7 +173,7 @@ impl<V: Clone + PartialEq> Cache<V> {
     pub fn clear(&self) -> Vec<(Key, Option<V>, Option<V>)> {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.synced.store(false, Ordering::Release);
-        std::mem::take(&mut *map)
+        map.take()
             .into_iter()
             .map(|(k, v)| (k, Some(v), None))
             .collect()

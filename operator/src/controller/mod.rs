@@ -8,6 +8,7 @@ pub mod executor;
 mod identity;
 pub mod lease;
 mod objects;
+mod packed;
 mod ratelimit;
 mod reconcile;
 mod served;

@@ -16,6 +16,7 @@ use crate::object::{Kind, ObjectKey};
 use crate::plan::Observed;
 
 use super::cache::Key;
+use super::packed::Packed;
 
 /// A watched object of a generated kind, typed and trimmed for the inventory.
 #[derive(Clone, Debug, PartialEq)]
@@ -346,7 +347,7 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
 /// 60,000 objects each time was on the drift-repair path).
 #[derive(Default)]
 pub struct GeneratedIndex {
-    objects: RwLock<BTreeMap<ObjectKey, Arc<Observed>>>,
+    objects: RwLock<Packed<ObjectKey, Arc<Observed>>>,
     by_owner: Mutex<HashMap<Arc<str>, usize>>,
 }
 
