@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
 use crate::api::Baseline;
+use crate::object::Name;
 
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
@@ -143,8 +144,8 @@ pub fn namespace_change_matters(
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodInfo {
     /// Both shared with the controller's cache key (the namespace with every key in it).
-    pub namespace: Arc<str>,
-    pub name: Arc<str>,
+    pub namespace: Name,
+    pub name: Name,
     shape: Arc<PodShape>,
 }
 
@@ -203,11 +204,7 @@ impl PodShape {
 }
 
 impl PodInfo {
-    pub fn new(
-        namespace: impl Into<Arc<str>>,
-        name: impl Into<Arc<str>>,
-        shape: PodShape,
-    ) -> PodInfo {
+    pub fn new(namespace: impl Into<Name>, name: impl Into<Name>, shape: PodShape) -> PodInfo {
         PodInfo {
             namespace: namespace.into(),
             name: name.into(),
@@ -274,14 +271,31 @@ impl PodInfo {
 
 /// One shared copy of each equal value in use. Values no one else holds any more are forgotten
 /// whenever the set has doubled since the last sweep, so it stays within twice the values in
-/// use. Pod shapes here; the controller's namespace and generated names too.
+/// use. Pod shapes here; the controller's names, label sets and claims too.
 #[derive(Debug)]
-pub struct Interner<T: ?Sized> {
-    set: std::collections::HashSet<Arc<T>>,
+pub struct Interner<H> {
+    set: std::collections::HashSet<H>,
     swept_at: usize,
 }
 
-impl<T: ?Sized> Default for Interner<T> {
+/// A shared handle an [`Interner`] can hold: it knows whether anyone else holds it.
+pub trait Shared: Clone + std::hash::Hash + Eq {
+    fn is_shared(&self) -> bool;
+}
+
+impl<T: ?Sized + std::hash::Hash + Eq> Shared for Arc<T> {
+    fn is_shared(&self) -> bool {
+        Arc::strong_count(self) > 1
+    }
+}
+
+impl Shared for Name {
+    fn is_shared(&self) -> bool {
+        Name::is_shared(self)
+    }
+}
+
+impl<H> Default for Interner<H> {
     fn default() -> Self {
         Interner {
             set: Default::default(),
@@ -290,16 +304,20 @@ impl<T: ?Sized> Default for Interner<T> {
     }
 }
 
-impl<T: ?Sized + std::hash::Hash + Eq> Interner<T> {
+impl<H: Shared> Interner<H> {
     /// The shared copy of `value`, made by `make` when there is none.
-    pub fn get_or_insert_with(&mut self, value: &T, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
+    pub fn get_or_insert_with<Q>(&mut self, value: &Q, make: impl FnOnce() -> H) -> H
+    where
+        H: std::borrow::Borrow<Q>,
+        Q: ?Sized + std::hash::Hash + Eq,
+    {
         if let Some(s) = self.set.get(value) {
             return s.clone();
         }
         let new = make();
         self.set.insert(new.clone());
         if self.set.len() > 2 * self.swept_at.max(512) {
-            self.set.retain(|s| Arc::strong_count(s) > 1);
+            self.set.retain(Shared::is_shared);
             self.swept_at = self.set.len();
         }
         new
@@ -315,7 +333,7 @@ impl<T: ?Sized + std::hash::Hash + Eq> Interner<T> {
 }
 
 /// Pod shapes shared between the pods that have them.
-pub type PodShapes = Interner<PodShape>;
+pub type PodShapes = Interner<Arc<PodShape>>;
 
 impl PodShapes {
     pub fn intern(&mut self, shape: Arc<PodShape>) -> Arc<PodShape> {

@@ -5,16 +5,16 @@
 //! the one pod instead of the cluster.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::ambient::GATEWAY_MANAGED;
 use crate::dataplane;
 use crate::inventory::PodInfo;
+use crate::object::Name;
 
 #[derive(Debug, Default)]
 pub struct PodCounts {
     /// Keyed by the pods' own (shared) namespace names.
-    per_namespace: HashMap<Arc<str>, Counts>,
+    per_namespace: HashMap<Name, Counts>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl PodCounts {
     /// other objects may change with it, which calls for a full audit.
     pub fn update(&mut self, old: Option<&PodInfo>, new: Option<&PodInfo>) -> bool {
         let shared = old.into_iter().chain(new).any(read_by_others);
-        let namespaces: Vec<Arc<str>> = old
+        let namespaces: Vec<Name> = old
             .into_iter()
             .chain(new)
             .map(|p| p.namespace.clone())

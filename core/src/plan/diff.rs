@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{exact, PlanInput};
-use crate::object::{DesiredObject, Kind, ObjectKey, ObjectSpec, OwnedMeta};
+use crate::object::{DesiredObject, Kind, Name, ObjectKey, ObjectSpec, OwnedMeta};
 
 /// An object at a name the operator generates, as the cluster has it: what the planner
 /// compares (a fingerprint, not the object: 30,000 of them are held) and what a replace must
@@ -15,7 +15,7 @@ use crate::object::{DesiredObject, Kind, ObjectKey, ObjectSpec, OwnedMeta};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     /// The uid of the MeshBaseline named by the controller ownerReference, if any.
-    pub owner_uid: Option<Arc<str>>,
+    pub owner_uid: Option<Name>,
     /// Shared: the 30,000 objects of a baseline nearly all carry the same labels, and the
     /// controller passes one copy of them (a B-tree node of half a KiB each otherwise).
     pub labels: Arc<BTreeMap<String, String>>,
@@ -39,7 +39,7 @@ impl Observed {
     /// `manifest["kind"]` names the kind (its spec is normalised by kind).
     pub fn new(
         manifest: Value,
-        owner_uid: Option<Arc<str>>,
+        owner_uid: Option<Name>,
         labels: Arc<BTreeMap<String, String>>,
     ) -> Self {
         let kind = manifest

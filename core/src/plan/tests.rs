@@ -20,7 +20,7 @@ use crate::audit::{Rule, Severity};
 use crate::compile::Scope;
 use crate::inventory::{NamespaceInfo, Namespaces};
 use crate::object::{DesiredObject, ObjectSpec, MANAGED_BY_LABEL};
-use crate::object::{OwnedMeta, BASELINE_LABEL};
+use crate::object::{Name, OwnedMeta, BASELINE_LABEL};
 
 const UID: &str = "uid-1";
 
@@ -101,7 +101,7 @@ fn mk_manifest(d: &DesiredObject) -> Value {
 
 fn mk_observed_raw(manifest: Value, owner: Option<&str>) -> Observed {
     let labels = serde_json::from_value(manifest["metadata"]["labels"].clone()).unwrap_or_default();
-    Observed::new(manifest, owner.map(Arc::from), Arc::new(labels))
+    Observed::new(manifest, owner.map(Name::from), Arc::new(labels))
 }
 
 fn observed_of(objs: &[&DesiredObject]) -> BTreeMap<ObjectKey, Observed> {

@@ -16,13 +16,14 @@ use tokio::sync::Notify;
 
 use crate::api::MeshBaseline;
 use crate::inventory::Interner;
+use crate::object::Name;
 
 use super::packed::Packed;
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects. Namespaces are
 /// interned (`key`): 100,000 pods and 30,000 generated objects name 10,000 namespaces. A pod's
 /// name is shared with its `PodInfo`.
-pub type Key = (Arc<str>, Arc<str>);
+pub type Key = (Name, Name);
 
 /// The key of `namespace`/`name`, with the namespace's one shared copy; the few names the
 /// operator generates are shared too.
@@ -30,23 +31,23 @@ pub fn key(namespace: &str, name: &str) -> Key {
     let name = if name.starts_with(crate::compile::names::GENERATED_PREFIX) {
         intern(name)
     } else {
-        Arc::from(name)
+        Name::from(name)
     };
     (intern(namespace), name)
 }
 
 /// The key of a pod, whose name is shared with its `PodInfo`.
-pub fn pod_key(namespace: &str, name: Arc<str>) -> Key {
+pub fn pod_key(namespace: &str, name: Name) -> Key {
     (intern(namespace), name)
 }
 
 /// Namespace names, generated names and owner uids in use, one copy each.
-pub(super) fn intern(s: &str) -> Arc<str> {
-    static NAMES: Mutex<Option<Interner<str>>> = Mutex::new(None);
+pub(super) fn intern(s: &str) -> Name {
+    static NAMES: Mutex<Option<Interner<Name>>> = Mutex::new(None);
     let mut guard = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     guard
         .get_or_insert_with(Interner::default)
-        .get_or_insert_with(s, || Arc::from(s))
+        .get_or_insert_with(s, || Name::from(s))
 }
 
 /// One kind's trimmed objects. During a re-list the new content is built aside and swapped in
@@ -429,7 +430,7 @@ mod tests {
     #[test]
     fn keys_in_one_namespace_share_its_name() {
         let (a, b) = (key("interned-ns", "x"), key("interned-ns", "y"));
-        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert!(Name::ptr_eq(&a.0, &b.0));
         assert_eq!((&*b.0, &*b.1), ("interned-ns", "y"));
     }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
 use crate::compile::names::GENERATED_PREFIX;
 use crate::inventory::Interner;
-use crate::object::{Kind, ObjectKey};
+use crate::object::{Kind, Name, ObjectKey};
 use crate::plan::Observed;
 
 use super::cache::Key;
@@ -201,8 +201,8 @@ pub fn controller_uid(meta: &kube::api::ObjectMeta) -> Option<String> {
 /// copy of each.
 #[derive(Default)]
 struct Interned {
-    labels: Interner<BTreeMap<String, String>>,
-    claims: Interner<str>,
+    labels: Interner<Arc<BTreeMap<String, String>>>,
+    claims: Interner<Arc<str>>,
 }
 
 static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
@@ -215,7 +215,7 @@ fn interned<R>(f: impl FnOnce(&mut Interned) -> R) -> R {
 fn intern(
     uid: Option<&str>,
     labels: BTreeMap<String, String>,
-) -> (Option<Arc<str>>, Arc<BTreeMap<String, String>>) {
+) -> (Option<Name>, Arc<BTreeMap<String, String>>) {
     let uid = uid.map(super::cache::intern);
     let labels = interned(|i| {
         let new = || Arc::new(labels.clone());
@@ -228,7 +228,7 @@ fn intern(
 fn intern_claim(text: String) -> Arc<str> {
     interned(|i| {
         i.claims
-            .get_or_insert_with(&text, || Arc::from(text.as_str()))
+            .get_or_insert_with(text.as_str(), || Arc::from(text.as_str()))
     })
 }
 
@@ -348,7 +348,7 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
 #[derive(Default)]
 pub struct GeneratedIndex {
     objects: RwLock<Packed<ObjectKey, Arc<Observed>>>,
-    by_owner: Mutex<HashMap<Arc<str>, usize>>,
+    by_owner: Mutex<HashMap<Name, usize>>,
 }
 
 impl GeneratedIndex {
@@ -362,8 +362,8 @@ impl GeneratedIndex {
     ) -> bool {
         let okey = ObjectKey {
             kind,
-            namespace: key.0.clone().into(),
-            name: key.1.clone().into(),
+            namespace: key.0.clone(),
+            name: key.1.clone(),
         };
         let old = old.and_then(|o| o.generated.as_ref());
         let new = new.and_then(|n| n.generated.as_ref());

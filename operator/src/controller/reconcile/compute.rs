@@ -236,8 +236,8 @@ impl Ctx {
                 } else {
                     let key = ObjectKey {
                         kind: *kind,
-                        namespace: namespace.clone().into(),
-                        name: name.clone().into(),
+                        namespace: namespace.clone(),
+                        name: name.clone(),
                     };
                     records.get(uid).is_some_and(|r| r.contains(&key))
                 };

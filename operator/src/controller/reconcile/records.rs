@@ -156,8 +156,8 @@ impl Ctx {
         let existence = at_generated_name && old.is_some() != new.is_some();
         let okey = ObjectKey {
             kind,
-            namespace: key.0.clone().into(),
-            name: key.1.clone().into(),
+            namespace: key.0.clone(),
+            name: key.1.clone(),
         };
         if existence {
             self.triggers.generated_changed(&okey);
