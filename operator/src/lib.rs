@@ -10,4 +10,5 @@ pub mod cli;
 pub mod controller;
 pub mod telemetry;
 
+#[cfg(not(feature = "system-allocator"))]
 mod alloc;
