@@ -1,0 +1,149 @@
+use super::*;
+
+#[test]
+fn relist_reports_only_real_changes() {
+    let c: Cache<u32> = Cache::default();
+    assert_eq!(c.apply(("a".into(), "x".into()), 1), Some(None));
+    assert_eq!(
+        c.apply(("a".into(), "x".into()), 1),
+        None,
+        "same value: no change"
+    );
+    c.apply(("a".into(), "y".into()), 2);
+    c.init();
+    c.init_apply(("a".into(), "x".into()), 1);
+    c.init_apply(("a".into(), "z".into()), 3);
+    let mut changes = c.init_done();
+    changes.sort();
+    assert_eq!(
+        changes,
+        vec![
+            (("a".into(), "y".into()), Some(2), None),
+            (("a".into(), "z".into()), None, Some(3)),
+        ]
+    );
+    assert!(c.synced());
+}
+
+#[test]
+fn keys_in_one_namespace_share_its_name() {
+    let (a, b) = (key("interned-ns", "x"), key("interned-ns", "y"));
+    assert!(Name::ptr_eq(&a.0, &b.0));
+    assert_eq!((&*b.0, &*b.1), ("interned-ns", "y"));
+}
+
+#[test]
+fn a_relist_shares_unchanged_objects_with_the_current_map() {
+    let c: Cache<Arc<String>> = Cache::default();
+    let key = || super::key("a", "x");
+    c.apply(key(), Arc::new("same".into()));
+    c.apply(("a".into(), "y".into()), Arc::new("old".into()));
+    let before = c.read()[&key()].clone();
+    c.init();
+    c.init_apply(key(), Arc::new("same".into()));
+    c.init_apply(("a".into(), "y".into()), Arc::new("new".into()));
+    assert_eq!(c.init_done().len(), 1, "only y changed");
+    let map = c.read();
+    assert!(Arc::ptr_eq(&map[&key()], &before), "one copy of x");
+    assert_eq!(*map[&super::key("a", "y")], "new");
+}
+
+#[test]
+fn apply_unless_keeps_what_it_is_told_to() {
+    let c: Cache<u32> = Cache::default();
+    let k = || super::key("a", "x");
+    let newer = |old: &u32, new: &u32| old > new;
+    assert_eq!(c.apply_unless(k(), 5, newer), Some(None));
+    assert_eq!(c.apply_unless(k(), 3, newer), None, "older value ignored");
+    assert_eq!(c.read().get(&k()), Some(&5));
+    assert_eq!(c.apply_unless(k(), 7, newer), Some(Some(5)));
+}
+
+#[tokio::test]
+async fn specific_requests_do_not_wait_for_the_debounce() {
+    let t = Arc::new(Triggers::default());
+    t.inventory_changed();
+    let mut s = Box::pin(
+        t.clone()
+            .stream(Duration::from_millis(800), || vec!["a".into(), "b".into()]),
+    );
+    let t2 = t.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        t2.baseline("b");
+    });
+    let started = tokio::time::Instant::now();
+    assert_eq!(s.next().await.map(|r| r.name), Some("b".into()));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "served during the debounce"
+    );
+    // The debounced request still comes, when it is due.
+    assert_eq!(s.next().await.map(|r| r.name), Some("a".into()));
+    assert!(started.elapsed() >= Duration::from_millis(800));
+}
+
+#[tokio::test]
+async fn a_steady_flow_of_specific_requests_does_not_starve_the_inventory_pass() {
+    let t = Arc::new(Triggers::default());
+    let t2 = t.clone();
+    let flow = tokio::spawn(async move {
+        loop {
+            t2.baseline("b");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut s = Box::pin(
+        t.clone()
+            .stream(Duration::from_millis(50), || vec!["a".into(), "b".into()]),
+    );
+    t.inventory_changed();
+    let started = tokio::time::Instant::now();
+    loop {
+        let name = s.next().await.map(|r| r.name);
+        if name.as_deref() == Some("a") {
+            break;
+        }
+        // A reconcile takes longer than the flow's interval: a request is always pending.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the inventory pass never came"
+        );
+    }
+    flow.abort();
+}
+
+#[tokio::test]
+async fn costly_inventory_passes_are_spaced_by_their_cost() {
+    let t = Arc::new(Triggers::default());
+    t.pass_cost(Duration::from_millis(100));
+    let mut s = Box::pin(
+        t.clone()
+            .stream(Duration::from_millis(5), || vec!["a".into()]),
+    );
+    t.inventory_changed();
+    let started = tokio::time::Instant::now();
+    assert_eq!(s.next().await.map(|r| r.name), Some("a".into()));
+    assert!(started.elapsed() >= Duration::from_millis(100) * PASS_SPACING);
+    // Specific requests are not spaced.
+    t.baseline("a");
+    let started = tokio::time::Instant::now();
+    assert_eq!(s.next().await.map(|r| r.name), Some("a".into()));
+    assert!(started.elapsed() < Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn triggers_coalesce() {
+    let t = Arc::new(Triggers::default());
+    t.baseline("b");
+    t.baseline("b");
+    t.inventory_changed();
+    let s = t
+        .clone()
+        .stream(Duration::from_millis(1), || vec!["a".into(), "b".into()]);
+    let got: Vec<String> = s.take(3).map(|r| r.name).collect().await;
+    assert_eq!(got, ["b", "a", "b"]);
+    assert_eq!(t.inventory_version(), 2);
+}
