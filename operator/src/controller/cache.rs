@@ -152,7 +152,7 @@ impl<V: Clone + PartialEq> Cache<V> {
         };
         // A list arrives in key order, and B-tree nodes split by sequential inserts stay half
         // full: built again from the sorted entries, they are full (100,000 pods: 3 MiB less).
-        let new: Packed<Key, V> = new.into_iter().collect();
+        let new = Packed::from(new);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let old = std::mem::replace(&mut *map, new);
         let mut changes = Vec::new();

@@ -45,6 +45,30 @@ impl<K: Ord, V> FromIterator<(K, V)> for Packed<K, V> {
     }
 }
 
+impl<K: Ord, V> From<BTreeMap<K, V>> for Packed<K, V> {
+    fn from(map: BTreeMap<K, V>) -> Self {
+        Packed {
+            map: packed(map),
+            added: 0,
+        }
+    }
+}
+
+/// The same entries in full nodes. `collect` would first move every entry into a vector and
+/// sort it (at 100,000 pods, 4 MiB more at the moment of the rebuild); `append` of two maps
+/// builds the new tree bottom-up from both in order and frees the old nodes as it goes. That is
+/// how the standard library implements it, not a promise: were it to change, the map would
+/// stay correct, only less compact.
+fn packed<K: Ord, V>(mut map: BTreeMap<K, V>) -> BTreeMap<K, V> {
+    let Some((k, v)) = map.pop_first() else {
+        return map;
+    };
+    let mut out = BTreeMap::new();
+    out.insert(k, v);
+    out.append(&mut map);
+    out
+}
+
 impl<K: Ord, V> Packed<K, V> {
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let old = self.map.insert(key, value);
@@ -68,9 +92,7 @@ impl<K: Ord, V> Packed<K, V> {
     }
 
     fn rebuild(&mut self) {
-        // `into_iter` frees the old nodes as it goes; `collect` sorts (already sorted: linear)
-        // and builds the new ones full.
-        self.map = std::mem::take(&mut self.map).into_iter().collect();
+        self.map = packed(std::mem::take(&mut self.map));
         self.added = 0;
     }
 }
@@ -131,6 +153,11 @@ mod tests {
         m.insert(MIN_REBUILD * 2, 0);
         assert_eq!(m.added, 0);
         assert_eq!(m.len(), 2 * MIN_REBUILD + 1);
+        let expect: BTreeMap<usize, i32> = (0..=MIN_REBUILD * 2)
+            .map(|k| (k, i32::from(k < MIN_REBUILD)))
+            .collect();
+        assert_eq!(*m, expect);
+        assert_eq!(*Packed::from((*m).clone()), expect);
         assert_eq!(m.take().len(), 2 * MIN_REBUILD + 1);
         assert!(m.is_empty());
     }
