@@ -3,7 +3,9 @@
 //! which runs the same `controller::run` as `meshbaseline run`), and these figures:
 //! time to converge, requests by verb, the controller process's peak memory (VmHWM from
 //! `/proc/<pid>/status`), and drift-repair latency p50/p99 (from the harness deleting a
-//! generated NetworkPolicy to the simulator storing the re-applied one).
+//! generated NetworkPolicy to the simulator storing the re-applied one); then phases of churn
+//! (pods, namespace labels, tenants' policies) and a re-list of every kind, each with the
+//! controller's CPU share, its writes and its memory.
 //!
 //! `cargo run --release -p meshbaseline-e2e --bin scale -- [--namespaces 10000]
 //!  [--pods-per-namespace 10] [--repairs 200] [--qps 5000] [--burst 10000]`
@@ -12,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshbaseline::controller::{self, Config};
+use meshbaseline_e2e::sim::Verb;
 use meshbaseline_e2e::{SimConfig, SimHandle, Simulator};
 use serde_json::{json, Value};
 
@@ -210,6 +213,53 @@ async fn churn(
     Ok(())
 }
 
+/// Every watch ends with its history compacted (an API server restarted, a long network cut):
+/// each watcher lists its kind again. Nothing changed, so nothing may be written, and the
+/// new content is built beside the current one, sharing its unchanged objects. Done when the
+/// pods were listed in as many pages as at the start.
+async fn relist(sim: &SimHandle, pid: u32, pod_lists: usize) -> Result<()> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mark = sim.mark();
+    let cpu0 = cpu_time(pid).ok_or("no /proc/<pid>/stat")?;
+    let t0 = Instant::now();
+    // A write of a kind the operator does not watch puts every watcher's last version behind
+    // the compacted one, so each resumes into 410 Gone.
+    sim.create(&json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "scale-relist", "namespace": "tenant-0"},
+        "involvedObject": {"kind": "Namespace", "name": "tenant-0"}, "reason": "ScaleRun"}))?;
+    sim.compact();
+    sim.cut_watches();
+    let pods_listed = || {
+        sim.requests_since(mark)
+            .by_verb_resource()
+            .get(&(Verb::List, "pods".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    while pods_listed() < pod_lists {
+        if t0.elapsed() > Duration::from_secs(120) {
+            return Err(format!(
+                "re-list: {} of {pod_lists} pod list pages after 120 s",
+                pods_listed()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = t0.elapsed();
+    // The changes a re-list reports (none) and any pass they would trigger.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = cpu_time(pid).ok_or("no /proc/<pid>/stat")? - cpu0;
+    let log = sim.requests_since(mark);
+    println!(
+        "re-list of every kind (watches cut, history compacted): pods listed again in {listed:.1?}; controller CPU {cpu:.1?}; {} writes; requests {:?}",
+        log.writes(),
+        log.by_verb()
+    );
+    memory(pid, "re-list");
+    Ok(())
+}
+
 async fn parent(a: Args) -> Result<()> {
     let sim = Simulator::start_with(SimConfig {
         history_capacity: 500_000,
@@ -300,6 +350,11 @@ async fn parent(a: Args) -> Result<()> {
     );
     println!("requests by verb until converged: {:?}", log.by_verb());
     memory(pid, "convergence");
+    let pod_lists = log
+        .by_verb_resource()
+        .get(&(Verb::List, "pods".to_string()))
+        .copied()
+        .unwrap_or(1);
     let mut by_resource: Vec<_> = log.by_verb_resource().into_iter().collect();
     by_resource.sort();
     println!("requests by verb and resource: {by_resource:?}");
@@ -451,6 +506,8 @@ async fn parent(a: Args) -> Result<()> {
         },
     )
     .await?;
+
+    relist(&sim, pid, pod_lists).await?;
 
     let hwm = vm_hwm_kib(pid);
     println!(

@@ -83,6 +83,13 @@ impl<V: Clone + PartialEq> Cache<V> {
         self.synced.load(Ordering::Acquire)
     }
 
+    /// The key as the cache holds it, names shared with its value (a pod's `PodInfo`): a new
+    /// version of an object takes them, so that the names stay one copy (`BTreeMap::insert`
+    /// keeps the old key).
+    pub fn key_of(&self, key: &Key) -> Option<Key> {
+        self.read().get_key_value(key).map(|(k, _)| k.clone())
+    }
+
     pub fn values(&self) -> Vec<V> {
         self.read().values().cloned().collect()
     }
@@ -122,13 +129,13 @@ impl<V: Clone + PartialEq> Cache<V> {
         *self.building.lock().unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
     }
 
-    /// During a re-list, an object that did not change is held as the current value (a
-    /// clone shares its `Arc`s), so the map built aside costs its keys, not a second copy of
-    /// every object.
+    /// During a re-list, an object that did not change is held as the current key and value
+    /// (a clone shares their `Arc`s), so the map built aside costs its nodes, not a second copy
+    /// of every object and name.
     fn init_apply(&self, key: Key, value: V) {
-        let value = match read(&self.map).get(&key) {
-            Some(current) if *current == value => current.clone(),
-            _ => value,
+        let (key, value) = match read(&self.map).get_key_value(&key) {
+            Some((k, current)) if *current == value => (k.clone(), current.clone()),
+            _ => (key, value),
         };
         if let Some(b) = self
             .building

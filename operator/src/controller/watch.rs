@@ -62,8 +62,10 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             |pod: Pod| {
                 let mut info = PodInfo::from_pod(&pod)
                     .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
-                let key = pod_key(&info.namespace, info.name.clone());
+                let new = pod_key(&info.namespace, info.name.clone());
+                let key = c.pods.key_of(&new).unwrap_or(new);
                 info.namespace = key.0.clone();
+                info.name = key.1.clone();
                 Some((key, Arc::new(info)))
             },
             |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),

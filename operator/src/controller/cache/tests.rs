@@ -36,7 +36,8 @@ fn keys_in_one_namespace_share_its_name() {
 fn a_relist_shares_unchanged_objects_with_the_current_map() {
     let c: Cache<Arc<String>> = Cache::default();
     let key = || super::key("a", "x");
-    c.apply(key(), Arc::new("same".into()));
+    let first = key();
+    c.apply(first.clone(), Arc::new("same".into()));
     c.apply(("a".into(), "y".into()), Arc::new("old".into()));
     let before = c.read()[&key()].clone();
     c.init();
@@ -45,7 +46,19 @@ fn a_relist_shares_unchanged_objects_with_the_current_map() {
     assert_eq!(c.init_done().len(), 1, "only y changed");
     let map = c.read();
     assert!(Arc::ptr_eq(&map[&key()], &before), "one copy of x");
+    let (held, _) = map.get_key_value(&key()).expect("x");
+    assert!(Name::ptr_eq(&held.1, &first.1), "one copy of x's name");
     assert_eq!(*map[&super::key("a", "y")], "new");
+}
+
+#[test]
+fn key_of_gives_the_names_the_cache_holds() {
+    let c: Cache<u32> = Cache::default();
+    let first = key("a", "x");
+    c.apply(first.clone(), 1);
+    let held = c.key_of(&key("a", "x")).expect("cached");
+    assert!(Name::ptr_eq(&held.1, &first.1));
+    assert_eq!(c.key_of(&key("a", "z")), None);
 }
 
 #[test]
