@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshbaseline::controller::{self, Config};
-use meshbaseline_e2e::sim::Verb;
+use meshbaseline_e2e::sim::{RequestLog, Verb};
 use meshbaseline_e2e::{SimConfig, SimHandle, Simulator};
 use serde_json::{json, Value};
 
@@ -213,6 +213,14 @@ async fn churn(
     Ok(())
 }
 
+/// How many pod list pages `log` holds.
+fn pod_list_pages(log: &RequestLog) -> usize {
+    log.by_verb_resource()
+        .get(&(Verb::List, "pods".to_string()))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Every watch ends with its history compacted (an API server restarted, a long network cut):
 /// each watcher lists its kind again. Nothing changed, so nothing may be written, and the
 /// new content is built beside the current one, sharing its unchanged objects. Done when the
@@ -229,13 +237,7 @@ async fn relist(sim: &SimHandle, pid: u32, pod_lists: usize) -> Result<()> {
         "involvedObject": {"kind": "Namespace", "name": "tenant-0"}, "reason": "ScaleRun"}))?;
     sim.compact();
     sim.cut_watches();
-    let pods_listed = || {
-        sim.requests_since(mark)
-            .by_verb_resource()
-            .get(&(Verb::List, "pods".to_string()))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pods_listed = || pod_list_pages(&sim.requests_since(mark));
     while pods_listed() < pod_lists {
         if t0.elapsed() > Duration::from_secs(120) {
             return Err(format!(
@@ -350,11 +352,7 @@ async fn parent(a: Args) -> Result<()> {
     );
     println!("requests by verb until converged: {:?}", log.by_verb());
     memory(pid, "convergence");
-    let pod_lists = log
-        .by_verb_resource()
-        .get(&(Verb::List, "pods".to_string()))
-        .copied()
-        .unwrap_or(1);
+    let pod_lists = pod_list_pages(&log).max(1);
     let mut by_resource: Vec<_> = log.by_verb_resource().into_iter().collect();
     by_resource.sort();
     println!("requests by verb and resource: {by_resource:?}");

@@ -35,16 +35,6 @@ impl<K, V> std::ops::Deref for Packed<K, V> {
     }
 }
 
-impl<K: Ord, V> FromIterator<(K, V)> for Packed<K, V> {
-    /// Sorted and built bottom-up by the standard library: full nodes.
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Packed {
-            map: iter.into_iter().collect(),
-            added: 0,
-        }
-    }
-}
-
 impl<K: Ord, V> From<BTreeMap<K, V>> for Packed<K, V> {
     fn from(map: BTreeMap<K, V>) -> Self {
         Packed {

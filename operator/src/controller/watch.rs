@@ -62,8 +62,13 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             |pod: Pod| {
                 let mut info = PodInfo::from_pod(&pod)
                     .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
-                let new = pod_key(&info.namespace, info.name.clone());
-                let key = c.pods.key_of(&new).unwrap_or(new);
+                // A known pod (most events: status updates) takes its key's names; only a new
+                // one interns its namespace.
+                let probe = (info.namespace.clone(), info.name.clone());
+                let key = c
+                    .pods
+                    .key_of(&probe)
+                    .unwrap_or_else(|| pod_key(&info.namespace, info.name.clone()));
                 info.namespace = key.0.clone();
                 info.name = key.1.clone();
                 Some((key, Arc::new(info)))
