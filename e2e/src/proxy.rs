@@ -22,7 +22,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::sim::{Accounting, FaultConfig, Faults, RequestLog, RequestRecord, Verb};
+use crate::sim::{
+    Accounting, FaultConfig, Faults, RequestLog, RequestRecord, Verb, WATCH_LIST_REFUSED,
+};
 use crate::sim_lock;
 
 type ProxyBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -188,6 +190,8 @@ fn classify(req: &Request<Incoming>) -> RequestRecord {
         namespace: namespace.to_string(),
         name: name.to_string(),
         field_manager,
+        streaming_list: verb == Verb::Watch
+            && param("sendInitialEvents").as_deref() == Some("true"),
         code: 0,
     }
 }
@@ -223,12 +227,13 @@ fn full(bytes: Bytes) -> ProxyBody {
 
 async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
     let record = classify(&req);
-    let verb = record.verb;
+    let (verb, streaming_list) = (record.verb, record.streaming_list);
     // Recorded when it arrives, its code filled in later: the API server commits a write
     // before its response reaches us, and a test that has seen the write's effect must also
     // find the write in the log before any mark it takes afterwards.
     let seq = sim_lock(&state.accounting).record(record);
     let done = |code: u16| sim_lock(&state.accounting).set_code(seq, code);
+    let refused = streaming_list && sim_lock(&state.faults).config.refuse_streaming_lists;
     let (error, latency, conflict, gone, cut_events, cut_after, retry_after) = {
         let mut f = sim_lock(&state.faults);
         let error = f.error_for(verb);
@@ -254,6 +259,13 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         tokio::time::sleep(latency).await;
     }
     let injected = match (error, conflict) {
+        // What kube-apiserver answers a streaming list with the WatchList gate off.
+        _ if refused => Some(status_response(
+            422,
+            "Invalid",
+            &format!("ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: {WATCH_LIST_REFUSED}"),
+            0,
+        )),
         (Some(code), _) => Some(status_response(
             code,
             "InternalError",

@@ -34,6 +34,7 @@ pub struct Metrics {
     api_writes: Family<Labels, Counter>,
     writes_refused: Counter,
     audits: Family<Labels, Counter>,
+    watch_lists: Family<Labels, Counter>,
     pub managed_objects: Gauge,
     pub protected_namespaces: Gauge,
     pub leader: Gauge,
@@ -66,6 +67,7 @@ impl Metrics {
         let api_writes = Family::<Labels, Counter>::default();
         let writes_refused = Counter::default();
         let audits = Family::<Labels, Counter>::default();
+        let watch_lists = Family::<Labels, Counter>::default();
         let managed_objects = Gauge::default();
         let protected_namespaces = Gauge::default();
         let leader = Gauge::default();
@@ -126,6 +128,11 @@ impl Metrics {
             protected_namespaces.clone(),
         );
         registry.register(
+            "meshbaseline_watch_lists",
+            "Complete lists of a watched resource (at start, and again after its watch history was compacted), by how it was listed: streaming or pages",
+            watch_lists.clone(),
+        );
+        registry.register(
             "meshbaseline_leader",
             "1 on the replica holding the leader lease",
             leader.clone(),
@@ -141,6 +148,7 @@ impl Metrics {
             api_writes,
             writes_refused,
             audits,
+            watch_lists,
             managed_objects,
             protected_namespaces,
             leader,
@@ -179,6 +187,17 @@ impl Metrics {
         self.audits
             .get_or_create(&vec![("scope", scope.to_string())])
             .inc_by(n);
+    }
+
+    /// `resource`: the watched resource (bounded: the kinds the operator watches); `method` in
+    /// {streaming, pages}.
+    pub fn watch_listed(&self, resource: &'static str, method: &'static str) {
+        self.watch_lists
+            .get_or_create(&vec![
+                ("resource", resource.to_string()),
+                ("method", method.to_string()),
+            ])
+            .inc();
     }
 
     pub fn write_refused(&self) {

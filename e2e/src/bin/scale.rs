@@ -213,19 +213,17 @@ async fn churn(
     Ok(())
 }
 
-/// How many pod list pages `log` holds.
-fn pod_list_pages(log: &RequestLog) -> usize {
-    log.by_verb_resource()
-        .get(&(Verb::List, "pods".to_string()))
-        .copied()
-        .unwrap_or(0)
+/// List requests: streamed lists and pages.
+fn list_requests(log: &RequestLog) -> usize {
+    log.count(|r| r.streaming_list || r.verb == Verb::List)
 }
 
 /// Every watch ends with its history compacted (an API server restarted, a long network cut):
-/// each watcher lists its kind again. Nothing changed, so nothing may be written, and the
-/// new content is built beside the current one, sharing its unchanged objects. Done when the
-/// pods were listed in as many pages as at the start.
-async fn relist(sim: &SimHandle, pid: u32, pod_lists: usize) -> Result<()> {
+/// each watcher lists its kind again. Nothing changed, so nothing may be written; listed
+/// objects are applied in place. Done when every resource was listed again (`lists` requests,
+/// as at the start) and the controller is idle: a list is streamed, and the simulator cannot
+/// tell when the operator has read it.
+async fn relist(sim: &SimHandle, pid: u32, lists: usize) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mark = sim.mark();
     let cpu0 = cpu_time(pid).ok_or("no /proc/<pid>/stat")?;
@@ -237,25 +235,31 @@ async fn relist(sim: &SimHandle, pid: u32, pod_lists: usize) -> Result<()> {
         "involvedObject": {"kind": "Namespace", "name": "tenant-0"}, "reason": "ScaleRun"}))?;
     sim.compact();
     sim.cut_watches();
-    let pods_listed = || pod_list_pages(&sim.requests_since(mark));
-    while pods_listed() < pod_lists {
-        if t0.elapsed() > Duration::from_secs(120) {
-            return Err(format!(
-                "re-list: {} of {pod_lists} pod list pages after 120 s",
-                pods_listed()
-            )
-            .into());
+    let mut last = cpu0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let cpu = cpu_time(pid).ok_or("no /proc/<pid>/stat")?;
+        let listed = list_requests(&sim.requests_since(mark)) >= lists;
+        // Idle: under 2% of a core over the last half second.
+        if listed && cpu - last < Duration::from_millis(10) {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = cpu;
+        if t0.elapsed() > Duration::from_secs(120) {
+            let done = list_requests(&sim.requests_since(mark));
+            return Err(format!("re-list: {done} of {lists} lists within 120 s").into());
+        }
     }
-    let listed = t0.elapsed();
+    let listed = t0.elapsed() - Duration::from_millis(500);
     // The changes a re-list reports (none) and any pass they would trigger.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cpu = cpu_time(pid).ok_or("no /proc/<pid>/stat")? - cpu0;
     let log = sim.requests_since(mark);
     println!(
-        "re-list of every kind (watches cut, history compacted): pods listed again in {listed:.1?}; controller CPU {cpu:.1?}; {} writes; requests {:?}",
+        "re-list of every kind (watches cut, history compacted): listed again and idle after {listed:.1?}; controller CPU {cpu:.1?}; {} writes; {} streamed and {} paged lists; requests {:?}",
         log.writes(),
+        log.count(|r| r.streaming_list),
+        log.count(|r| r.verb == Verb::List),
         log.by_verb()
     );
     memory(pid, "re-list");
@@ -352,7 +356,7 @@ async fn parent(a: Args) -> Result<()> {
     );
     println!("requests by verb until converged: {:?}", log.by_verb());
     memory(pid, "convergence");
-    let pod_lists = pod_list_pages(&log).max(1);
+    let lists = list_requests(&log);
     let mut by_resource: Vec<_> = log.by_verb_resource().into_iter().collect();
     by_resource.sort();
     println!("requests by verb and resource: {by_resource:?}");
@@ -505,7 +509,7 @@ async fn parent(a: Args) -> Result<()> {
     )
     .await?;
 
-    relist(&sim, pid, pod_lists).await?;
+    relist(&sim, pid, lists).await?;
 
     let hwm = vm_hwm_kib(pid);
     println!(

@@ -62,6 +62,8 @@ pub struct RequestRecord {
     pub name: String,
     /// The `fieldManager` of writes (the default manager when none was given); empty for reads.
     pub field_manager: String,
+    /// A watch that lists first (`sendInitialEvents=true`): a streaming list.
+    pub streaming_list: bool,
     /// HTTP status answered (for watches, the status the stream started with).
     pub code: u16,
 }
@@ -83,6 +85,11 @@ impl RequestLog {
     /// Write requests made by one field manager.
     pub fn writes_by(&self, manager: &str) -> usize {
         self.count(|r| r.verb.is_write() && r.field_manager == manager)
+    }
+
+    /// Lists, in pages or streamed, of one resource.
+    pub fn lists_of(&self, resource: &str) -> usize {
+        self.count(|r| r.resource == resource && (r.verb == Verb::List || r.streaming_list))
     }
 
     pub fn by_verb(&self) -> BTreeMap<Verb, usize> {

@@ -28,6 +28,9 @@ pub struct FaultConfig {
     pub watch_gone_rate: f64,
     /// Share of server-side apply requests answered 409 Conflict.
     pub apply_conflict_rate: f64,
+    /// Streaming lists (watches with `sendInitialEvents`) answered 422 Invalid, as by an API
+    /// server with the WatchList feature gate off.
+    pub refuse_streaming_lists: bool,
 }
 
 impl Default for FaultConfig {
@@ -43,9 +46,14 @@ impl Default for FaultConfig {
             watch_cut_after: None,
             watch_gone_rate: 0.0,
             apply_conflict_rate: 0.0,
+            refuse_streaming_lists: false,
         }
     }
 }
+
+/// The message kube-apiserver's validation gives a streaming list with the WatchList gate off.
+pub const WATCH_LIST_REFUSED: &str =
+    "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled";
 
 /// The live fault state: the config and its generator.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::accounting::{RequestRecord, Verb};
 use super::errors::ApiError;
+use super::faults::WATCH_LIST_REFUSED;
 use super::gc::Propagation;
 use super::request::{manager_of, parse_body, query, verb_of};
 use super::selectors::Selector;
@@ -163,6 +164,8 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
             namespace: route.ns.clone(),
             name: route.name.clone().unwrap_or_default(),
             field_manager: manager.clone(),
+            streaming_list: verb == Verb::Watch
+                && q.get("sendInitialEvents").is_some_and(|b| b == "true"),
             code: 0,
         })
     });
@@ -303,6 +306,11 @@ async fn serve_resource(
         Verb::Watch => {
             let selector = sel()?;
             drop(state);
+            let send_initial_events = q.get("sendInitialEvents").is_some_and(|b| b == "true");
+            if send_initial_events {
+                let refused = !harness && lock(&shared.faults).config.refuse_streaming_lists;
+                validate_streaming_list(refused, &q)?;
+            }
             let (cut_after_events, cut_after) = faults.map(|f| f.3).unwrap_or_default();
             let p = WatchParams {
                 resource_version: q
@@ -314,7 +322,7 @@ async fn serve_resource(
                     .get("timeoutSeconds")
                     .and_then(|s| s.parse().ok())
                     .map(Duration::from_secs),
-                send_initial_events: q.get("sendInitialEvents").is_some_and(|b| b == "true"),
+                send_initial_events,
                 gone: faults.is_some_and(|f| f.2),
                 cut_after_events,
                 cut_after,
@@ -421,4 +429,22 @@ fn delete_opts(q: &HashMap<String, String>, body: &Value) -> Result<DeleteOpts, 
         uid: pre("uid"),
         resource_version: pre("resourceVersion"),
     })
+}
+
+/// What kube-apiserver's validation of a streaming list answers: the WatchList gate must be
+/// on (`refused`: it is off), and `resourceVersionMatch` must be NotOlderThan.
+fn validate_streaming_list(refused: bool, q: &HashMap<String, String>) -> Result<(), ApiError> {
+    let invalid = |field: &str, message: &str| {
+        ApiError::invalid("meta.k8s.io", "ListOptions", "", field, message)
+    };
+    if refused {
+        return Err(invalid("sendInitialEvents", WATCH_LIST_REFUSED));
+    }
+    if q.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
+        return Err(invalid(
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    Ok(())
 }

@@ -66,7 +66,7 @@ use tokio::sync::watch as notify;
 pub use accounting::{RequestLog, RequestRecord, Verb};
 pub use crds::{istio_crd, istio_crds, meshbaseline_crd, ISTIO_KINDS};
 pub use errors::ApiError;
-pub use faults::FaultConfig;
+pub use faults::{FaultConfig, WATCH_LIST_REFUSED};
 
 pub(crate) use accounting::Accounting;
 pub(crate) use faults::Faults;

@@ -10,7 +10,7 @@ mod chart_rbac;
 use std::collections::BTreeSet;
 
 use chart_rbac::{chart_dir, request_grant, ChartRbac, Grant};
-use meshbaseline_e2e::{RequestRecord, Verb};
+use meshbaseline_e2e::{FaultConfig, RequestRecord, Verb};
 use serde_json::json;
 
 use crate::fixtures::*;
@@ -81,6 +81,12 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         lease_margin: std::time::Duration::from_millis(500),
         ..test_config()
     };
+    // Lists in pages, as against an API server with the WatchList gate off: the chart grants
+    // `list` for that fallback. A streamed list is a watch, which the pages' watches use too.
+    cluster.gate().set_faults(FaultConfig {
+        refuse_streaming_lists: true,
+        ..FaultConfig::default()
+    });
     let op = Operator::start_with(&cluster, config);
     let env = Env {
         cluster,

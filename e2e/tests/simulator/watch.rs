@@ -5,7 +5,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
-use meshbaseline_e2e::Verb;
+use meshbaseline_e2e::{FaultConfig, Verb};
 use serde_json::json;
 
 use super::{setup, TestResult};
@@ -240,7 +240,44 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() -> TestResult {
         }
     }
     assert_eq!(initial, ["a"]);
-    assert_eq!(sim.requests().count(|r| r.verb == Verb::List), 0);
+    let log = sim.requests();
+    assert_eq!(log.count(|r| r.verb == Verb::List), 0);
+    assert_eq!(log.lists_of("services"), 1, "{log:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn streaming_lists_are_refused_as_kube_apiserver_refuses_them() -> TestResult {
+    // The WatchList gate off: 422 Invalid before the watch starts.
+    let sim = setup().await;
+    sim.set_faults(FaultConfig {
+        refuse_streaming_lists: true,
+        ..FaultConfig::default()
+    });
+    let api: Api<Service> = Api::all(sim.client()?);
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    match stream.next().await {
+        Some(Err(watcher::Error::WatchStartFailed(kube::Error::Api(s)))) => {
+            assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+            assert!(
+                s.message.contains("WatchList feature gate"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 422 Invalid, got {other:?}"),
+    }
+    // Served: resourceVersionMatch must say NotOlderThan.
+    sim.clear_faults();
+    let req =
+        http::Request::get("/api/v1/services?watch=true&sendInitialEvents=true").body(Vec::new())?;
+    match sim.client()?.request_text(req).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("resourceVersionMatch"), "{}", s.message);
+        }
+        other => panic!("expected 422 Invalid, got {other:?}"),
+    }
     Ok(())
 }
 

@@ -1,9 +1,8 @@
-//! Trimmed caches filled by watchers, and the triggers that turn cache changes into
+//! Trimmed caches filled by the watchers (`watch`), and the triggers that turn cache changes into
 //! reconciles. Only real changes of the trimmed value trigger anything, so a watch restart
 //! (a re-list of identical objects) and pod status churn cost no reconcile.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Debug;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -11,7 +10,6 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use tokio::sync::Notify;
 
 use crate::api::MeshBaseline;
@@ -50,12 +48,14 @@ pub(super) fn intern(s: &str) -> Name {
         .get_or_insert_with(s, || Name::from(s))
 }
 
-/// One kind's trimmed objects. During a re-list the new content is built aside and swapped in
-/// at the end, so objects deleted while the watch was down disappear. Kept packed: the
+/// One kind's trimmed objects. A re-list applies what it lists in place and notes the keys it
+/// saw; at its end the keys it did not see (objects deleted while the watch was down) are
+/// removed. So a re-list costs a vector of keys, not a second map. Kept packed: a list and the
 /// operator's own creations arrive in key order.
 pub struct Cache<V> {
     map: RwLock<Packed<Key, V>>,
-    building: Mutex<Option<BTreeMap<Key, V>>>,
+    /// The keys listed so far, while a list is under way.
+    seen: Mutex<Option<Vec<Key>>>,
     synced: AtomicBool,
 }
 
@@ -63,7 +63,7 @@ impl<V> Default for Cache<V> {
     fn default() -> Self {
         Cache {
             map: RwLock::new(Packed::default()),
-            building: Mutex::new(None),
+            seen: Mutex::new(None),
             synced: AtomicBool::new(false),
         }
     }
@@ -125,56 +125,60 @@ impl<V: Clone + PartialEq> Cache<V> {
             .remove(key)
     }
 
-    fn init(&self) {
-        *self.building.lock().unwrap_or_else(|e| e.into_inner()) = Some(BTreeMap::new());
+    /// A list starts.
+    pub(super) fn init(&self) {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     }
 
-    /// During a re-list, an object that did not change is held as the current key and value
-    /// (a clone shares their `Arc`s), so the map built aside costs its nodes, not a second copy
-    /// of every object and name.
-    fn init_apply(&self, key: Key, value: V) {
-        let (key, value) = match read(&self.map).get_key_value(&key) {
-            Some((k, current)) if *current == value => (k.clone(), current.clone()),
-            _ => (key, value),
+    /// A listed object: applied at once, like a watch event (an unchanged one keeps the current
+    /// key and value, so nothing is copied), and its key noted as seen. Returns the previous
+    /// value when the new one differs.
+    pub(super) fn init_apply(&self, key: Key, value: V) -> Option<Option<V>> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let (held, change) = match map.get_key_value(&key) {
+            Some((held, old)) if *old == value => (held.clone(), None),
+            // `insert` keeps the key the map holds.
+            Some((held, _)) => (held.clone(), Some(map.insert(key, value))),
+            None => (key.clone(), Some(map.insert(key, value))),
         };
-        if let Some(b) = self
-            .building
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            b.insert(key, value);
+        drop(map);
+        if let Some(seen) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            seen.push(held);
         }
+        change
     }
 
-    /// Swaps the re-listed content in; returns the changes as (key, old, new).
-    fn init_done(&self) -> Vec<(Key, Option<V>, Option<V>)> {
-        let Some(new) = self
-            .building
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+    /// The list is complete: what it did not list is gone. Returns the removed entries.
+    pub(super) fn init_done(&self) -> Vec<(Key, V)> {
+        let Some(mut seen) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return Vec::new();
         };
-        // A list arrives in key order, and B-tree nodes split by sequential inserts stay half
-        // full: built again from the sorted entries, they are full (100,000 pods: 3 MiB less).
-        let new = Packed::from(new);
+        seen.sort_unstable();
+        seen.dedup();
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::replace(&mut *map, new);
-        let mut changes = Vec::new();
-        for (k, v) in old.iter() {
-            match map.get(k) {
-                Some(n) if n == v => {}
-                n => changes.push((k.clone(), Some(v.clone()), n.cloned())),
-            }
-        }
-        for (k, n) in map.iter().filter(|(k, _)| !old.contains_key(*k)) {
-            changes.push((k.clone(), None, Some(n.clone())));
-        }
+        // Both in key order: one walk finds the keys not listed.
+        let mut listed = seen.iter().peekable();
+        let unseen: Vec<Key> = map
+            .keys()
+            .filter(|k| {
+                while listed.next_if(|s| *s < *k).is_some() {}
+                listed.next_if(|s| *s == *k).is_none()
+            })
+            .cloned()
+            .collect();
+        drop(seen);
+        let removed = unseen
+            .into_iter()
+            .filter_map(|k| {
+                let v = map.remove(&k)?;
+                Some((k, v))
+            })
+            .collect();
+        // Listed objects that were new went in one by one: in full nodes again.
+        map.compact();
         drop(map);
         self.synced.store(true, Ordering::Release);
-        changes
+        removed
     }
 
     /// Forget everything (a CRD went away).
@@ -185,55 +189,6 @@ impl<V: Clone + PartialEq> Cache<V> {
             .into_iter()
             .map(|(k, v)| (k, Some(v), None))
             .collect()
-    }
-}
-
-/// Feeds a watcher stream into a cache. `trim` turns an object into its key and trimmed value;
-/// `on_change(key, old, new)` runs for every real change.
-pub async fn run_watcher<K, V, S>(
-    what: &str,
-    stream: S,
-    cache: &Cache<V>,
-    trim: impl Fn(K) -> Option<(Key, V)>,
-    on_change: impl Fn(&Key, Option<&V>, Option<&V>),
-) where
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    V: Clone + PartialEq,
-    K: Debug,
-{
-    let mut stream = std::pin::pin!(stream);
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(watcher::Event::Apply(obj)) => {
-                if let Some((key, v)) = trim(obj) {
-                    let new = v.clone();
-                    if let Some(old) = cache.apply(key.clone(), v) {
-                        on_change(&key, old.as_ref(), Some(&new));
-                    }
-                }
-            }
-            Ok(watcher::Event::Delete(obj)) => {
-                if let Some((key, _)) = trim(obj) {
-                    if let Some(old) = cache.delete(&key) {
-                        on_change(&key, Some(&old), None);
-                    }
-                }
-            }
-            Ok(watcher::Event::Init) => cache.init(),
-            Ok(watcher::Event::InitApply(obj)) => {
-                if let Some((key, v)) = trim(obj) {
-                    cache.init_apply(key, v);
-                }
-            }
-            Ok(watcher::Event::InitDone) => {
-                for (k, old, new) in cache.init_done() {
-                    on_change(&k, old.as_ref(), new.as_ref());
-                }
-                tracing::debug!(what, "cache synced");
-            }
-            // The watcher retries with backoff; the cache keeps its last content meanwhile.
-            Err(e) => tracing::warn!(what, error = %e, "watch failed"),
-        }
     }
 }
 

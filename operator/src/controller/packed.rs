@@ -81,6 +81,13 @@ impl<K: Ord, V> Packed<K, V> {
         std::mem::take(&mut self.map)
     }
 
+    /// Rebuilds now if any key was added one by one since the last build (the end of a list).
+    pub fn compact(&mut self) {
+        if self.added > 0 && self.map.len() >= MIN_REBUILD {
+            self.rebuild();
+        }
+    }
+
     fn rebuild(&mut self) {
         self.map = packed(std::mem::take(&mut self.map));
         self.added = 0;
@@ -148,6 +155,12 @@ mod tests {
             .collect();
         assert_eq!(*m, expect);
         assert_eq!(*Packed::from((*m).clone()), expect);
+        m.insert(MIN_REBUILD * 3, 0);
+        assert_eq!(m.added, 1);
+        m.compact();
+        assert_eq!(m.added, 0, "compact rebuilds after any addition");
+        assert_eq!(m.len(), 2 * MIN_REBUILD + 2);
+        m.remove(&(MIN_REBUILD * 3));
         assert_eq!(m.take().len(), 2 * MIN_REBUILD + 1);
         assert!(m.is_empty());
     }

@@ -38,6 +38,9 @@ fn list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "10"}, "items": items})
 }
 
+/// The resource the stand-in refuses to stream lists of (as with the WatchList gate off).
+const REFUSES_STREAMING: &str = "/api/v1/namespaces";
+
 fn fake_api(crds: Vec<Value>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let log2 = log.clone();
@@ -68,19 +71,46 @@ fn fake_api(crds: Vec<Value>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
                     .body(BoxBody::new(Full::new(Bytes::from(v.to_string()))))
                     .unwrap()
             };
-            let resp = if query.contains("watch=true") {
-                // A watch that stays open and quiet.
-                let pending = futures::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+            let items = if path.ends_with("/meshbaselines") {
+                vec![baseline()]
+            } else if path.ends_with("/customresourcedefinitions") {
+                crds
+            } else {
+                vec![]
+            };
+            let streaming = query.contains("sendInitialEvents=true");
+            let resp = if streaming && path == REFUSES_STREAMING {
+                // What an API server with the WatchList feature gate off answers.
+                full(
+                    422,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Invalid", "code": 422,
+                        "message": "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"}),
+                )
+            } else if query.contains("watch=true") {
+                // A streaming list sends the objects, then a bookmark marking the end of the
+                // initial events; then (and any other watch) the stream stays open and quiet.
+                let mut lines: Vec<Value> = Vec::new();
+                if streaming {
+                    lines.extend(
+                        items
+                            .into_iter()
+                            .map(|o| json!({"type": "ADDED", "object": o})),
+                    );
+                    lines.push(json!({"type": "BOOKMARK", "object": {"kind": "List",
+                        "apiVersion": "v1", "metadata": {"resourceVersion": "10",
+                        "annotations": {"k8s.io/initial-events-end": "true"}}}}));
+                }
+                let frames = lines
+                    .into_iter()
+                    .map(|l| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{l}\n")))));
+                let body = futures::stream::iter(frames).chain(futures::stream::pending());
                 Response::builder()
                     .status(200)
-                    .body(BoxBody::new(StreamBody::new(pending)))
+                    .body(BoxBody::new(StreamBody::new(body)))
                     .unwrap()
-            } else if parts.method == "GET" && path.ends_with("/meshbaselines") {
-                full(200, list(vec![baseline()]))
-            } else if parts.method == "GET" && path.ends_with("/customresourcedefinitions") {
-                full(200, list(crds))
             } else if parts.method == "GET" {
-                full(200, list(vec![]))
+                full(200, list(items))
             } else if path.ends_with("/status") {
                 full(200, baseline())
             } else {
@@ -157,6 +187,21 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         "{text}"
     );
     assert!(text.contains("meshbaseline_leader 1"), "{text}");
+    // Lists stream, except where the API server refuses it.
+    for (resource, method) in [
+        ("namespaces", "pages"),
+        ("pods", "streaming"),
+        ("customresourcedefinitions", "streaming"),
+    ] {
+        let series = format!(
+            "meshbaseline_watch_lists_total{{resource=\"{resource}\",method=\"{method}\"}} 1"
+        );
+        assert!(text.contains(&series), "{series} in {text}");
+    }
+    assert!(
+        !text.contains("resource=\"pods\",method=\"pages\""),
+        "{text}"
+    );
 
     // The watches the shell opens: the generated kinds are one watch each, Istio kinds only
     // once their CRD exists (it does not here).
@@ -180,6 +225,18 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
             "{p} not listed: {watched:?}"
         );
     }
+    let namespace_lists: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == REFUSES_STREAMING)
+        .map(|s| s.query.clone())
+        .collect();
+    assert!(
+        namespace_lists[0].contains("sendInitialEvents=true")
+            && namespace_lists[1..].iter().any(|q| q.contains("limit=500")),
+        "a refused streaming list falls back to pages: {namespace_lists:?}"
+    );
     assert!(
         !watched.iter().any(|w| w.contains("istio.io")),
         "{watched:?}"

@@ -2,22 +2,33 @@
 //! objects alike, one watch per kind), and CustomResourceDefinitions, which start and stop
 //! the watchers of optional kinds (Istio's, ClusterNetworkPolicy) when their CRDs appear or
 //! disappear. The admission kinds are built in; discovery tells whether they are served.
+//!
+//! Lists are streamed (a watch with `sendInitialEvents`, Kubernetes' WatchList): objects are
+//! decoded one at a time, where a page of 500 took megabytes while it was decoded (500
+//! DestinationRules as JSON values), and every kind lists at once after an API server restart.
+//! Where the API server refuses it (the WatchList feature gate is off: Kubernetes 1.27 to 1.31
+//! and 1.33 by default), that watcher lists in pages instead.
 
+use std::fmt::Debug;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::DynamicObject;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Api;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
 use crate::inventory::{NamespaceInfo, PodInfo, ServiceInfo};
 use crate::object::Kind;
+use crate::telemetry::Metrics;
 
-use super::cache::{key, pod_key, run_watcher, Key};
+use super::cache::{key, pod_key, Cache, Key};
 use super::objects::trim;
 use super::reconcile::Ctx;
 use super::served::newest_served;
@@ -36,14 +47,14 @@ fn key_of(meta: &kube::api::ObjectMeta) -> Option<Key> {
 pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let client = ctx.client.clone();
-    let cfg = watcher::Config::default;
 
     let c = ctx.clone();
-    let stream = watcher(Api::<Namespace>::all(client.clone()), cfg()).default_backoff();
+    let api = Api::<Namespace>::all(client.clone());
     set.spawn(async move {
         run_watcher(
             "namespaces",
-            stream,
+            api,
+            &c.metrics,
             &c.namespaces,
             |ns: Namespace| Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns)))),
             |key, old, new| c.namespace_changed(&key.1, old, new),
@@ -52,11 +63,12 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     });
 
     let c = ctx.clone();
-    let stream = watcher(Api::<Pod>::all(client.clone()), cfg()).default_backoff();
+    let api = Api::<Pod>::all(client.clone());
     set.spawn(async move {
         run_watcher(
             "pods",
-            stream,
+            api,
+            &c.metrics,
             &c.pods,
             // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
             |pod: Pod| {
@@ -79,11 +91,12 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     });
 
     let c = ctx.clone();
-    let stream = watcher(Api::<Service>::all(client.clone()), cfg()).default_backoff();
+    let api = Api::<Service>::all(client.clone());
     set.spawn(async move {
         run_watcher(
             "services",
-            stream,
+            api,
+            &c.metrics,
             &c.services,
             |svc: Service| Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc))),
             |_, _, _| c.triggers.inventory_changed(),
@@ -95,11 +108,12 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     set.spawn(discover_admission(ctx.clone()));
 
     let c = ctx.clone();
-    let stream = watcher(Api::<CustomResourceDefinition>::all(client), cfg()).default_backoff();
+    let api = Api::<CustomResourceDefinition>::all(client);
     set.spawn(async move {
         run_watcher(
             "customresourcedefinitions",
-            stream,
+            api,
+            &c.metrics,
             &c.crds,
             |crd: CustomResourceDefinition| {
                 let kind = Kind::ALL.into_iter().find(|k| {
@@ -163,13 +177,13 @@ async fn discover_admission(ctx: Arc<Ctx>) {
 /// One watch per generated kind, for tenant and generated objects alike.
 async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
     let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &ctx.served.api_resource(kind));
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
     let Some(cache) = ctx.kinds.get(&kind) else {
         return; // every kind has a cache (Ctx::new)
     };
     run_watcher(
-        kind.name(),
-        stream,
+        kind.plural(),
+        api,
+        &ctx.metrics,
         cache,
         |obj| trim(kind, obj),
         |key, old, new| ctx.kind_changed(kind, key, old, new, true),
@@ -213,5 +227,239 @@ fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
             }
             ctx.triggers.inventory_changed();
         }
+    }
+}
+
+/// How a watcher lists: `metrics` counts lists by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Listing {
+    Streaming,
+    Pages,
+}
+
+impl Listing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listing::Streaming => "streaming",
+            Listing::Pages => "pages",
+        }
+    }
+
+    fn config(self) -> watcher::Config {
+        match self {
+            Listing::Streaming => watcher::Config::default().streaming_lists(),
+            Listing::Pages => watcher::Config::default(),
+        }
+    }
+}
+
+/// Whether the API server refused a streaming list: it validates the request before the
+/// watch starts and answers 422 Invalid ("sendInitialEvents is forbidden for watch unless the
+/// WatchList feature gate is enabled"); 400 for servers that reject the parameter otherwise.
+fn refuses_streaming(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 422 || s.code == 400)
+}
+
+/// Which way the next list goes. Streamed, unless the API server refuses it (then in pages for
+/// good) or a streamed list broke off before its end (a connection cut: then the next list goes
+/// in pages, one short request at a time, as client-go does, because making progress beats
+/// restarting a long stream; the list after that is streamed again).
+#[derive(Debug)]
+struct Lists {
+    how: Listing,
+    refused: bool,
+    /// A list is under way (between Init and InitDone).
+    open: bool,
+}
+
+impl Lists {
+    fn new() -> Self {
+        Lists {
+            how: Listing::Streaming,
+            refused: false,
+            open: false,
+        }
+    }
+
+    /// What `ev` means for the way of listing: `Some` when the watch must start again that way.
+    fn next<K>(&mut self, ev: &Result<watcher::Event<K>, watcher::Error>) -> Option<Listing> {
+        let streaming = self.how == Listing::Streaming;
+        let switch = match ev {
+            Err(e) if streaming && refuses_streaming(e) => {
+                self.refused = true;
+                Some(Listing::Pages)
+            }
+            // A streamed list that errs or starts over before its end.
+            Err(_) | Ok(watcher::Event::Init) if streaming && self.open => Some(Listing::Pages),
+            // History compacted after a paged list: the watcher lists again anyway.
+            Err(watcher::Error::WatchError(s))
+                if !streaming && !self.refused && !self.open && s.code == 410 =>
+            {
+                Some(Listing::Streaming)
+            }
+            Ok(watcher::Event::Init) => {
+                self.open = true;
+                None
+            }
+            Ok(watcher::Event::InitDone) => {
+                self.open = false;
+                None
+            }
+            _ => None,
+        };
+        if let Some(how) = switch {
+            self.how = how;
+            // The new watch starts with a list (its own Init).
+            self.open = false;
+        }
+        switch
+    }
+}
+
+/// Feeds a watch of `api` into `cache`. `trim` turns an object into its key and trimmed value;
+/// `on_change(key, old, new)` runs for every real change, listed objects included.
+pub(super) async fn run_watcher<K, V>(
+    what: &'static str,
+    api: Api<K>,
+    metrics: &Metrics,
+    cache: &Cache<V>,
+    trim: impl Fn(K) -> Option<(Key, V)>,
+    on_change: impl Fn(&Key, Option<&V>, Option<&V>),
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    V: Clone + PartialEq,
+{
+    let mut lists = Lists::new();
+    let watch = |how: Listing| watcher(api.clone(), how.config()).default_backoff().boxed();
+    let mut stream = watch(lists.how);
+    while let Some(ev) = stream.next().await {
+        if let Some(how) = lists.next(&ev) {
+            match &ev {
+                Err(e) => tracing::info!(what, error = %e, listing = how.as_str(), "listing again"),
+                Ok(_) => tracing::info!(
+                    what,
+                    listing = how.as_str(),
+                    "a streamed list broke off: listing again"
+                ),
+            }
+            stream = watch(how);
+            continue;
+        }
+        match ev {
+            Ok(watcher::Event::Apply(obj)) => {
+                if let Some((key, v)) = trim(obj) {
+                    let new = v.clone();
+                    if let Some(old) = cache.apply(key.clone(), v) {
+                        on_change(&key, old.as_ref(), Some(&new));
+                    }
+                }
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                if let Some((key, _)) = trim(obj) {
+                    if let Some(old) = cache.delete(&key) {
+                        on_change(&key, Some(&old), None);
+                    }
+                }
+            }
+            Ok(watcher::Event::Init) => cache.init(),
+            Ok(watcher::Event::InitApply(obj)) => {
+                if let Some((key, v)) = trim(obj) {
+                    let new = v.clone();
+                    if let Some(old) = cache.init_apply(key.clone(), v) {
+                        on_change(&key, old.as_ref(), Some(&new));
+                    }
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                for (key, old) in cache.init_done() {
+                    on_change(&key, Some(&old), None);
+                }
+                metrics.watch_listed(what, lists.how.as_str());
+                tracing::debug!(what, listing = lists.how.as_str(), "cache synced");
+            }
+            // The watcher retries with backoff; the cache keeps its last content meanwhile.
+            Err(e) => tracing::warn!(what, error = %e, "watch failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    type Ev = Result<watcher::Event<()>, watcher::Error>;
+
+    fn status(code: u16) -> Box<Status> {
+        Box::new(Status::failure("x", "y").with_code(code))
+    }
+    fn start_failed(code: u16) -> Ev {
+        Err(watcher::Error::WatchStartFailed(kube::Error::Api(status(
+            code,
+        ))))
+    }
+    fn init() -> Ev {
+        Ok(watcher::Event::Init)
+    }
+    fn item() -> Ev {
+        Ok(watcher::Event::InitApply(()))
+    }
+    fn done() -> Ev {
+        Ok(watcher::Event::InitDone)
+    }
+    fn gone() -> Ev {
+        Err(watcher::Error::WatchError(status(410)))
+    }
+
+    #[test]
+    fn a_refused_streaming_list_goes_to_pages_for_good() {
+        let mut l = Lists::new();
+        assert_eq!(
+            l.next(&start_failed(503)),
+            None,
+            "a transient error retries"
+        );
+        assert_eq!(l.next(&start_failed(422)), Some(Listing::Pages));
+        for ev in [init(), done(), gone()] {
+            assert_eq!(l.next(&ev), None);
+        }
+        assert_eq!(l.how, Listing::Pages);
+    }
+
+    #[test]
+    fn a_streamed_list_that_breaks_off_is_followed_by_one_in_pages() {
+        let mut l = Lists::new();
+        assert_eq!(l.next(&init()), None);
+        assert_eq!(l.next(&item()), None);
+        // The stream ended before its end: the watcher starts a new list.
+        assert_eq!(l.next(&init()), Some(Listing::Pages));
+        assert_eq!(l.next(&init()), None);
+        assert_eq!(
+            l.next(&gone()),
+            None,
+            "a paged list that fails goes on in pages"
+        );
+        assert_eq!(l.next(&init()), None);
+        assert_eq!(l.next(&done()), None);
+        // Listed: the next list (after a 410) is streamed again.
+        assert_eq!(l.next(&gone()), Some(Listing::Streaming));
+        assert_eq!(l.next(&init()), None);
+        assert_eq!(l.next(&gone()), Some(Listing::Pages));
+    }
+
+    #[test]
+    fn a_streamed_watch_that_ends_after_its_list_just_resumes() {
+        let mut l = Lists::new();
+        for ev in [
+            init(),
+            done(),
+            Err(watcher::Error::WatchFailed(kube::Error::Api(status(500)))),
+            gone(),
+            init(),
+            done(),
+        ] {
+            assert_eq!(l.next(&ev), None, "{ev:?}");
+        }
+        assert_eq!(l.how, Listing::Streaming);
     }
 }

@@ -10,19 +10,43 @@ fn relist_reports_only_real_changes() {
         "same value: no change"
     );
     c.apply(("a".into(), "y".into()), 2);
+    c.apply(("a".into(), "w".into()), 4);
     c.init();
-    c.init_apply(("a".into(), "x".into()), 1);
-    c.init_apply(("a".into(), "z".into()), 3);
-    let mut changes = c.init_done();
-    changes.sort();
+    assert_eq!(c.init_apply(("a".into(), "x".into()), 1), None);
+    assert_eq!(c.init_apply(("a".into(), "z".into()), 3), Some(None));
+    assert_eq!(c.init_apply(("a".into(), "w".into()), 5), Some(Some(4)));
     assert_eq!(
-        changes,
-        vec![
-            (("a".into(), "y".into()), Some(2), None),
-            (("a".into(), "z".into()), None, Some(3)),
-        ]
+        c.init_apply(("a".into(), "w".into()), 5),
+        None,
+        "listed twice"
     );
+    assert!(!c.synced());
+    assert_eq!(c.init_done(), vec![(("a".into(), "y".into()), 2)]);
     assert!(c.synced());
+    let now: Vec<(Key, u32)> = c.read().iter().map(|(k, v)| (k.clone(), *v)).collect();
+    assert_eq!(
+        now,
+        [("w", 5), ("x", 1), ("z", 3)].map(|(n, v)| (("a".into(), n.into()), v))
+    );
+    assert!(c.init_done().is_empty(), "no list under way");
+}
+
+#[test]
+fn a_relist_removes_exactly_the_keys_it_did_not_list() {
+    // Keys interleaved with the listed ones, before the first and after the last.
+    let c: Cache<u32> = Cache::default();
+    for i in 0..200u32 {
+        c.apply(key("n", &format!("{i:03}")), i);
+    }
+    c.init();
+    for i in (0..200u32).filter(|i| i % 3 == 1) {
+        c.init_apply(key("n", &format!("{i:03}")), i);
+    }
+    let removed = c.init_done();
+    assert_eq!(removed.len(), 200 - 67);
+    assert!(removed.iter().all(|(_, v)| v % 3 != 1));
+    assert!(c.read().values().all(|v| v % 3 == 1));
+    assert_eq!(c.read().len(), 67);
 }
 
 #[test]
@@ -33,7 +57,7 @@ fn keys_in_one_namespace_share_its_name() {
 }
 
 #[test]
-fn a_relist_shares_unchanged_objects_with_the_current_map() {
+fn a_relist_keeps_unchanged_objects_and_their_names() {
     let c: Cache<Arc<String>> = Cache::default();
     let key = || super::key("a", "x");
     let first = key();
@@ -41,9 +65,14 @@ fn a_relist_shares_unchanged_objects_with_the_current_map() {
     c.apply(("a".into(), "y".into()), Arc::new("old".into()));
     let before = c.read()[&key()].clone();
     c.init();
-    c.init_apply(key(), Arc::new("same".into()));
-    c.init_apply(("a".into(), "y".into()), Arc::new("new".into()));
-    assert_eq!(c.init_done().len(), 1, "only y changed");
+    assert_eq!(c.init_apply(key(), Arc::new("same".into())), None);
+    let changed = c.init_apply(("a".into(), "y".into()), Arc::new("new".into()));
+    assert_eq!(
+        changed,
+        Some(Some(Arc::new("old".into()))),
+        "only y changed"
+    );
+    assert!(c.init_done().is_empty());
     let map = c.read();
     assert!(Arc::ptr_eq(&map[&key()], &before), "one copy of x");
     let (held, _) = map.get_key_value(&key()).expect("x");
