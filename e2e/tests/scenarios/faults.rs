@@ -140,6 +140,21 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
     env.wait_converged("quiet").await?;
     env.wait_condition("quiet", "Ready", "True", |_, _| true)
         .await?;
+    // Every kind was listed once, streamed (the real API server serves WatchList).
+    for resource in [
+        "namespaces",
+        "pods",
+        "networkpolicies",
+        "peerauthentications",
+    ] {
+        let series = format!("resource=\"{resource}\",method=\"streaming\"");
+        assert_eq!(
+            env.op.metric("meshbaseline_watch_lists_total", &series),
+            1.0,
+            "{series}: {}",
+            env.op.metrics_text()
+        );
+    }
     // Flush whatever was still in flight after convergence.
     reconcile_barrier(&env, 1).await?;
     reconcile_barrier(&env, 2).await?;
@@ -189,8 +204,8 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
                 let again =
                     |res: &str, verb| log.count(|r| r.resource == res && r.verb == verb) > 0;
                 // A watch already at the newest resourceVersion resumes without a 410.
-                let relisted =
-                    !compact || log.count(|r| r.verb == Verb::List || r.streaming_list) > 0;
+                // The others list again, streamed.
+                let relisted = !compact || log.count(|r| r.streaming_list && r.code == 200) > 0;
                 Ok((relisted && resources.iter().all(|res| again(res, Verb::Watch))).then_some(()))
             })
             .await
