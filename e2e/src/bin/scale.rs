@@ -8,13 +8,16 @@
 //! controller's CPU share, its writes and its memory.
 //!
 //! `cargo run --release -p meshbaseline-e2e --bin scale -- [--namespaces 10000]
-//!  [--pods-per-namespace 10] [--repairs 200] [--qps 5000] [--burst 10000]`
+//!  [--pods-per-namespace 10] [--repairs 200] [--qps 5000] [--burst 10000] [--paged-lists]`
+//!
+//! `--paged-lists`: the simulator refuses streaming lists, as an API server with the WatchList
+//! feature gate off, so every kind is listed in pages.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meshbaseline::controller::{self, Config};
-use meshbaseline_e2e::sim::{RequestLog, Verb};
+use meshbaseline_e2e::sim::{FaultConfig, RequestLog, Verb};
 use meshbaseline_e2e::{SimConfig, SimHandle, Simulator};
 use serde_json::{json, Value};
 
@@ -29,6 +32,8 @@ struct Args {
     /// Pod events per second during the churn phases, and how long each runs.
     churn_rate: usize,
     churn_secs: u64,
+    /// The simulator refuses streaming lists, as an API server with the WatchList gate off.
+    paged_lists: bool,
     controller: Option<String>,
 }
 
@@ -41,6 +46,7 @@ fn args() -> Result<Args> {
         burst: 10_000,
         churn_rate: 200,
         churn_secs: 20,
+        paged_lists: false,
         controller: None,
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +61,7 @@ fn args() -> Result<Args> {
             "--churn-rate" => a.churn_rate = value()?.parse()?,
             "--churn-secs" => a.churn_secs = value()?.parse()?,
             "--controller" => a.controller = Some(value()?),
+            "--paged-lists" => a.paged_lists = true,
             "--bench" => {} // passed by `cargo bench`
             other => return Err(format!("unknown flag {other}").into()),
         }
@@ -293,6 +300,12 @@ async fn parent(a: Args) -> Result<()> {
         started.elapsed()
     );
 
+    if a.paged_lists {
+        sim.set_faults(FaultConfig {
+            refuse_streaming_lists: true,
+            ..FaultConfig::default()
+        });
+    }
     let exe = std::env::current_exe()?;
     // SCALE_CONTROLLER_WRAPPER runs the controller under a profiler (e.g. `heaptrack`).
     let mut command = match std::env::var("SCALE_CONTROLLER_WRAPPER") {

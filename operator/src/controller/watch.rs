@@ -33,6 +33,14 @@ use super::objects::trim;
 use super::reconcile::Ctx;
 use super::served::newest_served;
 
+/// Objects per page where lists go in pages (the WatchList gate off). Half kube-runtime's
+/// default: a page is decoded whole, pods with their managedFields, and every kind lists at
+/// once after an API server restart.
+const PAGE: u32 = 250;
+/// The same for the generated kinds, decoded as JSON values: a page of 500 DestinationRules
+/// took about 4 MiB while it was decoded.
+const KIND_PAGE: u32 = 100;
+
 /// How often discovery is asked whether the admission API is served, until it is.
 const DISCOVERY_PERIOD: Duration = Duration::from_secs(30);
 
@@ -54,6 +62,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
         run_watcher(
             "namespaces",
             api,
+            PAGE,
             &c.metrics,
             &c.namespaces,
             |ns: Namespace| Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns)))),
@@ -68,6 +77,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
         run_watcher(
             "pods",
             api,
+            PAGE,
             &c.metrics,
             &c.pods,
             // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
@@ -96,6 +106,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
         run_watcher(
             "services",
             api,
+            PAGE,
             &c.metrics,
             &c.services,
             |svc: Service| Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc))),
@@ -113,6 +124,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
         run_watcher(
             "customresourcedefinitions",
             api,
+            PAGE,
             &c.metrics,
             &c.crds,
             |crd: CustomResourceDefinition| {
@@ -183,6 +195,7 @@ async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
     run_watcher(
         kind.plural(),
         api,
+        KIND_PAGE,
         &ctx.metrics,
         cache,
         |obj| trim(kind, obj),
@@ -245,10 +258,10 @@ impl Listing {
         }
     }
 
-    fn config(self) -> watcher::Config {
+    fn config(self, page_size: u32) -> watcher::Config {
         match self {
             Listing::Streaming => watcher::Config::default().streaming_lists(),
-            Listing::Pages => watcher::Config::default(),
+            Listing::Pages => watcher::Config::default().page_size(page_size),
         }
     }
 }
@@ -318,9 +331,11 @@ impl Lists {
 
 /// Feeds a watch of `api` into `cache`. `trim` turns an object into its key and trimmed value;
 /// `on_change(key, old, new)` runs for every real change, listed objects included.
+/// `page_size`: objects per page where lists go in pages.
 pub(super) async fn run_watcher<K, V>(
     what: &'static str,
     api: Api<K>,
+    page_size: u32,
     metrics: &Metrics,
     cache: &Cache<V>,
     trim: impl Fn(K) -> Option<(Key, V)>,
@@ -330,7 +345,11 @@ pub(super) async fn run_watcher<K, V>(
     V: Clone + PartialEq,
 {
     let mut lists = Lists::new();
-    let watch = |how: Listing| watcher(api.clone(), how.config()).default_backoff().boxed();
+    let watch = |how: Listing| {
+        watcher(api.clone(), how.config(page_size))
+            .default_backoff()
+            .boxed()
+    };
     let mut stream = watch(lists.how);
     while let Some(ev) = stream.next().await {
         if let Some(how) = lists.next(&ev) {
