@@ -234,7 +234,9 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         .collect();
     assert!(
         namespace_lists[0].contains("sendInitialEvents=true")
-            && namespace_lists[1..].iter().any(|q| q.contains("limit=500")),
+            && namespace_lists[1..]
+                .iter()
+                .any(|q| q.contains(&format!("limit={}", watch::PAGE))),
         "a refused streaming list falls back to pages: {namespace_lists:?}"
     );
     assert!(

@@ -36,7 +36,7 @@ use super::served::newest_served;
 /// Objects per page where lists go in pages (the WatchList gate off). Half kube-runtime's
 /// default: a page is decoded whole, pods with their managedFields, and every kind lists at
 /// once after an API server restart.
-const PAGE: u32 = 250;
+pub(super) const PAGE: u32 = 250;
 /// The same for the generated kinds, decoded as JSON values: a page of 500 DestinationRules
 /// took about 4 MiB while it was decoded.
 const KIND_PAGE: u32 = 100;
