@@ -125,9 +125,11 @@ impl<V: Clone + PartialEq> Cache<V> {
             .remove(key)
     }
 
-    /// A list starts.
+    /// A list starts. A re-list sees about as many keys as the cache holds: room for them at
+    /// once, rather than doubling (at 100,000 pods, 1.6 MiB instead of 3 at the last growth).
     pub(super) fn init(&self) {
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        let len = read(&self.map).len();
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::with_capacity(len));
     }
 
     /// A listed object: applied at once, like a watch event (an unchanged one keeps the current
