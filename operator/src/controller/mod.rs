@@ -7,6 +7,7 @@ mod execute;
 pub mod executor;
 mod identity;
 pub mod lease;
+mod listing;
 mod objects;
 mod packed;
 mod ratelimit;
