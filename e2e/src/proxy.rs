@@ -238,11 +238,14 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         let mut f = sim_lock(&state.faults);
         let error = f.error_for(verb);
         let conflict = verb == Verb::Apply && f.apply_conflict();
+        // A watch from a version it saw; a list streamed from "0" is not resuming anything.
         let resuming = req
             .uri()
             .query()
             .unwrap_or_default()
-            .contains("resourceVersion=");
+            .split('&')
+            .filter_map(|p| p.strip_prefix("resourceVersion="))
+            .any(|rv| !rv.is_empty() && rv != "0");
         let gone = verb == Verb::Watch && resuming && f.watch_gone();
         let c = &f.config;
         (

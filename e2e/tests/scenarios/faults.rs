@@ -114,7 +114,7 @@ async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
 /// not select changes the inventory, which re-reconciles every baseline (after the debounce)
 /// without changing anything the baseline cares about. (A label that selects nothing would
 /// not do: such changes are not reconciled at all.)
-async fn reconcile_barrier(env: &Env, tick: u32) -> TestResult {
+pub(crate) async fn reconcile_barrier(env: &Env, tick: u32) -> TestResult {
     let before = env.op.successful_reconciles();
     env.apply(&mk_namespace(&env.ns(&format!("tick-{tick}")), None))
         .await?;
@@ -225,109 +225,6 @@ async fn steady_state_and_watch_restarts_write_nothing() -> TestResult {
             log.by_verb_resource()
         );
     }
-    env.finish().await
-}
-
-/// Against an API server with the WatchList gate off (Kubernetes 1.27 to 1.31 and 1.33 by
-/// default), every watcher lists in pages instead, converges, repairs and re-lists.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lists_in_pages_where_streaming_lists_are_refused() -> TestResult {
-    let cluster = meshbaseline_e2e::Cluster::start().await?;
-    Env::seed_root(&cluster).await?;
-    cluster.gate().set_faults(FaultConfig {
-        refuse_streaming_lists: true,
-        ..FaultConfig::default()
-    });
-    let op = Operator::start(&cluster);
-    let env = Env {
-        cluster,
-        op,
-        scenario: "paged".into(),
-    };
-    let a = env.add_namespace("a").await?;
-    env.apply(&mk_baseline("paged", "paged", json!({}))).await?;
-    env.wait_converged("paged").await?;
-    let gate = env.cluster.gate();
-    let log = gate.requests();
-    let refused = log.count(|r| r.streaming_list && r.code == 422);
-    assert!(
-        refused >= 5,
-        "streamed lists refused: {:?}",
-        log.by_verb_resource()
-    );
-    for resource in [
-        "namespaces",
-        "pods",
-        "networkpolicies",
-        "peerauthentications",
-    ] {
-        assert!(
-            log.count(|r| r.verb == Verb::List && r.resource == resource) > 0,
-            "{resource} listed in pages: {:?}",
-            log.by_verb_resource()
-        );
-        let series = format!("resource=\"{resource}\",method=\"pages\"");
-        assert_eq!(
-            env.op.metric("meshbaseline_watch_lists_total", &series),
-            1.0
-        );
-        let streamed = format!("resource=\"{resource}\",method=\"streaming\"");
-        assert_eq!(
-            env.op.metric("meshbaseline_watch_lists_total", &streamed),
-            0.0
-        );
-    }
-    env.wait_condition("paged", "Ready", "True", |_, _| true)
-        .await?;
-    reconcile_barrier(&env, 1).await?;
-    reconcile_barrier(&env, 2).await?;
-    // A 410 (history compacted) lists again, in pages, and writes nothing.
-    let mark = gate.mark();
-    match env.cluster.sim() {
-        Ok(sim) => sim.compact(),
-        Err(_) => gate.set_faults(FaultConfig {
-            refuse_streaming_lists: true,
-            watch_gone_rate: 1.0,
-            ..FaultConfig::default()
-        }),
-    }
-    gate.cut_watches();
-    env.cluster
-        .wait_for("pods listed again", WAIT, || async {
-            let relisted = env.op.metric(
-                "meshbaseline_watch_lists_total",
-                "resource=\"pods\",method=\"pages\"",
-            );
-            Ok((relisted >= 2.0).then_some(()))
-        })
-        .await?;
-    gate.set_faults(FaultConfig {
-        refuse_streaming_lists: true,
-        ..FaultConfig::default()
-    });
-    reconcile_barrier(&env, 3).await?;
-    let log = gate.requests_since(mark);
-    assert_eq!(
-        log.count(|r| r.streaming_list && r.code != 422),
-        0,
-        "still in pages"
-    );
-    assert_eq!(
-        log.writes_by("meshbaseline"),
-        0,
-        "{:?}",
-        log.by_verb_resource()
-    );
-    // Drift is repaired from the watch that follows the paged list.
-    env.cluster
-        .delete(
-            "networking.k8s.io/v1",
-            "NetworkPolicy",
-            Some(&a),
-            "meshbaseline-baseline",
-        )
-        .await?;
-    env.wait_converged("paged").await?;
     env.finish().await
 }
 

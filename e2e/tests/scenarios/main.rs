@@ -15,6 +15,7 @@ mod leadership;
 mod lifecycle;
 mod ownership;
 mod rbac;
+mod relist;
 mod tamper;
 mod tenant;
 mod workloads;

@@ -187,6 +187,8 @@ impl<V: Clone + PartialEq> Cache<V> {
     pub fn clear(&self) -> Vec<(Key, Option<V>, Option<V>)> {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.synced.store(false, Ordering::Release);
+        // A list cut short by the watcher's end leaves no keys behind.
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = None;
         map.take()
             .into_iter()
             .map(|(k, v)| (k, Some(v), None))
