@@ -12,10 +12,8 @@ const CONVERGE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
-    let cluster = meshbaseline_e2e::Cluster::start().await?;
-    Env::seed_root(&cluster).await?;
     // The simulator injects the faults itself; on a real server the fault proxy does.
-    cluster.gate().set_faults(FaultConfig {
+    let faults = FaultConfig {
         seed: 7,
         error_rate: 0.2,
         error_codes: vec![500, 503],
@@ -24,13 +22,8 @@ async fn converges_under_errors_cut_watches_gone_and_conflicts() -> TestResult {
         watch_gone_rate: 0.3,
         apply_conflict_rate: 0.2,
         ..FaultConfig::default()
-    });
-    let op = Operator::start(&cluster);
-    let mut env = Env {
-        cluster,
-        op,
-        scenario: "faults".into(),
     };
+    let mut env = Env::start_with_faults("faults", faults).await?;
     for i in 0..6 {
         env.add_namespace(&format!("n{i}")).await?;
     }

@@ -13,7 +13,7 @@ use meshbaseline::api::{Baseline, MeshBaseline};
 use meshbaseline::compile::{compile, Compiled, Scope};
 use meshbaseline::manifests::Loaded;
 use meshbaseline::object::Kind;
-use meshbaseline_e2e::{Cluster, HarnessError};
+use meshbaseline_e2e::{Cluster, FaultConfig, HarnessError};
 use serde_json::{json, Value};
 
 pub use crate::operator::{test_config, Operator};
@@ -115,8 +115,17 @@ impl Env {
     /// A cluster seeded with `istio-system` (and on a real cluster the scenario's objects
     /// are deleted again by `finish`), then the operator.
     pub async fn start(scenario: &str) -> Result<Env, HarnessError> {
+        Env::start_with_faults(scenario, FaultConfig::default()).await
+    }
+
+    /// `start`, with `faults` in the operator's way from its first request on.
+    pub async fn start_with_faults(
+        scenario: &str,
+        faults: FaultConfig,
+    ) -> Result<Env, HarnessError> {
         let cluster = Cluster::start().await?;
         Env::seed_root(&cluster).await?;
+        cluster.gate().set_faults(faults);
         let op = Operator::start(&cluster);
         Ok(Env {
             cluster,

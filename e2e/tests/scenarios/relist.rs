@@ -85,18 +85,11 @@ async fn a_relist_notices_what_was_deleted_while_the_watches_were_down() -> Test
 /// default), every watcher lists in pages instead, converges, repairs and re-lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_in_pages_where_streaming_lists_are_refused() -> TestResult {
-    let cluster = meshbaseline_e2e::Cluster::start().await?;
-    Env::seed_root(&cluster).await?;
-    cluster.gate().set_faults(FaultConfig {
+    let refused = FaultConfig {
         refuse_streaming_lists: true,
         ..FaultConfig::default()
-    });
-    let op = Operator::start(&cluster);
-    let env = Env {
-        cluster,
-        op,
-        scenario: "paged".into(),
     };
+    let env = Env::start_with_faults("paged", refused).await?;
     let a = env.add_namespace("a").await?;
     env.apply(&mk_baseline("paged", "paged", json!({}))).await?;
     env.wait_converged("paged").await?;

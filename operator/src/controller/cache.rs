@@ -48,8 +48,8 @@ pub(super) fn intern(s: &str) -> Name {
         .get_or_insert_with(s, || Name::from(s))
 }
 
-/// One kind's trimmed objects. A re-list applies what it lists in place and notes the keys it
-/// saw; at its end the keys it did not see (objects deleted while the watch was down) are
+/// One kind's trimmed objects. A re-list applies what it lists in place, like watch events,
+/// and notes the keys it saw; at its end the keys it did not see (objects deleted while the watch was down) are
 /// removed. So a re-list costs a vector of keys, not a second map. Kept packed: a list and the
 /// operator's own creations arrive in key order.
 pub struct Cache<V> {
@@ -96,15 +96,13 @@ impl<V: Clone + PartialEq> Cache<V> {
 
     /// Returns the previous value when the new one differs (`None` inside: it was absent).
     pub fn apply(&self, key: Key, value: V) -> Option<Option<V>> {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        match map.get(&key) {
-            Some(old) if *old == value => None,
-            _ => Some(map.insert(key, value)),
-        }
+        self.apply_unless(key, value, |_, _| false)
     }
 
     /// `apply`, unless `keep(current, value)` says the current value must stay; one lock, so
-    /// no watch event slips in between the check and the write.
+    /// no watch event slips in between the check and the write. While a list is under way the
+    /// key counts as seen, whether it comes from the list or from a write's response (an
+    /// object created after the list began exists, though the list does not show it).
     pub fn apply_unless(
         &self,
         key: Key,
@@ -112,10 +110,18 @@ impl<V: Clone + PartialEq> Cache<V> {
         keep: impl Fn(&V, &V) -> bool,
     ) -> Option<Option<V>> {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        match map.get(&key) {
-            Some(old) if *old == value || keep(old, &value) => None,
-            _ => Some(map.insert(key, value)),
+        // An unchanged object keeps the key and value the map holds (nothing is copied), and
+        // `insert` keeps the held key too.
+        let (held, change) = match map.get_key_value(&key) {
+            Some((held, old)) if *old == value || keep(old, &value) => (held.clone(), None),
+            Some((held, _)) => (held.clone(), Some(map.insert(key, value))),
+            None => (key.clone(), Some(map.insert(key, value))),
+        };
+        // Under the map's lock, so `init_done` cannot take the keys between the two.
+        if let Some(seen) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            seen.push(held);
         }
+        change
     }
 
     pub fn delete(&self, key: &Key) -> Option<V> {
@@ -132,32 +138,15 @@ impl<V: Clone + PartialEq> Cache<V> {
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::with_capacity(len));
     }
 
-    /// A listed object: applied at once, like a watch event (an unchanged one keeps the current
-    /// key and value, so nothing is copied), and its key noted as seen. Returns the previous
-    /// value when the new one differs.
-    pub(super) fn init_apply(&self, key: Key, value: V) -> Option<Option<V>> {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let (held, change) = match map.get_key_value(&key) {
-            Some((held, old)) if *old == value => (held.clone(), None),
-            // `insert` keeps the key the map holds.
-            Some((held, _)) => (held.clone(), Some(map.insert(key, value))),
-            None => (key.clone(), Some(map.insert(key, value))),
-        };
-        drop(map);
-        if let Some(seen) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            seen.push(held);
-        }
-        change
-    }
-
     /// The list is complete: what it did not list is gone. Returns the removed entries.
     pub(super) fn init_done(&self) -> Vec<(Key, V)> {
+        // The map's lock first, as in `apply_unless`: no write slips between the two.
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let Some(mut seen) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return Vec::new();
         };
         seen.sort_unstable();
         seen.dedup();
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         // Both in key order: one walk finds the keys not listed.
         let mut listed = seen.iter().peekable();
         let unseen: Vec<Key> = map

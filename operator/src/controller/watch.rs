@@ -280,7 +280,8 @@ pub(super) async fn run_watcher<K, V>(
             continue;
         }
         match ev {
-            Ok(watcher::Event::Apply(obj)) => {
+            // Listed objects are applied like watch events: the cache notes their keys.
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
                 if let Some((key, v)) = trim(obj) {
                     let new = v.clone();
                     if let Some(old) = cache.apply(key.clone(), v) {
@@ -296,14 +297,6 @@ pub(super) async fn run_watcher<K, V>(
                 }
             }
             Ok(watcher::Event::Init) => cache.init(),
-            Ok(watcher::Event::InitApply(obj)) => {
-                if let Some((key, v)) = trim(obj) {
-                    let new = v.clone();
-                    if let Some(old) = cache.init_apply(key.clone(), v) {
-                        on_change(&key, old.as_ref(), Some(&new));
-                    }
-                }
-            }
             Ok(watcher::Event::InitDone) => {
                 for (key, old) in cache.init_done() {
                     on_change(&key, Some(&old), None);

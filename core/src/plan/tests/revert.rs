@@ -10,14 +10,20 @@ use super::builders::*;
 use crate::api::istio::PeerAuthentication;
 use crate::audit::Rule;
 
-fn revert_case(pa: PeerAuthentication) -> Case {
+/// A baseline in Revert mode with one finding on a tenant's object.
+fn revert_mode(finding: Finding) -> Case {
     let mut case = Case::new(vec![]);
     case.baseline = mk_baseline(
         "default",
         json!({"tenantOverrides": "Revert"}),
         "2026-01-01T00:00:00Z",
     );
-    case.findings = vec![mk_finding(Rule::MB101, "PeerAuthentication", "a", "weak")];
+    case.findings = vec![finding];
+    case
+}
+
+fn revert_case(pa: PeerAuthentication) -> Case {
+    let mut case = revert_mode(mk_finding(Rule::MB101, "PeerAuthentication", "a", "weak"));
     case.inventory.peer_authentications = vec![pa].into_iter().map(Arc::new).collect();
     case
 }
@@ -82,13 +88,7 @@ fn revert_keeps_fields_we_already_own() {
 
 #[test]
 fn revert_of_a_destination_rule_touches_only_tls_mode() {
-    let mut case = Case::new(vec![]);
-    case.baseline = mk_baseline(
-        "default",
-        json!({"tenantOverrides": "Revert"}),
-        "2026-01-01T00:00:00Z",
-    );
-    case.findings = vec![mk_finding(Rule::MB201, "DestinationRule", "a", "reviews")];
+    let mut case = revert_mode(mk_finding(Rule::MB201, "DestinationRule", "a", "reviews"));
     case.inventory.destination_rules = vec![Arc::new(mk_dr(
         mk_meta("a", "reviews", false, vec![]),
         "DISABLE",
