@@ -35,15 +35,6 @@ impl<K, V> std::ops::Deref for Packed<K, V> {
     }
 }
 
-impl<K: Ord, V> From<BTreeMap<K, V>> for Packed<K, V> {
-    fn from(map: BTreeMap<K, V>) -> Self {
-        Packed {
-            map: packed(map),
-            added: 0,
-        }
-    }
-}
-
 /// The same entries in full nodes. `collect` would first move every entry into a vector and
 /// sort it (at 100,000 pods, 4 MiB more at the moment of the rebuild); `append` of two maps
 /// builds the new tree bottom-up from both in order and frees the old nodes as it goes. That is
@@ -154,7 +145,6 @@ mod tests {
             .map(|k| (k, i32::from(k < MIN_REBUILD)))
             .collect();
         assert_eq!(*m, expect);
-        assert_eq!(*Packed::from((*m).clone()), expect);
         m.insert(MIN_REBUILD * 3, 0);
         assert_eq!(m.added, 1);
         m.compact();
