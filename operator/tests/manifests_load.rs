@@ -109,7 +109,9 @@ fn workload_templates_and_lists_become_pods() {
     assert_eq!(p[0].phase, None);
     // Documents are numbered as an editor shows them between `---` lines.
     let origin = |k: &str, ns: &str, n: &str| {
-        loaded.origins[&(k.to_string(), ns.to_string(), n.to_string())].document
+        loaded.origins[&(k.to_string(), ns.to_string(), n.to_string())]
+            .document
+            .unwrap()
     };
     assert_eq!(origin("Deployment", "shop", "d"), 1);
     assert_eq!(origin("CronJob", "shop", "cj"), 5);
