@@ -104,6 +104,9 @@ pub struct Loaded {
     pub origins: BTreeMap<(String, String, String), Location>,
     /// Objects read without error (kinds the audit ignores included).
     pub objects: usize,
+    /// Objects read from each document, by file and document number: with `errors`, an
+    /// account of every document.
+    pub read: BTreeMap<(PathBuf, usize), usize>,
     /// Files read.
     pub files: usize,
     /// Each object's first location and a hash of its content, to read a copy once.
@@ -210,6 +213,8 @@ impl Loaded {
         match objects::add(self, &value, &location) {
             Ok(()) => {
                 self.objects += 1;
+                let document = (location.file.clone(), location.document.unwrap_or(0));
+                *self.read.entry(document).or_default() += 1;
                 self.record_origin(&value, location);
             }
             Err(errors) => self.errors.extend(errors),
