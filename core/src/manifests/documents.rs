@@ -1,6 +1,6 @@
 //! A file's text split into documents and objects as kubectl splits it: a line that starts
-//! with `---` ends a document (only a comment may follow on that line), a text that starts
-//! with `{` is a stream of JSON objects, and any object with an `items` field is a List whose
+//! with `---` ends a document (only a comment may follow on that line), a document that
+//! starts with `{` and is JSON is a stream of JSON objects, and any object with an `items` field is a List whose
 //! items are the objects (nested Lists included; items without apiVersion and kind take the
 //! List's, as in a `PodList`).
 //!
@@ -25,13 +25,8 @@ pub struct Piece {
 /// Every object of `text`, in order, and every problem in its place.
 pub fn pieces(text: &str) -> Vec<Piece> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let documents = if text.trim_start().starts_with('{') {
-        json_documents(text)
-    } else {
-        yaml_documents(text)
-    };
     let mut out = Vec::new();
-    for (document, line, result) in documents {
+    for (document, line, result) in yaml_documents(text) {
         match result {
             Ok(Some(value)) => flatten(value, document, line, Vec::new(), &mut out),
             Ok(None) => {}
@@ -97,15 +92,36 @@ fn sections(text: &str) -> Vec<Section<'_>> {
     out
 }
 
+/// The parser's "at line N column M" counts from the section; count from the file.
+fn shift_lines(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        out.push_str(&rest[..at + 5]);
+        rest = &rest[at + 5..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn is_blank(line: &str) -> bool {
     let t = line.trim();
     t.is_empty() || t.starts_with('#')
 }
 
+/// Sections in order; a section that is a stream of JSON objects (kubectl's JSON reader)
+/// gives one document per object, numbered on from the section's number.
 fn yaml_documents(text: &str) -> Vec<Document> {
     let mut out = Vec::new();
-    for (i, s) in sections(text).into_iter().enumerate() {
-        let number = i + 1;
+    let mut number = 0;
+    for s in sections(text) {
+        number += 1;
         let line = s.content_line.unwrap_or(s.first_line) + 1;
         if let Some(rest) = s.trailing {
             let rest: String = rest.chars().take(40).collect();
@@ -121,23 +137,36 @@ fn yaml_documents(text: &str) -> Vec<Document> {
         if s.content_line.is_none() {
             continue;
         }
-        let result = read_document(s.text).map_err(|e| match e.line {
-            Some(l) => format!("line {}: {}", s.first_line + l + 1, e.message),
-            None => e.message,
+        if s.text.trim_start().starts_with('{') {
+            if let Some(json) = json_documents(s.text) {
+                for (i, (_, json_line, result)) in json.into_iter().enumerate() {
+                    number += usize::from(i > 0);
+                    out.push((number, s.first_line + json_line + 1, result));
+                }
+                continue;
+            }
+        }
+        let result = read_document(s.text).map_err(|e| {
+            let message = shift_lines(&e.message, s.first_line);
+            match e.line {
+                Some(l) => format!("line {}: {message}", s.first_line + l + 1),
+                None => message,
+            }
         });
         out.push((number, line, result));
     }
     out
 }
 
-fn json_documents(text: &str) -> Vec<Document> {
+/// A stream of JSON values, or `None` when the text is not JSON (flow-style YAML such as
+/// `{apiVersion: v1}` starts with `{` too): the YAML reader reads it then.
+fn json_documents(text: &str) -> Option<Vec<Document>> {
     let mut out = Vec::new();
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut start = 0;
     loop {
         let skipped = text[start..].len() - text[start..].trim_start().len();
-        let line = text[..start + skipped].matches('\n').count() + 1;
-        let number = out.len() + 1;
+        let line = text[..start + skipped].matches('\n').count();
         match stream.next() {
             None => break,
             Some(Ok(value)) => {
@@ -148,17 +177,18 @@ fn json_documents(text: &str) -> Vec<Document> {
                 } else {
                     Ok(Some(value))
                 };
-                out.push((number, line, result));
+                out.push((out.len() + 1, line, result));
             }
-            Some(Err(e)) => {
-                // A JSON stream cannot be resynchronised after a syntax error.
-                out.push((number, line, Err(format!("not valid JSON: {e}"))));
+            // Nested too deep for serde_json: refused as JSON, not retried as YAML.
+            Some(Err(e)) if e.to_string().contains("recursion limit") => {
+                out.push((out.len() + 1, line, Err(format!("not valid JSON: {e}"))));
                 break;
             }
+            Some(Err(_)) => return None,
         }
         start = stream.byte_offset();
     }
-    out
+    Some(out)
 }
 
 fn depth(v: &Value) -> usize {

@@ -394,11 +394,7 @@ fn json_float(f: f64) -> Option<Value> {
     if !f.is_finite() {
         return None;
     }
-    if f.fract() == 0.0
-        && f.abs() < 1e21
-        && f >= -9.223_372_036_854_776e18
-        && f < 9.223_372_036_854_776e18
-    {
+    if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
         // In range and integral: the cast is exact.
         return Some(Value::from(f as i64));
     }
