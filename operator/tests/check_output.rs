@@ -333,7 +333,7 @@ fn unusable_input_is_exit_2() {
     let (code, out, _) = run_to_string(&args(Format::Table, vec![garbage]));
     assert_eq!(code.unwrap(), 2);
     assert!(
-        out.contains("garbage.yaml (document 1): not valid YAML"),
+        out.contains("garbage.yaml (document 1): line 2: not valid YAML"),
         "{out}"
     );
     let bad_baseline = write(

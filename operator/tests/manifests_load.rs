@@ -62,7 +62,7 @@ items:
   - apiVersion: v1
     kind: Pod
     metadata: {name: p, namespace: shop}
-    spec: {containers: [{name: app, image: x}, {name: istio-proxy, image: y}]}
+    spec: {containers: [{name: app, image: x}, {name: istio-proxy, image: proxy}]}
     status: {phase: Running}
   - apiVersion: v1
     kind: ConfigMap
@@ -131,11 +131,11 @@ fn a_bad_document_names_file_and_number_and_the_rest_loads() {
         "{errors:#?}"
     );
     assert!(
-        errors[1].starts_with("w.yaml (document 3): apiVersion and kind"),
+        errors[1].starts_with("w.yaml (document 3): Pod: apiVersion and kind"),
         "{errors:#?}"
     );
     assert!(
-        errors[2].starts_with("w.yaml (document 4): not a Kubernetes object"),
+        errors[2].starts_with("w.yaml (document 4): a list, not a Kubernetes object"),
         "{errors:#?}"
     );
     let names: Vec<&str> = loaded
