@@ -2,7 +2,6 @@
 //! panic, and never a silent skip: every document of the input is read, reported as not
 //! read, or noted as a copy read once.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use meshbaseline::api::Baseline;

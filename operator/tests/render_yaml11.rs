@@ -175,7 +175,7 @@ fn the_crd_reads_back_unchanged() {
     let ours = meshbaseline::manifests::yaml::read_document(&yaml)
         .unwrap()
         .unwrap();
-    assert_eq!(by_kubectl, [ours.clone()]);
+    assert_eq!(by_kubectl, std::slice::from_ref(&ours));
     fn enums(v: &Value, out: &mut Vec<Value>) {
         match v {
             Value::Object(map) => {

@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
-use unsafe_libyaml_norway as libyaml;
+use unsafe_libyaml_norway as unsafe_libyaml;
 
 /// The node properties the reader uses.
 #[derive(Debug, Default)]
@@ -44,29 +44,33 @@ pub(super) struct Mark {
 
 pub(super) struct Parser<'input> {
     // Boxed: libyaml keeps a pointer to the parser itself (its read handler's data).
-    raw: Box<libyaml::yaml_parser_t>,
+    raw: Box<unsafe_libyaml::yaml_parser_t>,
     _input: PhantomData<&'input [u8]>,
 }
 
 impl<'input> Parser<'input> {
     /// `None` only when libyaml cannot allocate its buffers.
     pub fn new(input: &'input [u8]) -> Option<Parser<'input>> {
-        let mut raw: Box<MaybeUninit<libyaml::yaml_parser_t>> = Box::new(MaybeUninit::uninit());
+        let mut raw: Box<MaybeUninit<unsafe_libyaml::yaml_parser_t>> =
+            Box::new(MaybeUninit::uninit());
         // SAFETY: `yaml_parser_initialize` zeroes and initializes the whole struct before it is
         // read; on failure it has freed what it allocated. The input outlives the parser
         // (`'input`), and the box keeps the parser at one address for its whole life.
         unsafe {
-            if !libyaml::yaml_parser_initialize(raw.as_mut_ptr()).ok {
+            if !unsafe_libyaml::yaml_parser_initialize(raw.as_mut_ptr()).ok {
                 return None;
             }
-            libyaml::yaml_parser_set_encoding(raw.as_mut_ptr(), libyaml::YAML_UTF8_ENCODING);
-            libyaml::yaml_parser_set_input_string(
+            unsafe_libyaml::yaml_parser_set_encoding(
+                raw.as_mut_ptr(),
+                unsafe_libyaml::YAML_UTF8_ENCODING,
+            );
+            unsafe_libyaml::yaml_parser_set_input_string(
                 raw.as_mut_ptr(),
                 input.as_ptr(),
                 input.len() as _,
             );
             Some(Parser {
-                raw: Box::from_raw(Box::into_raw(raw).cast::<libyaml::yaml_parser_t>()),
+                raw: Box::from_raw(Box::into_raw(raw).cast::<unsafe_libyaml::yaml_parser_t>()),
                 _input: PhantomData,
             })
         }
@@ -75,12 +79,12 @@ impl<'input> Parser<'input> {
     /// The next event; `Err` on a syntax error (libyaml's message is not exposed: the caller
     /// describes it).
     pub fn next_event(&mut self) -> Result<(Event, Mark), Mark> {
-        let mut event = MaybeUninit::<libyaml::yaml_event_t>::uninit();
+        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
         // SAFETY: the parser is initialized; on success `yaml_parser_parse` initializes the
         // event, which is converted (copying every string out) before `yaml_event_delete`.
         unsafe {
-            let parser: *mut libyaml::yaml_parser_t = &mut *self.raw;
-            if !libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).ok {
+            let parser: *mut unsafe_libyaml::yaml_parser_t = &mut *self.raw;
+            if !unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).ok {
                 return Err(Mark::default());
             }
             let event = event.as_mut_ptr();
@@ -88,7 +92,7 @@ impl<'input> Parser<'input> {
                 line: (*event).start_mark.line as usize,
             };
             let converted = convert(&*event);
-            libyaml::yaml_event_delete(event);
+            unsafe_libyaml::yaml_event_delete(event);
             Ok((converted, mark))
         }
     }
@@ -97,24 +101,24 @@ impl<'input> Parser<'input> {
 impl Drop for Parser<'_> {
     fn drop(&mut self) {
         // SAFETY: initialized in `new`; deleted once, here.
-        unsafe { libyaml::yaml_parser_delete(&mut *self.raw) }
+        unsafe { unsafe_libyaml::yaml_parser_delete(&mut *self.raw) }
     }
 }
 
 /// # Safety
 /// `event` must be an event initialized by `yaml_parser_parse`.
-unsafe fn convert(event: &libyaml::yaml_event_t) -> Event {
+unsafe fn convert(event: &unsafe_libyaml::yaml_event_t) -> Event {
     // SAFETY (whole body): the union member read is the one `type_` says is set; libyaml's
     // strings are NUL-terminated or, for scalar values, `length` bytes long.
     unsafe {
         match event.type_ {
-            libyaml::YAML_STREAM_START_EVENT => Event::StreamStart,
-            libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
-            libyaml::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
-            libyaml::YAML_ALIAS_EVENT => {
+            unsafe_libyaml::YAML_STREAM_START_EVENT => Event::StreamStart,
+            unsafe_libyaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
+            unsafe_libyaml::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
+            unsafe_libyaml::YAML_ALIAS_EVENT => {
                 Event::Alias(cstr(event.data.alias.anchor).unwrap_or_default())
             }
-            libyaml::YAML_SCALAR_EVENT => {
+            unsafe_libyaml::YAML_SCALAR_EVENT => {
                 let s = &event.data.scalar;
                 let value = if s.value.is_null() {
                     Vec::new()
@@ -130,16 +134,16 @@ unsafe fn convert(event: &libyaml::yaml_event_t) -> Event {
                     plain_implicit: s.plain_implicit,
                 })
             }
-            libyaml::YAML_SEQUENCE_START_EVENT => Event::SequenceStart(Props {
+            unsafe_libyaml::YAML_SEQUENCE_START_EVENT => Event::SequenceStart(Props {
                 anchor: cstr(event.data.sequence_start.anchor),
                 tag: cstr(event.data.sequence_start.tag),
             }),
-            libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
-            libyaml::YAML_MAPPING_START_EVENT => Event::MappingStart(Props {
+            unsafe_libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
+            unsafe_libyaml::YAML_MAPPING_START_EVENT => Event::MappingStart(Props {
                 anchor: cstr(event.data.mapping_start.anchor),
                 tag: cstr(event.data.mapping_start.tag),
             }),
-            libyaml::YAML_MAPPING_END_EVENT => Event::MappingEnd,
+            unsafe_libyaml::YAML_MAPPING_END_EVENT => Event::MappingEnd,
             // The stream end, and the "no event" libyaml never returns on success.
             _ => Event::StreamEnd,
         }
