@@ -1,363 +1,258 @@
-//! Reading manifests from files and directories: multi-document YAML, JSON, `kind: List`
-//! (as printed by `kubectl get -o yaml`), and workload pod templates.
+//! Reading manifests from files, directories and standard input: multi-document YAML read
+//! as kubectl reads it (YAML 1.1), JSON streams, Lists (as printed by `kubectl get -o yaml`,
+//! nested ones included), and the pod templates of workloads.
 //!
-//! A malformed document is reported with its file and document number; the rest is kept.
+//! Nothing is dropped in silence. Every file, document and List item is either read or
+//! reported as a [`ManifestError`] naming the file, the document and the item; a broken
+//! document does not hide the next one; a file or directory reached twice is read once and
+//! noted; FIFOs, sockets and devices are refused unopened; nesting and alias expansion are
+//! bounded. MeshBaselines are checked as strictly as the API server checks them.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
-use crate::api::MeshBaseline;
-use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
+use crate::api::Baseline;
+use crate::inventory::Inventory;
 
-/// One document of one file (1-based number, in the order of the file).
-#[derive(Clone, Debug)]
-pub struct Document {
-    pub file: PathBuf,
-    pub number: usize,
-    pub value: Value,
-}
+mod baseline;
+mod documents;
+pub mod emit;
+pub mod files;
+mod libyaml;
+mod names;
+mod objects;
+pub mod schema;
+pub mod yaml;
 
-/// A problem with one file or one document.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ManifestError {
+pub use baseline::{read_baseline, BaselineFileError};
+pub use emit::to_yaml;
+
+/// Where an object, or a problem, is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Location {
     pub file: PathBuf,
+    /// 1-based, counted as an editor shows documents between `---` lines.
     pub document: Option<usize>,
-    pub message: String,
+    /// Indexes into `items` of the enclosing Lists, outermost first.
+    pub items: Vec<usize>,
+    /// 1-based line where the document starts.
+    pub line: Option<usize>,
 }
 
-impl fmt::Display for ManifestError {
+impl Location {
+    pub fn file(file: &Path) -> Location {
+        Location {
+            file: file.to_path_buf(),
+            ..Location::default()
+        }
+    }
+
+    /// `items[2].items[0]`, or empty outside Lists.
+    pub fn item_path(&self) -> String {
+        let parts: Vec<String> = self.items.iter().map(|i| format!("items[{i}]")).collect();
+        parts.join(".")
+    }
+}
+
+impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.document {
-            Some(n) => write!(
-                f,
-                "{} (document {n}): {}",
-                self.file.display(),
-                self.message
-            ),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+        write!(f, "{}", self.file.display())?;
+        match (self.document, self.items.is_empty()) {
+            (Some(n), true) => write!(f, " (document {n})"),
+            (Some(n), false) => write!(f, " (document {n}, {})", self.item_path()),
+            (None, _) => Ok(()),
         }
     }
 }
 
-/// Everything read from a set of paths.
+/// An input that was not read: a path, a file, a document or a List item.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ManifestError {
+    pub location: Location,
+    pub message: String,
+}
+
+/// Something read once although it was reached twice (a path named twice, a symlink cycle,
+/// an identical copy of an object).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct Note {
+    pub location: Location,
+    pub message: String,
+}
+
+/// The identity of an object: group, kind, namespace, name.
+type ObjectKey = (String, String, String, String);
+
+/// Everything read from a set of inputs.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub inventory: Inventory,
-    pub baselines: Vec<MeshBaseline>,
+    /// Valid MeshBaselines (schema and model), with where each was read.
+    pub baselines: Vec<(Baseline, Location)>,
     pub errors: Vec<ManifestError>,
+    pub notes: Vec<Note>,
     /// Where each object came from, by (kind, namespace, name); the namespace is empty for
     /// cluster-scoped kinds. Lets `check` point findings at a file.
-    pub origins: BTreeMap<(String, String, String), Origin>,
-    /// Documents read without error (kinds the audit ignores included).
-    pub documents: usize,
+    pub origins: BTreeMap<(String, String, String), Location>,
+    /// Objects read without error (kinds the audit ignores included).
+    pub objects: usize,
+    /// Objects read from each document, by file and document number: with `errors`, an
+    /// account of every document.
+    pub read: BTreeMap<(PathBuf, usize), usize>,
+    /// Files read.
+    pub files: usize,
+    /// Each object's first location and a hash of its content, to read a copy once.
+    seen: HashMap<ObjectKey, (u64, Location)>,
+    hasher: RandomState,
 }
 
-/// The file and document number an object was read from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    pub file: PathBuf,
-    pub document: usize,
-}
-
-/// Reads files and directories (recursively: `*.yaml`, `*.yml`, `*.json`, in name order).
+/// Reads paths (files, directories, `-` for standard input).
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
-    for path in paths {
-        let mut files = Vec::new();
-        if let Err(message) = collect_files(path, &mut files) {
-            loaded.errors.push(ManifestError {
-                file: path.clone(),
-                document: None,
+    for entry in files::walk(paths) {
+        match entry {
+            files::Entry::File(path) => match files::read(&path) {
+                Ok(text) => {
+                    loaded.files += 1;
+                    loaded.add_text(&path, &text);
+                }
+                Err(message) => loaded.error(Location::file(&path), message),
+            },
+            files::Entry::Err(path, message) => loaded.error(Location::file(&path), message),
+            files::Entry::Note(path, message) => loaded.notes.push(Note {
+                location: Location::file(&path),
                 message,
-            });
-        }
-        for file in files {
-            match std::fs::read_to_string(&file) {
-                Ok(text) => loaded.add_text(&file, &text),
-                Err(e) => loaded.errors.push(ManifestError {
-                    file: file.clone(),
-                    document: None,
-                    message: format!("cannot read: {e}"),
-                }),
-            }
+            }),
         }
     }
     loaded
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.is_file() {
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| format!("cannot read directory: {e}"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
-            collect_files(&entry, out)?;
-        } else if matches!(
-            entry.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            out.push(entry);
-        }
-    }
-    Ok(())
+/// Deserializes `value` into `T`, naming the object and the field that does not fit.
+pub fn typed<T: DeserializeOwned>(value: &Value, location: &Location) -> Result<T, ManifestError> {
+    typed_raw(value).map_err(|message| ManifestError {
+        location: location.clone(),
+        message: format!("{}{message}", describe(value)),
+    })
 }
 
-/// Splits a YAML (or JSON) text into documents, expanding `kind: List`. Empty documents are
-/// skipped but still counted, so numbers match what an editor shows between `---` lines.
-pub fn parse_documents(file: &Path, text: &str) -> (Vec<Document>, Vec<ManifestError>) {
-    let mut docs = Vec::new();
-    let mut errors = Vec::new();
-    for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let number = i + 1;
-        let err = |message: String| ManifestError {
-            file: file.to_path_buf(),
-            document: Some(number),
-            message,
-        };
-        let value = match Value::deserialize(de) {
-            Ok(v) => v,
-            Err(e) => {
-                errors.push(err(format!("not valid YAML: {e}")));
-                // The YAML stream cannot be resynchronised after a syntax error.
-                break;
-            }
-        };
-        match value {
-            Value::Null => {}
-            Value::Object(ref map) => {
-                let is_list = map
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .is_some_and(|k| k.ends_with("List"))
-                    && map.get("items").is_some();
-                if is_list {
-                    match map.get("items") {
-                        Some(Value::Array(items)) => {
-                            docs.extend(items.iter().map(|item| Document {
-                                file: file.to_path_buf(),
-                                number,
-                                value: item.clone(),
-                            }))
-                        }
-                        _ => errors.push(err("items: must be a list".into())),
-                    }
-                } else {
-                    docs.push(Document {
-                        file: file.to_path_buf(),
-                        number,
-                        value,
-                    });
-                }
-            }
-            _ => errors.push(err("not a Kubernetes object (expected a mapping)".into())),
-        }
-    }
-    (docs, errors)
-}
-
-/// Deserializes a document into `T`, naming the field that does not fit.
-pub fn typed<T: DeserializeOwned>(doc: &Document) -> Result<T, ManifestError> {
-    serde_path_to_error::deserialize(&doc.value).map_err(|e| {
-        let kind = doc
-            .value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("object");
-        let name = doc
-            .value
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("<unnamed>");
+/// Deserializes `value` into `T`; the error starts with the field path (` at spec.x: ...`).
+pub(crate) fn typed_raw<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
             String::new()
         } else {
             format!(" at {path}")
         };
-        ManifestError {
-            file: doc.file.clone(),
-            document: Some(doc.number),
-            message: format!("{kind} {name:?}{field}: {}", e.into_inner()),
-        }
+        format!("{field}: {}", e.into_inner())
     })
 }
 
+/// `Kind "name"`, as errors name an object.
+pub fn describe(value: &Value) -> String {
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
+    match value.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(name) => format!("{kind} {name:?}"),
+        None => kind.to_string(),
+    }
+}
+
 impl Loaded {
-    /// Adds every document of one file's text.
+    /// Adds every object of one file's text.
     pub fn add_text(&mut self, file: &Path, text: &str) {
-        let first_error = self.errors.len();
-        let (docs, errs) = parse_documents(file, text);
-        self.errors.extend(errs);
-        for doc in docs {
-            self.add(doc);
-        }
-        // Report a file's problems in document order, parse errors and others alike.
-        self.errors[first_error..].sort_by_key(|e| e.document);
-    }
-
-    fn add(&mut self, doc: Document) {
-        match self.try_add(&doc) {
-            Ok(()) => {
-                self.documents += 1;
-                self.record_origin(&doc);
+        for piece in documents::pieces(text) {
+            let location = Location {
+                file: file.to_path_buf(),
+                document: Some(piece.document),
+                items: piece.items,
+                line: Some(piece.line),
+            };
+            match piece.object {
+                Ok(value) => self.add_object(location, value),
+                Err(message) => self.error(location, message),
             }
-            Err(e) => self.errors.push(e),
         }
     }
 
-    fn record_origin(&mut self, doc: &Document) {
-        let text = |p: &str| doc.value.pointer(p).and_then(Value::as_str);
+    /// Adds one object read at `location`.
+    pub fn add_object(&mut self, location: Location, value: Value) {
+        if let Some(key) = object_key(&value) {
+            let hash = self.hasher.hash_one(value.to_string());
+            if let Some((first_hash, first)) = self.seen.get(&key) {
+                let message = if *first_hash == hash {
+                    self.notes.push(Note {
+                        message: format!(
+                            "{} is identical to the copy at {first}; read once",
+                            describe(&value)
+                        ),
+                        location,
+                    });
+                    return;
+                } else {
+                    format!(
+                        "{} is also defined at {first} with different content; which one the cluster holds depends on the order they are applied",
+                        describe(&value)
+                    )
+                };
+                return self.error(location, message);
+            }
+            self.seen.insert(key, (hash, location.clone()));
+        }
+        match objects::add(self, &value, &location) {
+            Ok(()) => {
+                self.objects += 1;
+                let document = (location.file.clone(), location.document.unwrap_or(0));
+                *self.read.entry(document).or_default() += 1;
+                self.record_origin(&value, location);
+            }
+            Err(errors) => self.errors.extend(errors),
+        }
+    }
+
+    fn error(&mut self, location: Location, message: impl Into<String>) {
+        self.errors.push(ManifestError {
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn record_origin(&mut self, value: &Value, location: Location) {
+        let text = |p: &str| value.pointer(p).and_then(Value::as_str);
         let (Some(kind), Some(name)) = (text("/kind"), text("/metadata/name")) else {
             return;
         };
-        let namespace = match kind {
-            "Namespace" | "MeshBaseline" => "",
-            _ => text("/metadata/namespace").unwrap_or("default"),
+        let namespace = if objects::cluster_scoped(kind) {
+            ""
+        } else {
+            text("/metadata/namespace").unwrap_or("default")
         };
         self.origins
             .entry((kind.to_string(), namespace.to_string(), name.to_string()))
-            .or_insert_with(|| Origin {
-                file: doc.file.clone(),
-                document: doc.number,
-            });
-    }
-
-    fn try_add(&mut self, doc: &Document) -> Result<(), ManifestError> {
-        let api_version = doc
-            .value
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("");
-        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        if kind.is_empty() || api_version.is_empty() {
-            return Err(ManifestError {
-                file: doc.file.clone(),
-                document: Some(doc.number),
-                message: "apiVersion and kind must be set".into(),
-            });
-        }
-        // Istio accepts its kinds without a spec, and with null fields; so do we.
-        let filled;
-        let doc = if group.ends_with(".istio.io") {
-            let mut d = doc.clone();
-            crate::api::istio::default_spec(&mut d.value);
-            filled = d;
-            &filled
-        } else {
-            doc
-        };
-        let inv = &mut self.inventory;
-        match (group, kind) {
-            ("", "Namespace") => {
-                let ns: Namespace = typed(doc)?;
-                let info = NamespaceInfo::from(&ns);
-                inv.namespaces.insert(info.name.clone(), info);
-            }
-            ("", "Pod") => inv
-                .pods
-                .push(Arc::new(PodInfo::from_pod(&defaulted(typed::<Pod>(doc)?)))),
-            ("", "Service") => inv
-                .services
-                .push(ServiceInfo::from(&defaulted(typed::<Service>(doc)?))),
-            ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-            | ("batch", "Job")
-            | ("", "ReplicationController" | "PodTemplate") => {
-                let pointer = if kind == "PodTemplate" {
-                    "/template"
-                } else {
-                    "/spec/template"
-                };
-                inv.pods
-                    .push(Arc::new(workload_template(doc, kind, pointer)?));
-            }
-            ("batch", "CronJob") => inv.pods.push(Arc::new(workload_template(
-                doc,
-                kind,
-                "/spec/jobTemplate/spec/template",
-            )?)),
-            ("networking.k8s.io", "NetworkPolicy") => inv
-                .network_policies
-                .push(Arc::new(defaulted(typed::<NetworkPolicy>(doc)?))),
-            ("security.istio.io", "PeerAuthentication") => inv
-                .peer_authentications
-                .push(Arc::new(defaulted(typed::<PeerAuthentication>(doc)?))),
-            ("security.istio.io", "AuthorizationPolicy") => inv
-                .authorization_policies
-                .push(Arc::new(defaulted(typed::<AuthorizationPolicy>(doc)?))),
-            ("networking.istio.io", "DestinationRule") => inv
-                .destination_rules
-                .push(Arc::new(defaulted(typed::<DestinationRule>(doc)?))),
-            ("networking.istio.io", "Sidecar") => {
-                inv.sidecars
-                    .push(Arc::new(defaulted(typed::<Sidecar>(doc)?)))
-            }
-            ("meshbaseline.dev", "MeshBaseline") => self.baselines.push(typed(doc)?),
-            // Other kinds (ConfigMaps, Gateways, ...) are not the audit's business.
-            _ => {}
-        }
-        Ok(())
+            .or_insert(location);
     }
 }
 
-/// Objects in manifests often leave the namespace out; `kubectl apply` puts them in `default`.
-fn defaulted<K: kube_core::Resource>(mut obj: K) -> K {
-    let meta = obj.meta_mut();
-    if meta.namespace.is_none() {
-        meta.namespace = Some("default".into());
-    }
-    obj
-}
-
-fn workload_template(doc: &Document, kind: &str, pointer: &str) -> Result<PodInfo, ManifestError> {
-    let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta = doc
-        .value
-        .get("metadata")
-        .map(|m| serde_json::from_value(m.clone()))
-        .transpose()
-        .map_err(|e| ManifestError {
-            file: doc.file.clone(),
-            document: Some(doc.number),
-            message: format!("{kind} metadata: {e}"),
-        })?
-        .unwrap_or_default();
-    let template_doc = Document {
-        file: doc.file.clone(),
-        number: doc.number,
-        value: doc.value.pointer(pointer).cloned().unwrap_or(Value::Null),
-    };
-    let template: PodTemplateSpec = if template_doc.value.is_null() {
-        PodTemplateSpec::default()
+fn object_key(value: &Value) -> Option<ObjectKey> {
+    let text = |p: &str| value.pointer(p).and_then(Value::as_str);
+    let kind = text("/kind")?;
+    let name = text("/metadata/name")?;
+    let group = text("/apiVersion")?.rsplit_once('/').map_or("", |(g, _)| g);
+    let namespace = if objects::cluster_scoped(kind) {
+        ""
     } else {
-        typed(&template_doc).map_err(|mut e| {
-            e.message = format!(
-                "{kind} {:?} {}: {}",
-                meta.name.clone().unwrap_or_default(),
-                pointer,
-                e.message
-            );
-            e
-        })?
+        text("/metadata/namespace").unwrap_or("default")
     };
-    // The template's annotations decide injection; the workload's name and namespace identify it.
-    let mut tmeta = template.metadata.clone().unwrap_or_default();
-    tmeta.name = meta.name.clone();
-    tmeta.namespace = Some(meta.namespace.clone().unwrap_or_else(|| "default".into()));
-    Ok(PodInfo::from_spec(&tmeta, template.spec.as_ref(), kind))
+    Some((group.into(), kind.into(), namespace.into(), name.into()))
 }

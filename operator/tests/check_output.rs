@@ -20,6 +20,7 @@ fn args(format: Format, paths: Vec<PathBuf>) -> Args {
         baseline: None,
         format,
         fail_on: Severity::High,
+        skip_unreadable: false,
         paths,
     }
 }
@@ -273,11 +274,12 @@ fn fail_on_decides_the_exit_code() {
     );
     let (code, out, _) = run_to_string(&args(Format::Table, vec![clean]));
     assert_eq!((code.unwrap(), out.as_str()), (0, "No findings.\n"));
-    // An empty directory is readable: no findings, but a warning.
+    // Nothing readable is not a pass: an empty directory is exit 2.
     let empty = tempfile::tempdir().unwrap();
-    let (code, _, err) = run_to_string(&args(Format::Table, vec![empty.path().to_path_buf()]));
-    assert_eq!(code.unwrap(), 0);
-    assert!(err.contains("no Kubernetes objects found"), "{err}");
+    let (code, out, err) = run_to_string(&args(Format::Table, vec![empty.path().to_path_buf()]));
+    assert_eq!(code.unwrap(), 2);
+    assert!(err.contains("no *.yaml, *.yml or *.json file"), "{err}");
+    assert!(out.contains("INCOMPLETE"), "{out}");
 }
 
 #[test]
@@ -288,12 +290,14 @@ fn malformed_documents_are_reported_and_the_rest_is_checked() {
         "mixed.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: bad, namespace: shop}\nspec: {hostNetwork: yes-please, containers: []}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: shop}\nspec:\n  hostNetwork: true\n  containers: [{name: a, image: x}]\n",
     );
-    let a = args(Format::Json, vec![dir.path().to_path_buf()]);
+    let mut a = args(Format::Json, vec![dir.path().to_path_buf()]);
+    // The rest is audited, but an unread document makes the result untrustworthy: exit 2.
     let (code, out, err) = run_to_string(&a);
-    assert_eq!(code.unwrap(), 1);
+    assert_eq!(code.unwrap(), 2);
     assert!(err.contains("mixed.yaml (document 1)"), "{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["errors"][0]["document"], 1);
+    assert_eq!(doc["complete"], false);
     assert!(doc["errors"][0]["message"]
         .as_str()
         .unwrap()
@@ -305,21 +309,33 @@ fn malformed_documents_are_reported_and_the_rest_is_checked() {
         .map(|f| f["rule"].as_str().unwrap())
         .collect();
     assert!(rules.contains(&"MB503"), "{rules:?}");
+    // With --skip-unreadable the findings decide, and the skipped document is still listed.
+    a.skip_unreadable = true;
+    let (code, out, err) = run_to_string(&a);
+    assert_eq!(code.unwrap(), 1);
+    assert!(err.starts_with("skipped: "), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["errors"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["skipUnreadable"], true);
 }
 
 #[test]
-fn unusable_input_is_an_error() {
+fn unusable_input_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    assert!(matches!(
-        run_to_string(&args(Format::Table, vec![missing])).0,
-        Err(CheckError::NoInput(_))
-    ));
+    assert_eq!(
+        run_to_string(&args(Format::Table, vec![missing]))
+            .0
+            .unwrap(),
+        2
+    );
     let garbage = write(dir.path(), "garbage.yaml", "{{{ not yaml");
-    assert!(matches!(
-        run_to_string(&args(Format::Table, vec![garbage])).0,
-        Err(CheckError::NoInput(_))
-    ));
+    let (code, out, _) = run_to_string(&args(Format::Table, vec![garbage]));
+    assert_eq!(code.unwrap(), 2);
+    assert!(
+        out.contains("garbage.yaml (document 1): line 2: not valid YAML"),
+        "{out}"
+    );
     let bad_baseline = write(
         dir.path(),
         "baseline.yaml",
@@ -328,7 +344,7 @@ fn unusable_input_is_an_error() {
     let mut a = args(Format::Table, vec![mesh()]);
     a.baseline = Some(bad_baseline);
     let err = run_to_string(&a).0.unwrap_err();
-    assert!(matches!(err, CheckError::InvalidBaseline(_)));
+    assert!(matches!(err, CheckError::Baseline(_)));
     assert!(err.to_string().contains("spec.rootNamespace"), "{err}");
 }
 

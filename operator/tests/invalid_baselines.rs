@@ -155,12 +155,12 @@ fn wrong_enum_value_is_rejected_at_parse_naming_the_field() {
         "apiVersion: meshbaseline.dev/v1alpha1\nkind: MeshBaseline\nmetadata: {name: default}\nspec:\n  mode: Enforcing\n",
     );
     let err = read_baseline(f.path()).unwrap_err();
-    assert!(matches!(err, RenderError::Manifests(_)));
+    assert!(matches!(err, RenderError::Baseline(_)));
     let msg = err.to_string();
     assert_eq!(
         msg,
         format!(
-            "{} (document 1): MeshBaseline \"default\" at spec.mode: unknown variant `Enforcing`, expected `Enforce` or `Audit`",
+            "{} (document 1): MeshBaseline \"default\": spec.mode: Unsupported value: \"Enforcing\": supported values: \"Enforce\", \"Audit\"",
             f.path().display()
         )
     );
@@ -175,7 +175,7 @@ fn invalid_baseline_error_names_file_document_and_fields() {
     assert_eq!(
         msg,
         format!(
-            "{} (document 2): MeshBaseline \"prod\" is invalid:\n  spec.exemptions[0].reason: an exemption needs a reason\n  spec.network.egress.allowCidrs[2]: \"10.0.0.0/33\" is not a CIDR",
+            "{0} (document 2): MeshBaseline \"prod\": spec.exemptions[0].reason: \"\": should be at least 3 chars long\n{0} (document 2): MeshBaseline \"prod\": spec.network.egress.allowCidrs[2]: \"10.0.0.0/33\" is not a CIDR",
             f.path().display()
         )
     );

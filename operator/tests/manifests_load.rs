@@ -62,7 +62,7 @@ items:
   - apiVersion: v1
     kind: Pod
     metadata: {name: p, namespace: shop}
-    spec: {containers: [{name: app, image: x}, {name: istio-proxy, image: y}]}
+    spec: {containers: [{name: app, image: x}, {name: istio-proxy, image: proxy}]}
     status: {phase: Running}
   - apiVersion: v1
     kind: ConfigMap
@@ -109,7 +109,9 @@ fn workload_templates_and_lists_become_pods() {
     assert_eq!(p[0].phase, None);
     // Documents are numbered as an editor shows them between `---` lines.
     let origin = |k: &str, ns: &str, n: &str| {
-        loaded.origins[&(k.to_string(), ns.to_string(), n.to_string())].document
+        loaded.origins[&(k.to_string(), ns.to_string(), n.to_string())]
+            .document
+            .unwrap()
     };
     assert_eq!(origin("Deployment", "shop", "d"), 1);
     assert_eq!(origin("CronJob", "shop", "cj"), 5);
@@ -129,11 +131,11 @@ fn a_bad_document_names_file_and_number_and_the_rest_loads() {
         "{errors:#?}"
     );
     assert!(
-        errors[1].starts_with("w.yaml (document 3): apiVersion and kind"),
+        errors[1].starts_with("w.yaml (document 3): Pod: apiVersion and kind"),
         "{errors:#?}"
     );
     assert!(
-        errors[2].starts_with("w.yaml (document 4): not a Kubernetes object"),
+        errors[2].starts_with("w.yaml (document 4): a list, not a Kubernetes object"),
         "{errors:#?}"
     );
     let names: Vec<&str> = loaded

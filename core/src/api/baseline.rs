@@ -149,7 +149,8 @@ pub struct ExemptionSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub namespace: String,
-    #[schemars(length(min = 1, max = 4))]
+    // A set: the API server refuses a control named twice.
+    #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub controls: Vec<Control>,
     /// Why the exemption exists (a ticket, a migration plan).
     #[schemars(length(min = 3, max = 1024))]

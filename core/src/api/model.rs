@@ -230,8 +230,22 @@ fn parse_exemptions(spec: &MeshBaselineSpec, errs: &mut FieldErrors) -> Vec<Exem
         if e.controls.is_empty() {
             errs.push(format!("{p}.controls"), "name at least one control");
         }
+        for (j, c) in e.controls.iter().enumerate() {
+            if e.controls[..j].contains(c) {
+                errs.push(
+                    format!("{p}.controls[{j}]"),
+                    format!("{c:?} is named twice"),
+                );
+            }
+        }
+        let reason = e.reason.chars().count();
         if e.reason.trim().is_empty() {
             errs.push(format!("{p}.reason"), "an exemption needs a reason");
+        } else if !(3..=1024).contains(&reason) {
+            errs.push(
+                format!("{p}.reason"),
+                format!("must be 3 to 1024 characters long, not {reason}"),
+            );
         }
         match e.expires.parse::<Timestamp>() {
             Ok(expires) => out.push(Exemption {

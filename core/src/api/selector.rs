@@ -92,7 +92,7 @@ impl Selector {
     }
 }
 
-fn check_label_key(key: &str, path: &str, errs: &mut FieldErrors) {
+pub(crate) fn check_label_key(key: &str, path: &str, errs: &mut FieldErrors) {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -107,7 +107,7 @@ fn check_label_key(key: &str, path: &str, errs: &mut FieldErrors) {
     }
 }
 
-fn check_label_value(value: &str, path: &str, errs: &mut FieldErrors) {
+pub(crate) fn check_label_value(value: &str, path: &str, errs: &mut FieldErrors) {
     if value.len() > 63 || !(value.is_empty() || is_label_token(value)) {
         errs.push(
             path.to_string(),

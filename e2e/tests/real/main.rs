@@ -8,6 +8,7 @@ mod admission;
 mod crd;
 mod generated;
 mod kubectl;
+mod offline;
 mod tenant;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

@@ -1,18 +1,19 @@
 //! `meshbaseline check`: findings for manifests, for CI gates on a GitOps repository.
 //!
-//! Exit codes: 0 when no finding reaches `--fail-on`, 1 when one does, 2 when the input is
-//! unusable (invalid baseline, or no document could be read at all). Malformed documents are
-//! reported on stderr (and under `errors` in JSON, as notifications in SARIF) and the rest is
-//! still checked; then the findings decide the exit code.
+//! Fails closed. Exit codes: 0 when every input was read and no finding reaches `--fail-on`;
+//! 1 when one does; 2 when the result cannot be trusted: a bad flag, an unreadable or invalid
+//! `--baseline`, any input that was not read (a path, a file, a document or a List item;
+//! unless `--skip-unreadable`, which lists what was skipped in every format), or no object at
+//! all. The report is printed in every case, with what was not read in it.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use jiff::Timestamp;
 
-use crate::api::model::{Baseline, InvalidBaseline};
+use crate::api::model::Baseline;
 use crate::audit::{audit, Finding, Severity};
-use crate::manifests::{load_paths, Loaded, ManifestError, Origin};
+use crate::manifests::{load_paths, read_baseline, BaselineFileError, Loaded, Location};
 
 mod json;
 mod sarif;
@@ -21,6 +22,8 @@ mod table;
 pub use json::render_json;
 pub use sarif::render_sarif;
 pub use table::render_table;
+
+use super::escape::printable;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -42,7 +45,12 @@ pub struct Args {
     /// Exit 1 when a finding has this severity or a higher one (critical, high, medium, low).
     #[arg(long, value_name = "LEVEL", default_value = "high", value_parser = parse_level)]
     pub fail_on: Severity,
-    /// Manifest files or directories (YAML or JSON; multi-document, kind: List).
+    /// Audit what could be read and list the rest as skipped, instead of exiting 2 when any
+    /// path, file, document or List item cannot be read.
+    #[arg(long)]
+    pub skip_unreadable: bool,
+    /// Manifest files or directories (YAML or JSON; multi-document, kind: List), or `-` for
+    /// standard input.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }
@@ -54,26 +62,29 @@ fn parse_level(s: &str) -> Result<Severity, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("baseline {}: {message}", path.display())]
-    BaselineFile { path: PathBuf, message: String },
-    #[error(transparent)]
-    InvalidBaseline(#[from] InvalidBaseline),
-    #[error("no manifest could be read from {0}")]
-    NoInput(String),
+    #[error("--baseline: {0}")]
+    Baseline(#[from] BaselineFileError),
     #[error("writing the report: {0}")]
     Output(#[from] io::Error),
 }
 
-/// The audit of a set of manifests, with what is needed to point at files.
+/// Exit code: findings at or above `--fail-on`.
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code: the input could not be (fully) read, or nothing was found in it.
+pub const EXIT_UNUSABLE: u8 = 2;
+
+/// The audit of a set of manifests, with what was not read and where objects came from.
 #[derive(Debug)]
 pub struct Report {
     pub findings: Vec<Finding>,
-    pub errors: Vec<ManifestError>,
     pub loaded: Loaded,
+    /// `--skip-unreadable`: inputs not read are listed, not fatal.
+    pub skip_unreadable: bool,
+    pub fail_on: Severity,
 }
 
 impl Report {
-    pub fn origin(&self, f: &Finding) -> Option<&Origin> {
+    pub fn origin(&self, f: &Finding) -> Option<&Location> {
         let key = (
             f.kind.clone(),
             f.namespace.clone().unwrap_or_default(),
@@ -81,55 +92,61 @@ impl Report {
         );
         self.loaded.origins.get(&key)
     }
+
+    /// Why the result cannot be trusted, if it cannot.
+    pub fn unusable(&self) -> Option<String> {
+        let n = self.loaded.errors.len();
+        if n > 0 && !self.skip_unreadable {
+            return Some(format!(
+                "{n} input{} could not be read; fix {} or pass --skip-unreadable",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "it" } else { "them" }
+            ));
+        }
+        if self.loaded.objects == 0 {
+            return Some("no Kubernetes object was found in the given paths".into());
+        }
+        None
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if self.unusable().is_some() {
+            EXIT_UNUSABLE
+        } else {
+            exit_code(&self.findings, self.fail_on)
+        }
+    }
 }
 
-/// Reads `--baseline FILE`: exactly one valid MeshBaseline.
-pub fn read_baseline(path: &PathBuf) -> Result<Baseline, CheckError> {
-    let loaded = load_paths(std::slice::from_ref(path));
-    let fail = |message: String| CheckError::BaselineFile {
-        path: path.clone(),
-        message,
-    };
-    if let Some(e) = loaded.errors.first() {
-        return Err(fail(e.to_string()));
-    }
-    match loaded.baselines.as_slice() {
-        [mb] => Ok(Baseline::try_from(mb)?),
-        other => Err(fail(format!(
-            "expected exactly one MeshBaseline, found {}",
-            other.len()
-        ))),
-    }
-}
-
-/// Loads and audits; `Err` only for unusable input.
-pub fn check(baseline: &Baseline, paths: &[PathBuf], now: Timestamp) -> Result<Report, CheckError> {
-    let mut loaded = load_paths(paths);
-    if loaded.documents == 0 && !loaded.errors.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        let details: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-        return Err(CheckError::NoInput(format!(
-            "{} ({})",
-            names.join(", "),
-            details.join("; ")
-        )));
-    }
+/// Loads and audits.
+pub fn check(
+    baseline: &Baseline,
+    paths: &[PathBuf],
+    now: Timestamp,
+    skip_unreadable: bool,
+    fail_on: Severity,
+) -> Report {
+    let loaded = load_paths(paths);
     let findings = audit(baseline, &loaded.inventory, now);
-    let errors = std::mem::take(&mut loaded.errors);
-    Ok(Report {
+    Report {
         findings,
-        errors,
         loaded,
-    })
+        skip_unreadable,
+        fail_on,
+    }
 }
 
 /// 1 when a finding reaches `fail_on`, else 0.
 pub fn exit_code(findings: &[Finding], fail_on: Severity) -> u8 {
-    u8::from(findings.iter().any(|f| f.severity >= fail_on))
+    if findings.iter().any(|f| f.severity >= fail_on) {
+        EXIT_FINDINGS
+    } else {
+        0
+    }
 }
 
 /// Runs the command, writing the report to `out` and diagnostics to `err`; returns the exit
-/// code (0 or 1); unusable input is an `Err` (exit 2).
+/// code. `Err` only when `--baseline` cannot be used or the report cannot be written.
 pub fn run(
     args: &Args,
     now: Timestamp,
@@ -137,35 +154,52 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<u8, CheckError> {
     let baseline = match &args.baseline {
-        Some(path) => read_baseline(path)?,
+        Some(path) => read_baseline(path)?.0,
         None => Baseline::default_for_check(),
     };
-    let report = check(&baseline, &args.paths, now)?;
-    for e in &report.errors {
-        writeln!(err, "warning: skipped {e}")?;
+    let report = check(
+        &baseline,
+        &args.paths,
+        now,
+        args.skip_unreadable,
+        args.fail_on,
+    );
+    let verb = if args.skip_unreadable {
+        "skipped"
+    } else {
+        "error"
+    };
+    for e in &report.loaded.errors {
+        writeln!(err, "{verb}: {}", printable(&e.to_string()))?;
     }
-    if report.loaded.documents == 0 {
-        writeln!(
-            err,
-            "warning: no Kubernetes objects found in the given paths"
-        )?;
+    for n in &report.loaded.notes {
+        writeln!(err, "note: {}", printable(&n.to_string()))?;
+    }
+    if let Some(why) = report.unusable() {
+        writeln!(err, "error: {why} (exit {EXIT_UNUSABLE})")?;
     }
     let text = match args.format {
-        Format::Table => render_table(&report, args.fail_on),
+        Format::Table => render_table(&report),
         Format::Json => render_json(&report),
         Format::Sarif => render_sarif(&report),
     };
     out.write_all(text.as_bytes())?;
-    Ok(exit_code(&report.findings, args.fail_on))
+    Ok(report.exit_code())
 }
 
-/// The binary's entry: real stdout, stderr and clock.
+/// The binary's entry: real stdout, stderr and clock; every failure is exit 2.
 pub fn main(args: &Args) -> Result<std::process::ExitCode, CheckError> {
-    let code = run(
+    let code = match run(
         args,
         Timestamp::now(),
         &mut io::stdout().lock(),
         &mut io::stderr().lock(),
-    )?;
+    ) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", printable(&e.to_string()));
+            EXIT_UNUSABLE
+        }
+    };
     Ok(std::process::ExitCode::from(code))
 }

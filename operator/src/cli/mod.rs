@@ -2,5 +2,6 @@
 
 pub mod check;
 pub mod crdgen;
+pub mod escape;
 pub mod render;
 pub mod run;

@@ -5,20 +5,21 @@
 //! is printed, so a bad input leaves stdout empty.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jiff::Timestamp;
 
+use super::escape::printable;
 use crate::api::model::is_dns1123_label;
-use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
+use crate::api::Baseline;
 use crate::compile::{compile, Scope};
 use crate::inventory::{Inventory, NamespaceInfo};
-use crate::manifests::{self, ManifestError};
+use crate::manifests::{self, BaselineFileError, ManifestError};
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Args {
-    /// The MeshBaseline manifest (YAML or JSON).
+    /// The MeshBaseline manifest (YAML or JSON; `-` for standard input).
     #[arg(long, value_name = "FILE")]
     pub baseline: PathBuf,
     /// Manifests of the cluster (files or directories; multi-document YAML, JSON, `kind: List`).
@@ -32,26 +33,15 @@ pub struct Args {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// Unreadable or malformed input, every problem listed.
+    /// Inputs of `--cluster` not read, every one listed.
     #[error("{}", lines(.0))]
     Manifests(Vec<ManifestError>),
-    #[error("{}: no MeshBaseline found", .0.display())]
-    NoBaseline(PathBuf),
-    #[error("{}: {count} MeshBaselines found; render takes exactly one", .file.display())]
-    SeveralBaselines { file: PathBuf, count: usize },
-    #[error("{}", invalid(.file, *.document, .error))]
-    Invalid {
-        file: PathBuf,
-        document: usize,
-        error: InvalidBaseline,
-    },
+    #[error(transparent)]
+    Baseline(#[from] BaselineFileError),
+    #[error("--cluster: no Kubernetes object was found in {0}")]
+    NoObjects(String),
     #[error("--namespace {0:?}: not a valid namespace name (DNS-1123 label)")]
     Namespace(String),
-    #[error("serializing {object}: {source}")]
-    Yaml {
-        object: String,
-        source: serde_norway::Error,
-    },
     #[error("writing the output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -61,54 +51,12 @@ fn lines(errors: &[ManifestError]) -> String {
     all.join("\n")
 }
 
-fn invalid(file: &Path, document: usize, error: &InvalidBaseline) -> String {
-    let mut s = format!(
-        "{} (document {document}): MeshBaseline {:?} is invalid:",
-        file.display(),
-        error.name
-    );
-    for e in &error.errors {
-        s.push_str(&format!("\n  {e}"));
-    }
-    s
-}
-
 /// Reads the single MeshBaseline of `path` and validates it. A uid copied from a cluster dump
 /// is dropped: rendered objects get no ownerReference.
-pub fn read_baseline(path: &Path) -> Result<Baseline, RenderError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        RenderError::Manifests(vec![ManifestError {
-            file: path.to_path_buf(),
-            document: None,
-            message: format!("cannot read: {e}"),
-        }])
-    })?;
-    let (docs, errors) = manifests::parse_documents(path, &text);
-    if !errors.is_empty() {
-        return Err(RenderError::Manifests(errors));
-    }
-    let docs: Vec<_> = docs
-        .into_iter()
-        .filter(|d| d.value.get("kind").and_then(|k| k.as_str()) == Some("MeshBaseline"))
-        .collect();
-    let doc = match docs.as_slice() {
-        [] => return Err(RenderError::NoBaseline(path.to_path_buf())),
-        [doc] => doc,
-        _ => {
-            return Err(RenderError::SeveralBaselines {
-                file: path.to_path_buf(),
-                count: docs.len(),
-            })
-        }
-    };
-    let mut mb: MeshBaseline =
-        manifests::typed(doc).map_err(|e| RenderError::Manifests(vec![e]))?;
-    mb.metadata.uid = None;
-    Baseline::try_from(&mb).map_err(|error| RenderError::Invalid {
-        file: path.to_path_buf(),
-        document: doc.number,
-        error,
-    })
+pub fn read_baseline(path: &std::path::Path) -> Result<Baseline, RenderError> {
+    let (mut baseline, _) = manifests::read_baseline(path)?;
+    baseline.uid = None;
+    Ok(baseline)
 }
 
 /// The inventory from `--cluster` or `--namespace`.
@@ -117,6 +65,14 @@ pub fn read_inventory(args: &Args) -> Result<Inventory, RenderError> {
         let loaded = manifests::load_paths(&args.cluster);
         if !loaded.errors.is_empty() {
             return Err(RenderError::Manifests(loaded.errors));
+        }
+        if loaded.objects == 0 {
+            let names: Vec<String> = args
+                .cluster
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(RenderError::NoObjects(names.join(", ")));
         }
         return Ok(loaded.inventory);
     }
@@ -144,21 +100,28 @@ pub fn render(args: &Args, now: Timestamp) -> Result<String, RenderError> {
     let compiled = compile(&baseline, &inventory, &Scope::default(), now);
     let mut out = String::new();
     for object in &compiled.objects {
-        let yaml =
-            serde_norway::to_string(&object.manifest()).map_err(|source| RenderError::Yaml {
-                object: object.key.to_string(),
-                source,
-            })?;
         out.push_str("---\n");
-        out.push_str(&yaml);
+        out.push_str(&manifests::to_yaml(&object.manifest()));
     }
     Ok(out)
 }
 
+/// The binary's entry: on any error nothing is printed to stdout, every problem to stderr,
+/// and the exit code is 2.
 pub fn run(args: &Args) -> Result<ExitCode, RenderError> {
-    let yaml = render(args, Timestamp::now())?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(yaml.as_bytes())?;
-    stdout.flush()?;
-    Ok(ExitCode::SUCCESS)
+    let written = render(args, Timestamp::now()).and_then(|yaml| {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(yaml.as_bytes())?;
+        stdout.flush()?;
+        Ok(())
+    });
+    match written {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {}", printable(line));
+            }
+            Ok(ExitCode::from(2))
+        }
+    }
 }

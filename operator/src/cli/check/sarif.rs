@@ -1,12 +1,13 @@
 //! `--format sarif`: SARIF 2.1.0, for code-scanning dashboards.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
 
 use super::Report;
 use crate::audit::{Rule, Severity};
+use crate::cli::escape::printable;
+use crate::manifests::Location;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 
@@ -28,43 +29,28 @@ fn security_severity(s: Severity) -> &'static str {
     }
 }
 
+/// A relative URI reference for `path`: unreserved characters and `/` as they are, every
+/// other byte percent-encoded (spaces, `#`, `%`, control characters).
 fn uri(path: &Path) -> String {
     let s = path.display().to_string().replace('\\', "/");
-    let s = s.strip_prefix("./").unwrap_or(&s).to_string();
-    s.chars()
-        .map(|c| match c {
-            ' ' => "%20".to_string(),
-            '#' => "%23".to_string(),
-            '%' => "%25".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
+    let s = s.strip_prefix("./").unwrap_or(&s);
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
-/// The first content line (1-based) of each document of a YAML text, numbered as the loader
-/// numbers documents: every `---` starts a new one, except a leading one.
-pub(crate) fn document_lines(text: &str) -> BTreeMap<usize, usize> {
-    let mut starts = BTreeMap::new();
-    let mut doc = 1;
-    let mut seen_any = false;
-    for (i, line) in text.lines().enumerate() {
-        let is_sep =
-            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
-        if is_sep {
-            if seen_any {
-                doc += 1;
-            }
-            seen_any = true;
-            continue;
-        }
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        seen_any = true;
-        starts.entry(doc).or_insert(i + 1);
+fn physical(location: &Location) -> Value {
+    let mut physical = json!({"artifactLocation": {"uri": uri(&location.file)}});
+    if let Some(line) = location.line {
+        physical["region"] = json!({"startLine": line});
     }
-    starts
+    physical
 }
 
 pub fn render_sarif(report: &Report) -> String {
@@ -83,7 +69,6 @@ pub fn render_sarif(report: &Report) -> String {
             })
         })
         .collect();
-    let mut lines: BTreeMap<&Path, BTreeMap<usize, usize>> = BTreeMap::new();
     let results: Vec<Value> = report
         .findings
         .iter()
@@ -94,41 +79,48 @@ pub fn render_sarif(report: &Report) -> String {
                 None => format!("{}/{}", f.kind, f.name),
             };
             let mut location = json!({
-                "logicalLocations": [{"fullyQualifiedName": qualified, "kind": "object"}],
+                "logicalLocations": [{"fullyQualifiedName": printable(&qualified), "kind": "object"}],
             });
             if let Some(origin) = report.origin(f) {
-                let starts = lines.entry(origin.file.as_path()).or_insert_with(|| {
-                    std::fs::read_to_string(&origin.file)
-                        .map(|t| document_lines(&t))
-                        .unwrap_or_default()
-                });
-                let mut physical = json!({"artifactLocation": {"uri": uri(&origin.file)}});
-                if let Some(line) = starts.get(&origin.document) {
-                    physical["region"] = json!({"startLine": line});
-                }
-                location["physicalLocation"] = physical;
+                location["physicalLocation"] = physical(origin);
             }
             json!({
                 "ruleId": f.rule.id(),
                 "ruleIndex": index,
                 "level": level(f.severity),
-                "message": {"text": format!("{} Fix: {}", f.message, f.fix)},
+                "message": {"text": printable(&format!("{} Fix: {}", f.message, f.fix))},
                 "locations": [location],
-                "properties": {"severity": f.severity.as_str(), "fix": f.fix},
+                "properties": {"severity": f.severity.as_str(), "fix": printable(&f.fix)},
             })
         })
         .collect();
-    let notifications: Vec<Value> = report
+    let verb = if report.skip_unreadable {
+        "skipped"
+    } else {
+        "not read"
+    };
+    let mut notifications: Vec<Value> = report
+        .loaded
         .errors
         .iter()
         .map(|e| {
             json!({
                 "level": "error",
-                "message": {"text": e.to_string()},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri(&e.file)}}}],
+                "message": {"text": printable(&format!("{verb}: {e}"))},
+                "locations": [{"physicalLocation": physical(&e.location)}],
             })
         })
         .collect();
+    notifications.extend(report.loaded.notes.iter().map(|n| {
+        json!({
+            "level": "note",
+            "message": {"text": printable(&n.to_string())},
+            "locations": [{"physicalLocation": physical(&n.location)}],
+        })
+    }));
+    if let Some(why) = report.unusable() {
+        notifications.push(json!({"level": "error", "message": {"text": why}}));
+    }
     let doc = json!({
         "$schema": SCHEMA,
         "version": "2.1.0",
@@ -139,7 +131,8 @@ pub fn render_sarif(report: &Report) -> String {
                 "rules": rules,
             }},
             "invocations": [{
-                "executionSuccessful": true,
+                "executionSuccessful": report.unusable().is_none(),
+                "exitCode": report.exit_code(),
                 "toolExecutionNotifications": notifications,
             }],
             "results": results,

@@ -1,9 +1,12 @@
-//! `--format table`: aligned columns, then the message and the fix wrapped below each row.
+//! `--format table`: aligned columns, then the message and the fix wrapped below each row;
+//! then every input not read (or skipped) and every note. Names, paths and messages are
+//! escaped: a control character in a name cannot rewrite the terminal.
 
 use std::fmt::Write;
 
 use super::Report;
 use crate::audit::Severity;
+use crate::cli::escape::printable;
 
 const WIDTH: usize = 100;
 
@@ -24,29 +27,42 @@ fn wrap(text: &str, indent: &str, out: &mut String) {
     }
 }
 
-pub fn render_table(report: &Report, fail_on: Severity) -> String {
+pub fn render_table(report: &Report) -> String {
     let mut out = String::new();
     if report.findings.is_empty() {
         out.push_str("No findings.\n");
-        return out;
+    } else {
+        findings(report, &mut out);
     }
+    inputs(report, &mut out);
+    if let Some(why) = report.unusable() {
+        let _ = writeln!(out, "\nINCOMPLETE: {why}.");
+    }
+    out
+}
+
+fn findings(report: &Report, out: &mut String) {
     let rows: Vec<[String; 5]> = report
         .findings
         .iter()
         .map(|f| {
             let location = report
                 .origin(f)
-                .map(|o| format!("{}#{}", o.file.display(), o.document))
+                .map(|o| match o.line {
+                    Some(line) => format!("{}:{line}", o.file.display()),
+                    None => o.file.display().to_string(),
+                })
                 .unwrap_or_else(|| "-".to_string());
+            let object = match &f.namespace {
+                Some(ns) => format!("{ns}/{}", f.name),
+                None => f.name.clone(),
+            };
             [
                 f.severity.to_string().to_uppercase(),
                 f.rule.id().to_string(),
-                f.kind.clone(),
-                match &f.namespace {
-                    Some(ns) => format!("{ns}/{}", f.name),
-                    None => f.name.clone(),
-                },
-                location,
+                printable(&f.kind).into_owned(),
+                printable(&object).into_owned(),
+                printable(&location).into_owned(),
             ]
         })
         .collect();
@@ -54,7 +70,7 @@ pub fn render_table(report: &Report, fail_on: Severity) -> String {
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     let line = |cells: [&str; 5], out: &mut String| {
@@ -68,11 +84,11 @@ pub fn render_table(report: &Report, fail_on: Severity) -> String {
         }
         let _ = writeln!(out, "{}", s.trim_end());
     };
-    line(header, &mut out);
+    line(header, out);
     for (row, f) in rows.iter().zip(&report.findings) {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]], &mut out);
-        wrap(&f.message, "    ", &mut out);
-        wrap(&format!("Fix: {}", f.fix), "    ", &mut out);
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]], out);
+        wrap(&printable(&f.message), "    ", out);
+        wrap(&printable(&format!("Fix: {}", f.fix)), "    ", out);
         out.push('\n');
     }
     let counts: Vec<String> = Severity::ALL
@@ -86,13 +102,34 @@ pub fn render_table(report: &Report, fail_on: Severity) -> String {
     let failing = report
         .findings
         .iter()
-        .filter(|f| f.severity >= fail_on)
+        .filter(|f| f.severity >= report.fail_on)
         .count();
     let _ = writeln!(
         out,
-        "{} findings ({}); {failing} at or above --fail-on {fail_on}.",
+        "{} findings ({}); {failing} at or above --fail-on {}.",
         report.findings.len(),
-        counts.join(", ")
+        counts.join(", "),
+        report.fail_on
     );
-    out
+}
+
+fn inputs(report: &Report, out: &mut String) {
+    let loaded = &report.loaded;
+    if !loaded.errors.is_empty() {
+        let title = if report.skip_unreadable {
+            "Skipped (--skip-unreadable)"
+        } else {
+            "Not read"
+        };
+        let _ = writeln!(out, "\n{title}: {}", loaded.errors.len());
+        for e in &loaded.errors {
+            let _ = writeln!(out, "  {}", printable(&e.to_string()));
+        }
+    }
+    if !loaded.notes.is_empty() {
+        let _ = writeln!(out, "\nRead once: {}", loaded.notes.len());
+        for n in &loaded.notes {
+            let _ = writeln!(out, "  {}", printable(&n.to_string()));
+        }
+    }
 }
