@@ -9,6 +9,7 @@ pub use meshbaseline_core::{api, audit, compile, dataplane, inventory, manifests
 pub mod cli;
 pub mod controller;
 pub mod telemetry;
+pub mod yaml;
 
 #[cfg(not(feature = "system-allocator"))]
 mod alloc;

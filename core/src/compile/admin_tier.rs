@@ -43,7 +43,7 @@ pub(crate) fn objects(
     out: &mut Vec<DesiredObject>,
 ) {
     let network = &baseline.network;
-    if network.admin_tier == AdminTier::Off {
+    if network.admin_tier == AdminTier::Disabled {
         return;
     }
     if network.tcp_only && any_protected {

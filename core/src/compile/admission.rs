@@ -141,7 +141,7 @@ pub(crate) fn objects(
         return;
     }
     let actions = match baseline.tenant_objects {
-        TenantObjects::Off => return,
+        TenantObjects::Disabled => return,
         // Audit too: the API server's audit log records what a Deny would have refused.
         TenantObjects::Warn => json!(["Warn", "Audit"]),
         TenantObjects::Deny => json!(["Deny"]),

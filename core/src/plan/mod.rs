@@ -174,18 +174,35 @@ pub fn plan(input: &PlanInput) -> Plan {
     });
     let repairs = applies.iter().filter(|a| a.repair).count();
 
+    // Objects of kinds the cluster does not serve are not written: neither counted as
+    // enforced nor as managed.
+    let unserved: Vec<&str> = input
+        .missing_kinds
+        .iter()
+        .filter(|k| input.compiled.objects.iter().any(|o| o.key.kind == **k))
+        .map(|k| k.name())
+        .collect();
+    let written = input
+        .compiled
+        .objects
+        .iter()
+        .filter(|o| !input.missing_kinds.contains(&o.key.kind))
+        .count();
     let mut conds = Vec::new();
     conds.push(if enforce {
-        Cond::new(
-            READY,
-            true,
-            "Enforced",
-            format!(
-                "{} enforced in {}",
-                plural(input.compiled.objects.len(), "object"),
-                plural(input.compiled.protected.len(), "namespace")
-            ),
-        )
+        let mut message = format!(
+            "{} enforced in {}",
+            plural(written, "object"),
+            plural(input.compiled.protected.len(), "namespace")
+        );
+        if !unserved.is_empty() {
+            message.push_str(&format!(
+                "; {} not written: the cluster does not serve {}",
+                plural(input.compiled.objects.len() - written, "object"),
+                unserved.join(", ")
+            ));
+        }
+        Cond::new(READY, true, "Enforced", message)
     } else {
         Cond::new(
             READY,
@@ -335,13 +352,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         },
         // Objects of kinds the cluster does not serve are not written, so not managed.
         managed_objects: if enforce {
-            let n = input
-                .compiled
-                .objects
-                .iter()
-                .filter(|o| !input.missing_kinds.contains(&o.key.kind))
-                .count();
-            u32::try_from(n).unwrap_or(u32::MAX)
+            u32::try_from(written).unwrap_or(u32::MAX)
         } else {
             0
         },

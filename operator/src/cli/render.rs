@@ -145,7 +145,7 @@ pub fn render(args: &Args, now: Timestamp) -> Result<String, RenderError> {
     let mut out = String::new();
     for object in &compiled.objects {
         let yaml =
-            serde_norway::to_string(&object.manifest()).map_err(|source| RenderError::Yaml {
+            crate::yaml::to_string(&object.manifest()).map_err(|source| RenderError::Yaml {
                 object: object.key.to_string(),
                 source,
             })?;
