@@ -347,6 +347,7 @@ fn alert_rules_use_only_operator_metrics() {
             "MeshBaselineCriticalFindings",
             "MeshBaselineDriftStorm",
             "MeshBaselineNoLeader",
+            "MeshBaselineOperatorAbsent",
             "MeshBaselineReconcileFailing",
         ]
     );

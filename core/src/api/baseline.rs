@@ -53,6 +53,49 @@ pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    // `-o wide` only: what a dashboard shows.
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Exempt",
+        type_ = "integer",
+        json_path = ".status.namespaces.exempt",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Objects",
+        type_ = "integer",
+        json_path = ".status.managedObjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Drift-Repairs",
+        type_ = "integer",
+        json_path = ".status.driftRepairs",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Guard",
+        type_ = "string",
+        json_path = ".status.enforcement.admissionGuard",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Tenant-Objects",
+        type_ = "string",
+        json_path = ".status.enforcement.tenantObjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Admin-Tier",
+        type_ = "string",
+        json_path = ".status.enforcement.adminTier",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
