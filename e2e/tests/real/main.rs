@@ -6,8 +6,10 @@
 
 mod admission;
 mod crd;
+mod enums;
 mod generated;
 mod kubectl;
+mod metrics;
 mod tenant;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
