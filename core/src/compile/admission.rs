@@ -1,4 +1,4 @@
-//! ValidatingAdmissionPolicies (issue 13): the API server itself refuses what drift repair
+//! ValidatingAdmissionPolicies: the API server itself refuses what drift repair
 //! would otherwise undo after the fact.
 //!
 //! - The guard (`meshbaseline-guard-<baseline>`): updates and deletes of generated objects,
