@@ -35,7 +35,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUN = {"yaml": "yaml", "yml": "yaml", "sh": "sh", "bash": "sh", "shell": "sh", "console": "console"}
-MARKER = re.compile(r"^<!-- snippet: (skip \((?P<reason>[^)]*)\)|demo) -->$")
+MARKER = re.compile(r"^<!-- snippet: (skip \((?P<reason>.*)\)|demo) -->$")
 TIMEOUT = 600
 
 
