@@ -57,6 +57,16 @@ fi
 say "Findings (most severe first)"
 k get mb default -o jsonpath='{range .status.findings[*]}{.severity}{"\t"}{.rule}{"\t"}{.kind} {.namespace}/{.name}{"\n"}{end}'
 
+say "One Finding event per object (events are grouped by the objects they name)"
+for _ in $(seq 50); do
+  events=$(k get events --field-selector reason=Finding,involvedObject.kind=MeshBaseline -o name | wc -l)
+  [ "$events" -ge 10 ] && break
+  sleep 0.2
+done
+k get events --field-selector reason=Finding,involvedObject.kind=MeshBaseline \
+  -o custom-columns=RELATED:.related.kind,NAMESPACE:.related.namespace,NAME:.related.name,COUNT:.count | head -8
+[ "$events" -ge 10 ] || { echo "only $events Finding events for the baseline's findings" >&2; exit 1; }
+
 say "A tenant with edit in payments deletes its generated NetworkPolicy: the admission guard refuses"
 tenant="$MESHBASELINE_TESTENV_DIR/tenant.kubeconfig"
 target/testenv/bin/testenv kubeconfig --dir "$MESHBASELINE_TESTENV_DIR" --user alice --out "$tenant"

@@ -351,3 +351,38 @@ fn the_first_writes_after_audit_mode_are_no_repairs() {
     assert!(p.events.iter().all(|e| e.reason != "DriftRepaired"));
     assert_eq!(p.status.unwrap().drift_repairs, 0);
 }
+
+/// Each repair's event names its object as `related`, so the API server's event series (keyed
+/// by reason and objects, not by note) keep one event per repaired object.
+#[test]
+fn repair_events_name_their_object() {
+    let all = desired_objects();
+    let mut case = Case::new(all.clone());
+    case.enforced_before();
+    case.observed = all[2..]
+        .iter()
+        .map(|o| (o.key.clone(), mk_observed(o)))
+        .collect();
+    let p = case.run();
+    let related: Vec<_> = p
+        .events
+        .iter()
+        .filter(|e| e.reason == "DriftRepaired")
+        .map(|e| e.related.clone().unwrap())
+        .collect();
+    assert_eq!(
+        related,
+        [
+            crate::plan::Related {
+                kind: "AuthorizationPolicy".into(),
+                namespace: Some("a".into()),
+                name: "meshbaseline-deny-plaintext".into()
+            },
+            crate::plan::Related {
+                kind: "NetworkPolicy".into(),
+                namespace: Some("a".into()),
+                name: "meshbaseline-baseline".into()
+            },
+        ]
+    );
+}
