@@ -203,6 +203,26 @@ async fn check() -> TestResult {
     kubectl_reads_our_yaml_as_we_do()
 }
 
+/// The path of the first difference between `a` (kubectl's reading) and `b` (ours), with both.
+fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.keys()
+                .chain(y.keys())
+                .find_map(|k| match (x.get(k), y.get(k)) {
+                    (Some(v), Some(w)) => first_difference(v, w, &format!("{path}.{k}")),
+                    (v, w) => Some(format!("{path}.{k}: kubectl {v:?}, ours {w:?}")),
+                })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (v, w))| first_difference(v, w, &format!("{path}[{i}]"))),
+        _ => (a != b).then(|| format!("{path}: kubectl {a}, ours {b}")),
+    }
+}
+
 /// `minimum: 0.0` is 0 in kubectl's JSON: numbers are compared as numbers.
 fn numbers_as_floats(v: Value) -> Value {
     match v {
@@ -228,10 +248,12 @@ fn kubectl_reads_our_yaml_as_we_do() -> TestResult {
         &["create", "--dry-run=client", "-o", "json", "-f", "-"],
         Some(&crd_text),
     )?)?;
-    assert_eq!(
-        theirs["spec"], ours["spec"],
-        "kubectl reads the CRD differently"
+    let difference = first_difference(
+        &numbers_as_floats(theirs["spec"].clone()),
+        &numbers_as_floats(ours["spec"].clone()),
+        "spec",
     );
+    assert_eq!(difference, None, "kubectl reads the CRD differently");
 
     let tricky = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "e2e-yaml11", "labels": {"on": "Off", "y": "no"}},
