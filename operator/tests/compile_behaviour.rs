@@ -253,7 +253,7 @@ fn audit_mode_compiles_the_same_objects() {
 #[test]
 fn switches_turn_objects_off() {
     let b = baseline(&format!(
-        "{SELECT}\nmtls: {{destinationRules: false}}\nnetwork: {{tcpOnly: false, controlPlane: {{enabled: false}}, adminTier: Off}}\nadmission: {{guard: false, tenantObjects: Off}}"
+        "{SELECT}\nmtls: {{destinationRules: false}}\nnetwork: {{tcpOnly: false, controlPlane: {{enabled: false}}, adminTier: Disabled}}\nadmission: {{guard: false, tenantObjects: Disabled}}"
     ));
     let c = run(&b, &inventory(&["shop"]));
     assert_eq!(

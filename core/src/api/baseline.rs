@@ -53,6 +53,49 @@ pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    // `-o wide` only: what a dashboard shows.
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Exempt",
+        type_ = "integer",
+        json_path = ".status.namespaces.exempt",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Objects",
+        type_ = "integer",
+        json_path = ".status.managedObjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Drift-Repairs",
+        type_ = "integer",
+        json_path = ".status.driftRepairs",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Guard",
+        type_ = "string",
+        json_path = ".status.enforcement.admissionGuard",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Tenant-Objects",
+        type_ = "string",
+        json_path = ".status.enforcement.tenantObjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Admin-Tier",
+        type_ = "string",
+        json_path = ".status.enforcement.adminTier",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -84,15 +127,22 @@ pub struct MeshBaselineSpec {
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["namespace"])
     )]
     pub exemptions: Vec<ExemptionSpec>,
+    /// Mesh-wide mTLS: the root-namespace PeerAuthentication, the per-namespace
+    /// deny-plaintext AuthorizationPolicy and ISTIO_MUTUAL DestinationRule.
     #[serde(default)]
     pub mtls: MtlsSpec,
+    /// Mesh-wide DENY rules and the ambient waypoint-only policy.
     #[serde(default)]
     pub authorization: AuthorizationSpec,
+    /// The per-namespace NetworkPolicy, the istiod NetworkPolicy and the Admin tier.
     #[serde(default)]
     pub network: NetworkSpec,
+    /// Findings about pods, Services and namespaces.
     #[serde(default)]
     pub workloads: WorkloadsSpec,
-    /// What to do with tenant PeerAuthentications and DestinationRules weaker than the baseline.
+    /// What to do with tenant PeerAuthentications and DestinationRules weaker than the
+    /// baseline: `Report` (findings only) or `Revert` (the operator takes over the one weak
+    /// field with server-side apply).
     #[serde(default)]
     pub tenant_overrides: TenantOverrides,
     /// Guards evaluated by the API server itself (ValidatingAdmissionPolicy).
@@ -144,11 +194,15 @@ pub enum Control {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExemptionSpec {
+    /// The exempt namespace (one entry per namespace).
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub namespace: String,
+    /// What is switched off there: `mtls` (no deny-plaintext policy or DestinationRule, no mTLS
+    /// findings), `authorization` (no AuthorizationPolicy findings), `network` (no NetworkPolicy,
+    /// no network findings), `workloads` (no pod, Service or namespace findings).
     // A set: the API server refuses a control named twice.
     #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub controls: Vec<Control>,
@@ -166,6 +220,8 @@ pub struct ExemptionSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct MtlsSpec {
+    /// Mode of the mesh-wide PeerAuthentication: `STRICT`, or `PERMISSIVE` for a migration
+    /// window (no deny-plaintext policies then).
     #[serde(default)]
     pub mode: MtlsMode,
     /// Per-namespace DENY AuthorizationPolicy for requests without an mTLS principal (G1, G2).
@@ -220,15 +276,19 @@ pub struct AuthorizationSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) + (has(self.when) ? size(self.when) : 0) > 0").message("a deny rule needs at least one of from, to or when; an empty rule would deny all traffic in the mesh"))]
 pub struct DenyRuleSpec {
+    /// Unique; the AuthorizationPolicy is named `meshbaseline-deny-<name>`.
     #[schemars(
         length(min = 1, max = 40),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
+    /// Istio `source` fields, written flat (without `source:`).
     #[serde(default)]
     pub from: Vec<RuleSource>,
+    /// Istio `operation` fields, written flat (without `operation:`).
     #[serde(default)]
     pub to: Vec<RuleOperation>,
+    /// Istio conditions.
     #[serde(default)]
     pub when: Vec<RuleCondition>,
 }
@@ -237,16 +297,22 @@ pub struct DenyRuleSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleSource {
+    /// Peer identities (`<trust domain>/ns/<namespace>/sa/<account>`; `*` for any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principals: Vec<String>,
+    /// Peer identities that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_principals: Vec<String>,
+    /// Namespaces of the peer (from its mTLS identity).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
+    /// Namespaces that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_namespaces: Vec<String>,
+    /// Source IPv4 or IPv6 addresses or CIDRs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_blocks: Vec<String>,
+    /// Source addresses that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ip_blocks: Vec<String>,
 }
@@ -255,20 +321,28 @@ pub struct RuleSource {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleOperation {
+    /// Hosts (HTTP only; ztunnel cannot see them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Hosts that do not match (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_hosts: Vec<String>,
+    /// Destination ports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
+    /// Destination ports that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ports: Vec<String>,
+    /// HTTP methods (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
+    /// HTTP methods that do not match (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_methods: Vec<String>,
+    /// HTTP paths (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// HTTP paths that do not match (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_paths: Vec<String>,
 }
@@ -277,10 +351,13 @@ pub struct RuleOperation {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleCondition {
+    /// An Istio condition key, e.g. `source.ip` or `destination.port`.
     #[schemars(length(min = 1))]
     pub key: String,
+    /// Values that match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+    /// Values that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_values: Vec<String>,
 }
@@ -292,16 +369,20 @@ pub struct NetworkSpec {
     /// Generate the per-namespace NetworkPolicy that allows TCP only, plus DNS (G4, G5, G7).
     #[serde(default = "yes")]
     pub tcp_only: bool,
+    /// Where cluster DNS runs: the only UDP the NetworkPolicy allows.
     #[serde(default)]
     pub dns: DnsSpec,
+    /// Where pods may connect to.
     #[serde(default)]
     pub egress: EgressSpec,
+    /// The NetworkPolicy on istiod in the root namespace.
     #[serde(default)]
     pub control_plane: ControlPlaneSpec,
     /// What the NetworkPolicy of ambient namespaces must let through.
     #[serde(default)]
     pub ambient: AmbientNetworkSpec,
-    /// Admin-tier ClusterNetworkPolicies, which tenants' NetworkPolicies cannot override.
+    /// Admin-tier ClusterNetworkPolicies, which tenants' NetworkPolicies cannot override:
+    /// `Auto` (wherever the cluster serves ClusterNetworkPolicy) or `Disabled`.
     #[serde(default)]
     pub admin_tier: AdminTier,
 }
@@ -350,9 +431,12 @@ impl Default for AmbientNetworkSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct DnsSpec {
+    /// Namespace of the DNS pods.
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
+    /// Labels of the DNS pods.
     pub pod_selector: BTreeMap<String, String>,
+    /// DNS port, allowed over UDP and TCP.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
 }
@@ -371,6 +455,9 @@ impl Default for DnsSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct EgressSpec {
+    /// `ClusterOnly`: TCP to any pod, the egress gateway and `allowCidrs`. `AllowList`: TCP to
+    /// the namespace's own pods, istiod, the egress gateway and `allowCidrs` only.
+    /// `Unrestricted`: TCP anywhere. UDP (but DNS), ICMP and SCTP are dropped in every mode.
     #[serde(default)]
     pub mode: EgressMode,
     /// Destinations outside the cluster that pods may reach over TCP (IPv4 and IPv6 CIDRs).
@@ -378,6 +465,7 @@ pub struct EgressSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub allow_cidrs: Vec<String>,
+    /// The egress gateway's pods, which pods may reach in every mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_gateway: Option<PodRefSpec>,
     /// Also generate a root-namespace Sidecar with outboundTrafficPolicy REGISTRY_ONLY.
@@ -400,8 +488,10 @@ pub enum EgressMode {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct PodRefSpec {
+    /// The pods' namespace.
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
+    /// The pods' labels.
     pub pod_selector: BTreeMap<String, String>,
 }
 
@@ -454,16 +544,24 @@ impl Default for WorkloadsSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct MeshBaselineStatus {
+    /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Degraded, DriftDetected, Invalid, and Stalled with an invalid spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Protected and exempt namespaces.
     #[serde(default)]
     pub namespaces: NamespaceCounts,
+    /// Generated objects written to the cluster (none in Audit mode, none of a kind the
+    /// cluster does not serve).
     #[serde(default)]
     pub managed_objects: u32,
+    /// Generated objects restored after someone else changed or deleted them, since the
+    /// operator started.
     #[serde(default)]
     pub drift_repairs: u64,
+    /// Every current finding (the list below is capped).
     #[serde(default)]
     pub findings_total: u32,
     /// Findings by severity, all of them (the list below is capped).
@@ -481,7 +579,9 @@ pub struct MeshBaselineStatus {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceCounts {
+    /// Namespaces the baseline selects and owns (minus those an older baseline claims).
     pub protected: u32,
+    /// Protected namespaces with an active exemption.
     pub exempt: u32,
 }
 
@@ -489,11 +589,17 @@ pub struct NamespaceCounts {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct FindingStatus {
+    /// The rule id, e.g. `MB101`.
     pub rule: String,
+    /// `critical`, `high`, `medium` or `low`.
     pub severity: String,
+    /// Kind of the object the finding is about.
     pub kind: String,
+    /// Its namespace (none for cluster-scoped objects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Its name.
     pub name: String,
+    /// What is wrong (the fix is in the findings reference and in `meshbaseline check`).
     pub message: String,
 }

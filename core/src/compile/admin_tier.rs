@@ -1,4 +1,4 @@
-//! Admin-tier ClusterNetworkPolicies (`policy.networking.k8s.io`, issue 13). NetworkPolicies
+//! Admin-tier ClusterNetworkPolicies (`policy.networking.k8s.io`). NetworkPolicies
 //! only add up, so a tenant's policy allowing UDP anywhere re-opens G4; the Admin tier is
 //! evaluated before every NetworkPolicy and tenants cannot write it.
 //!
@@ -43,7 +43,7 @@ pub(crate) fn objects(
     out: &mut Vec<DesiredObject>,
 ) {
     let network = &baseline.network;
-    if network.admin_tier == AdminTier::Off {
+    if network.admin_tier == AdminTier::Disabled {
         return;
     }
     if network.tcp_only && any_protected {

@@ -1,4 +1,4 @@
-//! ValidatingAdmissionPolicies (issue 13): the API server itself refuses what drift repair
+//! ValidatingAdmissionPolicies: the API server itself refuses what drift repair
 //! would otherwise undo after the fact.
 //!
 //! - The guard (`meshbaseline-guard-<baseline>`): updates and deletes of generated objects,
@@ -141,7 +141,7 @@ pub(crate) fn objects(
         return;
     }
     let actions = match baseline.tenant_objects {
-        TenantObjects::Off => return,
+        TenantObjects::Disabled => return,
         // Audit too: the API server's audit log records what a Deny would have refused.
         TenantObjects::Warn => json!(["Warn", "Audit"]),
         TenantObjects::Deny => json!(["Deny"]),

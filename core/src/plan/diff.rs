@@ -160,6 +160,15 @@ impl Fingerprints {
     }
 }
 
+/// Whether the previous status reported the baseline enforced.
+fn was_enforced(input: &PlanInput) -> bool {
+    input.previous.is_some_and(|p| {
+        p.conditions
+            .iter()
+            .any(|c| c.type_ == super::status::READY && c.reason == "Enforced")
+    })
+}
+
 /// One desired/observed pair: what to do with it.
 fn decide_one(
     input: &PlanInput,
@@ -185,11 +194,14 @@ fn decide_one(
             if matches {
                 return;
             }
-            let repair = input.previous_compiled.is_some_and(|prev| {
-                prev.objects
-                    .binary_search_by(|p| p.key.cmp(&d.key))
-                    .is_ok_and(|i| prev.objects[i] == *d)
-            });
+            // A repair restores what was written before: after Audit mode (or an invalid
+            // spec) nothing was, so the first writes are no repairs.
+            let repair = was_enforced(input)
+                && input.previous_compiled.is_some_and(|prev| {
+                    prev.objects
+                        .binary_search_by(|p| p.key.cmp(&d.key))
+                        .is_ok_and(|i| prev.objects[i] == *d)
+                });
             applies.push(Apply {
                 key: d.key.clone(),
                 object: d.clone(),

@@ -116,6 +116,28 @@ pub struct PlannedEvent {
     /// The namespace of the tenant object a `Finding` event is about: event budgets are kept
     /// per namespace.
     pub namespace: Option<String>,
+    /// The object the event is about besides the baseline (the event's `related`). Events are
+    /// grouped into series by reason and objects, not by note: without it every `Finding` or
+    /// `DriftRepaired` of a baseline would count up one event showing the first note.
+    pub related: Option<Related>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Related {
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Related {
+    fn of(key: &ObjectKey) -> Related {
+        Related {
+            kind: key.kind.name().to_string(),
+            namespace: (!key.namespace.is_empty()).then(|| key.namespace.to_string()),
+            name: key.name.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -140,6 +162,7 @@ fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
         action: action.into(),
         note: status::truncate(&note, status::MAX_NOTE),
         namespace: None,
+        related: None,
     }
 }
 
@@ -174,18 +197,35 @@ pub fn plan(input: &PlanInput) -> Plan {
     });
     let repairs = applies.iter().filter(|a| a.repair).count();
 
+    // Objects of kinds the cluster does not serve are not written: neither counted as
+    // enforced nor as managed.
+    let unserved: Vec<&str> = input
+        .missing_kinds
+        .iter()
+        .filter(|k| input.compiled.objects.iter().any(|o| o.key.kind == **k))
+        .map(|k| k.name())
+        .collect();
+    let written = input
+        .compiled
+        .objects
+        .iter()
+        .filter(|o| !input.missing_kinds.contains(&o.key.kind))
+        .count();
     let mut conds = Vec::new();
     conds.push(if enforce {
-        Cond::new(
-            READY,
-            true,
-            "Enforced",
-            format!(
-                "{} enforced in {}",
-                plural(input.compiled.objects.len(), "object"),
-                plural(input.compiled.protected.len(), "namespace")
-            ),
-        )
+        let mut message = format!(
+            "{} enforced in {}",
+            plural(written, "object"),
+            plural(input.compiled.protected.len(), "namespace")
+        );
+        if !unserved.is_empty() {
+            message.push_str(&format!(
+                "; {} not written: the cluster does not serve {}",
+                plural(input.compiled.objects.len() - written, "object"),
+                unserved.join(", ")
+            ));
+        }
+        Cond::new(READY, true, "Enforced", message)
     } else {
         Cond::new(
             READY,
@@ -335,13 +375,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         },
         // Objects of kinds the cluster does not serve are not written, so not managed.
         managed_objects: if enforce {
-            let n = input
-                .compiled
-                .objects
-                .iter()
-                .filter(|o| !input.missing_kinds.contains(&o.key.kind))
-                .count();
-            u32::try_from(n).unwrap_or(u32::MAX)
+            u32::try_from(written).unwrap_or(u32::MAX)
         } else {
             0
         },
@@ -364,24 +398,24 @@ pub fn plan(input: &PlanInput) -> Plan {
     seen.extend(fights.iter().map(fight_id));
     if enforce {
         for a in applies.iter().filter(|a| a.repair) {
-            events.push(warning(
-                "DriftRepaired",
-                "Apply",
-                format!("restored {}", a.key),
-            ));
+            let mut event = warning("DriftRepaired", "Apply", format!("restored {}", a.key));
+            event.related = Some(Related::of(&a.key));
+            events.push(event);
         }
         for r in &reverts {
-            events.push(warning(
+            let mut event = warning(
                 "TenantOverrideReverted",
                 "Revert",
                 format!("took ownership of {} on {}", r.fields.join(", "), r.key),
-            ));
+            );
+            event.related = Some(Related::of(&r.key));
+            events.push(event);
         }
         for f in fights
             .iter()
             .filter(|f| !input.previous_findings.contains(&fight_id(f)))
         {
-            events.push(warning(
+            let mut event = warning(
                 "TenantOverrideFight",
                 "Revert",
                 format!(
@@ -390,7 +424,9 @@ pub fn plan(input: &PlanInput) -> Plan {
                     f.fields.join(", "),
                     f.key
                 ),
-            ));
+            );
+            event.related = Some(Related::of(&f.key));
+            events.push(event);
         }
         let new_findings = findings()
             .zip(&ids)
@@ -415,6 +451,11 @@ pub fn plan(input: &PlanInput) -> Plan {
                 format!("{} ({}) {at}: {}", f.rule, f.severity, f.message),
             );
             event.namespace.clone_from(&f.namespace);
+            event.related = Some(Related {
+                kind: f.kind.clone(),
+                namespace: f.namespace.clone(),
+                name: f.name.clone(),
+            });
             events.push(event);
         }
     } else {

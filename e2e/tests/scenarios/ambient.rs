@@ -1,5 +1,5 @@
 //! Ambient namespaces through the real controller: the namespace's labels choose the generated
-//! objects, and pod labels and annotations reach the audit (issue 12).
+//! objects, and pod labels and annotations reach the audit.
 
 use serde_json::json;
 

@@ -277,6 +277,15 @@ impl Case {
         })
     }
 
+    /// As after an earlier reconcile that enforced the current compile output: what differs
+    /// now is a repair.
+    pub(super) fn enforced_before(&mut self) {
+        let observed = std::mem::take(&mut self.observed);
+        let p = self.run();
+        self.converge(&p);
+        self.observed = observed;
+    }
+
     /// Feed a plan's status and memory back, as the controller does after executing it.
     pub(super) fn converge(&mut self, p: &Plan) {
         if let Some(s) = &p.status {

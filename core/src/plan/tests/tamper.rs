@@ -194,7 +194,7 @@ fn restores(which: usize, edits: &[Edit]) -> Result<(), TestCaseError> {
     let all = desired_objects();
     let d = all[which % all.len()].clone();
     let mut case = Case::new(all.clone());
-    case.previous_compiled = Some(case.compiled.clone());
+    case.enforced_before();
     case.observed = all
         .iter()
         .map(|o| (o.key.clone(), mk_observed(o)))
@@ -323,7 +323,7 @@ fn known_switch_offs_are_repaired() {
 fn a_selector_added_to_the_deny_policy_is_a_replace_without_it() {
     let ap = deny_ap("a");
     let mut case = Case::new(vec![ap.clone()]);
-    case.previous_compiled = Some(case.compiled.clone());
+    case.enforced_before();
     let mut m = mk_manifest(&ap);
     m["spec"]["selector"] = json!({"matchLabels": {"nothing": "matches"}});
     m["metadata"]["labels"]["team"] = json!("payments");
@@ -335,4 +335,54 @@ fn a_selector_added_to_the_deny_policy_is_a_replace_without_it() {
     assert_eq!(body["metadata"]["labels"]["team"], "payments");
     assert_eq!(body["metadata"]["resourceVersion"], "42");
     assert_eq!(body["metadata"]["uid"], "obj-uid");
+}
+
+/// Leaving Audit mode writes every object for the first time: no repair is counted or announced.
+#[test]
+fn the_first_writes_after_audit_mode_are_no_repairs() {
+    let mut case = Case::new(desired_objects());
+    case.baseline = mk_baseline("default", json!({"mode": "Audit"}), "2026-01-01T00:00:00Z");
+    let p = case.run();
+    case.converge(&p);
+    case.baseline = mk_baseline("default", json!({}), "2026-01-01T00:00:00Z");
+    let p = case.run();
+    assert_eq!(p.applies.len(), desired_objects().len());
+    assert!(p.applies.iter().all(|a| !a.repair));
+    assert!(p.events.iter().all(|e| e.reason != "DriftRepaired"));
+    assert_eq!(p.status.unwrap().drift_repairs, 0);
+}
+
+/// Each repair's event names its object as `related`, so the API server's event series (keyed
+/// by reason and objects, not by note) keep one event per repaired object.
+#[test]
+fn repair_events_name_their_object() {
+    let all = desired_objects();
+    let mut case = Case::new(all.clone());
+    case.enforced_before();
+    case.observed = all[2..]
+        .iter()
+        .map(|o| (o.key.clone(), mk_observed(o)))
+        .collect();
+    let p = case.run();
+    let related: Vec<_> = p
+        .events
+        .iter()
+        .filter(|e| e.reason == "DriftRepaired")
+        .map(|e| e.related.clone().unwrap())
+        .collect();
+    assert_eq!(
+        related,
+        [
+            crate::plan::Related {
+                kind: "AuthorizationPolicy".into(),
+                namespace: Some("a".into()),
+                name: "meshbaseline-deny-plaintext".into()
+            },
+            crate::plan::Related {
+                kind: "NetworkPolicy".into(),
+                namespace: Some("a".into()),
+                name: "meshbaseline-baseline".into()
+            },
+        ]
+    );
 }
