@@ -192,8 +192,9 @@ pub async fn run_with_metrics(
         ));
         (leadership, Some(task))
     } else {
-        // Keep the sender alive for the process lifetime: the receiver then stays valid.
-        std::mem::forget(leader_tx);
+        // The only replica leads for good: the leadership task reports it once, then sees the
+        // channel closed and ends.
+        drop(leader_tx);
         (Arc::new(lease::Leadership::always()), None)
     };
 
@@ -231,9 +232,7 @@ pub async fn run_with_metrics(
     {
         let ctx = ctx.clone();
         watchers.spawn(async move {
-            while !ctx.caches_synced() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            ctx.readiness.until(|| ctx.caches_synced()).await;
             tracing::info!("caches synced");
             ctx.health.ready.store(true, Ordering::Relaxed);
             ctx.triggers.all();

@@ -2,7 +2,9 @@
 //! baseline.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::DynamicObject;
@@ -208,7 +210,7 @@ struct Interned {
 static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
 
 fn interned<R>(f: impl FnOnce(&mut Interned) -> R) -> R {
-    let mut guard = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = INTERNED.lock();
     f(guard.get_or_insert_with(Interned::default))
 }
 
@@ -370,14 +372,14 @@ impl GeneratedIndex {
         if old.is_none() && new.is_none() {
             return false;
         }
-        let mut idx = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        let mut idx = self.objects.write();
         let replaced = match new {
             Some(obs) => idx.insert(okey, obs.clone()),
             None => idx.remove(&okey),
         };
         // From what the index held, not from `old`: the two agree, but only the index's own
         // contents make the counts exact.
-        let mut owners = self.by_owner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut owners = self.by_owner.lock();
         if let Some(uid) = replaced.as_ref().and_then(|o| o.owner_uid.clone()) {
             if let Some(n) = owners.get_mut(&uid) {
                 *n = n.saturating_sub(1);
@@ -394,13 +396,13 @@ impl GeneratedIndex {
 
     /// Runs `f` on the objects at generated names.
     pub fn with<R>(&self, f: impl FnOnce(&BTreeMap<ObjectKey, Arc<Observed>>) -> R) -> R {
-        f(&self.objects.read().unwrap_or_else(|e| e.into_inner()))
+        f(&self.objects.read())
     }
 
     /// How many of them name the baseline with `uid` as their owner.
     pub fn count(&self, uid: Option<&str>) -> usize {
         let Some(uid) = uid else { return 0 };
-        let owners = self.by_owner.lock().unwrap_or_else(|e| e.into_inner());
+        let owners = self.by_owner.lock();
         owners.get(uid).copied().unwrap_or(0)
     }
 }

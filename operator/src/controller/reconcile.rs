@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -12,6 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use parking_lot::Mutex;
 use tracing::Instrument;
 
 use crate::api::baseline::MeshBaselineStatus;
@@ -23,7 +24,7 @@ use crate::object::{Kind, ObjectKey};
 use crate::plan::{self, FindingId, PlanInput, Resolved, Spec};
 use crate::telemetry::{Health, Metrics};
 
-use super::cache::{Cache, Key, Triggers};
+use super::cache::{Cache, Key, Readiness, Triggers};
 use super::executor::Executor;
 use super::lease::Leadership;
 use super::objects::{GeneratedIndex, KindEntry};
@@ -113,6 +114,8 @@ pub struct Ctx {
     /// Discovery has answered once whether the admission API is served: until then a plan
     /// would report it missing (MB901) and announce that in an Event on every start.
     pub admission_discovered: AtomicBool,
+    /// Told whenever a cache fills or empties and when discovery answers.
+    pub readiness: Readiness,
     state: Mutex<HashMap<String, BaselineState>>,
     inventory: Mutex<Option<(InventoryVersion, Arc<Inventory>)>>,
     /// (uid, generation, creation) per baseline: a change re-reconciles every baseline
@@ -171,6 +174,7 @@ impl Ctx {
         operator_user: String,
     ) -> Ctx {
         let served = Arc::new(Served::default());
+        let readiness = Readiness::default();
         Ctx {
             executor: Executor::new(
                 client.clone(),
@@ -186,20 +190,21 @@ impl Ctx {
             resync_epoch: AtomicU64::new(0),
             baselines,
             triggers: Arc::new(Triggers::default()),
-            namespaces: Cache::default(),
-            pods: Cache::default(),
-            services: Cache::default(),
+            namespaces: Cache::signalling(&readiness),
+            pods: Cache::signalling(&readiness),
+            services: Cache::signalling(&readiness),
             kinds: Kind::ALL
                 .into_iter()
-                .map(|k| (k, Cache::default()))
+                .map(|k| (k, Cache::signalling(&readiness)))
                 .collect(),
             generated: GeneratedIndex::default(),
-            crds: Cache::default(),
+            crds: Cache::signalling(&readiness),
             served,
             dynamic_tasks: Mutex::new(HashMap::new()),
             operator_user,
             write_batch: Duration::from_secs(2),
             admission_discovered: AtomicBool::new(false),
+            readiness,
             state: Mutex::new(HashMap::new()),
             inventory: Mutex::new(None),
             identities: Mutex::new(BTreeMap::new()),
@@ -216,7 +221,7 @@ impl Ctx {
     /// baseline's scope.
     pub fn baseline_event(&self, ev: &Result<watcher::Event<MeshBaseline>, watcher::Error>) {
         let Ok(ev) = ev else { return };
-        let mut ids = self.identities.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids = self.identities.lock();
         match ev {
             watcher::Event::Apply(mb) | watcher::Event::InitApply(mb) => {
                 let name = mb.name_any();
@@ -231,17 +236,14 @@ impl Ctx {
                 if let Some(uid) = &mb.metadata.uid {
                     self.records
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
                         .remove(uid);
                 }
                 ids.remove(&name);
                 self.state
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
                     .remove(&name);
                 self.dirty_pods
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
                     .remove(&name);
                 self.metrics.set_baseline(&name, None);
                 self.triggers.all();
@@ -300,13 +302,12 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
     let dirty = ctx
         .dirty
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .remove(&name)
         .unwrap_or_default();
 
     let epoch = ctx.resync_epoch.load(Ordering::Acquire);
     let (plan, computed, next_expiry, fast, status_wait) = {
-        let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut states = ctx.state.lock();
         let mut state = states.remove(&name).unwrap_or_default();
         drop(states);
         if state.uid != uid {
@@ -374,7 +375,6 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         state.last_missing = missing;
         ctx.state
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), state);
         (p, computed, next_expiry, fast, status_wait)
     };
@@ -410,7 +410,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         .reconcile_duration
         .observe(elapsed.as_secs_f64());
     {
-        let mut states = ctx.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut states = ctx.state.lock();
         if let Some(state) = states.get_mut(&name) {
             match &result {
                 // Cut short: what the plan remembers (announced findings, the compile
@@ -502,7 +502,6 @@ pub fn error_policy(mb: Arc<MeshBaseline>, err: &ReconcileError, ctx: Arc<Ctx>) 
     let failures = ctx
         .state
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .get(&mb.name_any())
         .map_or(1, |s| s.failures.max(1));
     let delay = Duration::from_millis(200)

@@ -3,7 +3,7 @@
 //! NetworkPolicy is always there.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use parking_lot::RwLock;
 
 use kube::api::ApiResource;
 
@@ -20,14 +20,13 @@ impl Served {
         }
         self.0
             .read()
-            .unwrap_or_else(|e| e.into_inner())
             .get(&kind)
             .copied()
     }
 
     /// Records what the cluster serves; returns whether it changed.
     pub fn set(&self, kind: Kind, version: Option<&'static str>) -> bool {
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.0.write();
         let old = match version {
             Some(v) => map.insert(kind, v),
             None => map.remove(&kind),

@@ -84,7 +84,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
             |pod: Pod| {
                 let mut info = PodInfo::from_pod(&pod)
-                    .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
+                    .interned(&mut c.pod_shapes.lock());
                 // A known pod (most events: status updates) takes its key's names; only a new
                 // one interns its namespace.
                 let probe = (info.namespace.clone(), info.name.clone());
@@ -178,6 +178,7 @@ async fn discover_admission(ctx: Arc<Ctx>) {
         }
         // Known either way now: reconciles may start (the watches must still fill).
         if !ctx.admission_discovered.swap(true, Ordering::AcqRel) {
+            ctx.readiness.changed();
             ctx.triggers.all();
         }
         if served {
@@ -207,8 +208,12 @@ async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
 
 /// An optional kind appeared, disappeared or changed its served version.
 fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
-    let mut tasks = ctx.dynamic_tasks.lock().unwrap_or_else(|e| e.into_inner());
-    if ctx.served.set(kind, version) && version.is_some() {
+    let mut tasks = ctx.dynamic_tasks.lock();
+    let changed = ctx.served.set(kind, version);
+    if changed {
+        ctx.readiness.changed();
+    }
+    if changed && version.is_some() {
         // A different version: watch at the new one.
         if let Some(task) = tasks.remove(&kind) {
             task.abort();
@@ -217,19 +222,20 @@ fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
     let served = version.is_some();
     if served && !tasks.contains_key(&kind) {
         tracing::info!(%kind, "CRD available: watching");
-        let handle = tokio::spawn(watch_kind(ctx.clone(), kind));
-        tasks.insert(kind, handle.abort_handle());
-        // Reconcile everything once the new cache is filled.
+        // Everything is reconciled once the new cache is filled; in the watch's task, so that
+        // stopping the watch stops the wait too.
         let c = ctx.clone();
-        tokio::spawn(async move {
-            let Some(cache) = c.kinds.get(&kind) else {
-                return;
-            };
-            while !cache.synced() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let filled = async move {
+            if let Some(cache) = c.kinds.get(&kind) {
+                c.readiness.until(|| cache.synced()).await;
+                c.triggers.inventory_changed();
             }
-            c.triggers.inventory_changed();
+        };
+        let watch = watch_kind(ctx.clone(), kind);
+        let handle = tokio::spawn(async move {
+            tokio::join!(watch, filled);
         });
+        tasks.insert(kind, handle.abort_handle());
     } else if !served {
         if let Some(task) = tasks.remove(&kind) {
             tracing::warn!(%kind, "CRD gone: no longer watching");

@@ -26,7 +26,7 @@ impl Ctx {
             self.triggers.generated_presence(),
             self.triggers.pods_version(),
         );
-        let mut slot = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.inventory.lock();
         if let Some((v, inv)) = slot.as_ref() {
             if *v == version {
                 return (version, inv.clone());
@@ -39,7 +39,6 @@ impl Ctx {
             namespaces: self
                 .namespace_index
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             pods: self.pods.values(),
             services: self.services.values(),
@@ -75,7 +74,6 @@ impl Ctx {
         let dirty_pods = self
             .dirty_pods
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .remove(&baseline.name)
             .unwrap_or_default();
         let all = self.baselines.state();
@@ -112,7 +110,7 @@ impl Ctx {
         let ((version, generated_presence, _), inventory) = self.inventory();
         // Every baseline takes part in overlap resolution, invalid ones with their last good spec.
         let valid: Vec<Baseline> = {
-            let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let states = self.state.lock();
             all.iter()
                 .filter(|b| b.metadata.name.as_deref() != Some(baseline.name.as_str()))
                 .filter_map(|b| {
@@ -208,7 +206,6 @@ impl Ctx {
         let records = self
             .records
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .clone();
         let live = self.live_uids();
         let mut extra = Vec::new();

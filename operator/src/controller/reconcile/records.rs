@@ -34,7 +34,7 @@ impl Ctx {
         else {
             return false;
         };
-        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let records = self.records.lock();
         records.get(uid).is_some_and(|r| r.contains(key))
     }
 
@@ -65,7 +65,6 @@ impl Ctx {
         if let Some(uid) = &state.uid {
             self.records
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .insert(uid.clone(), state.records.clone());
         }
     }
@@ -76,7 +75,6 @@ impl Ctx {
         let shared = self
             .pod_counts
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .update(old, new);
         if shared {
             self.triggers.pod_changed();
@@ -84,7 +82,7 @@ impl Ctx {
             return;
         }
         let names = self.baseline_names();
-        let mut dirty = self.dirty_pods.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dirty = self.dirty_pods.lock();
         for b in names {
             dirty.entry(b).or_default().insert(key.clone());
         }
@@ -102,8 +100,7 @@ impl Ctx {
     ) {
         let mut index = self
             .namespace_index
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .lock();
         match new {
             Some(info) => index.insert(name.to_string(), Arc::clone(info)),
             None => index.remove(name),
@@ -112,7 +109,7 @@ impl Ctx {
         let (old, new) = (old.map(|o| &**o), new.map(|n| &**n));
         // Each baseline as compute sees it: its spec, or its last good one while invalid.
         let baselines: Option<Vec<Baseline>> = {
-            let states = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let states = self.state.lock();
             self.baselines
                 .state()
                 .iter()
@@ -164,7 +161,7 @@ impl Ctx {
         }
         if (trigger && at_generated_name) || existence {
             let names = self.baseline_names();
-            let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+            let mut dirty = self.dirty.lock();
             for b in &names {
                 dirty.entry(b.clone()).or_default().insert(okey.clone());
             }
