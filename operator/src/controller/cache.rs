@@ -3,14 +3,13 @@
 //! (a re-list of identical objects) and pod status churn cost no reconcile.
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use kube::runtime::reflector::ObjectRef;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::{watch as signal, Notify};
 
 use crate::api::MeshBaseline;
@@ -154,9 +153,7 @@ impl<V: Clone + PartialEq> Cache<V> {
     }
 
     pub fn delete(&self, key: &Key) -> Option<V> {
-        self.map
-            .write()
-            .remove(key)
+        self.map.write().remove(key)
     }
 
     /// A list starts. A re-list sees about as many keys as the cache holds: room for them at
@@ -222,21 +219,6 @@ pub struct Triggers {
     pending: Mutex<BTreeSet<String>>,
     all: AtomicBool,
     notify: Notify,
-    /// Bumped on every inventory change: compile and audit results are reused while it stays.
-    inventory_version: AtomicU64,
-    /// Changes of what the compiler reads (namespaces, tenants' DestinationRules); every
-    /// other inventory change only needs a new audit.
-    compile_version: AtomicU64,
-    /// Which objects exist at generated keys, as an XOR of their keys' hashes: the audit counts
-    /// them (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the
-    /// compiler does not, so a change redoes only the audit. A deletion that is repaired
-    /// brings the value back, and nothing is redone.
-    generated_presence: AtomicU64,
-    /// Keyed per process, so tenants cannot choose names whose hashes cancel out.
-    generated_hasher: RandomState,
-    /// Bumped on every pod change: inventory snapshots go stale, cached findings do not (the
-    /// changed pods are re-audited one by one).
-    pods_version: AtomicU64,
     /// What the last compile or audit of the whole inventory cost, in microseconds.
     pass_cost_us: AtomicU64,
 }
@@ -252,64 +234,22 @@ impl Default for Triggers {
             pending: Mutex::new(BTreeSet::new()),
             all: AtomicBool::new(false),
             notify: Notify::new(),
-            inventory_version: AtomicU64::new(1),
-            compile_version: AtomicU64::new(1),
-            generated_presence: AtomicU64::new(0),
-            generated_hasher: RandomState::new(),
-            pods_version: AtomicU64::new(1),
             pass_cost_us: AtomicU64::new(0),
         }
     }
 }
 
 impl Triggers {
+    /// Reconcile this baseline at once.
     pub fn baseline(&self, name: &str) {
-        self.pending
-            .lock()
-            .insert(name.to_string());
+        self.pending.lock().insert(name.to_string());
         self.notify.notify_one();
     }
 
-    /// The inventory changed: every baseline may be affected.
-    pub fn inventory_changed(&self) {
-        self.inventory_version.fetch_add(1, Ordering::AcqRel);
-        self.all();
-    }
-
-    /// An inventory change the compiler reads too.
-    pub fn compile_inputs_changed(&self) {
-        self.compile_version.fetch_add(1, Ordering::AcqRel);
-        self.inventory_changed();
-    }
-
-    pub fn compile_version(&self) -> u64 {
-        self.compile_version.load(Ordering::Acquire)
-    }
-
+    /// Reconcile every baseline, after the debounce.
     pub fn all(&self) {
         self.all.store(true, Ordering::Release);
         self.notify.notify_one();
-    }
-
-    pub fn inventory_version(&self) -> u64 {
-        self.inventory_version.load(Ordering::Acquire)
-    }
-
-    /// An object at a generated key appeared or disappeared (the baselines concerned are
-    /// triggered by their own keys).
-    pub fn generated_changed(&self, key: &impl Hash) {
-        let h = self.generated_hasher.hash_one(key);
-        self.generated_presence.fetch_xor(h, Ordering::AcqRel);
-    }
-
-    pub fn generated_presence(&self) -> u64 {
-        self.generated_presence.load(Ordering::Acquire)
-    }
-
-    /// A pod changed on its own: every baseline re-audits it (debounced like the inventory).
-    pub fn pod_changed(&self) {
-        self.pods_version.fetch_add(1, Ordering::AcqRel);
-        self.all();
     }
 
     /// Records what a pass over the whole inventory cost (see `PASS_SPACING`).
@@ -322,10 +262,6 @@ impl Triggers {
     fn gather(&self, debounce: Duration) -> Duration {
         let cost = Duration::from_micros(self.pass_cost_us.load(Ordering::Acquire));
         debounce.max(cost.saturating_mul(PASS_SPACING))
-    }
-
-    pub fn pods_version(&self) -> u64 {
-        self.pods_version.load(Ordering::Acquire)
     }
 
     /// The stream of reconcile requests for the controller. `names` lists the current baselines.
@@ -355,9 +291,7 @@ impl Triggers {
                         }
                     }
                     let specific: Vec<String> =
-                        std::mem::take(&mut *t.pending.lock())
-                            .into_iter()
-                            .collect();
+                        std::mem::take(&mut *t.pending.lock()).into_iter().collect();
                     if !specific.is_empty() {
                         return Some((specific, (this, due)));
                     }

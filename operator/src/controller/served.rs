@@ -2,8 +2,8 @@
 //! network-policy-api's CRDs from the CRD watch, ValidatingAdmissionPolicy from discovery.
 //! NetworkPolicy is always there.
 
-use std::collections::BTreeMap;
 use parking_lot::RwLock;
+use std::collections::BTreeMap;
 
 use kube::api::ApiResource;
 
@@ -18,10 +18,7 @@ impl Served {
         if kind == Kind::NetworkPolicy {
             return Some(kind.version());
         }
-        self.0
-            .read()
-            .get(&kind)
-            .copied()
+        self.0.read().get(&kind).copied()
     }
 
     /// Records what the cluster serves; returns whether it changed.

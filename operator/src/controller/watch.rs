@@ -29,9 +29,9 @@ use crate::object::Kind;
 use crate::telemetry::Metrics;
 
 use super::cache::{key, pod_key, Cache, Key};
+use super::context::Ctx;
 use super::listing::{Listing, Lists};
 use super::objects::trim;
-use super::reconcile::Ctx;
 use super::served::newest_served;
 
 /// Objects per page where lists go in pages (the WatchList gate off). Half kube-runtime's
@@ -65,7 +65,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             api,
             PAGE,
             &c.metrics,
-            &c.namespaces,
+            &c.index.namespaces,
             |ns: Namespace| Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns)))),
             |key, old, new| c.namespace_changed(&key.1, old, new),
         )
@@ -80,15 +80,15 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             api,
             PAGE,
             &c.metrics,
-            &c.pods,
+            &c.index.pods,
             // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
             |pod: Pod| {
-                let mut info = PodInfo::from_pod(&pod)
-                    .interned(&mut c.pod_shapes.lock());
+                let mut info = PodInfo::from_pod(&pod).interned(&mut c.index.pod_shapes.lock());
                 // A known pod (most events: status updates) takes its key's names; only a new
                 // one interns its namespace.
                 let probe = (info.namespace.clone(), info.name.clone());
                 let key = c
+                    .index
                     .pods
                     .key_of(&probe)
                     .unwrap_or_else(|| pod_key(&info.namespace, info.name.clone()));
@@ -109,9 +109,9 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             api,
             PAGE,
             &c.metrics,
-            &c.services,
+            &c.index.services,
             |svc: Service| Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc))),
-            |_, _, _| c.triggers.inventory_changed(),
+            |_, _, _| c.inventory_changed(),
         )
         .await
     });
@@ -127,7 +127,7 @@ pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
             api,
             PAGE,
             &c.metrics,
-            &c.crds,
+            &c.index.crds,
             |crd: CustomResourceDefinition| {
                 let kind = Kind::ALL.into_iter().find(|k| {
                     k.from_crd()
@@ -177,8 +177,8 @@ async fn discover_admission(ctx: Arc<Ctx>) {
             tracing::warn!(%gv, "ValidatingAdmissionPolicy not served: no admission guards");
         }
         // Known either way now: reconciles may start (the watches must still fill).
-        if !ctx.admission_discovered.swap(true, Ordering::AcqRel) {
-            ctx.readiness.changed();
+        if !ctx.index.admission_discovered.swap(true, Ordering::AcqRel) {
+            ctx.index.readiness.changed();
             ctx.triggers.all();
         }
         if served {
@@ -190,8 +190,9 @@ async fn discover_admission(ctx: Arc<Ctx>) {
 
 /// One watch per generated kind, for tenant and generated objects alike.
 async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
-    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &ctx.served.api_resource(kind));
-    let Some(cache) = ctx.kinds.get(&kind) else {
+    let api =
+        Api::<DynamicObject>::all_with(ctx.client.clone(), &ctx.index.served.api_resource(kind));
+    let Some(cache) = ctx.index.kinds.get(&kind) else {
         return; // every kind has a cache (Ctx::new)
     };
     run_watcher(
@@ -208,10 +209,10 @@ async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
 
 /// An optional kind appeared, disappeared or changed its served version.
 fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
-    let mut tasks = ctx.dynamic_tasks.lock();
-    let changed = ctx.served.set(kind, version);
+    let mut tasks = ctx.dynamic_watches.lock();
+    let changed = ctx.index.served.set(kind, version);
     if changed {
-        ctx.readiness.changed();
+        ctx.index.readiness.changed();
     }
     if changed && version.is_some() {
         // A different version: watch at the new one.
@@ -226,9 +227,9 @@ fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
         // stopping the watch stops the wait too.
         let c = ctx.clone();
         let filled = async move {
-            if let Some(cache) = c.kinds.get(&kind) {
-                c.readiness.until(|| cache.synced()).await;
-                c.triggers.inventory_changed();
+            if let Some(cache) = c.index.kinds.get(&kind) {
+                c.index.readiness.until(|| cache.synced()).await;
+                c.inventory_changed();
             }
         };
         let watch = watch_kind(ctx.clone(), kind);
@@ -240,12 +241,12 @@ fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
         if let Some(task) = tasks.remove(&kind) {
             tracing::warn!(%kind, "CRD gone: no longer watching");
             task.abort();
-            if let Some(cache) = ctx.kinds.get(&kind) {
+            if let Some(cache) = ctx.index.kinds.get(&kind) {
                 for (key, old, new) in cache.clear() {
                     ctx.kind_changed(kind, &key, old.as_ref(), new.as_ref(), true);
                 }
             }
-            ctx.triggers.inventory_changed();
+            ctx.inventory_changed();
         }
     }
 }
