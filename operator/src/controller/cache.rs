@@ -264,6 +264,14 @@ impl Triggers {
         debounce.max(cost.saturating_mul(PASS_SPACING))
     }
 
+    /// Takes what is pending: the baselines asked for, and whether every one is (for tests
+    /// that drive reconciles themselves).
+    #[cfg(test)]
+    pub fn take(&self) -> (BTreeSet<String>, bool) {
+        let specific = std::mem::take(&mut *self.pending.lock());
+        (specific, self.all.swap(false, Ordering::AcqRel))
+    }
+
     /// The stream of reconcile requests for the controller. `names` lists the current baselines.
     pub fn stream(
         self: Arc<Self>,

@@ -128,7 +128,10 @@ impl Ctx {
             } else {
                 Vec::new()
             };
-            if self.freshness.generated_changed(&okey, existence, &names) {
+            let fingerprint =
+                |e: Option<&KindEntry>| e.and_then(|e| e.generated.as_ref()).map(|g| g.fingerprint);
+            let (was, is) = (fingerprint(old), fingerprint(new));
+            if self.freshness.generated_changed(&okey, was, is, &names) {
                 for b in &names {
                     self.triggers.baseline(b);
                 }

@@ -42,9 +42,11 @@ pub struct Versions {
     /// A pod changed: inventory snapshots go stale, findings do not (the pod is re-audited on
     /// its own, from the dirty set).
     pub pods: u64,
-    /// Which objects exist at generated keys, as an XOR of their keys' hashes: the audit counts
-    /// them (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the
-    /// compiler does not. A deletion that is repaired brings the value back: nothing is redone.
+    /// Which objects exist at generated keys and what their specs say, as an XOR of hashes of
+    /// (key, owned fingerprint): the audit reads them (a second mesh-wide PeerAuthentication,
+    /// a NetworkPolicy selecting istiod), the compiler does not. A deletion or an edit that is
+    /// repaired brings the value back: nothing is redone. Results made while an object was
+    /// drifted keep the drifted value, and are audited again once it is repaired.
     pub generated: u64,
     /// Full resyncs: a baseline whose last complete plan is older compares every object.
     pub resync: u64,
@@ -224,15 +226,23 @@ impl Freshness {
         }
     }
 
-    /// An object at a generated key changed. `existence`: it appeared or vanished (the audit
-    /// counts such objects, even when we wrote them). `look`: the baselines whose next plan
-    /// must compare it (every baseline, unless the change is our own write's response). Returns
-    /// whether any must.
-    pub fn generated_changed(&self, key: &ObjectKey, existence: bool, look: &[String]) -> bool {
+    /// An object at a generated key changed: `old` and `new` are its owned fingerprints before
+    /// and after (`None`: absent). The audit reads such objects, even the ones we write.
+    /// `look`: the baselines whose next plan must compare it (every baseline, unless the change
+    /// is our own write's response). Returns whether any must.
+    pub fn generated_changed(
+        &self,
+        key: &ObjectKey,
+        old: Option<u64>,
+        new: Option<u64>,
+        look: &[String],
+    ) -> bool {
         let mut s = self.0.lock();
-        if existence {
-            let h = s.hasher.hash_one(key);
-            s.versions.generated ^= h;
+        if old != new {
+            for fingerprint in [old, new].into_iter().flatten() {
+                let h = s.hasher.hash_one((key, fingerprint));
+                s.versions.generated ^= h;
+            }
         }
         for b in look {
             s.changed.entry(b.clone()).or_default().insert(key.clone());

@@ -31,6 +31,8 @@ mod pacing;
 mod planning;
 /// What a pass's outcome leaves in the memory and the metrics, and what comes next.
 mod record;
+#[cfg(test)]
+mod tests;
 
 pub use memory::Memory;
 pub use record::error_policy;

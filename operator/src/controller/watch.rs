@@ -30,6 +30,7 @@ use crate::telemetry::Metrics;
 
 use super::cache::{key, pod_key, Cache, Key};
 use super::context::Ctx;
+use super::index::Index;
 use super::listing::{Listing, Lists};
 use super::objects::trim;
 use super::served::newest_served;
@@ -56,98 +57,99 @@ fn key_of(meta: &kube::api::ObjectMeta) -> Option<Key> {
 pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let client = ctx.client.clone();
-
     let c = ctx.clone();
     let api = Api::<Namespace>::all(client.clone());
     set.spawn(async move {
+        let changed = |key: &Key, old: Option<&Arc<NamespaceInfo>>, new: Option<&_>| {
+            c.namespace_changed(&key.1, old, new)
+        };
+        let cache = &c.index.namespaces;
         run_watcher(
             "namespaces",
             api,
             PAGE,
             &c.metrics,
-            &c.index.namespaces,
-            |ns: Namespace| Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns)))),
-            |key, old, new| c.namespace_changed(&key.1, old, new),
+            cache,
+            trim_namespace,
+            changed,
         )
         .await
     });
-
     let c = ctx.clone();
     let api = Api::<Pod>::all(client.clone());
     set.spawn(async move {
-        run_watcher(
-            "pods",
-            api,
-            PAGE,
-            &c.metrics,
-            &c.index.pods,
-            // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
-            |pod: Pod| {
-                let mut info = PodInfo::from_pod(&pod).interned(&mut c.index.pod_shapes.lock());
-                // A known pod (most events: status updates) takes its key's names; only a new
-                // one interns its namespace.
-                let probe = (info.namespace.clone(), info.name.clone());
-                let key = c
-                    .index
-                    .pods
-                    .key_of(&probe)
-                    .unwrap_or_else(|| pod_key(&info.namespace, info.name.clone()));
-                info.namespace = key.0.clone();
-                info.name = key.1.clone();
-                Some((key, Arc::new(info)))
-            },
-            |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),
-        )
-        .await
+        let trim = |pod| trim_pod(&c.index, pod);
+        let changed = |key: &Key, old: Option<&Arc<PodInfo>>, new: Option<&Arc<PodInfo>>| {
+            c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p))
+        };
+        run_watcher("pods", api, PAGE, &c.metrics, &c.index.pods, trim, changed).await
     });
-
     let c = ctx.clone();
     let api = Api::<Service>::all(client.clone());
     set.spawn(async move {
+        let changed =
+            |_: &Key, _: Option<&ServiceInfo>, _: Option<&ServiceInfo>| c.inventory_changed();
+        let cache = &c.index.services;
         run_watcher(
             "services",
             api,
             PAGE,
             &c.metrics,
-            &c.index.services,
-            |svc: Service| Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc))),
-            |_, _, _| c.inventory_changed(),
+            cache,
+            trim_service,
+            changed,
         )
         .await
     });
-
     set.spawn(watch_kind(ctx.clone(), Kind::NetworkPolicy));
     set.spawn(discover_admission(ctx.clone()));
-
     let c = ctx.clone();
     let api = Api::<CustomResourceDefinition>::all(client);
     set.spawn(async move {
-        run_watcher(
-            "customresourcedefinitions",
-            api,
-            PAGE,
-            &c.metrics,
-            &c.index.crds,
-            |crd: CustomResourceDefinition| {
-                let kind = Kind::ALL.into_iter().find(|k| {
-                    k.from_crd()
-                        && crd.spec.group == k.group()
-                        && crd.spec.names.plural == k.plural()
-                })?;
-                let served = crd.spec.versions.iter().filter(|v| v.served);
-                let version = newest_served(kind, served.map(|v| v.name.as_str()));
-                Some((key_of(&crd.metadata)?, (kind, version)))
-            },
-            |_, old, new| {
-                let kind = new.or(old).map(|(k, _)| *k);
-                if let Some(kind) = kind {
-                    kind_served(&c, kind, new.and_then(|(_, v)| *v));
-                }
-            },
-        )
-        .await
+        let changed = |_: &Key, old: Option<&Served>, new: Option<&Served>| {
+            if let Some(kind) = new.or(old).map(|(k, _)| *k) {
+                kind_served(&c, kind, new.and_then(|(_, v)| *v));
+            }
+        };
+        let (what, cache) = ("customresourcedefinitions", &c.index.crds);
+        run_watcher(what, api, PAGE, &c.metrics, cache, trim_crd, changed).await
     });
     set
+}
+
+/// A CRD of an optional kind: the kind, and the newest version it serves that we use.
+type Served = (Kind, Option<&'static str>);
+
+pub(super) fn trim_namespace(ns: Namespace) -> Option<(Key, Arc<NamespaceInfo>)> {
+    Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns))))
+}
+
+/// Only the trimmed `PodInfo` is kept: status churn other than the phase is invisible.
+pub(super) fn trim_pod(index: &Index, pod: Pod) -> Option<(Key, Arc<PodInfo>)> {
+    let mut info = PodInfo::from_pod(&pod).interned(&mut index.pod_shapes.lock());
+    // A known pod (most events: status updates) takes its key's names; only a new one interns
+    // its namespace.
+    let probe = (info.namespace.clone(), info.name.clone());
+    let key = index
+        .pods
+        .key_of(&probe)
+        .unwrap_or_else(|| pod_key(&info.namespace, info.name.clone()));
+    info.namespace = key.0.clone();
+    info.name = key.1.clone();
+    Some((key, Arc::new(info)))
+}
+
+fn trim_service(svc: Service) -> Option<(Key, ServiceInfo)> {
+    Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc)))
+}
+
+fn trim_crd(crd: CustomResourceDefinition) -> Option<(Key, Served)> {
+    let kind = Kind::ALL.into_iter().find(|k| {
+        k.from_crd() && crd.spec.group == k.group() && crd.spec.names.plural == k.plural()
+    })?;
+    let served = crd.spec.versions.iter().filter(|v| v.served);
+    let version = newest_served(kind, served.map(|v| v.name.as_str()));
+    Some((key_of(&crd.metadata)?, (kind, version)))
 }
 
 /// Asks discovery whether the cluster serves ValidatingAdmissionPolicy (Kubernetes 1.30+),
@@ -289,19 +291,10 @@ pub(super) async fn run_watcher<K, V>(
         match ev {
             // Listed objects are applied like watch events: the cache notes their keys.
             Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                if let Some((key, v)) = trim(obj) {
-                    let new = v.clone();
-                    if let Some(old) = cache.apply(key.clone(), v) {
-                        on_change(&key, old.as_ref(), Some(&new));
-                    }
-                }
+                applied(cache, trim(obj), &on_change)
             }
             Ok(watcher::Event::Delete(obj)) => {
-                if let Some((key, _)) = trim(obj) {
-                    if let Some(old) = cache.delete(&key) {
-                        on_change(&key, Some(&old), None);
-                    }
-                }
+                deleted(cache, trim(obj).map(|(key, _)| key), &on_change)
             }
             Ok(watcher::Event::Init) => cache.init(),
             Ok(watcher::Event::InitDone) => {
@@ -314,5 +307,31 @@ pub(super) async fn run_watcher<K, V>(
             // The watcher retries with backoff; the cache keeps its last content meanwhile.
             Err(e) => tracing::warn!(what, error = %e, "watch failed"),
         }
+    }
+}
+
+/// An object applied (or listed): into the cache, and `on_change` when its trimmed value is
+/// new or differs.
+pub(super) fn applied<V: Clone + PartialEq>(
+    cache: &Cache<V>,
+    trimmed: Option<(Key, V)>,
+    on_change: impl Fn(&Key, Option<&V>, Option<&V>),
+) {
+    let Some((key, v)) = trimmed else { return };
+    let new = v.clone();
+    if let Some(old) = cache.apply(key.clone(), v) {
+        on_change(&key, old.as_ref(), Some(&new));
+    }
+}
+
+/// An object deleted: out of the cache, and `on_change` when it was there.
+pub(super) fn deleted<V: Clone + PartialEq>(
+    cache: &Cache<V>,
+    key: Option<Key>,
+    on_change: impl Fn(&Key, Option<&V>, Option<&V>),
+) {
+    let Some(key) = key else { return };
+    if let Some(old) = cache.delete(&key) {
+        on_change(&key, Some(&old), None);
     }
 }

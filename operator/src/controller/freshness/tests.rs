@@ -5,6 +5,7 @@ use crate::inventory::{ContainerInfo, PodShape};
 
 const NOW: &str = "2026-06-01T00:00:00Z";
 const BASELINES: &str = "u1/1/t;";
+const ROOT_NS: &str = "istio-system";
 
 fn now() -> Timestamp {
     NOW.parse().unwrap()
@@ -119,7 +120,7 @@ fn drift_compares_only_the_changed_object() {
     let f = Freshness::default();
     let m = Memory::after_reconcile(&f);
     let drifted = key("a", "meshbaseline-baseline");
-    assert!(f.generated_changed(&drifted, false, &baselines()));
+    assert!(f.generated_changed(&drifted, Some(1), Some(1), &baselines()));
     let d = decide(&f, &m);
     assert_eq!(d.work, Work::Reuse);
     assert!(d.fast);
@@ -131,7 +132,7 @@ fn drift_compares_only_the_changed_object() {
 fn our_own_write_of_an_existing_object_marks_nothing() {
     let f = Freshness::default();
     let m = Memory::after_reconcile(&f);
-    assert!(!f.generated_changed(&key("a", "meshbaseline-baseline"), false, &[]));
+    assert!(!f.generated_changed(&key("a", "meshbaseline-baseline"), Some(1), Some(1), &[]));
     assert_eq!(decide(&f, &m).work, Work::Reuse);
 }
 
@@ -140,7 +141,7 @@ fn a_deleted_object_is_repaired_first_and_audited_in_the_next_pass() {
     let f = Freshness::default();
     let m = Memory::after_reconcile(&f);
     let gone = key("a", "meshbaseline-baseline");
-    f.generated_changed(&gone, true, &baselines());
+    f.generated_changed(&gone, Some(1), None, &baselines());
     let d = decide(&f, &m);
     assert_eq!(d.work, Work::Reuse, "the repair is not held up by an audit");
     assert!(d.fast && d.audit_next);
@@ -148,10 +149,35 @@ fn a_deleted_object_is_repaired_first_and_audited_in_the_next_pass() {
     // The next pass, before the repair is seen: the audit counts the missing object.
     assert_eq!(decide(&f, &m).work, Work::Audit);
     // Repaired (our own creation): the same objects exist as when the results were made.
-    f.generated_changed(&gone, true, &baselines());
+    f.generated_changed(&gone, None, Some(1), &baselines());
     let d = decide(&f, &m);
     assert_eq!(d.work, Work::Reuse);
     assert!(!d.audit_next);
+}
+
+#[test]
+fn results_made_while_an_object_drifted_are_audited_once_it_is_repaired() {
+    let f = Freshness::default();
+    let k = key(ROOT_NS, "meshbaseline-istiod");
+    f.generated_changed(&k, None, Some(1), &baselines());
+    let before = Memory::after_reconcile(&f);
+    // Edited by a tenant (another spec), and a tenant's object changed with it: the audit
+    // that follows reads the edited object.
+    f.generated_changed(&k, Some(1), Some(2), &baselines());
+    f.inventory_changed();
+    assert_eq!(decide(&f, &before).work, Work::Audit);
+    let during = Memory::after_reconcile(&f);
+    // Repaired: results made before the edit stand, those made during it do not.
+    f.generated_changed(&k, Some(2), Some(1), &[]);
+    assert_eq!(decide(&f, &during).work, Work::Audit);
+    let m = Memory {
+        stamp: Stamp {
+            inventory: f.versions().inventory,
+            ..before.stamp.clone()
+        },
+        ..Memory::after_reconcile(&f)
+    };
+    assert_eq!(decide(&f, &m).work, Work::Reuse);
 }
 
 #[test]
@@ -187,10 +213,10 @@ fn a_deferred_audit_keeps_the_changed_pods() {
     let b = mk_running_pod("t", "b", &["app", "istio-proxy"]);
     f.pod_changed(&pod_key("t", "b"), None, Some(&b), &baselines());
     let gone = key("t", "meshbaseline-baseline");
-    f.generated_changed(&gone, true, &baselines());
+    f.generated_changed(&gone, Some(1), None, &baselines());
     assert!(decide(&f, &m).audit_next);
     // The repair brings the same set of objects back: the pod is still audited.
-    f.generated_changed(&gone, true, &baselines());
+    f.generated_changed(&gone, None, Some(1), &baselines());
     assert_eq!(
         decide(&f, &m).work,
         Work::AuditPods([pod_key("t", "b")].into())
@@ -285,7 +311,7 @@ fn a_deleted_baseline_leaves_nothing_behind() {
     let k = key("a", "meshbaseline-baseline");
     f.set_records("u1", Arc::new([k.clone()].into()));
     assert!(f.is_ours(Some("u1"), &k));
-    f.generated_changed(&k, false, &baselines());
+    f.generated_changed(&k, Some(1), Some(1), &baselines());
     let a = mk_running_pod("t", "a", &["app"]);
     f.pod_changed(&pod_key("t", "a"), None, Some(&a), &baselines());
     let v = f.versions();

@@ -1,0 +1,602 @@
+//! The freshness model end to end: for random sequences of cluster changes (pods, namespace
+//! labels, tenants' objects, drift, forged claims, resyncs), the controller's incremental
+//! reconciles (reused results, re-audited pods, the drift fast path) end where planning from
+//! scratch ends: the same findings, the same desired objects, and a cluster in which a plan
+//! made from nothing finds nothing to write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::DynamicObject;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::Client;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::audit::{self, Finding};
+use crate::compile::names;
+use crate::controller::cache::Key;
+use crate::controller::lease::Leadership;
+use crate::controller::watch::{applied, deleted, trim_namespace, trim_pod};
+use crate::controller::{objects, Ctx};
+use crate::telemetry::{Health, Metrics};
+
+const UID: &str = "b-uid";
+const NAMESPACES: [&str; 3] = ["payments", "shop", "ledger"];
+const ROOT: &str = "istio-system";
+const SERVED: [Kind; 4] = [
+    Kind::PeerAuthentication,
+    Kind::DestinationRule,
+    Kind::AuthorizationPolicy,
+    Kind::Sidecar,
+];
+
+fn now() -> Timestamp {
+    "2026-06-01T00:00:00Z".parse().unwrap()
+}
+
+fn baseline() -> MeshBaseline {
+    serde_json::from_value(json!({
+        "apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
+        "metadata": {"name": "b", "uid": UID, "generation": 1,
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"mode": "Enforce", "rootNamespace": ROOT,
+            "namespaceSelector": {"matchLabels": {"mesh": "on"}},
+            "tenantOverrides": "Report"}
+    }))
+    .unwrap()
+}
+
+/// A client that no request ever reaches: the tests execute plans themselves.
+fn no_client() -> Client {
+    let svc = tower::service_fn(|_: Request<kube::client::Body>| async {
+        Err::<Response<Full<Bytes>>, _>(std::io::Error::other("no API server in this test"))
+    });
+    Client::new(svc, "default")
+}
+
+/// A controller whose caches are filled (empty) and whose Istio kinds are served.
+fn controller() -> (Arc<Ctx>, Writer<MeshBaseline>) {
+    let (store, writer) = reflector::store::<MeshBaseline>();
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health {
+        metrics: metrics.clone(),
+        ready: Default::default(),
+    });
+    let leadership = Arc::new(Leadership::always());
+    let user = "system:serviceaccount:mb:mb".to_string();
+    let ctx = Ctx::new(
+        no_client(),
+        metrics,
+        health,
+        leadership,
+        store,
+        "t".into(),
+        user,
+    );
+    for kind in SERVED {
+        ctx.index.served.set(kind, Some(kind.version()));
+    }
+    let idx = &ctx.index;
+    idx.admission_discovered
+        .store(true, std::sync::atomic::Ordering::Release);
+    idx.namespaces.init();
+    idx.namespaces.init_done();
+    idx.pods.init();
+    idx.pods.init_done();
+    idx.services.init();
+    idx.services.init_done();
+    idx.crds.init();
+    idx.crds.init_done();
+    for cache in idx.kinds.values() {
+        cache.init();
+        cache.init_done();
+    }
+    assert!(idx.synced());
+    (Arc::new(ctx), writer)
+}
+
+/// The cluster as the API server holds it: objects by (kind, namespace, name).
+#[derive(Clone, Default)]
+struct Cluster {
+    objects: BTreeMap<(String, String, String), Value>,
+    version: u64,
+}
+
+type Id = (String, String, String);
+
+fn id(kind: &str, ns: &str, name: &str) -> Id {
+    (kind.into(), ns.into(), name.into())
+}
+
+fn kind_of(name: &str) -> Option<Kind> {
+    Kind::from_name(name)
+}
+
+impl Cluster {
+    /// Stores `obj` as the API server would (a new resourceVersion; uid and creation kept).
+    fn store(&mut self, mut obj: Value) -> Value {
+        self.version += 1;
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let meta = &obj["metadata"];
+        let ns = meta["namespace"].as_str().unwrap_or_default().to_string();
+        let name = meta["name"].as_str().unwrap_or_default().to_string();
+        let key = id(&kind, &ns, &name);
+        let (uid, created) = match self.objects.get(&key) {
+            Some(old) => (
+                old["metadata"]["uid"].clone(),
+                old["metadata"]["creationTimestamp"].clone(),
+            ),
+            None => (
+                Value::String(format!("uid-{}", self.version)),
+                Value::String("2026-05-01T00:00:00Z".into()),
+            ),
+        };
+        let m = &mut obj["metadata"];
+        m["resourceVersion"] = Value::String(self.version.to_string());
+        m["uid"] = uid;
+        m["creationTimestamp"] = created;
+        self.objects.insert(key, obj.clone());
+        obj
+    }
+
+    fn remove(&mut self, kind: &str, ns: &str, name: &str) -> bool {
+        self.objects.remove(&id(kind, ns, name)).is_some()
+    }
+}
+
+/// What the watches deliver of a stored (or deleted) object.
+fn deliver(ctx: &Ctx, obj: &Value, gone: bool, by_others: bool) {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    match kind {
+        "Namespace" => {
+            let ns: Namespace = serde_json::from_value(obj.clone()).unwrap();
+            let changed =
+                |k: &Key, o: Option<&Arc<_>>, n: Option<&Arc<_>>| ctx.namespace_changed(&k.1, o, n);
+            if gone {
+                deleted(
+                    &ctx.index.namespaces,
+                    trim_namespace(ns).map(|(k, _)| k),
+                    changed,
+                );
+            } else {
+                applied(&ctx.index.namespaces, trim_namespace(ns), changed);
+            }
+        }
+        "Pod" => {
+            let pod: Pod = serde_json::from_value(obj.clone()).unwrap();
+            let changed = |k: &Key, o: Option<&Arc<_>>, n: Option<&Arc<_>>| {
+                ctx.pod_changed(k, o.map(|p| &**p), n.map(|p| &**p))
+            };
+            let trimmed = trim_pod(&ctx.index, pod);
+            if gone {
+                deleted(&ctx.index.pods, trimmed.map(|(k, _)| k), changed);
+            } else {
+                applied(&ctx.index.pods, trimmed, changed);
+            }
+        }
+        _ => {
+            let kind = kind_of(kind).unwrap();
+            let dynamic: DynamicObject = serde_json::from_value(obj.clone()).unwrap();
+            let cache = &ctx.index.kinds[&kind];
+            let changed =
+                |k: &Key, o: Option<&_>, n: Option<&_>| ctx.kind_changed(kind, k, o, n, by_others);
+            let trimmed = objects::trim(kind, dynamic);
+            if gone {
+                deleted(cache, trimmed.map(|(k, _)| k), changed);
+            } else {
+                applied(cache, trimmed, changed);
+            }
+        }
+    }
+}
+
+/// Executes a plan as the API server and the executor would: writes stored, their responses
+/// written through to the caches.
+fn execute(ctx: &Ctx, cluster: &mut Cluster, plan: &Plan) -> execute::Outcome {
+    let mut progress = 0;
+    for a in &plan.applies {
+        let stored = cluster.store(a.manifest());
+        ctx.wrote(a.key.kind, serde_json::from_value(stored).unwrap());
+        progress += 1;
+    }
+    for k in &plan.deletes {
+        assert!(cluster.remove(k.kind.name(), &k.namespace, &k.name));
+        ctx.deleted(k);
+        progress += 1;
+    }
+    assert!(plan.reverts.is_empty(), "Report mode reverts nothing");
+    execute::Outcome {
+        progress,
+        left: 0,
+        status: plan.status.clone(),
+        result: Ok(()),
+    }
+}
+
+/// Reconciles until nothing is written and nothing is pending, as the controller's queue
+/// would; returns the passes it took.
+fn settle(ctx: &Ctx, cluster: &mut Cluster, mb: &MeshBaseline) -> Result<usize, TestCaseError> {
+    for passes in 1..=10 {
+        let pass = prepare(ctx, mb, now());
+        let outcome = execute(ctx, cluster, &pass.plan);
+        let wrote = outcome.progress > 0;
+        prop_assert!(record::record(ctx, pass, outcome, Duration::ZERO).is_ok());
+        let (pending, all) = ctx.triggers.take();
+        if !wrote && pending.is_empty() && !all {
+            return Ok(passes);
+        }
+    }
+    Err(TestCaseError::fail("not settled after 10 passes"))
+}
+
+fn sorted(findings: &[Finding]) -> Vec<Finding> {
+    let mut f = findings.to_vec();
+    audit::sort(&mut f);
+    f
+}
+
+/// The first reconcile of a fresh controller that sees `cluster` as it is.
+fn from_scratch(cluster: &Cluster, mb: &MeshBaseline) -> Pass {
+    let (ctx, mut writer) = controller();
+    writer.apply_watcher_event(&watcher::Event::Apply(mb.clone()));
+    ctx.baseline_event(&Ok(watcher::Event::Apply(mb.clone())));
+    for obj in cluster.objects.values() {
+        deliver(&ctx, obj, false, true);
+    }
+    prepare(&ctx, mb, now())
+}
+
+fn namespace(name: &str, labels: u8) -> Value {
+    let mut l = serde_json::Map::new();
+    for (bit, (k, v)) in [
+        ("mesh", "on"),
+        ("istio-injection", "enabled"),
+        ("team", "a label no baseline reads"),
+        ("istio.io/dataplane-mode", "ambient"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if labels & (1 << bit) != 0 {
+            l.insert(k.into(), v.into());
+        }
+    }
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": l}})
+}
+
+/// The pod at a slot: in a tenant namespace, or istiod in the root; `shape` 0 is none.
+fn pod(slot: usize, shape: u8) -> Option<Value> {
+    let (ns, name) = match slot {
+        6 => (ROOT, "istiod-1".to_string()),
+        _ => (NAMESPACES[slot % 3], format!("app-{slot}")),
+    };
+    let mut app = json!({"name": "app", "image": "app"});
+    let proxy = json!({"name": "istio-proxy", "image": "proxy"});
+    let mut containers = vec![app.clone(), proxy];
+    match shape {
+        0 => return None,
+        1 => {}
+        2 => {
+            app["securityContext"] = json!({"runAsUser": 1337});
+            containers[0] = app;
+        }
+        3 => {
+            app["securityContext"] = json!({"capabilities": {"add": ["NET_ADMIN"]}});
+            containers[0] = app;
+        }
+        _ => containers.truncate(1),
+    }
+    Some(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"containers": containers}, "status": {"phase": "Running"}}))
+}
+
+fn istio(kind: &str, group: &str, ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": format!("{group}/v1"), "kind": kind,
+        "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// One change a tenant, the platform or the operator's environment makes.
+#[derive(Clone, Debug)]
+enum Change {
+    /// A pod created, replaced (0..4: its shape) or deleted (0).
+    Pod(usize, u8),
+    /// A tenant namespace's labels (a bit set: selected, injection, unread, ambient).
+    Labels(usize, u8),
+    /// A tenant's DestinationRule for the namespace's hosts with TLS off (the compiler reads
+    /// it), or gone.
+    DestinationRule(usize, bool),
+    /// A tenant's AuthorizationPolicy: gone, ALLOW without a source, ALLOW with principals.
+    AuthorizationPolicy(usize, u8),
+    /// A tenant's PeerAuthentication: gone, PERMISSIVE, STRICT.
+    PeerAuthentication(usize, u8),
+    /// One of the operator's objects deleted, its spec edited, or its labels edited.
+    Drift(usize, u8, u8),
+    /// A tenant's ALLOW-all policy at a generated name, claiming the baseline as its owner.
+    Forged(usize, bool),
+    Resync,
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        4 => (0usize..7, 0u8..5).prop_map(|(s, p)| Change::Pod(s, p)),
+        2 => (0usize..3, 0u8..16).prop_map(|(n, l)| Change::Labels(n, l)),
+        1 => (0usize..3, any::<bool>()).prop_map(|(n, on)| Change::DestinationRule(n, on)),
+        1 => (0usize..3, 0u8..3).prop_map(|(n, v)| Change::AuthorizationPolicy(n, v)),
+        1 => (0usize..3, 0u8..3).prop_map(|(n, v)| Change::PeerAuthentication(n, v)),
+        3 => (0usize..4, 0u8..3, 0u8..3).prop_map(|(n, o, h)| Change::Drift(n, o, h)),
+        1 => (0usize..3, any::<bool>()).prop_map(|(n, on)| Change::Forged(n, on)),
+        1 => Just(Change::Resync),
+    ]
+}
+
+/// Writes `obj` (or deletes it, `None`) as someone else than the operator.
+fn put(ctx: &Ctx, cluster: &mut Cluster, at: Id, obj: Option<Value>) {
+    match obj {
+        Some(obj) => {
+            let stored = cluster.store(obj);
+            deliver(ctx, &stored, false, true);
+        }
+        None => {
+            if let Some(old) = cluster.objects.remove(&at) {
+                deliver(ctx, &old, true, true);
+            }
+        }
+    }
+}
+
+fn apply(ctx: &Ctx, cluster: &mut Cluster, change: &Change) {
+    match change.clone() {
+        Change::Pod(slot, shape) => {
+            let ns = if slot == 6 {
+                ROOT
+            } else {
+                NAMESPACES[slot % 3]
+            };
+            let name = if slot == 6 {
+                "istiod-1".to_string()
+            } else {
+                format!("app-{slot}")
+            };
+            put(ctx, cluster, id("Pod", ns, &name), pod(slot, shape));
+        }
+        Change::Labels(n, labels) => {
+            let ns = NAMESPACES[n];
+            put(
+                ctx,
+                cluster,
+                id("Namespace", "", ns),
+                Some(namespace(ns, labels)),
+            );
+        }
+        Change::DestinationRule(n, on) => {
+            let ns = NAMESPACES[n];
+            let spec = json!({"host": format!("*.{ns}.svc.cluster.local"),
+                "trafficPolicy": {"tls": {"mode": "DISABLE"}}});
+            let dr = istio(
+                "DestinationRule",
+                "networking.istio.io",
+                ns,
+                "tenant-dr",
+                spec,
+            );
+            put(
+                ctx,
+                cluster,
+                id("DestinationRule", ns, "tenant-dr"),
+                on.then_some(dr),
+            );
+        }
+        Change::AuthorizationPolicy(n, variant) => {
+            let ns = NAMESPACES[n];
+            let rules = match variant {
+                1 => json!([{}]),
+                _ => json!([{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}]}]),
+            };
+            let spec = json!({"action": "ALLOW", "rules": rules});
+            let ap = istio(
+                "AuthorizationPolicy",
+                "security.istio.io",
+                ns,
+                "tenant-ap",
+                spec,
+            );
+            let at = id("AuthorizationPolicy", ns, "tenant-ap");
+            put(ctx, cluster, at, (variant > 0).then_some(ap));
+        }
+        Change::PeerAuthentication(n, variant) => {
+            let ns = NAMESPACES[n];
+            let mode = if variant == 1 { "PERMISSIVE" } else { "STRICT" };
+            let spec = json!({"mtls": {"mode": mode}});
+            let pa = istio(
+                "PeerAuthentication",
+                "security.istio.io",
+                ns,
+                "tenant-pa",
+                spec,
+            );
+            let at = id("PeerAuthentication", ns, "tenant-pa");
+            put(ctx, cluster, at, (variant > 0).then_some(pa));
+        }
+        Change::Drift(n, object, how) => drift(ctx, cluster, n, object, how),
+        Change::Forged(n, on) => {
+            let ns = NAMESPACES[n];
+            let mut ap = istio(
+                "AuthorizationPolicy",
+                "security.istio.io",
+                ns,
+                "meshbaseline-forged",
+                json!({"action": "ALLOW", "rules": [{}]}),
+            );
+            ap["metadata"]["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
+                "kind": "MeshBaseline", "name": "b", "uid": UID, "controller": true}]);
+            let at = id("AuthorizationPolicy", ns, "meshbaseline-forged");
+            put(ctx, cluster, at, on.then_some(ap));
+        }
+        Change::Resync => ctx.resync(),
+    }
+}
+
+/// Someone else changes one of the operator's objects, if it exists: in a tenant namespace
+/// (`n` < 3) or in the root.
+fn drift(ctx: &Ctx, cluster: &mut Cluster, n: usize, object: u8, how: u8) {
+    let (kind, ns, name) = match (n, object) {
+        (3, 0) => ("PeerAuthentication", ROOT, names::MESH_PEER_AUTHENTICATION),
+        (3, _) => ("NetworkPolicy", ROOT, names::ISTIOD_NETWORK_POLICY),
+        (n, 0) => ("AuthorizationPolicy", NAMESPACES[n], names::DENY_PLAINTEXT),
+        (n, 1) => (
+            "DestinationRule",
+            NAMESPACES[n],
+            names::MTLS_DESTINATION_RULE,
+        ),
+        (n, _) => (
+            "NetworkPolicy",
+            NAMESPACES[n],
+            names::BASELINE_NETWORK_POLICY,
+        ),
+    };
+    let at = id(kind, ns, name);
+    let Some(mut obj) = cluster.objects.get(&at).cloned() else {
+        return;
+    };
+    match how {
+        0 => return put(ctx, cluster, at, None),
+        1 => {
+            let spec = &mut obj["spec"];
+            match kind {
+                "NetworkPolicy" => spec["podSelector"] = json!({"matchLabels": {"x": "y"}}),
+                "PeerAuthentication" => spec["mtls"] = json!({"mode": "PERMISSIVE"}),
+                "DestinationRule" => spec["trafficPolicy"] = json!({"tls": {"mode": "DISABLE"}}),
+                _ => spec["selector"] = json!({"matchLabels": {"x": "y"}}),
+            }
+        }
+        _ => obj["metadata"]["labels"]["tenant"] = json!("t"),
+    }
+    put(ctx, cluster, at, Some(obj));
+}
+
+/// The incremental controller agrees with a fresh one that sees the same cluster.
+fn agrees_with_scratch(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    mb: &MeshBaseline,
+) -> Result<(), TestCaseError> {
+    let scratch = from_scratch(cluster, mb);
+    let fresh = scratch.results.as_ref().unwrap();
+    let held = ctx
+        .baselines
+        .with_memory("b", |m| m.results.clone())
+        .flatten();
+    let held = held.ok_or_else(|| TestCaseError::fail("no results"))?;
+    prop_assert_eq!(sorted(&held.findings), sorted(&fresh.findings));
+    prop_assert_eq!(&held.compiled.objects, &fresh.compiled.objects);
+    let writes: Vec<String> = scratch
+        .plan
+        .applies
+        .iter()
+        .map(|a| a.key.to_string())
+        .collect();
+    prop_assert!(
+        writes.is_empty(),
+        "left for a fresh controller to write: {writes:?}"
+    );
+    // Nothing the baseline claims is left behind but the tenant's forgeries.
+    let desired: BTreeSet<String> = fresh
+        .compiled
+        .objects
+        .iter()
+        .map(|o| o.key.to_string())
+        .collect();
+    for ((kind, ns, name), obj) in &cluster.objects {
+        let claimed = obj.pointer("/metadata/ownerReferences/0/uid") == Some(&json!(UID));
+        let key = format!("{kind} {ns}/{name}");
+        if claimed && name != "meshbaseline-forged" {
+            prop_assert!(desired.contains(&key), "{key} left behind");
+        }
+    }
+    Ok(())
+}
+
+/// Changes come in batches: all of a batch happen before the controller reconciles (a
+/// debounce gathers them).
+fn run(start: Vec<u8>, pods: Vec<u8>, batches: Vec<Vec<Change>>) -> Result<(), TestCaseError> {
+    // The client's request buffer needs a runtime to exist; no request is ever sent.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let (ctx, mut writer) = controller();
+    let mut cluster = Cluster::default();
+    put(
+        &ctx,
+        &mut cluster,
+        id("Namespace", "", ROOT),
+        Some(namespace(ROOT, 0)),
+    );
+    for (n, labels) in start.iter().enumerate() {
+        let ns = NAMESPACES[n];
+        put(
+            &ctx,
+            &mut cluster,
+            id("Namespace", "", ns),
+            Some(namespace(ns, *labels)),
+        );
+    }
+    for (slot, shape) in pods.iter().enumerate() {
+        apply(&ctx, &mut cluster, &Change::Pod(slot, *shape));
+    }
+    let mb = baseline();
+    writer.apply_watcher_event(&watcher::Event::Apply(mb.clone()));
+    ctx.baseline_event(&Ok(watcher::Event::Apply(mb.clone())));
+    settle(&ctx, &mut cluster, &mb)?;
+    agrees_with_scratch(&ctx, &cluster, &mb)?;
+    for batch in &batches {
+        for change in batch {
+            apply(&ctx, &mut cluster, change);
+        }
+        settle(&ctx, &mut cluster, &mb)?;
+        agrees_with_scratch(&ctx, &cluster, &mb)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn incremental_reconciles_end_where_planning_from_scratch_ends(
+        start in proptest::collection::vec(0u8..16, 3),
+        pods in proptest::collection::vec(0u8..5, 7),
+        batches in proptest::collection::vec(proptest::collection::vec(change(), 1..4), 1..16),
+    ) {
+        run(start, pods, batches)?;
+    }
+}
+
+/// A fresh controller's first pass is what the property compares with: it must compile and
+/// compare everything, or the comparison would prove nothing.
+#[test]
+fn scratch_compiles_and_compares_everything() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut cluster = Cluster::default();
+    cluster.store(namespace(ROOT, 0));
+    cluster.store(namespace("payments", 0b11));
+    let pass = from_scratch(&cluster, &baseline());
+    let d = pass.decision.as_ref().unwrap();
+    assert_eq!(d.work, crate::controller::freshness::Work::Compile);
+    assert!(!d.fast);
+    assert!(
+        !pass.plan.applies.is_empty(),
+        "nothing written yet: everything is planned"
+    );
+}
