@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("plan 10k namespaces, steady state", |b| {
         b.iter(|| plan(&input(&observed, None)))
     });
-    // DESIGN §7: compile + plan for 10,000 namespaces under 20 ms.
+    // The target: compile + plan for 10,000 namespaces under 20 ms.
     c.bench_function("compile + plan 10k namespaces, steady state", |b| {
         b.iter(|| {
             let compiled = compile(

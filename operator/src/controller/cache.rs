@@ -281,7 +281,7 @@ impl Triggers {
         let names = Arc::new(names);
         // The state carries when the pending "every baseline" request is due, so that specific
         // requests arriving meanwhile are served at once: a drift repair must not wait out the
-        // debounce of an inventory change (it did, and that was the repair latency's tail).
+        // debounce of an inventory change (that wait would be the repair latency's tail).
         futures::stream::unfold((self, None), move |(this, mut due)| {
             let names = names.clone();
             async move {

@@ -277,7 +277,7 @@ proptest! {
     }
 }
 
-/// The cases from the issue, named.
+/// The known switch-offs, named.
 #[test]
 fn known_switch_offs_are_repaired() {
     let cases: Vec<(usize, Vec<Edit>)> = vec![

@@ -377,72 +377,78 @@ fn apply(ctx: &Ctx, cluster: &mut Cluster, change: &Change) {
                 Some(namespace(ns, labels)),
             );
         }
+        Change::Drift(n, object, how) => drift(ctx, cluster, n, object, how),
+        Change::Resync => ctx.resync(),
+        tenant => {
+            let (at, obj) = tenant_object(&tenant);
+            put(ctx, cluster, at, obj);
+        }
+    }
+}
+
+/// A tenant's object as a change leaves it (`None`: deleted).
+fn tenant_object(change: &Change) -> (Id, Option<Value>) {
+    let (kind, group, ns, name, spec) = match *change {
         Change::DestinationRule(n, on) => {
             let ns = NAMESPACES[n];
             let spec = json!({"host": format!("*.{ns}.svc.cluster.local"),
                 "trafficPolicy": {"tls": {"mode": "DISABLE"}}});
-            let dr = istio(
+            (
                 "DestinationRule",
                 "networking.istio.io",
                 ns,
                 "tenant-dr",
-                spec,
-            );
-            put(
-                ctx,
-                cluster,
-                id("DestinationRule", ns, "tenant-dr"),
-                on.then_some(dr),
-            );
+                on.then_some(spec),
+            )
         }
         Change::AuthorizationPolicy(n, variant) => {
-            let ns = NAMESPACES[n];
             let rules = match variant {
                 1 => json!([{}]),
                 _ => json!([{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}]}]),
             };
             let spec = json!({"action": "ALLOW", "rules": rules});
-            let ap = istio(
+            let on = variant > 0;
+            (
                 "AuthorizationPolicy",
                 "security.istio.io",
-                ns,
+                NAMESPACES[n],
                 "tenant-ap",
-                spec,
-            );
-            let at = id("AuthorizationPolicy", ns, "tenant-ap");
-            put(ctx, cluster, at, (variant > 0).then_some(ap));
+                on.then_some(spec),
+            )
         }
         Change::PeerAuthentication(n, variant) => {
-            let ns = NAMESPACES[n];
             let mode = if variant == 1 { "PERMISSIVE" } else { "STRICT" };
             let spec = json!({"mtls": {"mode": mode}});
-            let pa = istio(
+            let on = variant > 0;
+            (
                 "PeerAuthentication",
                 "security.istio.io",
-                ns,
+                NAMESPACES[n],
                 "tenant-pa",
-                spec,
-            );
-            let at = id("PeerAuthentication", ns, "tenant-pa");
-            put(ctx, cluster, at, (variant > 0).then_some(pa));
+                on.then_some(spec),
+            )
         }
-        Change::Drift(n, object, how) => drift(ctx, cluster, n, object, how),
         Change::Forged(n, on) => {
-            let ns = NAMESPACES[n];
-            let mut ap = istio(
+            let spec = json!({"action": "ALLOW", "rules": [{}]});
+            (
                 "AuthorizationPolicy",
                 "security.istio.io",
-                ns,
+                NAMESPACES[n],
                 "meshbaseline-forged",
-                json!({"action": "ALLOW", "rules": [{}]}),
-            );
-            ap["metadata"]["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
-                "kind": "MeshBaseline", "name": "b", "uid": UID, "controller": true}]);
-            let at = id("AuthorizationPolicy", ns, "meshbaseline-forged");
-            put(ctx, cluster, at, on.then_some(ap));
+                on.then_some(spec),
+            )
         }
-        Change::Resync => ctx.resync(),
-    }
+        _ => unreachable!("not a tenant's object"),
+    };
+    let obj = spec.map(|spec| {
+        let mut obj = istio(kind, group, ns, name, spec);
+        if name.starts_with(names::GENERATED_PREFIX) {
+            obj["metadata"]["ownerReferences"] = json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
+                "kind": "MeshBaseline", "name": "b", "uid": UID, "controller": true}]);
+        }
+        obj
+    });
+    (id(kind, ns, name), obj)
 }
 
 /// Someone else changes one of the operator's objects, if it exists: in a tenant namespace
