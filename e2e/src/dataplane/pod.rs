@@ -155,6 +155,22 @@ impl Pod {
             .spawn(cmd, Some(&self.inner.netns), creds, &log)
     }
 
+    /// Runs `cmd` to completion in this pod as `creds`, feeding it `stdin`; its stdout, or an
+    /// error with its stderr. Killed after `timeout`.
+    pub async fn run(
+        &self,
+        cmd: Command,
+        creds: Credentials,
+        stdin: &str,
+        timeout: Duration,
+    ) -> Result<String, Error> {
+        let netns = self.inner.netns.clone();
+        let stdin = stdin.to_string();
+        tokio::task::spawn_blocking(move || sys::run_as(&netns, cmd, creds, &stdin, timeout))
+            .await
+            .map_err(|e| Error::Setup(format!("a command in a pod panicked: {e}")))?
+    }
+
     /// A TCP server on `port` (all addresses) answering `<pod id>:<port>`; lives as long as
     /// the node.
     pub fn serve_tcp(&self, port: u16) -> Result<(), Error> {
@@ -269,7 +285,7 @@ impl Node {
             }
             let netns = format!("{}-p{host}", inner.name);
             if wired {
-                self.wire(&netns, &format!("p{host}"), &a)?;
+                self.wire(&netns, &format!("p{host}"), host, &a)?;
                 let mut state = inner.state();
                 state
                     .wired
@@ -301,7 +317,7 @@ impl Node {
     pub fn add_external(&self, label: &str, addresses: &[IpAddr]) -> Result<Pod, Error> {
         let host = self.next_host()?;
         let netns = format!("{}-x{host}", self.inner.name);
-        self.wire(&netns, &format!("x{host}"), addresses)?;
+        self.wire(&netns, &format!("x{host}"), host, addresses)?;
         Ok(Pod {
             inner: Arc::new(PodInner {
                 node: self.inner.clone(),
@@ -329,8 +345,11 @@ impl Node {
     }
 
     /// A namespace with `eth0` paired to `link` in the node, `addresses` on it, a /32 (/128)
-    /// route per address in the node and default routes in the namespace.
-    fn wire(&self, ns: &str, link: &str, addresses: &[IpAddr]) -> Result<(), Error> {
+    /// route per address in the node and default routes in the namespace. IPv6 neighbours are
+    /// static on both sides: kube-router v2.1.0 drops a pod's ICMPv6 neighbour discovery once
+    /// an egress policy selects it (upstream issue #1895), which would cut IPv6 whatever the
+    /// policy allows; the rows are about the policies, not that bug.
+    fn wire(&self, ns: &str, link: &str, host: u16, addresses: &[IpAddr]) -> Result<(), Error> {
         netns::create(ns)?;
         self.inner.state().namespaces.push(ns.to_string());
         sys::sysctls(
@@ -341,8 +360,18 @@ impl Node {
             ],
         )?;
         let node = self.netns();
+        // Locally administered MACs: node index, host index, side.
+        let mac = |side: u8| {
+            format!(
+                "02:00:{:02x}:{:02x}:{:02x}:{side:02x}",
+                self.inner.index,
+                host >> 8,
+                host & 0xff
+            )
+        };
+        let (node_mac, pod_mac) = (mac(1), mac(2));
         let mut in_node = vec![
-            format!("link add {link} type veth peer name eth0 netns {ns}"),
+            format!("link add {link} address {node_mac} type veth peer name eth0 address {pod_mac} netns {ns}"),
             format!("addr add {GATEWAY_V4}/32 dev {link}"),
             format!("addr add {GATEWAY_V6}/64 dev {link} nodad"),
             format!("link set {link} up"),
@@ -353,12 +382,20 @@ impl Node {
             let nodad = if a.is_ipv6() { " nodad" } else { "" };
             in_node.push(format!("route add {a}/{prefix} dev {link}"));
             in_pod.push(format!("addr add {a}/{prefix} dev eth0{nodad}"));
+            if a.is_ipv6() {
+                in_node.push(format!(
+                    "neigh replace {a} lladdr {pod_mac} dev {link} nud permanent"
+                ));
+            }
         }
         if addresses.iter().any(IpAddr::is_ipv4) {
             in_pod.push(format!("route add {GATEWAY_V4}/32 dev eth0 scope link"));
             in_pod.push(format!("route add default via {GATEWAY_V4} dev eth0"));
         }
         if addresses.iter().any(IpAddr::is_ipv6) {
+            in_pod.push(format!(
+                "neigh replace {GATEWAY_V6} lladdr {node_mac} dev eth0 nud permanent"
+            ));
             in_pod.push(format!("route add default via {GATEWAY_V6} dev eth0"));
         }
         sys::ip_batch(Some(node), &in_node)?;

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::Error;
 
@@ -188,6 +189,52 @@ pub fn run_in(netns: &str, program: &str, args: &[&str]) -> Result<String, Error
     let out = output(&mut cmd, None)?;
     drop(fd);
     Ok(out)
+}
+
+/// Runs `cmd` inside `netns` as `creds` with `stdin`, killing it after `timeout`; its stdout.
+pub fn run_as(
+    netns: &str,
+    mut cmd: Command,
+    creds: Credentials,
+    stdin: &str,
+    timeout: Duration,
+) -> Result<String, Error> {
+    let fd = open_netns(netns)?;
+    configure(&mut cmd, Some(fd.as_raw_fd()), creds, false);
+    let describe = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Command {
+            command: describe.clone(),
+            detail: e.to_string(),
+        })?;
+    drop(fd);
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(stdin.as_bytes())?;
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: describe,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Runs a command to completion (with `stdin` fed to it) and returns its stdout.

@@ -6,6 +6,9 @@
 //! kube-router binary every test fails saying what is missing.
 
 mod harness;
+mod mesh;
+mod modes;
+mod rows;
 
 use std::path::PathBuf;
 
