@@ -53,6 +53,8 @@ pub struct Node {
 pub(crate) struct NodeInner {
     pub name: String,
     pub index: u8,
+    /// How many nodes this process started before this one.
+    pub instance: u32,
     pub dir: PathBuf,
     pub admin: kube::Client,
     pub kubeconfig: PathBuf,
@@ -81,6 +83,7 @@ pub(crate) struct State {
 
 /// Node indexes in use by this process.
 static INDEXES: Mutex<BTreeSet<u8>> = Mutex::new(BTreeSet::new());
+static INSTANCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl NodeInner {
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -205,6 +208,7 @@ impl Node {
                 spawner: Spawner::start(&name)?,
                 name,
                 index,
+                instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 dir,
                 admin,
                 kubeconfig: kubeconfig.to_path_buf(),

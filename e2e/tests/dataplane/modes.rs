@@ -26,12 +26,12 @@ async fn enforce(session: &Session, mode: Mode) -> TestResult {
     if wrong.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "{mode:?}: {} rows differ:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    )
-    .into())
+    let detail = format!("{} rows differ:\n{}", wrong.len(), wrong.join("\n"));
+    Err(crate::failure(
+        &session.mesh.node,
+        &format!("{mode:?}"),
+        detail,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

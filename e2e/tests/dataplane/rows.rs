@@ -58,11 +58,23 @@ impl std::fmt::Display for Probe {
     }
 }
 
-/// Where a row goes: a pod or outside host of the mesh by key, or the kube-dns Service.
+/// Where a row goes: a pod or outside host of the mesh by key, the kube-dns Service, or an
+/// address (a host-network service).
 #[derive(Clone, Copy, Debug)]
 pub enum To {
     Host(&'static str),
     DnsService,
+    Ip(&'static str),
+}
+
+impl std::fmt::Display for To {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            To::Host(h) => f.write_str(h),
+            To::DnsService => f.write_str("kube-dns Service"),
+            To::Ip(ip) => f.write_str(ip),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -383,10 +395,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn describe(&self) -> String {
-        let to = match self.row.to {
-            To::Host(h) => h.to_string(),
-            To::DnsService => "kube-system/kube-dns (Service)".into(),
-        };
+        let to = self.row.to;
         format!(
             "{} -> {} [{}] {}: {}",
             self.row.from, to, self.dst, self.row.probe, self.outcome
@@ -398,37 +407,31 @@ impl Seen {
 pub async fn run(mesh: &Mesh, rows: &[Row]) -> Result<Vec<Seen>, AnyError> {
     let mut probes = Vec::new();
     for row in rows {
-        for ipv6 in [false, true] {
-            let from = mesh.pod(row.from)?;
-            let dsts: Vec<IpAddr> = match row.to {
-                To::Host(key) => mesh.pod(key)?.ip(ipv6).into_iter().collect(),
-                To::DnsService => mesh
-                    .dns_service
-                    .iter()
-                    .copied()
-                    .filter(|ip| ip.is_ipv6() == ipv6)
-                    .collect(),
-            };
-            if from.ip(ipv6).is_none() {
+        let from = mesh.pod(row.from)?;
+        // Who must answer: the destination pod (the DNS pod behind the Service), or for an
+        // address whatever listens there.
+        let (expect, dsts): (Option<&Pod>, Vec<IpAddr>) = match row.to {
+            To::Host(key) => (Some(mesh.pod(key)?), mesh.pod(key)?.addresses().to_vec()),
+            To::DnsService => (
+                Some(mesh.pod("kube-system/coredns")?),
+                mesh.dns_service.clone(),
+            ),
+            To::Ip(ip) => (None, vec![ip.parse()?]),
+        };
+        for dst in dsts {
+            if from.ip(dst.is_ipv6()).is_none() {
                 continue;
             }
-            for dst in dsts {
-                let expect = match row.to {
-                    To::Host(key) => mesh.pod(key)?.clone(),
-                    To::DnsService => mesh.pod("kube-system/coredns")?.clone(),
-                };
-                let from = from.clone();
-                let row = *row;
-                probes.push(async move {
-                    let outcome = probe(&from, &expect, dst, row.probe).await?;
-                    Ok::<_, AnyError>(Seen {
-                        row,
-                        ipv6,
-                        dst,
-                        outcome,
-                    })
-                });
-            }
+            let (from, expect, row) = (from.clone(), expect.cloned(), *row);
+            probes.push(async move {
+                let outcome = probe(&from, expect.as_ref(), dst, row.probe).await?;
+                Ok::<_, AnyError>(Seen {
+                    row,
+                    ipv6: dst.is_ipv6(),
+                    dst,
+                    outcome,
+                })
+            });
         }
     }
     futures::future::join_all(probes)
@@ -437,7 +440,12 @@ pub async fn run(mesh: &Mesh, rows: &[Row]) -> Result<Vec<Seen>, AnyError> {
         .collect()
 }
 
-async fn probe(from: &Pod, to: &Pod, dst: IpAddr, probe: Probe) -> Result<Outcome, AnyError> {
+async fn probe(
+    from: &Pod,
+    to: Option<&Pod>,
+    dst: IpAddr,
+    probe: Probe,
+) -> Result<Outcome, AnyError> {
     let at = |port| SocketAddr::new(dst, port);
     let outcome = match probe {
         Probe::Tcp(port) => from.tcp(at(port), TIMEOUT).await?,
@@ -451,17 +459,19 @@ async fn probe(from: &Pod, to: &Pod, dst: IpAddr, probe: Probe) -> Result<Outcom
         Probe::UdpAsProxyUid(port) => socat_as_proxy(from, &format!("UDP:{}", at(port))).await?,
     };
     // An answer must come from the destination the row names.
+    let answered_by = |who: &str| {
+        who.contains(&dst.to_string())
+            || to.is_some_and(|p| {
+                who.contains(&format!("{}:", p.id()))
+                    || p.addresses().iter().any(|a| who.contains(&a.to_string()))
+            })
+    };
     Ok(match outcome {
-        Outcome::Open(who) if !answered_by(&who, to) => {
+        Outcome::Open(who) if !answered_by(&who) => {
             Outcome::Closed(format!("answered by someone else: {who}"))
         }
         other => other,
     })
-}
-
-fn answered_by(who: &str, to: &Pod) -> bool {
-    who.contains(&format!("{}:", to.id()))
-        || to.addresses().iter().any(|a| who.contains(&a.to_string()))
 }
 
 /// `socat` as UID/GID 1337 in `from`, sending a line to `address` and printing the answer.
@@ -521,10 +531,7 @@ pub fn refused_rows(rows: &[Row], mode: Mode) -> Vec<Row> {
 pub fn table(seen: &[Seen]) -> String {
     let mut out = String::from("| source | destination | protocol/port | family | outcome | gap |\n|---|---|---|---|---|---|\n");
     for s in seen {
-        let to = match s.row.to {
-            To::Host(h) => h.to_string(),
-            To::DnsService => "kube-dns Service".into(),
-        };
+        let to = s.row.to;
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} |",
