@@ -549,3 +549,41 @@ pub fn table(seen: &[Seen]) -> String {
     }
     out
 }
+
+/// The expected table, as docs/dataplane.md carries it.
+pub fn expected_table(rows: &[Row]) -> String {
+    let word = |open: bool| if open { "allowed" } else { "refused" };
+    let mut out = String::from(
+        "| source | destination | protocol/port | ClusterOnly | AllowList | Unrestricted | gap |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.from,
+            r.to,
+            r.probe,
+            word(r.open[0]),
+            word(r.open[1]),
+            word(r.open[2]),
+            r.gap
+        );
+    }
+    out
+}
+
+/// docs/dataplane.md shows the rows the suite runs, word for word.
+#[test]
+fn the_docs_table_is_the_suites() -> crate::TestResult {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dataplane.md");
+    let doc = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table = expected_table(SAMPLE);
+    if doc.contains(&table) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} does not carry the suite's table; it is:\n{table}",
+        path.display()
+    )
+    .into())
+}
