@@ -124,7 +124,7 @@ impl NodeInner {
         creds: Credentials,
         log: &Path,
     ) -> Result<Process, Error> {
-        self.spawner.spawn(cmd, netns, creds, log)
+        self.spawner.spawn(cmd, netns, creds, Vec::new(), log)
     }
 
     /// The API server on 127.0.0.1:<its port> inside `netns`: socat from a Unix socket in the

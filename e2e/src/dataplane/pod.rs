@@ -149,10 +149,24 @@ impl Pod {
     /// to `<node dir>/<pod>-<label>.log`. The process is killed when the handle is dropped or
     /// the node is torn down.
     pub fn spawn(&self, label: &str, cmd: Command, creds: Credentials) -> Result<Process, Error> {
-        let log = self.inner.node.log(&format!("{}-{label}", self.inner.name));
-        self.inner
-            .node
-            .spawn(cmd, Some(&self.inner.netns), creds, &log)
+        self.spawn_with(label, cmd, creds, &[])
+    }
+
+    /// `spawn`, with files of its own over files of `/etc` (`("resolv.conf", "nameserver
+    /// 10.96.0.10\n")`, `hosts`...), bound in a private mount namespace: processes in a pod
+    /// otherwise see the host's `/etc`.
+    pub fn spawn_with(
+        &self,
+        label: &str,
+        cmd: Command,
+        creds: Credentials,
+        etc: &[(&str, &str)],
+    ) -> Result<Process, Error> {
+        let node = &self.inner.node;
+        let log = node.log(&format!("{}-{label}", self.inner.name));
+        let binds = self.etc_binds(label, etc)?;
+        node.spawner
+            .spawn(cmd, Some(&self.inner.netns), creds, binds, &log)
     }
 
     /// Runs `cmd` to completion in this pod as `creds`, feeding it `stdin`; its stdout, or an
@@ -164,11 +178,55 @@ impl Pod {
         stdin: &str,
         timeout: Duration,
     ) -> Result<String, Error> {
+        self.run_with(cmd, creds, &[], stdin, timeout).await
+    }
+
+    /// `run`, with files of its own over files of `/etc` (see `spawn_with`).
+    pub async fn run_with(
+        &self,
+        cmd: Command,
+        creds: Credentials,
+        etc: &[(&str, &str)],
+        stdin: &str,
+        timeout: Duration,
+    ) -> Result<String, Error> {
         let netns = self.inner.netns.clone();
+        let binds = self.etc_binds("run", etc)?;
         let stdin = stdin.to_string();
-        tokio::task::spawn_blocking(move || sys::run_as(&netns, cmd, creds, &stdin, timeout))
+        tokio::task::spawn_blocking(move || sys::run_as(&netns, cmd, creds, binds, &stdin, timeout))
             .await
             .map_err(|e| Error::Setup(format!("a command in a pod panicked: {e}")))?
+    }
+
+    /// Writes each `(name, content)` to `<node dir>/etc-<pod>-<label>/<name>`, to be bound over
+    /// `/etc/<name>` (which must exist).
+    fn etc_binds(&self, label: &str, etc: &[(&str, &str)]) -> Result<sys::Binds, Error> {
+        if etc.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self
+            .inner
+            .node
+            .dir
+            .join(format!("etc-{}-{label}", self.inner.name));
+        std::fs::create_dir_all(&dir)?;
+        let mut pairs = Vec::new();
+        for (name, content) in etc {
+            if name.is_empty() || name.contains('/') || *name == ".." {
+                return Err(Error::Setup(format!("{name:?} is not a file name in /etc")));
+            }
+            let target = std::path::Path::new("/etc").join(name);
+            if !target.is_file() {
+                return Err(Error::Setup(format!(
+                    "{}: no such file to bind over",
+                    target.display()
+                )));
+            }
+            let source = dir.join(name);
+            std::fs::write(&source, content)?;
+            pairs.push((source, target));
+        }
+        sys::binds(&pairs)
     }
 
     /// A TCP server on `port` (all addresses) answering `<pod id>:<port>`; lives as long as

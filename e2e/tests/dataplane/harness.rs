@@ -167,6 +167,34 @@ async fn check(cluster: &meshbaseline_e2e::Cluster, node: &Node) -> TestResult {
     assert_eq!(netns_of(proxy.pid())?, pod_ns);
     assert_eq!(netns_of(app.pid())?, pod_ns);
     assert!(proxy.alive() && app.alive());
+
+    // A process's own /etc files, in its own mount namespace; the host's stay as they are.
+    let host = std::fs::read_to_string("/etc/resolv.conf")?;
+    let resolv = "nameserver 10.96.0.10\nsearch dataplane-harness.svc.cluster.local\n";
+    let mut cat = std::process::Command::new("cat");
+    cat.arg("/etc/resolv.conf");
+    let seen = a
+        .run_with(
+            cat,
+            Credentials::user(1337, 1337),
+            &[("resolv.conf", resolv)],
+            "",
+            T,
+        )
+        .await?;
+    assert_eq!(seen, resolv);
+    assert_eq!(std::fs::read_to_string("/etc/resolv.conf")?, host);
+
+    // Nothing leaves: the node routes only to the namespaces the harness made.
+    for family in ["-4", "-6"] {
+        let out = std::process::Command::new("ip")
+            .args(["-n", node.netns(), family, "route", "show", "default"])
+            .output()?;
+        assert!(
+            out.stdout.is_empty(),
+            "a default route in the node: {out:?}"
+        );
+    }
     Ok(())
 }
 
