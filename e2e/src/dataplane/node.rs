@@ -127,7 +127,7 @@ impl NodeInner {
         self.spawner.spawn(cmd, netns, creds, Vec::new(), log)
     }
 
-    /// The API server on 127.0.0.1:<its port> inside `netns`: socat from a Unix socket in the
+    /// The API server on 127.0.0.1 (the same port) inside `netns`: socat from a Unix socket in the
     /// run directory to the API server (host side, started once), and socat from the port to
     /// the socket inside `netns`.
     pub async fn bridge_api(&self, netns: &str) -> Result<(), Error> {

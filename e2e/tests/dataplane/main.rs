@@ -10,6 +10,7 @@ mod harness;
 mod mesh;
 mod modes;
 mod rows;
+mod sample;
 mod tenant;
 
 use std::path::PathBuf;

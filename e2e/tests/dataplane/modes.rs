@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::mesh::{self, Session};
-use crate::rows::{self, Mode, SAMPLE};
+use crate::rows::{self, Mode};
+use crate::sample::SAMPLE;
 use crate::TestResult;
 
 fn with_mode(mode: Mode) -> impl FnOnce(&mut Value) {
