@@ -42,11 +42,7 @@ pub fn check_prerequisites() -> Result<(), Error> {
                 .into(),
         ));
     }
-    let missing: Vec<String> = REQUIRED
-        .iter()
-        .filter(|(cmd, _)| which(cmd).is_none())
-        .map(|(cmd, pkg)| format!("{cmd} (Debian package {pkg})"))
-        .collect();
+    let missing = missing(&std::env::var_os("PATH").unwrap_or_default());
     if missing.is_empty() {
         return Ok(());
     }
@@ -57,9 +53,18 @@ pub fn check_prerequisites() -> Result<(), Error> {
     )))
 }
 
-pub fn which(cmd: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+/// The commands of `REQUIRED` that no directory of `path` (a `PATH` value) holds, each with
+/// its Debian package.
+fn missing(path: &std::ffi::OsStr) -> Vec<String> {
+    REQUIRED
+        .iter()
+        .filter(|(cmd, _)| which_in(path, cmd).is_none())
+        .map(|(cmd, pkg)| format!("{cmd} (Debian package {pkg})"))
+        .collect()
+}
+
+fn which_in(path: &std::ffi::OsStr, cmd: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(cmd))
         .find(|p| p.is_file())
 }
@@ -348,5 +353,22 @@ pub fn kill(pid: i32) {
         unsafe {
             libc::kill(pid, libc::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_command_is_named_with_its_package() {
+        let empty = std::env::temp_dir().join(format!("dataplane-no-tools-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let missing = missing(empty.as_os_str());
+        std::fs::remove_dir_all(&empty).unwrap();
+        assert_eq!(missing.len(), REQUIRED.len());
+        assert!(missing.contains(&"ipset (Debian package ipset)".to_string()));
+        assert!(missing.contains(&"iptables (Debian package iptables)".to_string()));
+        assert!(missing.contains(&"socat (Debian package socat)".to_string()));
     }
 }
