@@ -64,7 +64,7 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 k get events --field-selector reason=Finding,involvedObject.kind=MeshBaseline \
-  -o custom-columns=RELATED:.related.kind,NAMESPACE:.related.namespace,NAME:.related.name,COUNT:.count | head -8
+  -o custom-columns=RELATED:.related.kind,NAMESPACE:.related.namespace,NAME:.related.name,COUNT:.count | sed -n 1,8p  # reads all of it: head would leave kubectl a broken pipe
 [ "$events" -ge 10 ] || { echo "only $events Finding events for the baseline's findings" >&2; exit 1; }
 
 say "A tenant with edit in payments deletes its generated NetworkPolicy: the admission guard refuses"

@@ -258,7 +258,7 @@ fn kubectl_reads_our_yaml_as_we_do() -> TestResult {
     let tricky = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "e2e-yaml11", "labels": {"on": "Off", "y": "no"}},
         "data": {"a": "yes", "b": "1:30", "c": "0o17", "d": "2030-01-01", "e": "~", "f": "1_000"}});
-    let text = meshbaseline::yaml::to_string(&tricky)?;
+    let text = meshbaseline::manifests::to_yaml(&tricky);
     let read: Value = serde_json::from_str(&kubectl(
         &["create", "--dry-run=client", "-o", "json", "-f", "-"],
         Some(&text),
