@@ -15,7 +15,7 @@ use crate::object::Kind;
 use super::cache::{Cache, Key, Readiness};
 use super::freshness::Versions;
 use super::objects::{GeneratedIndex, KindEntry};
-use super::ownership::{self, Claim, Records};
+use super::ownership::{self, Claim, Claims, Records};
 use super::served::Served;
 
 pub struct Index {
@@ -125,9 +125,10 @@ impl Index {
             services: self.services.values(),
             ..Inventory::default()
         };
+        let mut claims = Claims::new(records);
         for (kind, cache) in &self.kinds {
             for (key, entry) in cache.read().iter() {
-                let typed = match records.claim(entry.claimed_by()) {
+                let typed = match claims.claim(entry.claimed_by()) {
                     Claim::Baseline(_) => entry.as_ours(),
                     Claim::Orphaned | Claim::Unclaimed => entry.as_tenants(*kind, key),
                 };

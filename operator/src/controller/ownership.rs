@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
-use crate::object::ObjectKey;
+use crate::object::{DesiredObject, Kind, Name, ObjectKey};
 
 use super::index::Index;
 use super::objects::Typed;
@@ -71,12 +71,74 @@ impl Records {
         let Claim::Baseline(uid) = self.claim(claimed_by) else {
             return false;
         };
+        self.wants(uid, key.kind, &key.namespace, &key.name, compiled_now)
+    }
+
+    /// Whether the existing baseline with `uid` wants the key (kind, namespace, name).
+    fn wants(
+        &self,
+        uid: &str,
+        kind: Kind,
+        namespace: &Name,
+        name: &Name,
+        compiled_now: Option<(&str, &Compiled)>,
+    ) -> bool {
         match compiled_now {
-            Some((now, compiled)) if now == uid => compiled
-                .objects
-                .binary_search_by(|d| d.key.cmp(key))
-                .is_ok(),
-            _ => self.0.get(uid).is_some_and(|r| r.contains(key)),
+            Some((now, compiled)) if now == uid => {
+                let key = (kind, namespace.as_str(), name.as_str());
+                compiled
+                    .objects
+                    .binary_search_by(|d| at(d).cmp(&key))
+                    .is_ok()
+            }
+            _ => self.0.get(uid).is_some_and(|r| {
+                r.contains(&ObjectKey {
+                    kind,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                })
+            }),
+        }
+    }
+}
+
+/// Where a desired object sorts (the compiler sorts by key), without building a key.
+fn at(d: &DesiredObject) -> (Kind, &str, &str) {
+    (d.key.kind, d.key.namespace.as_str(), d.key.name.as_str())
+}
+
+/// `Records` asked about many objects in a row (a snapshot, an audit): nearly all name the
+/// same baseline, so the answer for the last uid is kept rather than looked up again.
+pub struct Claims<'r> {
+    records: &'r Records,
+    last: Option<(String, bool)>,
+}
+
+impl<'r> Claims<'r> {
+    pub fn new(records: &'r Records) -> Self {
+        Claims {
+            records,
+            last: None,
+        }
+    }
+
+    /// `Records::claim`.
+    pub fn claim<'a>(&mut self, claimed_by: Option<&'a str>) -> Claim<'a> {
+        let Some(uid) = claimed_by else {
+            return Claim::Unclaimed;
+        };
+        let exists = match &self.last {
+            Some((last, exists)) if last == uid => *exists,
+            _ => {
+                let exists = self.records.0.contains_key(uid);
+                self.last = Some((uid.to_string(), exists));
+                exists
+            }
+        };
+        if exists {
+            Claim::Baseline(uid)
+        } else {
+            Claim::Orphaned
         }
     }
 }
@@ -93,16 +155,12 @@ pub fn audit_inventory(
 ) -> Arc<Inventory> {
     let mut extra = Vec::new();
     let mut relabelled = Vec::new();
+    let mut claims = Claims::new(records);
     index.for_each_entry(|kind, key, entry| {
-        let Claim::Baseline(_) = records.claim(entry.claimed_by()) else {
+        let Claim::Baseline(uid) = claims.claim(entry.claimed_by()) else {
             return; // in `base` as a tenant's already
         };
-        let okey = ObjectKey {
-            kind,
-            namespace: key.0.clone(),
-            name: key.1.clone(),
-        };
-        if records.is_ours(entry.claimed_by(), &okey, Some(compiled_now)) {
+        if records.wants(uid, kind, &key.0, &key.1, Some(compiled_now)) {
             return;
         }
         match (entry.as_ours(), entry.as_tenants(kind, key)) {
@@ -161,7 +219,6 @@ pub fn push(inv: &mut Inventory, typed: Typed) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::Kind;
 
     fn key(ns: &str, name: &str) -> ObjectKey {
         ObjectKey {
