@@ -98,6 +98,28 @@ pub struct MeshBaselineSpec {
     /// Guards evaluated by the API server itself (ValidatingAdmissionPolicy).
     #[serde(default)]
     pub admission: AdmissionSpec,
+    /// Options of Audit mode.
+    #[serde(default, skip_serializing_if = "AuditSpec::is_default")]
+    pub audit: AuditSpec,
+}
+
+/// Options of Audit mode.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// In Audit mode, write the generated AuthorizationPolicies with the annotation
+    /// `istio.io/dry-run: "true"`: sidecars then count what they would refuse (the
+    /// `istio_dry_run_deny_shadow_denied` statistics) without refusing it. Nothing else is
+    /// written. Ignored in Enforce mode, where the same policies enforce.
+    #[serde(default)]
+    pub dry_run_policies: bool,
+}
+
+impl AuditSpec {
+    fn is_default(&self) -> bool {
+        *self == AuditSpec::default()
+    }
 }
 
 pub fn default_root_namespace() -> String {

@@ -38,6 +38,16 @@ pub struct Baseline {
     /// The guard of generated objects (effective in Enforce mode).
     pub admission_guard: bool,
     pub tenant_objects: TenantObjects,
+    /// Audit mode writes the generated AuthorizationPolicies as dry-run policies.
+    pub dry_run_policies: bool,
+}
+
+impl Baseline {
+    /// Whether the generated AuthorizationPolicies are written as dry-run policies (Audit
+    /// mode with `audit.dryRunPolicies`).
+    pub fn dry_run(&self) -> bool {
+        self.mode == Mode::Audit && self.dry_run_policies
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +221,7 @@ impl TryFrom<&MeshBaseline> for Baseline {
             tenant_overrides: spec.tenant_overrides,
             admission_guard: spec.admission.guard,
             tenant_objects: spec.admission.tenant_objects,
+            dry_run_policies: spec.audit.dry_run_policies,
         })
     }
 }

@@ -159,6 +159,17 @@ pub fn plan(input: &PlanInput) -> Plan {
     };
     let enforce = baseline.mode == Mode::Enforce;
     let (applies, deletes) = diff(input, &input.compiled.objects);
+    // A dry run writes only the AuthorizationPolicies (compiled with `istio.io/dry-run: "true"`):
+    // they enforce nothing, and Enforce later replaces them with the enforcing ones.
+    let dry_run: Vec<Apply> = if baseline.dry_run() {
+        applies
+            .iter()
+            .filter(|a| a.key.kind == Kind::AuthorizationPolicy)
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
         revert::plan_reverts(baseline, input.findings, input.inventory)
     } else {
@@ -184,6 +195,19 @@ pub fn plan(input: &PlanInput) -> Plan {
                 "{} enforced in {}",
                 plural(input.compiled.objects.len(), "object"),
                 plural(input.compiled.protected.len(), "namespace")
+            ),
+        )
+    } else if baseline.dry_run() {
+        let policies = dry_run_policies(input.compiled);
+        Cond::new(
+            READY,
+            true,
+            "AuditDryRun",
+            format!(
+                "Audit mode: {} written as dry-run (istio.io/dry-run: \"true\"), enforcing nothing; {} and {} would be written",
+                plural(policies, "AuthorizationPolicy"),
+                plural(applies.len() - dry_run.len(), "other object"),
+                plural(deletes.len(), "deletion")
             ),
         )
     } else {
@@ -301,14 +325,14 @@ pub fn plan(input: &PlanInput) -> Plan {
         )
     } else if let Some(c) = recent_drift.filter(|_| enforce) {
         Cond::new(DRIFT_DETECTED, true, "DriftRepaired", c.message.clone())
-    } else if !enforce && (!applies.is_empty() || !deletes.is_empty()) {
+    } else if !enforce && (applies.len() > dry_run.len() || !deletes.is_empty()) {
         Cond::new(
             DRIFT_DETECTED,
             true,
             "DriftNotRepaired",
             format!(
                 "Audit mode: {} differ from the baseline",
-                plural(applies.len() + deletes.len(), "object")
+                plural(applies.len() - dry_run.len() + deletes.len(), "object")
             ),
         )
     } else {
@@ -334,7 +358,11 @@ pub fn plan(input: &PlanInput) -> Plan {
             exempt: u32::try_from(input.compiled.exempt.len()).unwrap_or(u32::MAX),
         },
         // Objects of kinds the cluster does not serve are not written, so not managed.
-        managed_objects: if enforce {
+        managed_objects: if baseline.dry_run()
+            && !input.missing_kinds.contains(&Kind::AuthorizationPolicy)
+        {
+            u32::try_from(dry_run_policies(input.compiled)).unwrap_or(u32::MAX)
+        } else if enforce {
             let n = input
                 .compiled
                 .objects
@@ -423,7 +451,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 
     Plan {
-        applies: if enforce { applies } else { Vec::new() },
+        applies: if enforce { applies } else { dry_run },
         deletes: if enforce { deletes } else { Vec::new() },
         reverts: if enforce { reverts } else { Vec::new() },
         fights,
@@ -431,6 +459,15 @@ pub fn plan(input: &PlanInput) -> Plan {
         events,
         findings_seen: seen,
     }
+}
+
+/// How many AuthorizationPolicies a dry run keeps in the cluster.
+fn dry_run_policies(compiled: &Compiled) -> usize {
+    compiled
+        .objects
+        .iter()
+        .filter(|o| o.key.kind == Kind::AuthorizationPolicy)
+        .count()
 }
 
 fn fight_id(f: &Fight) -> FindingId {
