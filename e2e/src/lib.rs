@@ -3,6 +3,7 @@
 
 pub mod cluster;
 mod gate;
+pub mod istio;
 pub mod process;
 pub mod proxy;
 pub mod real;
