@@ -45,7 +45,11 @@ fn api_port(kubeconfig: &Path) -> Result<u16, Error> {
     text.lines()
         .find_map(|l| l.trim().strip_prefix("server:"))
         .and_then(|s| s.trim().rsplit(':').next())
-        .and_then(|p| p.trim_matches(|c| c == '/' || c == '\'' || c == '"').parse().ok())
+        .and_then(|p| {
+            p.trim_matches(|c| c == '/' || c == '\'' || c == '"')
+                .parse()
+                .ok()
+        })
         .ok_or_else(|| {
             Error::Setup(format!(
                 "{}: no `server: https://127.0.0.1:PORT`",
@@ -68,8 +72,11 @@ impl Istiod {
             "api bridge (host)",
             {
                 let mut c = Command::new("socat");
-                c.arg(format!("UNIX-LISTEN:{},fork,unlink-early", socket.display()))
-                    .arg(format!("TCP:127.0.0.1:{port}"));
+                c.arg(format!(
+                    "UNIX-LISTEN:{},fork,unlink-early",
+                    socket.display()
+                ))
+                .arg(format!("TCP:127.0.0.1:{port}"));
                 c
             },
             &dir.join("bridge-host.log"),

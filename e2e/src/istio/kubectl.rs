@@ -56,9 +56,12 @@ impl Kubectl {
         let out = child.wait_with_output()?;
         if !out.status.success() {
             return Err(Error::Kubectl(format!(
-                "kubectl {}: {}",
+                "kubectl {}: {}{}",
                 args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                stdin
+                    .map(|s| format!("\n--- its input:\n{s}"))
+                    .unwrap_or_default()
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -103,7 +106,12 @@ impl Kubectl {
     }
 
     /// `jsonpath` of one object, or `None` when it does not exist.
-    pub fn get(&self, namespace: &str, what: &str, jsonpath: &str) -> Result<Option<String>, Error> {
+    pub fn get(
+        &self,
+        namespace: &str,
+        what: &str,
+        jsonpath: &str,
+    ) -> Result<Option<String>, Error> {
         let path = format!("jsonpath={jsonpath}");
         match self.run(&["-n", namespace, "get", what, "-o", &path]) {
             Ok(v) => Ok(Some(v)),

@@ -67,7 +67,13 @@ impl Mesh {
         std::fs::create_dir_all(&dir)?;
         let bins = stage_bins(&bin, echo, &dir)?;
         kubectl.apply_file_server_side(istio_crds)?;
-        kubectl.run(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"])?;
+        kubectl.run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])?;
         kubectl.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n")?;
         kubectl.apply(&format!(
             "apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE_NAME}}}\nspec: {{podCIDR: 10.251.0.0/24}}\n"
@@ -98,7 +104,9 @@ impl Mesh {
 
     pub fn pod(&mut self, spec: PodSpec) -> Result<(), Error> {
         let key = format!("{}/{}", spec.namespace, spec.name);
-        let netns = self.node.add_pod(&format!("{}-{}", spec.namespace, spec.name), spec.ip)?;
+        let netns = self
+            .node
+            .add_pod(&format!("{}-{}", spec.namespace, spec.name), spec.ip)?;
         let started = pod::Started {
             kubectl: &self.kubectl,
             bins: &self.bins,
@@ -124,7 +132,10 @@ impl Mesh {
         let pods: Vec<&Pod> = self
             .pods
             .values()
-            .filter(|p| p.spec.namespace == namespace && p.spec.labels.iter().any(|(k, v)| k == "app" && v == app))
+            .filter(|p| {
+                p.spec.namespace == namespace
+                    && p.spec.labels.iter().any(|(k, v)| k == "app" && v == app)
+            })
             .collect();
         let port_list: Vec<String> = ports
             .iter()
@@ -194,11 +205,15 @@ impl Drop for Mesh {
         // network namespaces (Node's drop), then the Kubernetes namespaces.
         self.pods.clear();
         for ns in &self.namespaces {
-            let _ = self.kubectl.run(&["delete", "namespace", ns, "--wait=false"]);
+            let _ = self
+                .kubectl
+                .run(&["delete", "namespace", ns, "--wait=false"]);
         }
         let _ = self
             .kubectl
             .run(&["delete", "node", NODE_NAME, "--wait=false"]);
+        // The staged executables (about 140 MB); the logs stay for whoever reads a failure.
+        let _ = std::fs::remove_dir_all(self.dir.join("bin"));
     }
 }
 
@@ -222,7 +237,10 @@ fn stage_bins(istio_bin: &Path, echo: &Path, dir: &Path) -> Result<pod::Bins, Er
     let bins = pod::Bins {
         pilot_agent: copy(istio_bin.join("pilot-agent"), "pilot-agent")?,
         envoy: copy(istio_bin.join("envoy"), "envoy")?,
-        bootstrap: copy(istio_bin.join("envoy_bootstrap.json"), "envoy_bootstrap.json")?,
+        bootstrap: copy(
+            istio_bin.join("envoy_bootstrap.json"),
+            "envoy_bootstrap.json",
+        )?,
         echo: copy(echo.to_path_buf(), "mesh-echo")?,
     };
     for d in [dir, &staged] {
@@ -231,6 +249,10 @@ fn stage_bins(istio_bin: &Path, echo: &Path, dir: &Path) -> Result<pod::Bins, Er
     for f in [&bins.pilot_agent, &bins.envoy, &bins.echo] {
         net::run_out(std::process::Command::new("chmod").arg("755").arg(f))?;
     }
-    net::run_out(std::process::Command::new("chmod").arg("644").arg(&bins.bootstrap))?;
+    net::run_out(
+        std::process::Command::new("chmod")
+            .arg("644")
+            .arg(&bins.bootstrap),
+    )?;
     Ok(bins)
 }

@@ -46,7 +46,8 @@ pub fn check_prerequisites() -> Result<(), Error> {
 }
 
 fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
 /// Runs `cmd`; its standard output, or an error with its standard error.
@@ -177,7 +178,15 @@ impl Node {
             pods: Vec::new(),
         };
         ip(&["-n", &node.netns, "link", "set", "lo", "up"])?;
-        ip(&["-n", &node.netns, "addr", "add", &format!("{addr}/32"), "dev", "lo"])?;
+        ip(&[
+            "-n",
+            &node.netns,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "lo",
+        ])?;
         run_out(&mut in_netns(
             &node.netns,
             None,
@@ -201,22 +210,52 @@ impl Node {
         self.pods.push(netns.clone());
         ip(&["-n", &netns, "link", "set", "lo", "up"])?;
         ip(&[
-            "-n", &netns, "link", "add", "eth0", "type", "veth", "peer", "name", &host_side,
-            "netns", &self.netns,
+            "-n",
+            &netns,
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &host_side,
+            "netns",
+            &self.netns,
         ])?;
         let node_ip = self.ip.to_string();
         ip(&["-n", &self.netns, "link", "set", &host_side, "up"])?;
-        ip(&["-n", &self.netns, "route", "add", &format!("{addr}/32"), "dev", &host_side])?;
+        ip(&[
+            "-n",
+            &self.netns,
+            "route",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            &host_side,
+        ])?;
         run_out(&mut in_netns(
             &self.netns,
             None,
             "sysctl",
             &["-qw", &format!("net.ipv4.conf.{host_side}.proxy_arp=1")],
         ))?;
-        ip(&["-n", &netns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
-        ip(&["-n", &netns, "route", "add", &node_ip, "dev", "eth0", "scope", "link"])?;
-        ip(&["-n", &netns, "route", "add", "default", "via", &node_ip, "dev", "eth0"])?;
+        ip(&[
+            "-n", &netns, "route", "add", &node_ip, "dev", "eth0", "scope", "link",
+        ])?;
+        ip(&[
+            "-n", &netns, "route", "add", "default", "via", &node_ip, "dev", "eth0",
+        ])?;
         Ok(netns)
     }
 }

@@ -106,7 +106,9 @@ impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Http(code, body) => write!(f, "HTTP {code} {}", body.trim()),
-            Outcome::Failed(code, msg) => write!(f, "no response (curl exit {code}: {})", msg.trim()),
+            Outcome::Failed(code, msg) => {
+                write!(f, "no response (curl exit {code}: {})", msg.trim())
+            }
         }
     }
 }
@@ -146,7 +148,15 @@ impl Pod {
             node = env.node_ip
         );
         env.kubectl.run(&[
-            "-n", &spec.namespace, "patch", "pod", &spec.name, "--subresource=status", "--type=merge", "-p", &status,
+            "-n",
+            &spec.namespace,
+            "patch",
+            "pod",
+            &spec.name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
         ])?;
         let dir = env.dir.join(format!("{}.{}", spec.namespace, spec.name));
         std::fs::create_dir_all(&dir)?;
@@ -181,7 +191,9 @@ impl Pod {
         for d in [&tokens, &istio, &proxy] {
             std::fs::create_dir_all(d)?;
         }
-        let token = env.kubectl.token(&ns, &self.spec.service_account, "istio-ca")?;
+        let token = env
+            .kubectl
+            .token(&ns, &self.spec.service_account, "istio-ca")?;
         std::fs::write(tokens.join("istio-token"), token)?;
         let root = wait_root_cert(env.kubectl, &ns)?;
         std::fs::write(istio.join("root-cert.pem"), root)?;
@@ -195,8 +207,25 @@ impl Pod {
             None,
             &agent,
             &[
-                "istio-iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-g", "1337", "-m", "REDIRECT", "-i",
-                "*", "-x", "", "-b", "*", "-d", "15090,15021,15020",
+                "istio-iptables",
+                "-p",
+                "15001",
+                "-z",
+                "15006",
+                "-u",
+                "1337",
+                "-g",
+                "1337",
+                "-m",
+                "REDIRECT",
+                "-i",
+                "*",
+                "-x",
+                "",
+                "-b",
+                "*",
+                "-d",
+                "15090,15021,15020",
             ],
         ))?;
         let proxy_config = format!(
@@ -211,7 +240,9 @@ impl Pod {
             .labels
             .iter()
             .map(|(k, v)| format!("{k:?}:{v:?}"))
-            .chain(std::iter::once(r#""security.istio.io/tlsMode":"istio""#.to_string()))
+            .chain(std::iter::once(
+                r#""security.istio.io/tlsMode":"istio""#.to_string(),
+            ))
             .collect();
         let mut cmd = in_netns(&self.netns, Some(PROXY_UID), &agent, &["proxy", "sidecar"]);
         cmd.current_dir(&self.dir)
@@ -227,7 +258,11 @@ impl Pod {
             .env("ISTIO_META_INTERCEPTION_MODE", "REDIRECT")
             .env("ISTIO_METAJSON_LABELS", format!("{{{}}}", labels.join(",")))
             .env("TRUST_DOMAIN", "cluster.local");
-        self.agent = Some(Process::spawn("pilot-agent", cmd, &self.dir.join("pilot-agent.log"))?);
+        self.agent = Some(Process::spawn(
+            "pilot-agent",
+            cmd,
+            &self.dir.join("pilot-agent.log"),
+        )?);
         self.wait_proxy_ready(Duration::from_secs(60))
     }
 
@@ -238,7 +273,9 @@ impl Pod {
             if let Some(agent) = &mut self.agent {
                 agent.check_alive()?;
             }
-            let ready = self.local_get(15021, "/healthz/ready").is_ok_and(|(code, _)| code == 200);
+            let ready = self
+                .local_get(15021, "/healthz/ready")
+                .is_ok_and(|(code, _)| code == 200);
             if ready
                 && self.stat("listener_manager.lds.update_success")? >= 1
                 && self.stat("cluster_manager.cds.update_success")? >= 1
@@ -284,8 +321,27 @@ impl Pod {
         let (_, body) = self.local_get(15000, &format!("/stats?filter={re}"))?;
         Ok(body
             .lines()
-            .filter_map(|l| l.rsplit_once(": ").and_then(|(_, v)| v.trim().parse::<u64>().ok()))
+            .filter_map(|l| {
+                l.rsplit_once(": ")
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            })
             .sum())
+    }
+
+    /// Envoy's statistics whose names match the regular expression `re`, as text.
+    pub fn stats_matching(&self, re: &str) -> Result<String, Error> {
+        Ok(self.local_get(15000, &format!("/stats?filter={re}"))?.1)
+    }
+
+    /// The lines of the sidecar's Prometheus endpoint (15090, what Prometheus scrapes) that
+    /// start with `metric`.
+    pub fn prometheus_matching(&self, metric: &str) -> Result<Vec<String>, Error> {
+        let (_, body) = self.local_get(15090, "/stats/prometheus")?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(metric))
+            .map(String::from)
+            .collect())
     }
 
     /// Envoy's configuration (`/config_dump`).
@@ -299,7 +355,16 @@ impl Pod {
             &self.netns,
             Some(APP_UID),
             "curl",
-            &["-sS", "-m", "5", "--connect-timeout", "3", "-w", "\n%{http_code}", url],
+            &[
+                "-sS",
+                "-m",
+                "5",
+                "--connect-timeout",
+                "3",
+                "-w",
+                "\n%{http_code}",
+                url,
+            ],
         )
         .stdin(std::process::Stdio::null())
         .output();
@@ -332,7 +397,11 @@ impl Pod {
 fn wait_root_cert(kubectl: &Kubectl, ns: &str) -> Result<String, Error> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Some(pem) = kubectl.get(ns, "configmap/istio-ca-root-cert", "{.data.root-cert\\.pem}")? {
+        if let Some(pem) = kubectl.get(
+            ns,
+            "configmap/istio-ca-root-cert",
+            "{.data.root-cert\\.pem}",
+        )? {
             if pem.contains("BEGIN CERTIFICATE") {
                 return Ok(pem);
             }

@@ -56,7 +56,10 @@ impl Operator {
 }
 
 /// Polls `f` every 250 ms until it returns `Some`, for at most `timeout`.
-fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Result<Option<T>, Error>) -> Result<Option<T>, Error> {
+fn eventually<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<Option<T>, Error> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f()? {
@@ -100,16 +103,34 @@ fn setup(mesh: &mut Mesh) -> Result<(), Error> {
         mesh.namespace(ns, &[PROTECTED, ("istio-injection", "enabled")])?;
     }
     mesh.namespace("outside", &[])?;
-    mesh.pod(PodSpec::new("shop", "web", WEB.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP)).serving(&[8080, 8443, 9090]))?;
-    mesh.pod(PodSpec::new("ledger", "books", BOOKS.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP)).serving(&[8080]))?;
+    mesh.pod(
+        PodSpec::new(
+            "shop",
+            "web",
+            WEB.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP),
+        )
+        .serving(&[8080, 8443, 9090]),
+    )?;
+    mesh.pod(
+        PodSpec::new(
+            "ledger",
+            "books",
+            BOOKS.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP),
+        )
+        .serving(&[8080]),
+    )?;
     mesh.pod(PodSpec::new("checkout", "client", [10, 251, 0, 20].into()))?;
     mesh.pod(PodSpec::new("sandbox", "client", [10, 251, 0, 21].into()))?;
     mesh.pod(PodSpec::new("outside", "plain", [10, 251, 0, 30].into()).without_sidecar())?;
     // Not in any registry: no Service, no ServiceEntry.
     mesh.pod(
-        PodSpec::new("outside", "external", EXTERNAL.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP))
-            .serving(&[8080])
-            .without_sidecar(),
+        PodSpec::new(
+            "outside",
+            "external",
+            EXTERNAL.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP),
+        )
+        .serving(&[8080])
+        .without_sidecar(),
     )?;
     // 9090 is served but declared by no Service (G2).
     mesh.service("shop", "web", &[("http", 8080), ("http-admin", 8443)])?;
@@ -139,9 +160,16 @@ fn istio_enforces_the_generated_objects() -> TestResult {
 
     // The baseline of the examples, with the admission guard off so the suite can delete the
     // generated objects in Audit mode (a guard refuses that to anyone but the operator).
-    mesh.kubectl.apply(&std::fs::read_to_string(repo().join("examples/baseline.yaml"))?)?;
+    mesh.kubectl.apply(&std::fs::read_to_string(
+        repo().join("examples/baseline.yaml"),
+    )?)?;
     mesh.kubectl.run(&[
-        "patch", "mb", "default", "--type=merge", "-p", r#"{"spec":{"admission":{"guard":false}}}"#,
+        "patch",
+        "mb",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"admission":{"guard":false}}}"#,
     ])?;
     let _operator = Operator::start(&mesh)?;
     wait_deny_policy(&mesh, "false")?;
@@ -151,7 +179,14 @@ fn istio_enforces_the_generated_objects() -> TestResult {
     mesh.assert_no_nacks()?;
 
     // Audit mode, the generated objects gone: the refused rows go through.
-    mesh.kubectl.run(&["patch", "mb", "default", "--type=merge", "-p", r#"{"spec":{"mode":"Audit"}}"#])?;
+    mesh.kubectl.run(&[
+        "patch",
+        "mb",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"mode":"Audit"}}"#,
+    ])?;
     rows::wait_reason(&mesh, "AuditOnly")?;
     mesh.kubectl.run(&[
         "delete",
@@ -166,7 +201,12 @@ fn istio_enforces_the_generated_objects() -> TestResult {
     // The dry run: the DENY policies come back as dry-run policies; plaintext passes and the
     // server's sidecar counts what it would have refused.
     mesh.kubectl.run(&[
-        "patch", "mb", "default", "--type=merge", "-p", r#"{"spec":{"audit":{"dryRunPolicies":true}}}"#,
+        "patch",
+        "mb",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"audit":{"dryRunPolicies":true}}}"#,
     ])?;
     wait_deny_policy(&mesh, "true")?;
     rows::wait_reason(&mesh, "AuditDryRun")?;
@@ -174,7 +214,14 @@ fn istio_enforces_the_generated_objects() -> TestResult {
     mesh.assert_no_nacks()?;
 
     // Enforce: the dry-run objects are replaced by enforcing ones.
-    mesh.kubectl.run(&["patch", "mb", "default", "--type=merge", "-p", r#"{"spec":{"mode":"Enforce"}}"#])?;
+    mesh.kubectl.run(&[
+        "patch",
+        "mb",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"mode":"Enforce"}}"#,
+    ])?;
     wait_deny_policy(&mesh, "false")?;
     table.run_enforced_again(&mut mesh)?;
     mesh.assert_no_nacks()?;

@@ -9,6 +9,10 @@ use meshbaseline_e2e::istio::{Error, Mesh, Outcome};
 
 use super::eventually;
 
+/// The series the documented Prometheus query reads, as the sidecar exposes it on :15090
+/// (Istio's bootstrap turns the RBAC filter's shadow statistics into these labels).
+pub const PROMETHEUS_SHADOW: &str = r#"envoy_http_rbac{authz_dry_run_action="deny",authz_dry_run_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"}"#;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
     /// HTTP 200 from the application.
@@ -46,10 +50,15 @@ pub struct Table {
     notes: Vec<String>,
 }
 
-const TENANT_ALLOW: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
-metadata: {name: web-callers, namespace: shop}\nspec:\n  action: ALLOW\n  rules:\n\
-  - from: [{source: {principals: [cluster.local/ns/checkout/sa/client]}}]\n\
-  - to: [{operation: {ports: [\"8080\"]}}]\n";
+const TENANT_ALLOW: &str = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-callers, namespace: shop}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/checkout/sa/client]}}]
+  - to: [{operation: {ports: ["8080"]}}]
+"#;
 
 const TENANT_DISABLE_DR: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
 metadata: {name: books-plaintext, namespace: checkout}\n\
@@ -83,7 +92,9 @@ impl Table {
             last = Some(o.clone());
             Ok(met.then_some(o))
         })?;
-        let got = met.or(last).unwrap_or(Outcome::Failed(-1, "never sent".into()));
+        let got = met
+            .or(last)
+            .unwrap_or(Outcome::Failed(-1, "never sent".into()));
         self.shown.push(Shown {
             row,
             phase,
@@ -94,25 +105,89 @@ impl Table {
         Ok(got)
     }
 
-    fn plaintext_rows(&mut self, mesh: &Mesh, phase: &'static str, want: Expect) -> Result<(), Error> {
+    fn plaintext_rows(
+        &mut self,
+        mesh: &Mesh,
+        phase: &'static str,
+        want: Expect,
+    ) -> Result<(), Error> {
         let web = self.web.clone();
-        self.row(mesh, "G1 plaintext, declared port", phase, "outside/plain", &format!("http://{}:8080/g1", super::WEB), want)?;
-        self.row(mesh, "G2 plaintext, undeclared port", phase, "outside/plain", &format!("http://{}:9090/g2", super::WEB), want)?;
-        self.row(mesh, "denyRules: sandbox to 8443", phase, "sandbox/client", &format!("http://{web}:8443/admin"), want)?;
-        self.row(mesh, "REGISTRY_ONLY: unregistered host", phase, "checkout/client", &format!("http://{}:8080/out", super::EXTERNAL), want)?;
+        self.row(
+            mesh,
+            "G1 plaintext, declared port",
+            phase,
+            "outside/plain",
+            &format!("http://{}:8080/g1", super::WEB),
+            want,
+        )?;
+        self.row(
+            mesh,
+            "G2 plaintext, undeclared port",
+            phase,
+            "outside/plain",
+            &format!("http://{}:9090/g2", super::WEB),
+            want,
+        )?;
+        self.row(
+            mesh,
+            "denyRules: sandbox to 8443",
+            phase,
+            "sandbox/client",
+            &format!("http://{web}:8443/admin"),
+            want,
+        )?;
+        self.row(
+            mesh,
+            "REGISTRY_ONLY: unregistered host",
+            phase,
+            "checkout/client",
+            &format!("http://{}:8080/out", super::EXTERNAL),
+            want,
+        )?;
         Ok(())
     }
 
     /// The allowed rows, which hold in every phase.
     fn allowed_rows(&mut self, mesh: &Mesh, phase: &'static str) -> Result<(), Error> {
         let web = self.web.clone();
-        let o = self.row(mesh, "mTLS, meshed client", phase, "checkout/client", &format!("http://{web}:8080/mtls"), Expect::Allowed)?;
+        let o = self.row(
+            mesh,
+            "mTLS, meshed client",
+            phase,
+            "checkout/client",
+            &format!("http://{web}:8080/mtls"),
+            Expect::Allowed,
+        )?;
         if o.peer() != Some("spiffe://cluster.local/ns/checkout/sa/client") {
-            self.notes.push(format!("{phase}: the server saw peer {:?}, not checkout/client's SPIFFE id", o.peer()));
+            self.notes.push(format!(
+                "{phase}: the server saw peer {:?}, not checkout/client's SPIFFE id",
+                o.peer()
+            ));
         }
-        self.row(mesh, "denyRules: sandbox to 8080", phase, "sandbox/client", &format!("http://{web}:8080/ok"), Expect::Allowed)?;
-        self.row(mesh, "denyRules: checkout to 8443", phase, "checkout/client", &format!("http://{web}:8443/admin"), Expect::Allowed)?;
-        self.row(mesh, "REGISTRY_ONLY: registered host", phase, "checkout/client", &format!("http://{web}:8080/in"), Expect::Allowed)?;
+        self.row(
+            mesh,
+            "denyRules: sandbox to 8080",
+            phase,
+            "sandbox/client",
+            &format!("http://{web}:8080/ok"),
+            Expect::Allowed,
+        )?;
+        self.row(
+            mesh,
+            "denyRules: checkout to 8443",
+            phase,
+            "checkout/client",
+            &format!("http://{web}:8443/admin"),
+            Expect::Allowed,
+        )?;
+        self.row(
+            mesh,
+            "REGISTRY_ONLY: registered host",
+            phase,
+            "checkout/client",
+            &format!("http://{web}:8080/in"),
+            Expect::Allowed,
+        )?;
         Ok(())
     }
 
@@ -140,9 +215,24 @@ impl Table {
         mesh.kubectl.apply(TENANT_ALLOW)?;
         // The principal it names still gets in.
         let web = self.web.clone();
-        self.row(mesh, "G3 tenant ALLOW: its principal", phase, "checkout/client", &format!("http://{web}:8080/g3"), Expect::Allowed)?;
-        self.row(mesh, "G3 tenant ALLOW: plaintext", phase, "outside/plain", &format!("http://{}:8080/g3", super::WEB), want)?;
-        mesh.kubectl.run(&["-n", "shop", "delete", "authorizationpolicy", "web-callers"])?;
+        self.row(
+            mesh,
+            "G3 tenant ALLOW: its principal",
+            phase,
+            "checkout/client",
+            &format!("http://{web}:8080/g3"),
+            Expect::Allowed,
+        )?;
+        self.row(
+            mesh,
+            "G3 tenant ALLOW: plaintext",
+            phase,
+            "outside/plain",
+            &format!("http://{}:8080/g3", super::WEB),
+            want,
+        )?;
+        mesh.kubectl
+            .run(&["-n", "shop", "delete", "authorizationpolicy", "web-callers"])?;
         Ok(())
     }
 
@@ -151,46 +241,96 @@ impl Table {
     fn g9(&mut self, mesh: &Mesh) -> Result<(), Error> {
         let url = format!("http://{}:8080/g9", self.books);
         mesh.kubectl.apply(TENANT_DISABLE_DR)?;
-        self.row(mesh, "G9 tenant DR tls DISABLE, STRICT server", "Enforce", "checkout/client", &url, Expect::Refused)?;
+        self.row(
+            mesh,
+            "G9 tenant DR tls DISABLE, STRICT server",
+            "Enforce",
+            "checkout/client",
+            &url,
+            Expect::Refused,
+        )?;
         let finding = eventually(Duration::from_secs(30), || {
-            let rules = mesh.kubectl.get("", "mb/default", "{.status.findings[*].rule}")?.unwrap_or_default();
+            let rules = mesh
+                .kubectl
+                .get("", "mb/default", "{.status.findings[*].rule}")?
+                .unwrap_or_default();
             Ok(rules.split_whitespace().any(|r| r == "MB201").then_some(()))
         })?;
         if finding.is_none() {
-            self.notes.push("G9: the baseline's status has no MB201 finding for checkout/books-plaintext".into());
+            self.notes.push(
+                "G9: the baseline's status has no MB201 finding for checkout/books-plaintext"
+                    .into(),
+            );
         }
-        mesh.kubectl.run(&["-n", "checkout", "delete", "destinationrule", "books-plaintext"])?;
-        self.row(mesh, "G9 only meshbaseline-mtls (ISTIO_MUTUAL), STRICT", "Enforce", "checkout/client", &url, Expect::Allowed)?;
+        mesh.kubectl.run(&[
+            "-n",
+            "checkout",
+            "delete",
+            "destinationrule",
+            "books-plaintext",
+        ])?;
+        self.row(
+            mesh,
+            "G9 only meshbaseline-mtls (ISTIO_MUTUAL), STRICT",
+            "Enforce",
+            "checkout/client",
+            &url,
+            Expect::Allowed,
+        )?;
         Ok(())
     }
 
     /// The dry run: plaintext passes, and the server's sidecar counts a shadow denial for it.
+    /// Plaintext passes without any policy too, so the request is repeated until the sidecar
+    /// has the dry-run policy and counts it (the statistic appears with the policy).
     pub fn run_dry_run(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
-        let web = mesh.get("shop/web");
-        let shadow = "istio_dry_run_deny_shadow_denied";
-        let before = web.stat_sum(shadow)?;
+        // Envoy names it `<listener prefix>.rbac.istio_dry_run_deny_.shadow_denied`.
+        let shadow = r"istio_dry_run_deny_\.shadow_denied";
         let url = format!("http://{}:8080/dry-run", super::WEB);
-        let o = self.row(mesh, "G1 plaintext, dry-run DENY", "Audit dry run", "outside/plain", &url, Expect::Allowed)?;
-        // Envoy's statistics are flushed to the admin endpoint at once, but give it a moment.
-        let counted = eventually(Duration::from_secs(5), || {
-            let after = mesh.get("shop/web").stat_sum(shadow)?;
-            Ok((after > before).then_some(after))
+        let (plain, web) = (mesh.get("outside/plain"), mesh.get("shop/web"));
+        let before = web.stat_sum(shadow)?;
+        let mut last = Outcome::Failed(-1, "never sent".into());
+        let counted = eventually(Duration::from_secs(30), || {
+            last = plain.get(&url);
+            let after = web.stat_sum(shadow)?;
+            Ok((last.ok() && after > before).then_some(after))
         })?;
+        self.shown.push(Shown {
+            row: "G1 plaintext, dry-run DENY",
+            phase: "Audit dry run",
+            request: format!("outside/plain -> {url}"),
+            expected: Expect::Allowed,
+            got: last.clone(),
+        });
+        // What Prometheus scrapes from the sidecar (port 15090), for the documented query.
+        let scraped = web.prometheus_matching(PROMETHEUS_SHADOW)?;
+        if !scraped.iter().any(|l| !l.ends_with(" 0")) {
+            self.notes.push(format!(
+                "FAIL dry run: no non-zero {PROMETHEUS_SHADOW} on shop/web's :15090/stats/prometheus: {scraped:?}"
+            ));
+        }
         match counted {
             Some(after) => self.notes.push(format!(
-                "dry run: {shadow} went from {before} to {after} on shop/web's sidecar for {o}"
+                "dry run: {shadow} on shop/web's sidecar went from {before} to {after} while the plaintext request got {last}; Prometheus scrapes:\n{}",
+                scraped.join("\n")
             )),
             None => self.notes.push(format!(
-                "FAIL dry run: {shadow} stayed at {before} on shop/web's sidecar"
+                "FAIL dry run: {shadow} stayed at {before} on shop/web's sidecar; its RBAC statistics:\n{}",
+                web.stats_matching("rbac")?
             )),
         }
         self.allowed_rows(mesh, "Audit dry run")
     }
 
     pub fn render(&self) -> String {
-        let mut out = String::from("| phase | row | request | expected | got |\n|---|---|---|---|---|\n");
+        let mut out =
+            String::from("| phase | row | request | expected | got |\n|---|---|---|---|---|\n");
         for s in &self.shown {
-            let mark = if s.expected.met_by(&s.got) { "" } else { " **FAIL**" };
+            let mark = if s.expected.met_by(&s.got) {
+                ""
+            } else {
+                " **FAIL**"
+            };
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {}{mark} |\n",
                 s.phase,
@@ -211,13 +351,34 @@ impl Table {
             .shown
             .iter()
             .filter(|s| !s.expected.met_by(&s.got))
-            .map(|s| format!("{} / {}: expected {}, got {}", s.phase, s.row, s.expected.name(), s.got))
-            .chain(self.notes.iter().filter(|n| n.starts_with("FAIL") || n.contains("no MB201") || n.contains("not checkout")).cloned())
+            .map(|s| {
+                format!(
+                    "{} / {}: expected {}, got {}",
+                    s.phase,
+                    s.row,
+                    s.expected.name(),
+                    s.got
+                )
+            })
+            .chain(
+                self.notes
+                    .iter()
+                    .filter(|n| {
+                        n.starts_with("FAIL")
+                            || n.contains("no MB201")
+                            || n.contains("not checkout")
+                    })
+                    .cloned(),
+            )
             .collect();
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(Error::Setup(format!("{} rows failed:\n{}", failed.len(), failed.join("\n"))))
+            Err(Error::Setup(format!(
+                "{} rows failed:\n{}",
+                failed.len(),
+                failed.join("\n")
+            )))
         }
     }
 }
@@ -226,7 +387,15 @@ impl Table {
 pub fn wait_reason(mesh: &Mesh, reason: &str) -> Result<(), Error> {
     let path = "{.status.conditions[?(@.type==\"Ready\")].reason}";
     eventually(Duration::from_secs(60), || {
-        Ok(mesh.kubectl.get("", "mb/default", path)?.filter(|r| r == reason).map(drop))
+        Ok(mesh
+            .kubectl
+            .get("", "mb/default", path)?
+            .filter(|r| r == reason)
+            .map(drop))
     })?
-    .ok_or_else(|| Error::Setup(format!("the baseline's Ready reason did not become {reason} within 60s")))
+    .ok_or_else(|| {
+        Error::Setup(format!(
+            "the baseline's Ready reason did not become {reason} within 60s"
+        ))
+    })
 }
