@@ -376,6 +376,12 @@ pub struct DnsSpec {
     pub pod_selector: BTreeMap<String, String>,
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Addresses of a DNS cache on the nodes' host network (NodeLocal DNSCache:
+    /// 169.254.20.10), allowed on the DNS port too: host-network pods are not pods to a
+    /// NetworkPolicy, so the DNS pod selector does not reach them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub node_local_addresses: Vec<String>,
 }
 
 impl Default for DnsSpec {
@@ -384,6 +390,7 @@ impl Default for DnsSpec {
             namespace: "kube-system".into(),
             pod_selector: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
             port: 53,
+            node_local_addresses: Vec::new(),
         }
     }
 }
@@ -433,10 +440,16 @@ pub struct ControlPlaneSpec {
     /// NetworkPolicy on istiod that drops plaintext xDS (15010) and debug ports (G8).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Labels of the istiod pods in the root namespace.
+    /// Labels of the istiod pods.
     #[serde(default = "default_istiod_selector")]
     pub istiod_selector: BTreeMap<String, String>,
-    /// Namespaces allowed to scrape istiod's monitoring port 15014.
+    /// Namespace of the istiod pods when it is not rootNamespace (meshConfig.rootNamespace
+    /// may name another namespace than istiod's). Never protected, like the root namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub istiod_namespace: Option<String>,
+    /// Namespaces allowed to scrape istiod's monitoring port 15014 (and, when protected, the
+    /// sidecars' 15020 and 15090 in AllowList mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub monitoring_namespaces: Vec<String>,
 }
@@ -450,6 +463,7 @@ impl Default for ControlPlaneSpec {
         Self {
             enabled: true,
             istiod_selector: default_istiod_selector(),
+            istiod_namespace: None,
             monitoring_namespaces: Vec::new(),
         }
     }

@@ -18,9 +18,7 @@ use crate::object::{DesiredObject, Kind, ObjectSpec};
 pub(crate) struct NamespaceTemplates {
     deny_plaintext: Option<Arc<ObjectSpec>>,
     destination_rules: bool,
-    network_policy: Option<Arc<ObjectSpec>>,
-    /// The NetworkPolicy spec of ambient namespaces.
-    ambient_network_policy: Option<Arc<ObjectSpec>>,
+    network_policy: Option<super::network::NetworkTemplates>,
     waypoint_only: bool,
     /// `.svc.<clusterDomain>`, appended to `*.<ns>` for the DestinationRule host.
     host_suffix: String,
@@ -53,23 +51,11 @@ impl NamespaceTemplates {
                 }),
             ))
         });
-        let network_policy = baseline.network.tcp_only.then(|| {
-            Arc::new(ObjectSpec::new(
-                Kind::NetworkPolicy,
-                &super::network::baseline_spec(&baseline.network, &baseline.root_namespace),
-            ))
-        });
-        let ambient_network_policy = baseline.network.tcp_only.then(|| {
-            Arc::new(ObjectSpec::new(
-                Kind::NetworkPolicy,
-                &super::network::ambient_spec(&baseline.network, &baseline.root_namespace),
-            ))
-        });
+        let network_policy = super::network::NetworkTemplates::new(&baseline.network);
         NamespaceTemplates {
             deny_plaintext,
             destination_rules: mtls.destination_rules,
             network_policy,
-            ambient_network_policy,
             waypoint_only: baseline.waypoint_only,
             host_suffix: format!(".svc.{}", baseline.cluster_domain),
             tenant_covered: if mtls.destination_rules {
@@ -139,17 +125,12 @@ impl NamespaceTemplates {
             }
         }
         if !exempt.network {
-            let spec = if ambient {
-                &self.ambient_network_policy
-            } else {
-                &self.network_policy
-            };
-            if let Some(spec) = spec {
+            if let Some(templates) = &self.network_policy {
                 out.push(factory.object_shared(
                     Kind::NetworkPolicy,
                     namespace,
                     names::BASELINE_NETWORK_POLICY,
-                    Arc::clone(spec),
+                    Arc::clone(templates.spec(namespace, ambient)),
                 ));
             }
         }
