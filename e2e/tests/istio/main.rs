@@ -18,57 +18,62 @@ use rows::Table;
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const PROTECTED: (&str, &str) = ("mesh.example.com/protected", "true");
-const WEB: &str = "10.251.0.10";
-const BOOKS: &str = "10.251.0.11";
-const EXTERNAL: &str = "10.251.0.40";
+/// The host outside the cluster: in no registry, reached through the node like the Internet.
+const EXTERNAL: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 253, 0, 40);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The operator, `meshbaseline run`, against the admin kubeconfig (killed on drop).
-struct Operator {
-    _process: meshbaseline_e2e::istio::net::Process,
-}
+/// The operator, `meshbaseline run`, against the admin kubeconfig; killed on drop.
+struct Operator(std::process::Child);
 
 impl Operator {
     fn start(mesh: &Mesh) -> Result<Operator, Error> {
         let bin = meshbaseline_e2e::process::operator_binary()
             .map_err(|e| Error::Setup(e.to_string()))?;
-        let mut cmd = std::process::Command::new(bin);
-        cmd.args([
-            "run",
-            "--leader-election=false",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log-format",
-            "text",
-        ])
-        .env("KUBECONFIG", mesh.kubectl.kubeconfig())
-        .env_remove("KUBERNETES_SERVICE_HOST");
-        let p = meshbaseline_e2e::istio::net::Process::spawn(
-            "meshbaseline run",
-            cmd,
-            &mesh.dir.join("meshbaseline.log"),
-        )?;
-        Ok(Operator { _process: p })
+        let log = std::fs::File::create(mesh.dir.join("meshbaseline.log"))?;
+        let child = std::process::Command::new(bin)
+            .args([
+                "run",
+                "--leader-election=false",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "text",
+            ])
+            .env("KUBECONFIG", mesh.kubectl.kubeconfig())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(Operator(child))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 /// Polls `f` every 250 ms until it returns `Some`, for at most `timeout`.
-fn eventually<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<Option<T>, Error>,
-) -> Result<Option<T>, Error> {
+async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Result<Option<T>, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, Error>>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = f()? {
+        if let Some(v) = f().await? {
             return Ok(Some(v));
         }
         if Instant::now() >= deadline {
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -82,12 +87,13 @@ fn annotation_of(mesh: &Mesh, ns: &str, name: &str) -> Result<Option<String>, Er
 
 /// Waits until the operator has written the plaintext DENY policy of `shop` with
 /// `istio.io/dry-run` set to `value`.
-fn wait_deny_policy(mesh: &Mesh, value: &str) -> Result<(), Error> {
-    let found = eventually(Duration::from_secs(60), || {
+async fn wait_deny_policy(mesh: &Mesh, value: &str) -> Result<(), Error> {
+    let found = eventually(Duration::from_secs(60), || async {
         Ok(annotation_of(mesh, "shop", "meshbaseline-deny-plaintext")?
             .filter(|v| v == value)
             .map(drop))
-    })?;
+    })
+    .await?;
     found.ok_or_else(|| {
         Error::Setup(format!(
             "the operator did not write shop/meshbaseline-deny-plaintext with istio.io/dry-run={value:?} within 60s; its log: {}",
@@ -96,67 +102,57 @@ fn wait_deny_policy(mesh: &Mesh, value: &str) -> Result<(), Error> {
     })
 }
 
-fn setup(mesh: &mut Mesh) -> Result<(), Error> {
+/// The addresses the rows use.
+pub struct Addresses {
+    /// shop/web's pod IP, and its Service's cluster IP.
+    pub web_pod: String,
+    pub web: String,
+    /// ledger/books's Service.
+    pub books: String,
+    pub external: String,
+}
+
+async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
     mesh.kubectl
         .apply_file_server_side(&repo().join("crds/meshbaselines.meshbaseline.dev.yaml"))?;
     for ns in ["shop", "ledger", "checkout", "sandbox"] {
         mesh.namespace(ns, &[PROTECTED, ("istio-injection", "enabled")])?;
     }
     mesh.namespace("outside", &[])?;
-    mesh.pod(
-        PodSpec::new(
-            "shop",
-            "web",
-            WEB.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP),
-        )
-        .serving(&[8080, 8443, 9090]),
-    )?;
-    mesh.pod(
-        PodSpec::new(
-            "ledger",
-            "books",
-            BOOKS.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP),
-        )
-        .serving(&[8080]),
-    )?;
-    mesh.pod(PodSpec::new("checkout", "client", [10, 251, 0, 20].into()))?;
-    mesh.pod(PodSpec::new("sandbox", "client", [10, 251, 0, 21].into()))?;
-    mesh.pod(PodSpec::new("outside", "plain", [10, 251, 0, 30].into()).without_sidecar())?;
-    // Not in any registry: no Service, no ServiceEntry.
-    mesh.pod(
-        PodSpec::new(
-            "outside",
-            "external",
-            EXTERNAL.parse().unwrap_or(meshbaseline_e2e::istio::NODE_IP),
-        )
-        .serving(&[8080])
-        .without_sidecar(),
-    )?;
     // 9090 is served but declared by no Service (G2).
-    mesh.service("shop", "web", &[("http", 8080), ("http-admin", 8443)])?;
-    mesh.service("ledger", "books", &[("http", 8080)])?;
+    let web_pod = mesh
+        .pod(PodSpec::new("shop", "web").serving(&[8080, 8443, 9090]))
+        .await?;
+    mesh.pod(PodSpec::new("ledger", "books").serving(&[8080]))
+        .await?;
+    mesh.pod(PodSpec::new("checkout", "client")).await?;
+    mesh.pod(PodSpec::new("sandbox", "client")).await?;
+    mesh.pod(PodSpec::new("outside", "plain").without_sidecar())
+        .await?;
+    mesh.external("external", EXTERNAL, &[8080]).await?;
+    let web = mesh
+        .service("shop", "web", &[("http", 8080), ("http-admin", 8443)])
+        .await?;
+    let books = mesh.service("ledger", "books", &[("http", 8080)]).await?;
     // The tenant's namespace-wide PERMISSIVE PeerAuthentication overrides the mesh's STRICT (G1).
     mesh.kubectl.apply(
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: migration, namespace: shop}\n\
          spec: {mtls: {mode: PERMISSIVE}}\n",
     )?;
-    Ok(())
+    Ok(Addresses {
+        web_pod: web_pod.to_string(),
+        web: web.to_string(),
+        books: books.to_string(),
+        external: EXTERNAL.to_string(),
+    })
 }
 
-fn cluster_ip(mesh: &Mesh, ns: &str, svc: &str) -> Result<String, Error> {
-    mesh.kubectl
-        .get(ns, &format!("service/{svc}"), "{.spec.clusterIP}")?
-        .ok_or_else(|| Error::Setup(format!("no Service {ns}/{svc}")))
-}
-
-#[test]
-fn istio_enforces_the_generated_objects() -> TestResult {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_enforces_the_generated_objects() -> TestResult {
     let crds = meshbaseline_e2e::real::istio_crds_path()?;
-    let mut mesh = Mesh::start(Path::new(env!("CARGO_BIN_EXE_mesh-echo")), &crds)?;
-    setup(&mut mesh)?;
-    let web = cluster_ip(&mesh, "shop", "web")?;
-    let books = cluster_ip(&mesh, "ledger", "books")?;
-    let mut table = Table::new(&web, &books);
+    let mut mesh = Mesh::start(Path::new(env!("CARGO_BIN_EXE_mesh-echo")), &crds).await?;
+    let addresses = setup(&mut mesh).await?;
+    let mut table = Table::new(addresses);
 
     // The baseline of the examples, with the admission guard off so the suite can delete the
     // generated objects in Audit mode (a guard refuses that to anyone but the operator).
@@ -172,11 +168,11 @@ fn istio_enforces_the_generated_objects() -> TestResult {
         r#"{"spec":{"admission":{"guard":false}}}"#,
     ])?;
     let _operator = Operator::start(&mesh)?;
-    wait_deny_policy(&mesh, "false")?;
+    wait_deny_policy(&mesh, "false").await?;
 
     // Enforced: every row as the baseline means it.
-    table.run_enforced(&mut mesh)?;
-    mesh.assert_no_nacks()?;
+    table.run_enforced(&mut mesh).await?;
+    mesh.assert_no_nacks().await?;
 
     // Audit mode, the generated objects gone: the refused rows go through.
     mesh.kubectl.run(&[
@@ -187,7 +183,7 @@ fn istio_enforces_the_generated_objects() -> TestResult {
         "-p",
         r#"{"spec":{"mode":"Audit"}}"#,
     ])?;
-    rows::wait_reason(&mesh, "AuditOnly")?;
+    rows::wait_reason(&mesh, "AuditOnly").await?;
     mesh.kubectl.run(&[
         "delete",
         "authorizationpolicies.security.istio.io,peerauthentications.security.istio.io,sidecars.networking.istio.io,destinationrules.networking.istio.io",
@@ -195,8 +191,8 @@ fn istio_enforces_the_generated_objects() -> TestResult {
         "-l",
         "app.kubernetes.io/managed-by=meshbaseline",
     ])?;
-    table.run_unprotected(&mut mesh)?;
-    mesh.assert_no_nacks()?;
+    table.run_unprotected(&mut mesh).await?;
+    mesh.assert_no_nacks().await?;
 
     // The dry run: the DENY policies come back as dry-run policies; plaintext passes and the
     // server's sidecar counts what it would have refused.
@@ -208,10 +204,10 @@ fn istio_enforces_the_generated_objects() -> TestResult {
         "-p",
         r#"{"spec":{"audit":{"dryRunPolicies":true}}}"#,
     ])?;
-    wait_deny_policy(&mesh, "true")?;
-    rows::wait_reason(&mesh, "AuditDryRun")?;
-    table.run_dry_run(&mut mesh)?;
-    mesh.assert_no_nacks()?;
+    wait_deny_policy(&mesh, "true").await?;
+    rows::wait_reason(&mesh, "AuditDryRun").await?;
+    table.run_dry_run(&mut mesh).await?;
+    mesh.assert_no_nacks().await?;
 
     // Enforce: the dry-run objects are replaced by enforcing ones.
     mesh.kubectl.run(&[
@@ -222,11 +218,13 @@ fn istio_enforces_the_generated_objects() -> TestResult {
         "-p",
         r#"{"spec":{"mode":"Enforce"}}"#,
     ])?;
-    wait_deny_policy(&mesh, "false")?;
-    table.run_enforced_again(&mut mesh)?;
-    mesh.assert_no_nacks()?;
+    wait_deny_policy(&mesh, "false").await?;
+    table.run_enforced_again(&mut mesh).await?;
+    mesh.assert_no_nacks().await?;
 
     println!("{}", table.render());
+    drop(_operator);
+    mesh.shutdown().await?;
     table.verdict()?;
     Ok(())
 }

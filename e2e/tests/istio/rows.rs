@@ -1,17 +1,20 @@
 //! The rows: a request, what it must get with the baseline enforced and with it gone, and
 //! the gap it is about. Configuration reaches the proxies asynchronously, so each request is
-//! repeated (at most 40 times in 20 s) until it gets what is expected; the last outcome is
-//! what the row shows when it never does.
+//! repeated (every 250 ms, for at most 20 s) until it gets what is expected; the last outcome
+//! is what the row shows when it never does.
 
 use std::time::Duration;
 
 use meshbaseline_e2e::istio::{Error, Mesh, Outcome};
 
-use super::eventually;
+use super::{eventually, Addresses};
 
 /// The series the documented Prometheus query reads, as the sidecar exposes it on :15090
 /// (Istio's bootstrap turns the RBAC filter's shadow statistics into these labels).
 pub const PROMETHEUS_SHADOW: &str = r#"envoy_http_rbac{authz_dry_run_action="deny",authz_dry_run_result="denied",http_conn_manager_prefix="inbound_0.0.0.0_8080"}"#;
+
+/// Envoy names it `<listener prefix>.rbac.istio_dry_run_deny_.shadow_denied`.
+const SHADOW_DENIED: &str = r"istio_dry_run_deny_\.shadow_denied";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
@@ -44,10 +47,10 @@ struct Shown {
 }
 
 pub struct Table {
-    web: String,
-    books: String,
+    at: Addresses,
     shown: Vec<Shown>,
     notes: Vec<String>,
+    failures: Vec<String>,
 }
 
 const TENANT_ALLOW: &str = r#"apiVersion: security.istio.io/v1
@@ -60,177 +63,179 @@ spec:
   - to: [{operation: {ports: ["8080"]}}]
 "#;
 
-const TENANT_DISABLE_DR: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
-metadata: {name: books-plaintext, namespace: checkout}\n\
-spec: {host: books.ledger.svc.cluster.local, trafficPolicy: {tls: {mode: DISABLE}}}\n";
+const TENANT_DISABLE_DR: &str = r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: books-plaintext, namespace: checkout}
+spec: {host: books.ledger.svc.cluster.local, trafficPolicy: {tls: {mode: DISABLE}}}
+"#;
 
 impl Table {
-    pub fn new(web: &str, books: &str) -> Table {
+    pub fn new(at: Addresses) -> Table {
         Table {
-            web: web.into(),
-            books: books.into(),
+            at,
             shown: Vec::new(),
             notes: Vec::new(),
+            failures: Vec::new(),
         }
     }
 
     /// Sends `url` from pod `from` until it gets `expected` or the time is up; records it.
-    fn row(
+    async fn row(
         &mut self,
         mesh: &Mesh,
         row: &'static str,
         phase: &'static str,
-        from: &str,
-        url: &str,
+        (from, url): (&str, String),
         expected: Expect,
     ) -> Result<Outcome, Error> {
         let pod = mesh.get(from);
-        let mut last = None;
-        let met = eventually(Duration::from_secs(20), || {
-            let o = pod.get(url);
-            let met = expected.met_by(&o);
-            last = Some(o.clone());
-            Ok(met.then_some(o))
-        })?;
-        let got = met
-            .or(last)
-            .unwrap_or(Outcome::Failed(-1, "never sent".into()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let last = loop {
+            let o = pod.get(&url).await;
+            if expected.met_by(&o) || std::time::Instant::now() >= deadline {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
         self.shown.push(Shown {
             row,
             phase,
             request: format!("{from} -> {url}"),
             expected,
-            got: got.clone(),
+            got: last.clone(),
         });
-        Ok(got)
+        Ok(last)
     }
 
-    fn plaintext_rows(
+    fn web(&self, port: u16, path: &str) -> String {
+        format!("http://{}:{port}{path}", self.at.web)
+    }
+
+    fn web_pod(&self, port: u16, path: &str) -> String {
+        format!("http://{}:{port}{path}", self.at.web_pod)
+    }
+
+    /// The rows the baseline refuses, as `want` says for this phase.
+    async fn refused_rows(
         &mut self,
         mesh: &Mesh,
         phase: &'static str,
         want: Expect,
     ) -> Result<(), Error> {
-        let web = self.web.clone();
+        let g1 = ("outside/plain", self.web_pod(8080, "/g1"));
+        self.row(mesh, "G1 plaintext to a declared port", phase, g1, want)
+            .await?;
+        let g2 = ("outside/plain", self.web_pod(9090, "/g2"));
         self.row(
             mesh,
-            "G1 plaintext, declared port",
+            "G2 plaintext to a port no Service declares",
             phase,
-            "outside/plain",
-            &format!("http://{}:8080/g1", super::WEB),
+            g2,
             want,
-        )?;
-        self.row(
-            mesh,
-            "G2 plaintext, undeclared port",
-            phase,
-            "outside/plain",
-            &format!("http://{}:9090/g2", super::WEB),
-            want,
-        )?;
-        self.row(
-            mesh,
-            "denyRules: sandbox to 8443",
-            phase,
-            "sandbox/client",
-            &format!("http://{web}:8443/admin"),
-            want,
-        )?;
-        self.row(
-            mesh,
-            "REGISTRY_ONLY: unregistered host",
-            phase,
+        )
+        .await?;
+        let deny = ("sandbox/client", self.web(8443, "/admin"));
+        self.row(mesh, "denyRules: sandbox to 8443", phase, deny, want)
+            .await?;
+        let out = (
             "checkout/client",
-            &format!("http://{}:8080/out", super::EXTERNAL),
+            format!("http://{}:8080/out", self.at.external),
+        );
+        self.row(
+            mesh,
+            "REGISTRY_ONLY: a host in no registry",
+            phase,
+            out,
             want,
-        )?;
+        )
+        .await?;
         Ok(())
     }
 
     /// The allowed rows, which hold in every phase.
-    fn allowed_rows(&mut self, mesh: &Mesh, phase: &'static str) -> Result<(), Error> {
-        let web = self.web.clone();
-        let o = self.row(
-            mesh,
-            "mTLS, meshed client",
-            phase,
-            "checkout/client",
-            &format!("http://{web}:8080/mtls"),
-            Expect::Allowed,
-        )?;
-        if o.peer() != Some("spiffe://cluster.local/ns/checkout/sa/client") {
-            self.notes.push(format!(
-                "{phase}: the server saw peer {:?}, not checkout/client's SPIFFE id",
+    async fn allowed_rows(&mut self, mesh: &Mesh, phase: &'static str) -> Result<(), Error> {
+        let mtls = ("checkout/client", self.web(8080, "/mtls"));
+        let o = self
+            .row(
+                mesh,
+                "mTLS from a meshed client",
+                phase,
+                mtls,
+                Expect::Allowed,
+            )
+            .await?;
+        let want = "spiffe://cluster.local/ns/checkout/sa/client";
+        if o.ok() && o.peer() != Some(want) {
+            self.failures.push(format!(
+                "{phase}: the server saw peer {:?}, not {want}",
                 o.peer()
             ));
         }
+        let other = ("sandbox/client", self.web(8080, "/ok"));
         self.row(
             mesh,
             "denyRules: sandbox to 8080",
             phase,
-            "sandbox/client",
-            &format!("http://{web}:8080/ok"),
+            other,
             Expect::Allowed,
-        )?;
+        )
+        .await?;
+        let admin = ("checkout/client", self.web(8443, "/admin"));
         self.row(
             mesh,
             "denyRules: checkout to 8443",
             phase,
-            "checkout/client",
-            &format!("http://{web}:8443/admin"),
+            admin,
             Expect::Allowed,
-        )?;
+        )
+        .await?;
+        let registered = ("checkout/client", self.web(8080, "/in"));
         self.row(
             mesh,
-            "REGISTRY_ONLY: registered host",
+            "REGISTRY_ONLY: a registered host",
             phase,
-            "checkout/client",
-            &format!("http://{web}:8080/in"),
+            registered,
             Expect::Allowed,
-        )?;
+        )
+        .await?;
         Ok(())
     }
 
-    pub fn run_enforced(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
-        self.allowed_rows(mesh, "Enforce")?;
-        self.plaintext_rows(mesh, "Enforce", Expect::Refused)?;
-        self.g3(mesh, "Enforce", Expect::Refused)?;
-        self.g9(mesh)
+    pub async fn run_enforced(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
+        self.allowed_rows(mesh, "Enforce").await?;
+        self.refused_rows(mesh, "Enforce", Expect::Refused).await?;
+        self.g3(mesh, "Enforce", Expect::Refused).await?;
+        self.g9(mesh).await
     }
 
-    pub fn run_unprotected(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
-        self.allowed_rows(mesh, "Audit")?;
-        self.plaintext_rows(mesh, "Audit", Expect::Allowed)?;
-        self.g3(mesh, "Audit", Expect::Allowed)
+    pub async fn run_unprotected(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
+        self.allowed_rows(mesh, "Audit").await?;
+        self.refused_rows(mesh, "Audit", Expect::Allowed).await?;
+        self.g3(mesh, "Audit", Expect::Allowed).await
     }
 
-    pub fn run_enforced_again(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
-        self.allowed_rows(mesh, "Enforce again")?;
-        self.plaintext_rows(mesh, "Enforce again", Expect::Refused)
+    pub async fn run_enforced_again(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
+        self.allowed_rows(mesh, "Enforce again").await?;
+        self.refused_rows(mesh, "Enforce again", Expect::Refused)
+            .await
     }
 
     /// G3: a tenant ALLOW that names a principal in one rule and, in another, admits port 8080
     /// from anyone. ALLOW rules add up; only the DENY keeps plaintext out.
-    fn g3(&mut self, mesh: &Mesh, phase: &'static str, want: Expect) -> Result<(), Error> {
+    async fn g3(&mut self, mesh: &Mesh, phase: &'static str, want: Expect) -> Result<(), Error> {
         mesh.kubectl.apply(TENANT_ALLOW)?;
-        // The principal it names still gets in.
-        let web = self.web.clone();
+        let named = ("checkout/client", self.web(8080, "/g3"));
         self.row(
             mesh,
-            "G3 tenant ALLOW: its principal",
+            "G3 tenant ALLOW: the principal it names",
             phase,
-            "checkout/client",
-            &format!("http://{web}:8080/g3"),
+            named,
             Expect::Allowed,
-        )?;
-        self.row(
-            mesh,
-            "G3 tenant ALLOW: plaintext",
-            phase,
-            "outside/plain",
-            &format!("http://{}:8080/g3", super::WEB),
-            want,
-        )?;
+        )
+        .await?;
+        let plain = ("outside/plain", self.web_pod(8080, "/g3"));
+        self.row(mesh, "G3 tenant ALLOW: plaintext", phase, plain, want)
+            .await?;
         mesh.kubectl
             .run(&["-n", "shop", "delete", "authorizationpolicy", "web-callers"])?;
         Ok(())
@@ -238,29 +243,33 @@ impl Table {
 
     /// G9: a tenant DestinationRule with tls DISABLE for a STRICT service; the audit's MB201;
     /// with only the generated ISTIO_MUTUAL DestinationRule the call works.
-    fn g9(&mut self, mesh: &Mesh) -> Result<(), Error> {
-        let url = format!("http://{}:8080/g9", self.books);
+    async fn g9(&mut self, mesh: &Mesh) -> Result<(), Error> {
+        let url = format!("http://{}:8080/g9", self.at.books);
         mesh.kubectl.apply(TENANT_DISABLE_DR)?;
+        let call = ("checkout/client", url.clone());
         self.row(
             mesh,
-            "G9 tenant DR tls DISABLE, STRICT server",
+            "G9 tenant DestinationRule tls DISABLE, STRICT server",
             "Enforce",
-            "checkout/client",
-            &url,
+            call,
             Expect::Refused,
-        )?;
-        let finding = eventually(Duration::from_secs(30), || {
+        )
+        .await?;
+        let finding = eventually(Duration::from_secs(30), || async {
             let rules = mesh
                 .kubectl
                 .get("", "mb/default", "{.status.findings[*].rule}")?
                 .unwrap_or_default();
             Ok(rules.split_whitespace().any(|r| r == "MB201").then_some(()))
-        })?;
-        if finding.is_none() {
-            self.notes.push(
-                "G9: the baseline's status has no MB201 finding for checkout/books-plaintext"
-                    .into(),
-            );
+        })
+        .await?;
+        match finding {
+            Some(()) => self
+                .notes
+                .push("G9: the baseline's status lists MB201".into()),
+            None => self
+                .failures
+                .push("G9: the baseline's status has no MB201 finding".into()),
         }
         mesh.kubectl.run(&[
             "-n",
@@ -269,57 +278,67 @@ impl Table {
             "destinationrule",
             "books-plaintext",
         ])?;
+        let call = ("checkout/client", url);
         self.row(
             mesh,
-            "G9 only meshbaseline-mtls (ISTIO_MUTUAL), STRICT",
+            "G9 only meshbaseline-mtls (ISTIO_MUTUAL), STRICT server",
             "Enforce",
-            "checkout/client",
-            &url,
+            call,
             Expect::Allowed,
-        )?;
+        )
+        .await?;
         Ok(())
     }
 
     /// The dry run: plaintext passes, and the server's sidecar counts a shadow denial for it.
     /// Plaintext passes without any policy too, so the request is repeated until the sidecar
-    /// has the dry-run policy and counts it (the statistic appears with the policy).
-    pub fn run_dry_run(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
-        // Envoy names it `<listener prefix>.rbac.istio_dry_run_deny_.shadow_denied`.
-        let shadow = r"istio_dry_run_deny_\.shadow_denied";
-        let url = format!("http://{}:8080/dry-run", super::WEB);
+    /// has the dry-run policy and counts it.
+    pub async fn run_dry_run(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
+        let url = self.web_pod(8080, "/dry-run");
         let (plain, web) = (mesh.get("outside/plain"), mesh.get("shop/web"));
-        let before = web.stat_sum(shadow)?;
-        let mut last = Outcome::Failed(-1, "never sent".into());
-        let counted = eventually(Duration::from_secs(30), || {
-            last = plain.get(&url);
-            let after = web.stat_sum(shadow)?;
-            Ok((last.ok() && after > before).then_some(after))
-        })?;
+        let before = web.stat_sum(SHADOW_DENIED).await?;
+        let mut last = Outcome::Failed("never sent".into());
+        let mut after = before;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            last = plain.get(&url).await;
+            after = web.stat_sum(SHADOW_DENIED).await?;
+            if last.ok() && after > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         self.shown.push(Shown {
-            row: "G1 plaintext, dry-run DENY",
+            row: "G1 plaintext under the dry-run DENY",
             phase: "Audit dry run",
             request: format!("outside/plain -> {url}"),
             expected: Expect::Allowed,
             got: last.clone(),
         });
-        // What Prometheus scrapes from the sidecar (port 15090), for the documented query.
-        let scraped = web.prometheus_matching(PROMETHEUS_SHADOW)?;
-        if !scraped.iter().any(|l| !l.ends_with(" 0")) {
+        if after > before {
             self.notes.push(format!(
-                "FAIL dry run: no non-zero {PROMETHEUS_SHADOW} on shop/web's :15090/stats/prometheus: {scraped:?}"
+                "dry run: shop/web's sidecar counted {} shadow denials ({before} -> {after})",
+                after - before
+            ));
+        } else {
+            self.failures.push(format!(
+                "dry run: shop/web's sidecar counted no shadow denial; its RBAC statistics:\n{}",
+                web.stats_matching("rbac").await?
             ));
         }
-        match counted {
-            Some(after) => self.notes.push(format!(
-                "dry run: {shadow} on shop/web's sidecar went from {before} to {after} while the plaintext request got {last}; Prometheus scrapes:\n{}",
-                scraped.join("\n")
-            )),
-            None => self.notes.push(format!(
-                "FAIL dry run: {shadow} stayed at {before} on shop/web's sidecar; its RBAC statistics:\n{}",
-                web.stats_matching("rbac")?
-            )),
+        // What Prometheus scrapes from the sidecar (port 15090), for the documented query.
+        let scraped = web.prometheus_matching(PROMETHEUS_SHADOW).await?;
+        if scraped.iter().any(|l| !l.ends_with(" 0")) {
+            self.notes.push(format!(
+                "Prometheus scrapes from shop/web: {}",
+                scraped.join("; ")
+            ));
+        } else {
+            self.failures.push(format!(
+                "dry run: no non-zero {PROMETHEUS_SHADOW} on shop/web's :15090/stats/prometheus: {scraped:?}"
+            ));
         }
-        self.allowed_rows(mesh, "Audit dry run")
+        self.allowed_rows(mesh, "Audit dry run").await
     }
 
     pub fn render(&self) -> String {
@@ -340,7 +359,7 @@ impl Table {
                 s.got.to_string().replace('|', "/").replace('\n', " ")
             ));
         }
-        for n in &self.notes {
+        for n in self.notes.iter().chain(&self.failures) {
             out.push_str(&format!("\n{n}"));
         }
         out
@@ -360,16 +379,7 @@ impl Table {
                     s.got
                 )
             })
-            .chain(
-                self.notes
-                    .iter()
-                    .filter(|n| {
-                        n.starts_with("FAIL")
-                            || n.contains("no MB201")
-                            || n.contains("not checkout")
-                    })
-                    .cloned(),
-            )
+            .chain(self.failures.iter().cloned())
             .collect();
         if failed.is_empty() {
             Ok(())
@@ -384,15 +394,16 @@ impl Table {
 }
 
 /// Waits until the baseline's Ready condition has `reason`.
-pub fn wait_reason(mesh: &Mesh, reason: &str) -> Result<(), Error> {
+pub async fn wait_reason(mesh: &Mesh, reason: &str) -> Result<(), Error> {
     let path = "{.status.conditions[?(@.type==\"Ready\")].reason}";
-    eventually(Duration::from_secs(60), || {
+    eventually(Duration::from_secs(60), || async {
         Ok(mesh
             .kubectl
             .get("", "mb/default", path)?
             .filter(|r| r == reason)
             .map(drop))
-    })?
+    })
+    .await?
     .ok_or_else(|| {
         Error::Setup(format!(
             "the baseline's Ready reason did not become {reason} within 60s"
