@@ -79,7 +79,12 @@ fn labels_and_owner_reference() {
         // tenant's "true" is drift.
         let annotated = o.key.kind == Kind::AuthorizationPolicy;
         if annotated {
-            assert_eq!(meta["annotations"], json!({"istio.io/dry-run": "false"}), "{}", o.key);
+            assert_eq!(
+                meta["annotations"],
+                json!({"istio.io/dry-run": "false"}),
+                "{}",
+                o.key
+            );
         }
         let fields = 3 + usize::from(!o.key.kind.cluster_scoped()) + usize::from(annotated);
         assert_eq!(meta.len(), fields, "only owned metadata fields: {meta:?}");
