@@ -30,15 +30,33 @@ fn lookup(i: &Inventory, client: &str, host: &str, server: &str) -> Option<Strin
 
 const LEDGER: &str = "ledger.payments.svc.cluster.local";
 
+/// Istio's `ResolveShortnameToFQDN`: only short names are completed; `*.payments.svc`, a
+/// trailing dot or capitals are taken as written, and match no service.
 #[test]
-fn hosts_are_normalised_relative_to_the_rule_namespace() {
+fn hosts_are_resolved_as_istio_resolves_them() {
     assert_eq!(
         parse_host("ledger", "payments", DOMAIN),
         Host::Exact(LEDGER.into())
     );
     assert_eq!(
         parse_host("*.payments.svc", "x", DOMAIN),
-        Host::Wildcard(".payments.svc.cluster.local".into())
+        Host::Wildcard(".payments.svc".into())
+    );
+    assert_eq!(
+        servers(&parse_host("*.payments.svc", "x", DOMAIN), DOMAIN),
+        Servers::External
+    );
+    assert_eq!(
+        servers(&parse_host("ledger.payments.svc", "x", DOMAIN), DOMAIN),
+        Servers::External
+    );
+    assert_eq!(
+        servers(
+            &parse_host("Ledger.payments.svc.cluster.local", "x", DOMAIN),
+            DOMAIN
+        ),
+        Servers::One("payments".into()),
+        "in the namespace's domain, but"
     );
     assert_eq!(
         servers(&parse_host("ledger", "payments", DOMAIN), DOMAIN),
@@ -159,7 +177,8 @@ fn mb201_fires_for_a_server_namespace_rule_and_names_both_objects() {
         "mesh",
         json!({"mtls": {"mode": "STRICT"}}),
     )));
-    let m = run(&strict(), &i)[0].message.clone();
+    let mb201 = |f: Vec<Finding>| f.into_iter().find(|f| f.rule == Rule::MB201).unwrap();
+    let m = mb201(run(&strict(), &i)).message;
     assert!(
         m.contains("mesh-wide PeerAuthentication istio-system/mesh (STRICT)"),
         "{m}"
@@ -169,7 +188,7 @@ fn mb201_fires_for_a_server_namespace_rule_and_names_both_objects() {
         "ns",
         json!({"mtls": {"mode": "STRICT"}}),
     )));
-    let m = run(&strict(), &i)[0].message.clone();
+    let m = mb201(run(&strict(), &i)).message;
     assert!(
         m.contains("namespace-wide PeerAuthentication payments/ns (STRICT)"),
         "{m}"

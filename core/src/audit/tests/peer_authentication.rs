@@ -151,7 +151,14 @@ fn mb103_a_single_mesh_wide_policy_is_silent() {
         mk_pa(ROOT, "default", json!({"mtls": {"mode": "STRICT"}})),
         mk_pa("payments", "ns-wide", json!({"mtls": {"mode": "STRICT"}})),
     ]);
-    assert!(run(&strict(), &i).is_empty());
+    let f = run(&strict(), &i);
+    assert!(hits(&f, Rule::MB103).is_empty());
+    // But the baseline's own, created after it, would not be in force.
+    assert_eq!(
+        hits(&f, Rule::MB105),
+        vec!["istio-system/meshbaseline-mesh-mtls"]
+    );
+    assert_eq!(f.len(), 1);
 }
 
 #[test]
@@ -170,7 +177,12 @@ fn mb104_selector_in_the_root_namespace_fires() {
     ]);
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB104), vec!["istio-system/gw"]);
-    assert_eq!(f.len(), 1, "{f:#?}");
+    // An empty selector is mesh-wide to Istio: it shadows the baseline's (MB105).
+    assert_eq!(
+        hits(&f, Rule::MB105),
+        vec!["istio-system/meshbaseline-mesh-mtls"]
+    );
+    assert_eq!(f.len(), 2, "{f:#?}");
 }
 
 #[test]

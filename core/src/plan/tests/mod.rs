@@ -382,8 +382,8 @@ fn unsorted_desired_objects_are_still_merged_correctly() {
 #[test]
 fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
     let spec = json!({"authorization": {"denyRules": [
-        {"name": "admin-paths", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"]}]},
-        {"name": "header", "when": [{"key": "request.headers[x-debug]", "values": ["1"]}]},
+        {"name": "admin-paths", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"], "ports": ["8080"]}]},
+        {"name": "header", "to": [{"ports": ["8080"]}], "when": [{"key": "request.headers[x-debug]", "values": ["1"]}]},
         {"name": "l4", "from": [{"namespaces": ["sandbox"]}], "to": [{"ports": ["8080"]}],
          "when": [{"key": "source.ip", "values": ["10.0.0.0/8"]}]},
     ]}});
