@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 mod ambient;
 mod authorization_policy;
 mod destination_rule;
+mod gateway;
 mod incremental;
 mod namespace;
 mod network_policy;
@@ -23,6 +24,8 @@ mod ours;
 mod peer_authentication;
 mod pod;
 mod root;
+mod sidecar;
+mod waypoint;
 
 pub(super) const ROOT: &str = "istio-system";
 
