@@ -166,29 +166,49 @@ fn ours_shadowed(ctx: &Ctx, out: &mut Vec<Finding>) {
             (Some(_), None) | (None, None) => true,
             (None, Some(_)) => false,
         };
-    let Some(winner) = root_mesh_wide()
-        // Whatever sits at our name is replaced by ours.
+    // Whatever sits at our name is replaced by ours.
+    let mut older: Vec<&PeerAuthentication> = root_mesh_wide()
         .filter(|pa| name_of(&pa.metadata) != name && older(pa))
-        .min_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)))
-    else {
+        .collect();
+    older.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
+    let Some(winner) = older.first() else {
         return;
     };
     let bmode = baseline_mode(ctx);
     // A mesh-level UNSET means PERMISSIVE to Istio.
-    let effective = match mode(winner) {
-        None | Some("UNSET") => "UNSET, which Istio reads as PERMISSIVE at mesh level",
-        Some(m) => m,
+    let mode_of = |pa: &PeerAuthentication| match mode(pa) {
+        None | Some("UNSET") => "UNSET, which Istio reads as PERMISSIVE at mesh level".to_string(),
+        Some(m) => m.to_string(),
     };
-    let wname = name_of(&winner.metadata);
+    let in_force = if crate::inventory::created(&winner.metadata).is_some() {
+        format!(
+            "Istio uses only the oldest mesh-wide PeerAuthentication, {root}/{} (mode {})",
+            name_of(&winner.metadata),
+            mode_of(winner)
+        )
+    } else {
+        let all: Vec<String> = older
+            .iter()
+            .map(|pa| format!("{root}/{} (mode {})", name_of(&pa.metadata), mode_of(pa)))
+            .collect();
+        format!(
+            "Istio uses only the oldest mesh-wide PeerAuthentication, one of {} (their creation times are unknown from manifests), all older than the baseline's",
+            all.join(", ")
+        )
+    };
+    let names: Vec<String> = older
+        .iter()
+        .map(|pa| format!("{root}/{}", name_of(&pa.metadata)))
+        .collect();
     out.push(ctx.finding(
         Rule::MB105,
         KIND,
         Some(root),
         name,
         format!(
-            "The baseline's mesh-wide PeerAuthentication {root}/{name} ({bmode}) is not in force: Istio uses only the oldest mesh-wide PeerAuthentication, {root}/{wname} (mode {effective}), so every namespace without a namespace-wide PeerAuthentication of its own gets that policy's mode, and drift repair of {name} changes nothing."
+            "The baseline's mesh-wide PeerAuthentication {root}/{name} ({bmode}) is not in force: {in_force}, so every namespace without a namespace-wide PeerAuthentication of its own gets that policy's mode, and drift repair of {name} changes nothing."
         ),
-        format!("Delete {root}/{wname} (or fold its intent into the baseline's spec.mtls.mode); {name} is then in force."),
+        format!("Delete {} (or fold their intent into the baseline's spec.mtls.mode); {name} is then in force.", names.join(", ")),
     ));
 }
 

@@ -22,8 +22,6 @@ use crate::api::Baseline;
 use crate::inventory::Inventory;
 use crate::object::{DesiredObject, Kind, ObjectSpec};
 
-pub use namespace::HBONE_PORT;
-
 /// Whether the compiler reads this pod (so a change of it calls for a new compile): the pods
 /// of Gateways, whose ServiceAccounts are the waypoint identities of `waypointOnly`.
 pub fn reads_pod(pod: &crate::inventory::PodInfo) -> bool {

@@ -177,22 +177,19 @@ impl NamespaceTemplates {
     }
 }
 
-/// The waypoint's port of HBONE termination: the waypoint itself enforces selector-less
-/// policies of its namespace there when istiod runs with
-/// `ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES`, and must not deny its own clients.
-/// ztunnel matches the inner destination port, which is never 15008.
-pub const HBONE_PORT: &str = "15008";
-
 /// An L4 DENY policy (no selector, no targetRefs: ztunnel enforces it for every pod of the
 /// namespace) for every peer but the waypoint's identities. A DENY, not an ALLOW: tenant ALLOW
 /// policies add up with an ALLOW and would re-open direct traffic; nothing re-opens a DENY.
-/// Plaintext has no principal and is denied too.
+/// Plaintext has no principal and is denied too. Not on port 15008: the waypoint terminates
+/// HBONE there and, when istiod runs with `ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES`,
+/// enforces its namespace's selector-less policies on it for its own clients (Istio's
+/// `NewWaypointTerminationBuilder`); ztunnel matches the inner destination port, never 15008.
 pub(crate) fn waypoint_only_spec(principals: &[String]) -> Value {
     json!({
         "action": "DENY",
         "rules": [{
             "from": [{"source": {"notPrincipals": principals}}],
-            "to": [{"operation": {"notPorts": [HBONE_PORT]}}],
+            "to": [{"operation": {"notPorts": [super::network::HBONE_PORT.to_string()]}}],
         }],
     })
 }
