@@ -170,8 +170,7 @@ pub struct MtlsSpec {
     /// Per-namespace DENY AuthorizationPolicy for requests without an mTLS principal (G1, G2).
     /// It has no selector, and Istio cannot exclude workloads from one, so ingress gateways in
     /// a protected namespace refuse their external clients too: such gateways are reported
-    /// (MB304) and refused by the tenant admission policy. Run gateways in a namespace of their
-    /// own.
+    /// (MB304). Run gateways in a namespace of their own.
     #[serde(default = "yes")]
     pub deny_plaintext: bool,
     /// Per-namespace ISTIO_MUTUAL DestinationRule (G9). Fails closed: clients always use mTLS
