@@ -20,6 +20,7 @@ use crate::dataplane::{self, Credentials, Process};
 pub const PROXY_UID: u32 = 1337;
 /// The application's and the clients' UID: captured like any workload process.
 pub const APP_UID: u32 = 1000;
+const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
 
 #[derive(Clone, Debug)]
 pub struct PodSpec {
@@ -27,6 +28,7 @@ pub struct PodSpec {
     pub name: String,
     pub service_account: String,
     pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
     /// Ports the application listens on (none: a client only).
     pub app_ports: Vec<u16>,
     pub sidecar: bool,
@@ -39,6 +41,7 @@ impl PodSpec {
             name: name.into(),
             service_account: name.into(),
             labels: vec![("app".into(), name.into())],
+            annotations: Vec::new(),
             app_ports: Vec::new(),
             sidecar: true,
         }
@@ -59,6 +62,21 @@ impl PodSpec {
         self
     }
 
+    /// Read from the object, and for `traffic.sidecar.istio.io/includeInboundPorts` by the
+    /// capture too, as istio-init reads what the injector passes it.
+    pub fn annotation(mut self, key: &str, value: &str) -> PodSpec {
+        self.annotations.push((key.into(), value.into()));
+        self
+    }
+
+    /// Inbound ports istio-iptables captures (`-b`): `*` unless the pod says otherwise.
+    fn inbound_ports(&self) -> &str {
+        self.annotations
+            .iter()
+            .find(|(k, _)| k == INCLUDE_INBOUND_PORTS)
+            .map_or("*", |(_, v)| v.as_str())
+    }
+
     /// The value of the `app` label.
     pub fn app(&self) -> &str {
         self.labels
@@ -74,6 +92,9 @@ impl PodSpec {
             .ipv4_only();
         for (k, v) in &self.labels {
             spec = spec.label(k, v);
+        }
+        for (k, v) in &self.annotations {
+            spec = spec.annotation(k, v);
         }
         let mut containers = vec![json!({"name": "app", "image": "mesh-echo"})];
         if self.sidecar {
@@ -201,27 +222,20 @@ impl MeshPod {
         // What istio-init runs: capture every inbound and outbound TCP port except the proxy's
         // own, and exempt UID/GID 1337.
         let mut iptables = Command::new(&env.bins.pilot_agent);
-        iptables.args([
-            "istio-iptables",
-            "-p",
-            "15001",
-            "-z",
-            "15006",
-            "-u",
-            "1337",
-            "-g",
-            "1337",
-            "-m",
-            "REDIRECT",
-            "-i",
-            "*",
-            "-x",
-            "",
-            "-b",
-            "*",
-            "-d",
-            "15090,15021,15020",
-        ]);
+        iptables
+            .args([
+                "istio-iptables",
+                "-p",
+                "15001",
+                "-z",
+                "15006",
+                "-u",
+                "1337",
+                "-g",
+                "1337",
+            ])
+            .args(["-m", "REDIRECT", "-i", "*", "-x", ""])
+            .args(["-b", self.spec.inbound_ports(), "-d", "15090,15021,15020"]);
         self.pod
             .run(iptables, Credentials::root(), "", Duration::from_secs(30))
             .await?;

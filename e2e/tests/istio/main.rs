@@ -8,6 +8,7 @@
 //! Built with `--features real-cluster`; `.ci/test` runs it inside `testenv run`, as root.
 
 mod rows;
+mod semantics;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -110,6 +111,8 @@ pub struct Addresses {
     /// ledger/books's Service.
     pub books: String,
     pub external: String,
+    /// shop/legacy: captures only 8080.
+    pub legacy_pod: String,
 }
 
 async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
@@ -119,10 +122,14 @@ async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
         mesh.namespace(ns, &[PROTECTED, ("istio-injection", "enabled")])?;
     }
     mesh.namespace("outside", &[])?;
-    // 9090 is served but declared by no Service (G2).
+    // 9090 is served but declared by no Service (G2); 9000 is a TCP port of the Service.
     let web_pod = mesh
-        .pod(PodSpec::new("shop", "web").serving(&[8080, 8443, 9090]))
+        .pod(PodSpec::new("shop", "web").serving(&[8080, 8443, 9000, 9090]))
         .await?;
+    let legacy = PodSpec::new("shop", "legacy")
+        .serving(&[8080, 9090])
+        .annotation("traffic.sidecar.istio.io/includeInboundPorts", "8080");
+    let legacy_pod = mesh.pod(legacy).await?;
     mesh.pod(PodSpec::new("ledger", "books").serving(&[8080]))
         .await?;
     mesh.pod(PodSpec::new("checkout", "client")).await?;
@@ -131,7 +138,11 @@ async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
         .await?;
     mesh.external("external", EXTERNAL, &[8080]).await?;
     let web = mesh
-        .service("shop", "web", &[("http", 8080), ("http-admin", 8443)])
+        .service(
+            "shop",
+            "web",
+            &[("http", 8080), ("http-admin", 8443), ("tcp-data", 9000)],
+        )
         .await?;
     let books = mesh.service("ledger", "books", &[("http", 8080)]).await?;
     // The tenant's namespace-wide PERMISSIVE PeerAuthentication overrides the mesh's STRICT (G1).
@@ -144,6 +155,7 @@ async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
         web: web.to_string(),
         books: books.to_string(),
         external: EXTERNAL.to_string(),
+        legacy_pod: legacy_pod.to_string(),
     })
 }
 

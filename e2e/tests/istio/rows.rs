@@ -47,7 +47,7 @@ struct Shown {
 }
 
 pub struct Table {
-    at: Addresses,
+    pub(super) at: Addresses,
     shown: Vec<Shown>,
     notes: Vec<String>,
     failures: Vec<String>,
@@ -79,8 +79,45 @@ impl Table {
         }
     }
 
+    pub(super) fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    pub(super) fn fail(&mut self, failure: String) {
+        self.failures.push(failure);
+    }
+
+    /// Waits (30 s at most) for the baseline's status to list finding `rule` on `at`
+    /// (`namespace/name`).
+    pub(super) async fn expect_finding(
+        &mut self,
+        mesh: &Mesh,
+        rule: &str,
+        at: &str,
+    ) -> Result<(), Error> {
+        let path = "{range .status.findings[*]}{.rule} {.namespace}/{.name}{\"\\n\"}{end}";
+        let want = format!("{rule} {at}");
+        let found = eventually(Duration::from_secs(30), || async {
+            let list = mesh
+                .kubectl
+                .get("", "mb/default", path)?
+                .unwrap_or_default();
+            Ok(list.lines().any(|l| l.trim() == want).then_some(()))
+        })
+        .await?;
+        match found {
+            Some(()) => self.notes.push(format!(
+                "finding {rule} on {at}: listed in the baseline's status"
+            )),
+            None => self.failures.push(format!(
+                "finding {rule} on {at}: not in the baseline's status"
+            )),
+        }
+        Ok(())
+    }
+
     /// Sends `url` from pod `from` until it gets `expected` or the time is up; records it.
-    async fn row(
+    pub(super) async fn row(
         &mut self,
         mesh: &Mesh,
         row: &'static str,
@@ -107,7 +144,7 @@ impl Table {
         Ok(last)
     }
 
-    fn web(&self, port: u16, path: &str) -> String {
+    pub(super) fn web(&self, port: u16, path: &str) -> String {
         format!("http://{}:{port}{path}", self.at.web)
     }
 
@@ -205,7 +242,8 @@ impl Table {
         self.allowed_rows(mesh, "Enforce").await?;
         self.refused_rows(mesh, "Enforce", Expect::Refused).await?;
         self.g3(mesh, "Enforce", Expect::Refused).await?;
-        self.g9(mesh).await
+        self.g9(mesh).await?;
+        self.run_istio_semantics(mesh).await
     }
 
     pub async fn run_unprotected(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
@@ -255,22 +293,8 @@ impl Table {
             Expect::Refused,
         )
         .await?;
-        let finding = eventually(Duration::from_secs(30), || async {
-            let rules = mesh
-                .kubectl
-                .get("", "mb/default", "{.status.findings[*].rule}")?
-                .unwrap_or_default();
-            Ok(rules.split_whitespace().any(|r| r == "MB201").then_some(()))
-        })
-        .await?;
-        match finding {
-            Some(()) => self
-                .notes
-                .push("G9: the baseline's status lists MB201".into()),
-            None => self
-                .failures
-                .push("G9: the baseline's status has no MB201 finding".into()),
-        }
+        self.expect_finding(mesh, "MB201", "checkout/books-plaintext")
+            .await?;
         mesh.kubectl.run(&[
             "-n",
             "checkout",
