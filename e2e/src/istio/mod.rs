@@ -107,6 +107,34 @@ impl Mesh {
         self.node().ipv4()
     }
 
+    /// The CRDs named `names` (e.g. `gateways.networking.istio.io`) from the Istio module's
+    /// `crd-all.gen.yaml`, for the kinds `shared/istio/crds.yaml` does not have.
+    pub fn apply_module_crds(&self, names: &[&str]) -> Result<(), Error> {
+        let path = istio_bin_dir().join("crd-all.gen.yaml");
+        let all = std::fs::read_to_string(&path).map_err(|e| {
+            Error::Prerequisite(format!(
+                "{}: {e} (build with e2e/dataplane/istio/build.sh)",
+                path.display()
+            ))
+        })?;
+        for name in names {
+            let doc = all
+                .split("\n---\n")
+                .find(|d| d.lines().any(|l| l.trim() == format!("name: {name}")))
+                .ok_or_else(|| Error::Setup(format!("{}: no CRD {name}", path.display())))?;
+            self.kubectl
+                .run_with(&["apply", "--server-side", "-f", "-"], Some(doc))?;
+        }
+        self.kubectl.run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])?;
+        Ok(())
+    }
+
     /// A namespace with `labels` (deleted with the cluster: each run has its own).
     pub fn namespace(&mut self, name: &str, labels: &[(&str, &str)]) -> Result<(), Error> {
         let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();

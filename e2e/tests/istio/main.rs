@@ -113,12 +113,18 @@ pub struct Addresses {
     pub external: String,
     /// shop/legacy: captures only 8080.
     pub legacy_pod: String,
+    /// storefront/ingress, a classic ingress gateway.
+    pub gateway_pod: String,
 }
 
 async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
     mesh.kubectl
         .apply_file_server_side(&repo().join("crds/meshbaselines.meshbaseline.dev.yaml"))?;
-    for ns in ["shop", "ledger", "checkout", "sandbox"] {
+    mesh.apply_module_crds(&[
+        "gateways.networking.istio.io",
+        "virtualservices.networking.istio.io",
+    ])?;
+    for ns in ["shop", "ledger", "checkout", "sandbox", "storefront"] {
         mesh.namespace(ns, &[PROTECTED, ("istio-injection", "enabled")])?;
     }
     mesh.namespace("outside", &[])?;
@@ -145,6 +151,10 @@ async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
         )
         .await?;
     let books = mesh.service("ledger", "books", &[("http", 8080)]).await?;
+    mesh.kubectl.apply(semantics::GATEWAY)?;
+    let gateway_pod = mesh
+        .pod(PodSpec::new("storefront", "ingress").ingress_gateway())
+        .await?;
     // The tenant's namespace-wide PERMISSIVE PeerAuthentication overrides the mesh's STRICT (G1).
     mesh.kubectl.apply(
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: migration, namespace: shop}\n\
@@ -156,6 +166,7 @@ async fn setup(mesh: &mut Mesh) -> Result<Addresses, Error> {
         books: books.to_string(),
         external: EXTERNAL.to_string(),
         legacy_pod: legacy_pod.to_string(),
+        gateway_pod: gateway_pod.to_string(),
     })
 }
 

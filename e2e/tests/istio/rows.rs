@@ -144,6 +144,10 @@ impl Table {
         Ok(last)
     }
 
+    pub(super) fn gateway_url(&self, path: &str) -> String {
+        format!("http://{}:8080{path}", self.at.gateway_pod)
+    }
+
     pub(super) fn web(&self, port: u16, path: &str) -> String {
         format!("http://{}:{port}{path}", self.at.web)
     }
@@ -174,6 +178,15 @@ impl Table {
         let deny = ("sandbox/client", self.web(8443, "/admin"));
         self.row(mesh, "denyRules: sandbox to 8443", phase, deny, want)
             .await?;
+        let gateway = ("outside/plain", self.gateway_url("/shop"));
+        self.row(
+            mesh,
+            "ingress gateway in a protected namespace: external plaintext client",
+            phase,
+            gateway,
+            want,
+        )
+        .await?;
         let out = (
             "checkout/client",
             format!("http://{}:8080/out", self.at.external),

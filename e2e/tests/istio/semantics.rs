@@ -46,11 +46,88 @@ spec:
   outboundTrafficPolicy: {mode: REGISTRY_ONLY}
 "#;
 
+/// A classic ingress gateway in a protected namespace, routing to shop/web.
+pub const GATEWAY: &str = r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: storefront}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: storefront}
+spec:
+  hosts: ["*"]
+  gateways: [ingress]
+  http:
+  - route: [{destination: {host: web.shop.svc.cluster.local, port: {number: 8080}}}]
+"#;
+
+/// examples/baseline.yaml's exemption, and storefront's from mtls.
+const EXEMPT_STOREFRONT: &str = r#"{"spec":{"exemptions":[
+  {"namespace":"legacy-billing","controls":["mtls"],"reason":"Batch clients without sidecars until the Q3 migration, ticket OPS-1234","expires":"2030-09-30T00:00:00Z"},
+  {"namespace":"storefront","controls":["mtls"],"reason":"ingress gateway serving external clients","expires":"2030-09-30T00:00:00Z"}]}}"#;
+const EXEMPTIONS_BACK: &str = r#"{"spec":{"exemptions":[
+  {"namespace":"legacy-billing","controls":["mtls"],"reason":"Batch clients without sidecars until the Q3 migration, ticket OPS-1234","expires":"2030-09-30T00:00:00Z"}]}}"#;
+
 impl Table {
     pub async fn run_istio_semantics(&mut self, mesh: &Mesh) -> Result<(), Error> {
+        self.gateway_in_protected_namespace(mesh).await?;
         self.http_deny_rule_on_tcp(mesh).await?;
         self.include_inbound_ports(mesh).await?;
         self.tenant_sidecar(mesh).await
+    }
+
+    /// The selector-less DENY attaches to the gateway too: its external clients have no
+    /// principal and are refused. Istio has no way to leave a gateway out, so it is reported
+    /// (MB304); exempting the namespace from mtls lets the gateway serve.
+    async fn gateway_in_protected_namespace(&mut self, mesh: &Mesh) -> Result<(), Error> {
+        self.expect_finding(mesh, "MB304", "storefront/ingress")
+            .await?;
+        mesh.kubectl.run(&[
+            "patch",
+            "mb",
+            "default",
+            "--type=merge",
+            "-p",
+            EXEMPT_STOREFRONT,
+        ])?;
+        let call = ("outside/plain", self.gateway_url("/exempt"));
+        let o = self
+            .row(
+                mesh,
+                "gateway in a namespace exempt from mtls: external plaintext client",
+                "Enforce",
+                call,
+                Expect::Allowed,
+            )
+            .await?;
+        if o.ok() && o.peer() != Some("spiffe://cluster.local/ns/storefront/sa/ingress") {
+            self.fail(format!(
+                "the gateway did not call shop/web with its own identity: {o}"
+            ));
+        }
+        mesh.kubectl.run(&[
+            "patch",
+            "mb",
+            "default",
+            "--type=merge",
+            "-p",
+            EXEMPTIONS_BACK,
+        ])?;
+        let call = ("outside/plain", self.gateway_url("/protected-again"));
+        self.row(
+            mesh,
+            "gateway in a protected namespace, exemption removed",
+            "Enforce",
+            call,
+            Expect::Refused,
+        )
+        .await?;
+        Ok(())
     }
 
     /// A deny rule with `paths` cuts only HTTP requests to those paths on the ports it names.
