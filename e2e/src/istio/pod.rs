@@ -409,6 +409,7 @@ impl MeshPod {
                 let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
                 Outcome::Http(code.trim().parse().unwrap_or(0), body.to_string())
             }
+            Err(dataplane::Error::Command { detail, .. }) => Outcome::Failed(detail),
             Err(e) => Outcome::Failed(e.to_string()),
         }
     }
