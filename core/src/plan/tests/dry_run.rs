@@ -6,6 +6,10 @@ use super::*;
 use crate::compile::compile;
 use crate::object::DRY_RUN_ANNOTATION;
 
+/// The AuthorizationPolicies compiled below: the plaintext DENY of `shop`, the root deny rule
+/// and its twin for waypoints.
+const POLICIES: usize = 3;
+
 fn baseline(mode: &str, dry_run: bool) -> Baseline {
     let mut b = mk_baseline(
         "default",
@@ -48,8 +52,8 @@ fn a_dry_run_writes_only_the_authorization_policies_as_dry_runs() {
     let p = c.run();
     let kinds: BTreeSet<Kind> = p.applies.iter().map(|a| a.key.kind).collect();
     assert_eq!(kinds, BTreeSet::from([Kind::AuthorizationPolicy]));
-    // The namespace's plaintext DENY and the root deny rule.
-    assert_eq!(p.applies.len(), 2, "{:?}", p.applies);
+    // The namespace's plaintext DENY, the root deny rule and its waypoint twin.
+    assert_eq!(p.applies.len(), POLICIES, "{:?}", p.applies);
     for a in &p.applies {
         assert_eq!(dry_run_of(&a.manifest()), Some("true"), "{}", a.key);
     }
@@ -60,11 +64,11 @@ fn a_dry_run_writes_only_the_authorization_policies_as_dry_runs() {
     assert!(
         ready
             .message
-            .contains("2 AuthorizationPolicys written as dry-run"),
+            .contains("3 AuthorizationPolicys written as dry-run"),
         "{}",
         ready.message
     );
-    assert_eq!(s.managed_objects, 2);
+    assert_eq!(s.managed_objects as usize, POLICIES);
 }
 
 #[test]
@@ -76,7 +80,7 @@ fn plain_audit_writes_nothing_and_enforce_writes_enforcing_policies() {
         .iter()
         .filter(|a| a.key.kind == Kind::AuthorizationPolicy)
         .collect();
-    assert_eq!(policies.len(), 2);
+    assert_eq!(policies.len(), POLICIES);
     for a in policies {
         assert_eq!(dry_run_of(&a.manifest()), Some("false"), "{}", a.key);
     }
@@ -100,7 +104,7 @@ fn enforce_replaces_the_dry_run_objects_and_a_dry_run_replaces_enforcing_ones() 
         .collect();
     assert_eq!(
         replaced.len(),
-        2,
+        POLICIES,
         "the dry-run objects are not taken as enforcing"
     );
     for a in replaced {
@@ -116,7 +120,7 @@ fn enforce_replaces_the_dry_run_objects_and_a_dry_run_replaces_enforcing_ones() 
         .map(|o| (o.key.clone(), mk_observed(o)))
         .collect();
     let p = back.run();
-    assert_eq!(p.applies.len(), 2);
+    assert_eq!(p.applies.len(), POLICIES);
     assert!(p
         .applies
         .iter()
