@@ -78,7 +78,7 @@ where
     }
 }
 
-fn annotation_of(mesh: &Mesh, ns: &str, name: &str) -> Result<Option<String>, Error> {
+pub fn annotation_of(mesh: &Mesh, ns: &str, name: &str) -> Result<Option<String>, Error> {
     mesh.kubectl.get(
         ns,
         &format!("authorizationpolicies.security.istio.io/{name}"),

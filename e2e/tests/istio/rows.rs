@@ -268,7 +268,50 @@ impl Table {
     pub async fn run_enforced_again(&mut self, mesh: &mut Mesh) -> Result<(), Error> {
         self.allowed_rows(mesh, "Enforce again").await?;
         self.refused_rows(mesh, "Enforce again", Expect::Refused)
-            .await
+            .await?;
+        self.dry_run_annotation_is_drift(mesh).await
+    }
+
+    /// `istio.io/dry-run: "true"` added to the enforcing DENY switches it off without touching
+    /// its spec (the admission guard is off in this suite, as after a tenant got past it). The
+    /// operator owns the annotation and repairs it; plaintext is refused again.
+    async fn dry_run_annotation_is_drift(&mut self, mesh: &Mesh) -> Result<(), Error> {
+        mesh.kubectl.run(&[
+            "-n",
+            "shop",
+            "annotate",
+            "--overwrite",
+            "authorizationpolicies.security.istio.io/meshbaseline-deny-plaintext",
+            "istio.io/dry-run=true",
+        ])?;
+        let path = "{.status.conditions[?(@.type==\"DriftDetected\")].message}";
+        let repaired = eventually(Duration::from_secs(30), || async {
+            let message = mesh
+                .kubectl
+                .get("", "mb/default", path)?
+                .unwrap_or_default();
+            let back = super::annotation_of(mesh, "shop", "meshbaseline-deny-plaintext")?;
+            Ok((message.contains("shop/meshbaseline-deny-plaintext")
+                && back.as_deref() == Some("false"))
+            .then_some(message))
+        })
+        .await?;
+        match repaired {
+            Some(m) => self.notes.push(format!("istio.io/dry-run=true on shop/meshbaseline-deny-plaintext: repaired ({m})")),
+            None => self.failures.push(
+                "istio.io/dry-run=true on shop/meshbaseline-deny-plaintext was not repaired within 30s".into(),
+            ),
+        }
+        let plain = ("outside/plain", self.web_pod(8080, "/after-annotation"));
+        self.row(
+            mesh,
+            "G1 plaintext after a tenant's dry-run annotation",
+            "Enforce again",
+            plain,
+            Expect::Refused,
+        )
+        .await?;
+        Ok(())
     }
 
     /// G3: a tenant ALLOW that names a principal in one rule and, in another, admits port 8080
