@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # TEST-ONLY. Builds kube-router, the NetworkPolicy enforcer of the e2e data-plane suite, into $1
 # (default: target/dataplane/bin) from the module pinned in go.mod and go.sum (v2.1.0), with
-# one patch applied to a copy of the module (the module cache stays untouched):
+# two upstream fixes applied to a copy of the module (the module cache stays untouched):
 #
-#   ipv6-ipset-names.patch  v2.1.0 writes ip6tables rules that name its IPv6 ipsets without
-#                           their `inet6:` prefix, so ip6tables-restore fails and no IPv6
-#                           NetworkPolicy is ever enforced (upstream issue
-#                           cloudnativelabs/kube-router#1653; k3s ships the same fix in its fork).
+#   ipv6-ipset-names.patch    v2.1.0 writes ip6tables rules that name its IPv6 ipsets without
+#                             their `inet6:` prefix, so ip6tables-restore fails and no IPv6
+#                             NetworkPolicy is ever enforced (cloudnativelabs/kube-router#1653).
+#   dual-stack-ipsets.patch   each family's ipset handler restores the other family's sets too,
+#                             with their content from the end of the previous sync: in a
+#                             dual-stack node an IPv4 set change is undone at random
+#                             (cloudnativelabs/kube-router#1665, fixed upstream by #1666).
+#
+# k3s ships both fixes in the kube-router it embeds. A third v2.1.0 bug needs no patch: it
+# drops a pod's ICMPv6 neighbour discovery under an egress policy (#1895); the harness gives
+# pods static IPv6 neighbours instead.
 #
 # The binary runs only inside network namespaces the suite creates; it is never shipped.
 # Go's build cache makes a rebuild with unchanged inputs take seconds.
@@ -21,9 +28,9 @@ for tool in go git python3; do
 done
 cd "$here"
 export GOFLAGS=-mod=readonly
-if ! go mod download 2>"$out/download.err"; then
+if ! errors="$(go mod download 2>&1)"; then
   echo "kube-router build: cannot download the modules of $here/go.mod (Go module proxy reachable? GOPROXY=$(go env GOPROXY)):" >&2
-  cat "$out/download.err" >&2
+  echo "$errors" >&2
   exit 1
 fi
 src="$(go list -m -f '{{.Dir}}' "$module")"
@@ -32,8 +39,10 @@ version="$(go list -m -f '{{.Version}}' "$module")"
 # refuses files in the module cache). Every other module comes from go.mod and go.sum.
 work="$out/kube-router-src"
 rm -rf "$work" && cp -r "$src" "$work" && chmod -R u+w "$work"
-(cd "$work" && git apply -p1 "$here/ipv6-ipset-names.patch")
+for patch in ipv6-ipset-names.patch dual-stack-ipsets.patch; do
+  (cd "$work" && git apply -p1 "$here/$patch")
+done
 go_version="$(go mod edit -json | python3 -c 'import json, sys; print(json.load(sys.stdin)["Go"])')"
 printf 'go %s\n\nuse (\n\t%s\n\t%s\n)\n' "$go_version" "$here" "$work" >"$out/kube-router.go.work"
 GOWORK="$out/kube-router.go.work" go build -trimpath -ldflags "-s -w" -o "$out/kube-router" "$module/cmd/kube-router"
-echo "kube-router build: $out/kube-router ($version + ipv6-ipset-names.patch)"
+echo "kube-router build: $out/kube-router ($version + ipv6-ipset-names.patch, dual-stack-ipsets.patch)"

@@ -57,8 +57,10 @@ pub fn kube_router_binary() -> Result<PathBuf, Error> {
     )))
 }
 
+/// The enforcer's sentinel namespace: unique per node of this process (a node index is reused
+/// while the previous node's namespace may still be terminating).
 fn sentinel_namespace(inner: &NodeInner) -> String {
-    format!("{}-sync", inner.name)
+    format!("{}-sync-{}", inner.name, inner.instance)
 }
 
 impl Node {
@@ -208,6 +210,22 @@ impl Node {
             String::new()
         };
         Ok((v4, v6))
+    }
+
+    /// What the enforcer made of the policies, for a failing test to show: both families'
+    /// filter tables, the ipsets, and the end of kube-router's log.
+    pub fn enforcer_state(&self) -> String {
+        let ns = self.netns();
+        let run = |program: &str, args: &[&str]| {
+            sys::run_in(ns, program, args).unwrap_or_else(|e| format!("{program}: {e}\n"))
+        };
+        format!(
+            "# iptables-save\n{}\n# ip6tables-save\n{}\n# ipset list\n{}\n# kube-router log\n{}\n",
+            run("iptables-save", &["-t", "filter"]),
+            run("ip6tables-save", &["-t", "filter"]),
+            run("ipset", &["list"]),
+            self.kube_router_log(200)
+        )
     }
 
     /// The last `lines` lines of kube-router's log.

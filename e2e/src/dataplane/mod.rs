@@ -50,6 +50,7 @@ mod enforcer;
 mod netns;
 mod node;
 mod pod;
+mod pod_object;
 mod process;
 mod service;
 mod sys;

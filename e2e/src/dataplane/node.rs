@@ -53,6 +53,8 @@ pub struct Node {
 pub(crate) struct NodeInner {
     pub name: String,
     pub index: u8,
+    /// How many nodes this process started before this one.
+    pub instance: u32,
     pub dir: PathBuf,
     pub admin: kube::Client,
     pub kubeconfig: PathBuf,
@@ -81,6 +83,7 @@ pub(crate) struct State {
 
 /// Node indexes in use by this process.
 static INDEXES: Mutex<BTreeSet<u8>> = Mutex::new(BTreeSet::new());
+static INSTANCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl NodeInner {
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -121,10 +124,10 @@ impl NodeInner {
         creds: Credentials,
         log: &Path,
     ) -> Result<Process, Error> {
-        self.spawner.spawn(cmd, netns, creds, log)
+        self.spawner.spawn(cmd, netns, creds, Vec::new(), log)
     }
 
-    /// The API server on 127.0.0.1:<its port> inside `netns`: socat from a Unix socket in the
+    /// The API server on 127.0.0.1 (the same port) inside `netns`: socat from a Unix socket in the
     /// run directory to the API server (host side, started once), and socat from the port to
     /// the socket inside `netns`.
     pub async fn bridge_api(&self, netns: &str) -> Result<(), Error> {
@@ -205,6 +208,7 @@ impl Node {
                 spawner: Spawner::start(&name)?,
                 name,
                 index,
+                instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 dir,
                 admin,
                 kubeconfig: kubeconfig.to_path_buf(),

@@ -1,84 +1,18 @@
 //! Pods (and hosts outside the cluster) as network namespaces routed through the node.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod as PodObject, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::{json, Map, Value};
-
 use super::dns::{self, Records};
-use super::node::{Node, NodeInner, GATEWAY_V4, GATEWAY_V6, MANAGER};
+use super::node::{Node, NodeInner, GATEWAY_V4, GATEWAY_V6};
+pub use super::pod_object::PodSpec;
+use super::pod_object::{create_object, ensure_service_account};
 use super::process::Process;
 use super::sys::{self, Credentials};
 use super::traffic::{self, Outcome, Protocol};
 use super::{netns, Error};
-
-/// A pod to create: its object's metadata and spec, and how it is wired.
-#[derive(Clone, Debug)]
-pub struct PodSpec {
-    pub namespace: String,
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    /// Created when missing (pods cannot name a ServiceAccount that does not exist).
-    pub service_account: Option<String>,
-    /// In the node's namespace, with the node's addresses.
-    pub host_network: bool,
-    /// No IPv6 address even on a dual-stack node.
-    pub ipv4_only: bool,
-    /// Fields merged into the object's `spec` (containers, securityContext...); the harness
-    /// sets `nodeName`, `hostNetwork` and `serviceAccountName` itself.
-    pub extra_spec: Map<String, Value>,
-}
-
-impl PodSpec {
-    pub fn new(namespace: &str, name: &str) -> PodSpec {
-        PodSpec {
-            namespace: namespace.into(),
-            name: name.into(),
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            service_account: None,
-            host_network: false,
-            ipv4_only: false,
-            extra_spec: Map::new(),
-        }
-    }
-
-    pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.labels.insert(key.into(), value.into());
-        self
-    }
-
-    pub fn annotation(mut self, key: &str, value: &str) -> Self {
-        self.annotations.insert(key.into(), value.into());
-        self
-    }
-
-    pub fn service_account(mut self, name: &str) -> Self {
-        self.service_account = Some(name.into());
-        self
-    }
-
-    pub fn host_network(mut self) -> Self {
-        self.host_network = true;
-        self
-    }
-
-    pub fn ipv4_only(mut self) -> Self {
-        self.ipv4_only = true;
-        self
-    }
-
-    pub fn spec_field(mut self, key: &str, value: Value) -> Self {
-        self.extra_spec.insert(key.into(), value);
-        self
-    }
-}
 
 /// A pod's (or an outside host's) network namespace and addresses. Cheap to clone.
 #[derive(Clone)]
@@ -149,10 +83,24 @@ impl Pod {
     /// to `<node dir>/<pod>-<label>.log`. The process is killed when the handle is dropped or
     /// the node is torn down.
     pub fn spawn(&self, label: &str, cmd: Command, creds: Credentials) -> Result<Process, Error> {
-        let log = self.inner.node.log(&format!("{}-{label}", self.inner.name));
-        self.inner
-            .node
-            .spawn(cmd, Some(&self.inner.netns), creds, &log)
+        self.spawn_with(label, cmd, creds, &[])
+    }
+
+    /// `spawn`, with files of its own over files of `/etc` (`("resolv.conf", "nameserver
+    /// 10.96.0.10\n")`, `hosts`...), bound in a private mount namespace: processes in a pod
+    /// otherwise see the host's `/etc`.
+    pub fn spawn_with(
+        &self,
+        label: &str,
+        cmd: Command,
+        creds: Credentials,
+        etc: &[(&str, &str)],
+    ) -> Result<Process, Error> {
+        let node = &self.inner.node;
+        let log = node.log(&format!("{}-{label}", self.inner.name));
+        let binds = self.etc_binds(label, etc)?;
+        node.spawner
+            .spawn(cmd, Some(&self.inner.netns), creds, binds, &log)
     }
 
     /// Runs `cmd` to completion in this pod as `creds`, feeding it `stdin`; its stdout, or an
@@ -164,11 +112,55 @@ impl Pod {
         stdin: &str,
         timeout: Duration,
     ) -> Result<String, Error> {
+        self.run_with(cmd, creds, &[], stdin, timeout).await
+    }
+
+    /// `run`, with files of its own over files of `/etc` (see `spawn_with`).
+    pub async fn run_with(
+        &self,
+        cmd: Command,
+        creds: Credentials,
+        etc: &[(&str, &str)],
+        stdin: &str,
+        timeout: Duration,
+    ) -> Result<String, Error> {
         let netns = self.inner.netns.clone();
+        let binds = self.etc_binds("run", etc)?;
         let stdin = stdin.to_string();
-        tokio::task::spawn_blocking(move || sys::run_as(&netns, cmd, creds, &stdin, timeout))
+        tokio::task::spawn_blocking(move || sys::run_as(&netns, cmd, creds, binds, &stdin, timeout))
             .await
             .map_err(|e| Error::Setup(format!("a command in a pod panicked: {e}")))?
+    }
+
+    /// Writes each `(name, content)` to `<node dir>/etc-<pod>-<label>/<name>`, to be bound over
+    /// `/etc/<name>` (which must exist).
+    fn etc_binds(&self, label: &str, etc: &[(&str, &str)]) -> Result<sys::Binds, Error> {
+        if etc.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self
+            .inner
+            .node
+            .dir
+            .join(format!("etc-{}-{label}", self.inner.name));
+        std::fs::create_dir_all(&dir)?;
+        let mut pairs = Vec::new();
+        for (name, content) in etc {
+            if name.is_empty() || name.contains('/') || *name == ".." {
+                return Err(Error::Setup(format!("{name:?} is not a file name in /etc")));
+            }
+            let target = std::path::Path::new("/etc").join(name);
+            if !target.is_file() {
+                return Err(Error::Setup(format!(
+                    "{}: no such file to bind over",
+                    target.display()
+                )));
+            }
+            let source = dir.join(name);
+            std::fs::write(&source, content)?;
+            pairs.push((source, target));
+        }
+        sys::binds(&pairs)
     }
 
     /// A TCP server on `port` (all addresses) answering `<pod id>:<port>`; lives as long as
@@ -249,7 +241,7 @@ impl Pod {
         .await
     }
 
-    /// The API server on 127.0.0.1:<its port> inside this pod, for processes that talk to it
+    /// The API server on 127.0.0.1 (the same port) inside this pod, for processes that talk to it
     /// (istiod); returns the admin kubeconfig, which works there unchanged.
     pub async fn bridge_api_server(&self) -> Result<std::path::PathBuf, Error> {
         self.inner.node.bridge_api(&self.inner.netns).await?;
@@ -401,66 +393,4 @@ impl Node {
         sys::ip_batch(Some(node), &in_node)?;
         sys::ip_batch(Some(ns), &in_pod)
     }
-}
-
-async fn ensure_service_account(admin: &kube::Client, ns: &str, name: &str) -> Result<(), Error> {
-    let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
-    if api.get_opt(name).await?.is_some() {
-        return Ok(());
-    }
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-    match api.create(&PostParams::default(), &sa).await {
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        other => other.map(|_| ()).map_err(Error::from),
-    }
-}
-
-async fn create_object(
-    node: &NodeInner,
-    spec: &PodSpec,
-    addresses: &[IpAddr],
-) -> Result<(), Error> {
-    let mut pod_spec = spec.extra_spec.clone();
-    pod_spec
-        .entry("containers")
-        .or_insert_with(|| json!([{"name": "main", "image": "dataplane.invalid/netns:latest"}]));
-    pod_spec.insert("nodeName".into(), json!(node.name));
-    pod_spec.insert("hostNetwork".into(), json!(spec.host_network));
-    pod_spec
-        .entry("tolerations")
-        .or_insert_with(|| json!([{"operator": "Exists"}]));
-    if let Some(sa) = &spec.service_account {
-        pod_spec.insert("serviceAccountName".into(), json!(sa));
-    }
-    let object: PodObject = serde_json::from_value(json!({
-        "metadata": {"name": spec.name, "namespace": spec.namespace,
-                     "labels": spec.labels, "annotations": spec.annotations},
-        "spec": pod_spec,
-    }))?;
-    let api: Api<PodObject> = Api::namespaced(node.admin.clone(), &spec.namespace);
-    api.create(
-        &PostParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        },
-        &object,
-    )
-    .await?;
-    let ips: Vec<Value> = addresses
-        .iter()
-        .map(|a| json!({"ip": a.to_string()}))
-        .collect();
-    let mut host_ips = vec![json!({"ip": node.ipv4().to_string()})];
-    host_ips.extend(node.ipv6().map(|v6| json!({"ip": v6.to_string()})));
-    let status = json!({"status": {
-        "phase": "Running",
-        "hostIP": node.ipv4().to_string(),
-        "hostIPs": host_ips,
-        "podIP": addresses[0].to_string(),
-        "podIPs": ips,
-        "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
-    }});
-    api.patch_status(&spec.name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
-    Ok(())
 }

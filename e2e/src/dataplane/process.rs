@@ -36,13 +36,14 @@ impl Spawner {
         })
     }
 
-    /// Starts `cmd` in the namespace `netns` (`None`: the host's) as `creds`, its output
-    /// appended to `log`.
+    /// Starts `cmd` in the namespace `netns` (`None`: the host's) as `creds`, with `binds`,
+    /// its output appended to `log`.
     pub fn spawn(
         &self,
         mut cmd: Command,
         netns: Option<&str>,
         creds: Credentials,
+        binds: sys::Binds,
         log: &Path,
     ) -> Result<Process, Error> {
         let fd = netns.map(sys::open_netns).transpose()?;
@@ -53,7 +54,13 @@ impl Spawner {
         cmd.stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        sys::configure(&mut cmd, fd.as_ref().map(|f| f.as_raw_fd()), creds, true);
+        sys::configure(
+            &mut cmd,
+            fd.as_ref().map(|f| f.as_raw_fd()),
+            creds,
+            true,
+            binds,
+        );
         let describe = format!("{cmd:?}");
         let (tx, rx) = mpsc::channel();
         let job: Job = Box::new(move || {

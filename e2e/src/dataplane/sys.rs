@@ -4,9 +4,11 @@
 //! `ip netns exec` (no mount namespace needed: netlink and `/proc/sys/net` follow the calling
 //! thread's network namespace).
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,11 +42,7 @@ pub fn check_prerequisites() -> Result<(), Error> {
                 .into(),
         ));
     }
-    let missing: Vec<String> = REQUIRED
-        .iter()
-        .filter(|(cmd, _)| which(cmd).is_none())
-        .map(|(cmd, pkg)| format!("{cmd} (Debian package {pkg})"))
-        .collect();
+    let missing = missing(&std::env::var_os("PATH").unwrap_or_default());
     if missing.is_empty() {
         return Ok(());
     }
@@ -55,9 +53,18 @@ pub fn check_prerequisites() -> Result<(), Error> {
     )))
 }
 
-pub fn which(cmd: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+/// The commands of `REQUIRED` that no directory of `path` (a `PATH` value) holds, each with
+/// its Debian package.
+fn missing(path: &std::ffi::OsStr) -> Vec<String> {
+    REQUIRED
+        .iter()
+        .filter(|(cmd, _)| which_in(path, cmd).is_none())
+        .map(|(cmd, pkg)| format!("{cmd} (Debian package {pkg})"))
+        .collect()
+}
+
+fn which_in(path: &std::ffi::OsStr, cmd: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(cmd))
         .find(|p| p.is_file())
 }
@@ -126,14 +133,28 @@ impl Credentials {
     }
 }
 
-/// Prepares `cmd` to start inside the network namespace `netns_fd` (else the caller's), as `creds`, and (with
-/// `parent_death`) to be killed when the thread that spawns it ends. Order matters: setns needs
-/// the capabilities that setuid drops, and a credential change clears the parent-death signal.
+/// Files bound over others in a process's own mount namespace: (source, target).
+pub type Binds = Vec<(CString, CString)>;
+
+/// `(source, target)` paths as C strings, made before the fork (no allocation after it).
+pub fn binds(pairs: &[(PathBuf, PathBuf)]) -> Result<Binds, Error> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Setup(format!("{} holds a NUL byte", p.display())))
+    };
+    pairs.iter().map(|(s, t)| Ok((c(s)?, c(t)?))).collect()
+}
+
+/// Prepares `cmd` to start inside the network namespace `netns_fd` (else the caller's), with
+/// `binds` mounted in a private mount namespace, as `creds`, and (with `parent_death`) to be
+/// killed when the thread that spawns it ends. Order matters: setns and mount need the
+/// capabilities that setuid drops, and a credential change clears the parent-death signal.
 pub fn configure(
     cmd: &mut Command,
     netns_fd: Option<RawFd>,
     creds: Credentials,
     parent_death: bool,
+    binds: Binds,
 ) {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
@@ -150,6 +171,29 @@ pub fn configure(
         unsafe {
             if let Some(fd) = netns_fd {
                 check(libc::setns(fd, libc::CLONE_NEWNET))?;
+            }
+            if !binds.is_empty() {
+                // A private copy of the mounts, so the host's /etc stays as it is.
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                let root = c"/".as_ptr();
+                let flags = libc::MS_REC | libc::MS_PRIVATE;
+                check(libc::mount(
+                    std::ptr::null(),
+                    root,
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ))?;
+                for (source, target) in &binds {
+                    let null = std::ptr::null();
+                    check(libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        null,
+                        libc::MS_BIND,
+                        null as *const libc::c_void,
+                    ))?;
+                }
             }
             if let Some(gid) = creds.gid {
                 check(libc::setgroups(1, &gid))?;
@@ -185,22 +229,30 @@ pub fn run_in(netns: &str, program: &str, args: &[&str]) -> Result<String, Error
     let fd = open_netns(netns)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
-    configure(&mut cmd, Some(fd.as_raw_fd()), Credentials::root(), false);
+    configure(
+        &mut cmd,
+        Some(fd.as_raw_fd()),
+        Credentials::root(),
+        false,
+        Vec::new(),
+    );
     let out = output(&mut cmd, None)?;
     drop(fd);
     Ok(out)
 }
 
-/// Runs `cmd` inside `netns` as `creds` with `stdin`, killing it after `timeout`; its stdout.
+/// Runs `cmd` inside `netns` as `creds` with `binds` and `stdin`, killing it after `timeout`;
+/// its stdout.
 pub fn run_as(
     netns: &str,
     mut cmd: Command,
     creds: Credentials,
+    binds: Binds,
     stdin: &str,
     timeout: Duration,
 ) -> Result<String, Error> {
     let fd = open_netns(netns)?;
-    configure(&mut cmd, Some(fd.as_raw_fd()), creds, false);
+    configure(&mut cmd, Some(fd.as_raw_fd()), creds, false, binds);
     let describe = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -301,5 +353,22 @@ pub fn kill(pid: i32) {
         unsafe {
             libc::kill(pid, libc::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_command_is_named_with_its_package() {
+        let empty = std::env::temp_dir().join(format!("dataplane-no-tools-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let missing = missing(empty.as_os_str());
+        std::fs::remove_dir_all(&empty).unwrap();
+        assert_eq!(missing.len(), REQUIRED.len());
+        assert!(missing.contains(&"ipset (Debian package ipset)".to_string()));
+        assert!(missing.contains(&"iptables (Debian package iptables)".to_string()));
+        assert!(missing.contains(&"socat (Debian package socat)".to_string()));
     }
 }

@@ -5,10 +5,13 @@
 //! `.ci/test-real` inside `testenv run`; without a server, root, iptables, ipset, socat or the
 //! kube-router binary every test fails saying what is missing.
 
+mod defects;
 mod harness;
 mod mesh;
 mod modes;
 mod rows;
+mod sample;
+mod tenant;
 
 use std::path::PathBuf;
 
@@ -34,4 +37,27 @@ pub fn kubeconfig() -> Result<PathBuf, AnyError> {
 /// the cluster's baselines and root namespace.
 pub async fn real_cluster() -> Result<meshbaseline_e2e::Cluster, AnyError> {
     Ok(meshbaseline_e2e::Cluster::real(&kubeconfig()?).await?)
+}
+
+/// Writes what the enforcer made of the policies to `target/dataplane/<what>.state` and
+/// returns the failure with that path, so a failing row can be read against the rules.
+pub fn failure(node: &meshbaseline_e2e::dataplane::Node, what: &str, detail: String) -> AnyError {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dataplane");
+    let file: String = what
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let path = dir.join(format!("{file}.state"));
+    let written =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, node.enforcer_state()));
+    match written {
+        Ok(()) => format!(
+            "{what}: {detail}\n(the enforcer's rules: {})",
+            path.display()
+        )
+        .into(),
+        Err(e) => {
+            format!("{what}: {detail}\n(the enforcer's rules could not be saved: {e})").into()
+        }
+    }
 }

@@ -308,8 +308,15 @@ impl Session {
         })
     }
 
+    /// Applies `baseline`; once reconciled (and enforced: the generated NetworkPolicies of
+    /// the sample mesh present), waits for kube-router.
     pub async fn apply_baseline(&self, baseline: &Value, reason: &str) -> Result<(), AnyError> {
-        apply_baseline(&self.cluster, &self.mesh, baseline, reason).await
+        let expect = if reason == "Enforced" {
+            default_policies()
+        } else {
+            Vec::new()
+        };
+        apply_baseline(&self.cluster, &self.mesh, baseline, reason, &expect).await
     }
 
     /// Stops the operator, tears the node down, deletes what the test created; then returns
@@ -325,14 +332,38 @@ impl Session {
     }
 }
 
+/// A generated NetworkPolicy a test waits for: namespace, name, and a text its spec must hold
+/// (empty: any).
+pub type Expected = (String, String, String);
+
+/// The sample mesh's generated NetworkPolicies: istiod's and each protected namespace's.
+pub fn default_policies() -> Vec<Expected> {
+    let mut out = vec![(
+        "istio-system".into(),
+        "meshbaseline-istiod".into(),
+        String::new(),
+    )];
+    for (ns, labels) in NAMESPACES {
+        if labels.contains(&PROTECTED) {
+            out.push((
+                ns.to_string(),
+                "meshbaseline-baseline".into(),
+                String::new(),
+            ));
+        }
+    }
+    out
+}
+
 /// Applies `baseline` and waits until the operator has reconciled this generation (Ready
-/// with `reason`: `Enforced` or `AuditOnly`) and, when enforcing, until the generated
-/// NetworkPolicies exist; then until kube-router has applied them.
+/// with `reason`: `Enforced` or `AuditOnly`) and the `expect`ed NetworkPolicies are there;
+/// then until kube-router has applied them.
 pub async fn apply_baseline(
     cluster: &Cluster,
     mesh: &Mesh,
     baseline: &Value,
     reason: &str,
+    expect: &[Expected],
 ) -> Result<(), AnyError> {
     let applied = cluster.apply_as("meshbaseline-e2e", baseline, true).await?;
     let generation = applied.metadata.generation;
@@ -348,12 +379,14 @@ pub async fn apply_baseline(
                 .into_iter()
                 .flatten()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True" && c["reason"] == reason);
-        let generated = reason != "Enforced" || generated_present(cluster).await?;
-        if ready && generated {
+        if ready && present(cluster, expect).await? {
             break;
         }
         if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("the baseline not {reason} after 60s; status: {status}").into());
+            return Err(format!(
+                "the baseline not {reason} with {expect:?} after 60s; status: {status}"
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -361,28 +394,15 @@ pub async fn apply_baseline(
     Ok(())
 }
 
-async fn generated_present(cluster: &Cluster) -> Result<bool, AnyError> {
-    let mut all = cluster
-        .get(
-            "networking.k8s.io/v1",
-            "NetworkPolicy",
-            Some("istio-system"),
-            "meshbaseline-istiod",
-        )
-        .await?
-        .is_some();
-    for (ns, labels) in NAMESPACES {
-        if labels.contains(&PROTECTED) {
-            all &= cluster
-                .get(
-                    "networking.k8s.io/v1",
-                    "NetworkPolicy",
-                    Some(ns),
-                    "meshbaseline-baseline",
-                )
-                .await?
-                .is_some();
+async fn present(cluster: &Cluster, expect: &[Expected]) -> Result<bool, AnyError> {
+    for (ns, name, text) in expect {
+        let live = cluster
+            .get("networking.k8s.io/v1", "NetworkPolicy", Some(ns), name)
+            .await?;
+        match live {
+            Some(np) if np.data["spec"].to_string().contains(text.as_str()) => {}
+            _ => return Ok(false),
         }
     }
-    Ok(all)
+    Ok(true)
 }

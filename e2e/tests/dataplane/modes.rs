@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::mesh::{self, Session};
-use crate::rows::{self, Mode, SAMPLE};
+use crate::rows::{self, Mode};
+use crate::sample::SAMPLE;
 use crate::TestResult;
 
 fn with_mode(mode: Mode) -> impl FnOnce(&mut Value) {
@@ -26,12 +27,12 @@ async fn enforce(session: &Session, mode: Mode) -> TestResult {
     if wrong.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "{mode:?}: {} rows differ:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    )
-    .into())
+    let detail = format!("{} rows differ:\n{}", wrong.len(), wrong.join("\n"));
+    Err(crate::failure(
+        &session.mesh.node,
+        &format!("{mode:?}"),
+        detail,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

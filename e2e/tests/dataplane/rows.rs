@@ -58,11 +58,23 @@ impl std::fmt::Display for Probe {
     }
 }
 
-/// Where a row goes: a pod or outside host of the mesh by key, or the kube-dns Service.
+/// Where a row goes: a pod or outside host of the mesh by key, the kube-dns Service, or an
+/// address (a host-network service).
 #[derive(Clone, Copy, Debug)]
 pub enum To {
     Host(&'static str),
     DnsService,
+    Ip(&'static str),
+}
+
+impl std::fmt::Display for To {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            To::Host(h) => f.write_str(h),
+            To::DnsService => f.write_str("kube-dns Service"),
+            To::Ip(ip) => f.write_str(ip),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -75,10 +87,7 @@ pub struct Row {
     pub gap: &'static str,
 }
 
-const O: bool = true;
-const X: bool = false;
-
-const fn row(
+pub const fn row(
     from: &'static str,
     to: &'static str,
     probe: Probe,
@@ -94,285 +103,6 @@ const fn row(
     }
 }
 
-/// The table for the sample mesh and `examples/baseline.yaml` (and its other egress modes).
-pub const SAMPLE: &[Row] = &[
-    row(
-        "payments/web",
-        "payments/ledger",
-        Probe::Tcp(8080),
-        [O, O, O],
-        "-",
-    ),
-    row(
-        "payments/web",
-        "checkout/api",
-        Probe::Tcp(8080),
-        [O, X, O],
-        "G7",
-    ),
-    row(
-        "sandbox/attacker",
-        "payments/web",
-        Probe::Tcp(8080),
-        [O, O, O],
-        "-",
-    ),
-    row(
-        "payments/web",
-        "payments/ledger",
-        Probe::Udp(9000),
-        [X, X, X],
-        "G4",
-    ),
-    row(
-        "sandbox/attacker",
-        "payments/web",
-        Probe::Udp(9000),
-        [X, X, X],
-        "G4",
-    ),
-    row(
-        "payments/web",
-        "internet",
-        Probe::Udp(9000),
-        [X, X, X],
-        "G4, G7",
-    ),
-    row(
-        "payments/web",
-        "payments/ledger",
-        Probe::Icmp,
-        [X, X, X],
-        "G4",
-    ),
-    row(
-        "sandbox/attacker",
-        "payments/web",
-        Probe::Icmp,
-        [X, X, X],
-        "G4",
-    ),
-    row("payments/web", "internet", Probe::Icmp, [X, X, X], "G4"),
-    row(
-        "payments/web",
-        "internet",
-        Probe::UdpAsProxyUid(9000),
-        [X, X, X],
-        "G5",
-    ),
-    row(
-        "payments/web",
-        "internet",
-        Probe::TcpAsProxyUid(443),
-        [X, X, O],
-        "G5, G7",
-    ),
-    row(
-        "payments/web",
-        "kube-system/coredns",
-        Probe::Dns(Protocol::Udp),
-        [O, O, O],
-        "G4",
-    ),
-    row(
-        "payments/web",
-        "kube-system/coredns",
-        Probe::Dns(Protocol::Tcp),
-        [O, O, O],
-        "G4",
-    ),
-    Row {
-        from: "payments/web",
-        to: To::DnsService,
-        probe: Probe::Dns(Protocol::Udp),
-        open: [O, O, O],
-        gap: "G4",
-    },
-    row(
-        "payments/web",
-        "checkout/dns-cache",
-        Probe::Dns(Protocol::Udp),
-        [X, X, X],
-        "G4",
-    ),
-    row(
-        "payments/web",
-        "checkout/dns-cache",
-        Probe::Dns(Protocol::Tcp),
-        [O, X, O],
-        "G4",
-    ),
-    row(
-        "payments/web",
-        "internet",
-        Probe::Dns(Protocol::Udp),
-        [X, X, X],
-        "G4, G7",
-    ),
-    row(
-        "payments/web",
-        "internet",
-        Probe::Dns(Protocol::Tcp),
-        [X, X, O],
-        "G7",
-    ),
-    row("payments/web", "internet", Probe::Tcp(443), [X, X, O], "G7"),
-    row(
-        "payments/web",
-        "api-server",
-        Probe::Tcp(443),
-        [O, O, O],
-        "G7",
-    ),
-    row(
-        "payments/web",
-        "database",
-        Probe::Tcp(5432),
-        [O, O, O],
-        "G7, G10",
-    ),
-    row(
-        "payments/web",
-        "nat64",
-        Probe::Tcp(443),
-        [X, X, O],
-        "G7, G10",
-    ),
-    row(
-        "payments/web",
-        "istio-system/egressgateway",
-        Probe::Tcp(443),
-        [O, O, O],
-        "G7",
-    ),
-    row(
-        "payments/web",
-        "istio-system/egressgateway",
-        Probe::Udp(443),
-        [X, X, X],
-        "G4",
-    ),
-    row(
-        "payments/web",
-        "istio-system/istiod",
-        Probe::Tcp(15012),
-        [O, O, O],
-        "G8",
-    ),
-    row(
-        "payments/web",
-        "istio-system/istiod",
-        Probe::Tcp(15017),
-        [O, X, O],
-        "G8",
-    ),
-    row(
-        "payments/web",
-        "istio-system/istiod",
-        Probe::Tcp(15010),
-        [X, X, X],
-        "G8",
-    ),
-    row(
-        "payments/web",
-        "istio-system/istiod",
-        Probe::Tcp(8080),
-        [X, X, X],
-        "G8",
-    ),
-    row(
-        "payments/web",
-        "istio-system/istiod",
-        Probe::Tcp(9876),
-        [X, X, X],
-        "G8",
-    ),
-    row(
-        "payments/web",
-        "istio-system/istiod",
-        Probe::Tcp(15014),
-        [X, X, X],
-        "G8",
-    ),
-    row(
-        "sandbox/attacker",
-        "istio-system/istiod",
-        Probe::Tcp(15010),
-        [X, X, X],
-        "G8",
-    ),
-    row(
-        "sandbox/attacker",
-        "istio-system/istiod",
-        Probe::Tcp(15012),
-        [O, O, O],
-        "G8",
-    ),
-    row(
-        "sandbox/attacker",
-        "istio-system/istiod",
-        Probe::Tcp(15014),
-        [X, X, X],
-        "G8",
-    ),
-    row(
-        "monitoring/prometheus",
-        "istio-system/istiod",
-        Probe::Tcp(15014),
-        [O, O, O],
-        "G8",
-    ),
-    row(
-        "monitoring/prometheus",
-        "payments/web",
-        Probe::Tcp(15020),
-        [O, O, O],
-        "-",
-    ),
-    row(
-        "shop/storefront",
-        "shop/waypoint",
-        Probe::Tcp(15008),
-        [O, O, O],
-        "G13",
-    ),
-    row(
-        "shop/storefront",
-        "catalog/waypoint",
-        Probe::Tcp(15008),
-        [O, O, O],
-        "G13",
-    ),
-    row(
-        "shop/storefront",
-        "catalog/items",
-        Probe::Tcp(15008),
-        [O, X, O],
-        "G13",
-    ),
-    row(
-        "probe-source",
-        "shop/storefront",
-        Probe::Tcp(8080),
-        [O, O, O],
-        "G13",
-    ),
-    row(
-        "probe-source",
-        "shop/storefront",
-        Probe::Udp(9000),
-        [X, X, X],
-        "G4",
-    ),
-    row(
-        "shop/storefront",
-        "internet",
-        Probe::Udp(9000),
-        [X, X, X],
-        "G4",
-    ),
-];
-
 /// One probe of one row in one family.
 pub struct Seen {
     pub row: Row,
@@ -383,10 +113,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn describe(&self) -> String {
-        let to = match self.row.to {
-            To::Host(h) => h.to_string(),
-            To::DnsService => "kube-system/kube-dns (Service)".into(),
-        };
+        let to = self.row.to;
         format!(
             "{} -> {} [{}] {}: {}",
             self.row.from, to, self.dst, self.row.probe, self.outcome
@@ -398,37 +125,31 @@ impl Seen {
 pub async fn run(mesh: &Mesh, rows: &[Row]) -> Result<Vec<Seen>, AnyError> {
     let mut probes = Vec::new();
     for row in rows {
-        for ipv6 in [false, true] {
-            let from = mesh.pod(row.from)?;
-            let dsts: Vec<IpAddr> = match row.to {
-                To::Host(key) => mesh.pod(key)?.ip(ipv6).into_iter().collect(),
-                To::DnsService => mesh
-                    .dns_service
-                    .iter()
-                    .copied()
-                    .filter(|ip| ip.is_ipv6() == ipv6)
-                    .collect(),
-            };
-            if from.ip(ipv6).is_none() {
+        let from = mesh.pod(row.from)?;
+        // Who must answer: the destination pod (the DNS pod behind the Service), or for an
+        // address whatever listens there.
+        let (expect, dsts): (Option<&Pod>, Vec<IpAddr>) = match row.to {
+            To::Host(key) => (Some(mesh.pod(key)?), mesh.pod(key)?.addresses().to_vec()),
+            To::DnsService => (
+                Some(mesh.pod("kube-system/coredns")?),
+                mesh.dns_service.clone(),
+            ),
+            To::Ip(ip) => (None, vec![ip.parse()?]),
+        };
+        for dst in dsts {
+            if from.ip(dst.is_ipv6()).is_none() {
                 continue;
             }
-            for dst in dsts {
-                let expect = match row.to {
-                    To::Host(key) => mesh.pod(key)?.clone(),
-                    To::DnsService => mesh.pod("kube-system/coredns")?.clone(),
-                };
-                let from = from.clone();
-                let row = *row;
-                probes.push(async move {
-                    let outcome = probe(&from, &expect, dst, row.probe).await?;
-                    Ok::<_, AnyError>(Seen {
-                        row,
-                        ipv6,
-                        dst,
-                        outcome,
-                    })
-                });
-            }
+            let (from, expect, row) = (from.clone(), expect.cloned(), *row);
+            probes.push(async move {
+                let outcome = probe(&from, expect.as_ref(), dst, row.probe).await?;
+                Ok::<_, AnyError>(Seen {
+                    row,
+                    ipv6: dst.is_ipv6(),
+                    dst,
+                    outcome,
+                })
+            });
         }
     }
     futures::future::join_all(probes)
@@ -437,7 +158,12 @@ pub async fn run(mesh: &Mesh, rows: &[Row]) -> Result<Vec<Seen>, AnyError> {
         .collect()
 }
 
-async fn probe(from: &Pod, to: &Pod, dst: IpAddr, probe: Probe) -> Result<Outcome, AnyError> {
+async fn probe(
+    from: &Pod,
+    to: Option<&Pod>,
+    dst: IpAddr,
+    probe: Probe,
+) -> Result<Outcome, AnyError> {
     let at = |port| SocketAddr::new(dst, port);
     let outcome = match probe {
         Probe::Tcp(port) => from.tcp(at(port), TIMEOUT).await?,
@@ -451,17 +177,19 @@ async fn probe(from: &Pod, to: &Pod, dst: IpAddr, probe: Probe) -> Result<Outcom
         Probe::UdpAsProxyUid(port) => socat_as_proxy(from, &format!("UDP:{}", at(port))).await?,
     };
     // An answer must come from the destination the row names.
+    let answered_by = |who: &str| {
+        who.contains(&dst.to_string())
+            || to.is_some_and(|p| {
+                who.contains(&format!("{}:", p.id()))
+                    || p.addresses().iter().any(|a| who.contains(&a.to_string()))
+            })
+    };
     Ok(match outcome {
-        Outcome::Open(who) if !answered_by(&who, to) => {
+        Outcome::Open(who) if !answered_by(&who) => {
             Outcome::Closed(format!("answered by someone else: {who}"))
         }
         other => other,
     })
-}
-
-fn answered_by(who: &str, to: &Pod) -> bool {
-    who.contains(&format!("{}:", to.id()))
-        || to.addresses().iter().any(|a| who.contains(&a.to_string()))
 }
 
 /// `socat` as UID/GID 1337 in `from`, sending a line to `address` and printing the answer.
@@ -521,10 +249,7 @@ pub fn refused_rows(rows: &[Row], mode: Mode) -> Vec<Row> {
 pub fn table(seen: &[Seen]) -> String {
     let mut out = String::from("| source | destination | protocol/port | family | outcome | gap |\n|---|---|---|---|---|---|\n");
     for s in seen {
-        let to = match s.row.to {
-            To::Host(h) => h.to_string(),
-            To::DnsService => "kube-dns Service".into(),
-        };
+        let to = s.row.to;
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} |",
@@ -541,4 +266,42 @@ pub fn table(seen: &[Seen]) -> String {
         );
     }
     out
+}
+
+/// The expected table, as docs/dataplane.md carries it.
+pub fn expected_table(rows: &[Row]) -> String {
+    let word = |open: bool| if open { "allowed" } else { "refused" };
+    let mut out = String::from(
+        "| source | destination | protocol/port | ClusterOnly | AllowList | Unrestricted | gap |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.from,
+            r.to,
+            r.probe,
+            word(r.open[0]),
+            word(r.open[1]),
+            word(r.open[2]),
+            r.gap
+        );
+    }
+    out
+}
+
+/// docs/dataplane.md shows the rows the suite runs, word for word.
+#[test]
+fn the_docs_table_is_the_suites() -> crate::TestResult {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dataplane.md");
+    let doc = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table = expected_table(crate::sample::SAMPLE);
+    if doc.contains(&table) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} does not carry the suite's table; it is:\n{table}",
+        path.display()
+    )
+    .into())
 }
