@@ -2,6 +2,7 @@
 //! No client, no async; the time is a parameter.
 
 mod diff;
+mod dry_run;
 mod enforcement;
 pub(crate) mod exact;
 mod overlap;
@@ -159,17 +160,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     };
     let enforce = baseline.mode == Mode::Enforce;
     let (applies, deletes) = diff(input, &input.compiled.objects);
-    // A dry run writes only the AuthorizationPolicies (compiled with `istio.io/dry-run: "true"`):
-    // they enforce nothing, and Enforce later replaces them with the enforcing ones.
-    let dry_run: Vec<Apply> = if baseline.dry_run() {
-        applies
-            .iter()
-            .filter(|a| a.key.kind == Kind::AuthorizationPolicy)
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let dry_run = dry_run::applies(baseline, &applies);
     let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
         revert::plan_reverts(baseline, input.findings, input.inventory)
     } else {
@@ -198,17 +189,10 @@ pub fn plan(input: &PlanInput) -> Plan {
             ),
         )
     } else if baseline.dry_run() {
-        let policies = dry_run_policies(input.compiled);
-        Cond::new(
-            READY,
-            true,
-            "AuditDryRun",
-            format!(
-                "Audit mode: {} written as dry-run (istio.io/dry-run: \"true\"), enforcing nothing; {} and {} would be written",
-                plural(policies, "AuthorizationPolicy"),
-                plural(applies.len() - dry_run.len(), "other object"),
-                plural(deletes.len(), "deletion")
-            ),
+        dry_run::ready(
+            dry_run::policies(input.compiled),
+            applies.len() - dry_run.len(),
+            deletes.len(),
         )
     } else {
         Cond::new(
@@ -380,7 +364,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         managed_objects: if baseline.dry_run()
             && !input.missing_kinds.contains(&Kind::AuthorizationPolicy)
         {
-            u32::try_from(dry_run_policies(input.compiled)).unwrap_or(u32::MAX)
+            u32::try_from(dry_run::policies(input.compiled)).unwrap_or(u32::MAX)
         } else if enforce {
             let n = input
                 .compiled
@@ -478,15 +462,6 @@ pub fn plan(input: &PlanInput) -> Plan {
         events,
         findings_seen: seen,
     }
-}
-
-/// How many AuthorizationPolicies a dry run keeps in the cluster.
-fn dry_run_policies(compiled: &Compiled) -> usize {
-    compiled
-        .objects
-        .iter()
-        .filter(|o| o.key.kind == Kind::AuthorizationPolicy)
-        .count()
 }
 
 fn fight_id(f: &Fight) -> FindingId {

@@ -64,7 +64,7 @@ fn a_dry_run_writes_only_the_authorization_policies_as_dry_runs() {
     assert!(
         ready
             .message
-            .contains("3 AuthorizationPolicys written as dry-run"),
+            .contains("3 AuthorizationPolicies written as dry-run"),
         "{}",
         ready.message
     );
