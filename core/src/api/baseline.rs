@@ -264,17 +264,12 @@ impl Default for AuthorizationSpec {
     }
 }
 
-/// The CEL rule refusing deny rules with HTTP fields but no `ports` in every `to` entry. On a
-/// TCP filter chain Istio cannot evaluate HTTP fields and, for DENY, drops them (its authz
-/// model's `checkError`), so the rule would deny every connection the rest of it matches.
-const HTTP_DENY_RULE_NEEDS_PORTS: &str = "!((has(self.to) && self.to.exists(o, (has(o.hosts) && size(o.hosts) > 0) || (has(o.notHosts) && size(o.notHosts) > 0) || (has(o.methods) && size(o.methods) > 0) || (has(o.notMethods) && size(o.notMethods) > 0) || (has(o.paths) && size(o.paths) > 0) || (has(o.notPaths) && size(o.notPaths) > 0))) || (has(self.when) && self.when.exists(c, c.key.startsWith('request.')))) || (has(self.to) && size(self.to) > 0 && self.to.all(o, has(o.ports) && size(o.ports) > 0))";
-
 /// A subset of Istio's AuthorizationPolicy rule syntax.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) + (has(self.when) ? size(self.when) : 0) > 0").message("a deny rule needs at least one of from, to or when; an empty rule would deny all traffic in the mesh"))]
-#[x_kube(validation = Rule::new(HTTP_DENY_RULE_NEEDS_PORTS).field_path(".to").message("a deny rule with HTTP fields (to hosts, methods or paths, when keys request.*) must name ports in every to entry: on TCP connections Istio drops the HTTP fields of a DENY rule and denies everything the rest matches"))]
+#[x_kube(validation = Rule::new(super::rules::HTTP_DENY_RULE_NEEDS_PORTS).field_path(".to").message("a deny rule with HTTP fields (to hosts, methods or paths, when keys request.*) must name ports in every to entry: on TCP connections Istio drops the HTTP fields of a DENY rule and denies everything the rest matches"))]
 pub struct DenyRuleSpec {
     #[schemars(
         length(min = 1, max = 40),

@@ -251,3 +251,29 @@ mod write_failure_tests {
         assert_eq!(truncate("ääää", 7), "ää...");
     }
 }
+
+/// `Degraded` problems from findings that mean a generated object is not in force (MB105) or
+/// not generated (MB305): the first of each rule, and how many more (there may be one per
+/// namespace).
+pub(super) fn degrading(findings: &[crate::audit::Finding]) -> Vec<(&'static str, String)> {
+    let mut first: Vec<(&'static str, &crate::audit::Finding, usize)> = Vec::new();
+    for f in findings {
+        if let Some(reason) = f.rule.degrades() {
+            match first.iter_mut().find(|(r, _, _)| *r == reason) {
+                Some((_, _, more)) => *more += 1,
+                None => first.push((reason, f, 0)),
+            }
+        }
+    }
+    first
+        .into_iter()
+        .map(|(reason, f, more)| {
+            let and_more = if more > 0 {
+                format!(" (and {more} more {} findings)", f.rule)
+            } else {
+                String::new()
+            };
+            (reason, format!("{}: {}{and_more}", f.rule, f.message))
+        })
+        .collect()
+}
