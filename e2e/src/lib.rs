@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod dataplane;
 mod gate;
+pub mod istio;
 pub mod process;
 pub mod proxy;
 pub mod real;

@@ -39,6 +39,25 @@ fn root_objects_peer_authentication_and_deny_rules() {
             "when": [{"key": "request.headers[x-debug]", "values": ["1"]}],
         }]})
     );
+    // The waypoints' twin (Istio's `ShouldAttachPolicy` gives waypoints only root policies
+    // that target the istio-waypoint GatewayClass): the same rules, bound by targetRefs.
+    let twin = get(
+        &c,
+        Kind::AuthorizationPolicy,
+        "istio-system",
+        &waypoint_deny_rule_name("no-legacy"),
+    );
+    assert_eq!(
+        twin["metadata"]["name"],
+        "meshbaseline-waypoint-deny-no-legacy"
+    );
+    assert_eq!(
+        twin["spec"]["targetRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "GatewayClass", "name": "istio-waypoint"}])
+    );
+    let mut without_refs = twin["spec"].clone();
+    without_refs.as_object_mut().unwrap().remove("targetRefs");
+    assert_eq!(without_refs, ap["spec"]);
     let permissive = baseline(&format!("{SELECT}\nmtls: {{mode: PERMISSIVE}}"));
     let c = run(&permissive, &inventory(&[]));
     let pa = get(
@@ -75,7 +94,18 @@ fn labels_and_owner_reference() {
             json!([{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
                     "name": "default", "uid": "1234-abcd", "controller": true}])
         );
-        let fields = if o.key.kind.cluster_scoped() { 3 } else { 4 };
+        // AuthorizationPolicies own `istio.io/dry-run`: "false" means enforcing, and a
+        // tenant's "true" is drift.
+        let annotated = o.key.kind == Kind::AuthorizationPolicy;
+        if annotated {
+            assert_eq!(
+                meta["annotations"],
+                json!({"istio.io/dry-run": "false"}),
+                "{}",
+                o.key
+            );
+        }
+        let fields = 3 + usize::from(!o.key.kind.cluster_scoped()) + usize::from(annotated);
         assert_eq!(meta.len(), fields, "only owned metadata fields: {meta:?}");
         let manifest = o.manifest();
         let top: Vec<&String> = manifest.as_object().unwrap().keys().collect();

@@ -148,6 +148,28 @@ pub struct MeshBaselineSpec {
     /// Guards evaluated by the API server itself (ValidatingAdmissionPolicy).
     #[serde(default)]
     pub admission: AdmissionSpec,
+    /// Options of Audit mode.
+    #[serde(default, skip_serializing_if = "AuditSpec::is_default")]
+    pub audit: AuditSpec,
+}
+
+/// Options of Audit mode.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// In Audit mode, write the generated AuthorizationPolicies with the annotation
+    /// `istio.io/dry-run: "true"`: sidecars then count what they would refuse (the
+    /// `istio_dry_run_deny_shadow_denied` statistics) without refusing it. Nothing else is
+    /// written. Ignored in Enforce mode, where the same policies enforce.
+    #[serde(default)]
+    pub dry_run_policies: bool,
+}
+
+impl AuditSpec {
+    fn is_default(&self) -> bool {
+        *self == AuditSpec::default()
+    }
 }
 
 pub fn default_root_namespace() -> String {
@@ -225,9 +247,14 @@ pub struct MtlsSpec {
     #[serde(default)]
     pub mode: MtlsMode,
     /// Per-namespace DENY AuthorizationPolicy for requests without an mTLS principal (G1, G2).
+    /// It has no selector, and Istio cannot exclude workloads from one, so ingress gateways in
+    /// a protected namespace refuse their external clients too: such gateways are reported
+    /// (MB304). Run gateways in a namespace of their own.
     #[serde(default = "yes")]
     pub deny_plaintext: bool,
-    /// Per-namespace ISTIO_MUTUAL DestinationRule (G9).
+    /// Per-namespace ISTIO_MUTUAL DestinationRule (G9). Fails closed: clients always use mTLS
+    /// to the namespace's services, where Istio's auto-mTLS would fall back to plaintext for
+    /// endpoints without a sidecar.
     #[serde(default = "yes")]
     pub destination_rules: bool,
 }
@@ -251,7 +278,7 @@ pub enum MtlsMode {
     Permissive,
 }
 
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationSpec {
@@ -262,12 +289,36 @@ pub struct AuthorizationSpec {
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
     )]
     pub deny_rules: Vec<DenyRuleSpec>,
-    /// In ambient namespaces that use a waypoint (`istio.io/use-waypoint`), an L4 ALLOW policy
-    /// admitting only the waypoint's identity, so traffic sent straight to a pod cannot skip
-    /// the waypoint's policies. Off by default: clients that bypass the waypoint by design
-    /// (ingress gateways without `istio.io/ingress-use-waypoint`) would be refused.
+    /// In ambient namespaces that use a waypoint (`istio.io/use-waypoint`), an L4 DENY policy
+    /// for every peer but the waypoint's identities (its pods' ServiceAccounts in
+    /// `trustDomain`), so traffic sent straight to a pod cannot skip the waypoint's policies.
+    /// Off by default: clients that bypass the waypoint by design (ingress gateways without
+    /// `istio.io/ingress-use-waypoint`, pod-IP traffic past a `waypoint-for: service`
+    /// waypoint) are refused.
     #[serde(default)]
     pub waypoint_only: bool,
+    /// The mesh's trust domain (Istio's `meshConfig.trustDomain`): the waypoint identities of
+    /// `waypointOnly` are `<trustDomain>/ns/<namespace>/sa/<serviceAccount>`.
+    #[serde(default = "default_trust_domain")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$")
+    )]
+    pub trust_domain: String,
+}
+
+pub fn default_trust_domain() -> String {
+    "cluster.local".into()
+}
+
+impl Default for AuthorizationSpec {
+    fn default() -> Self {
+        Self {
+            deny_rules: Vec::new(),
+            waypoint_only: false,
+            trust_domain: default_trust_domain(),
+        }
+    }
 }
 
 /// A subset of Istio's AuthorizationPolicy rule syntax.
@@ -275,6 +326,7 @@ pub struct AuthorizationSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) + (has(self.when) ? size(self.when) : 0) > 0").message("a deny rule needs at least one of from, to or when; an empty rule would deny all traffic in the mesh"))]
+#[x_kube(validation = Rule::new(super::rules::HTTP_DENY_RULE_NEEDS_PORTS).field_path(".to").message("a deny rule with HTTP fields (to hosts, methods or paths, when keys request.*) must name ports in every to entry: on TCP connections Istio drops the HTTP fields of a DENY rule and denies everything the rest matches"))]
 pub struct DenyRuleSpec {
     /// Unique; the AuthorizationPolicy is named `meshbaseline-deny-<name>`.
     #[schemars(
@@ -283,13 +335,17 @@ pub struct DenyRuleSpec {
     )]
     pub name: String,
     /// Istio `source` fields, written flat (without `source:`).
+    // Bounded so that the API server can bound the cost of the CEL rules above.
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub from: Vec<RuleSource>,
     /// Istio `operation` fields, written flat (without `operation:`).
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub to: Vec<RuleOperation>,
     /// Istio conditions.
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub when: Vec<RuleCondition>,
 }
 

@@ -4,7 +4,7 @@
 use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};
 use crate::api::istio::{Rule as AuthzRule, Source};
-use crate::object::Kind;
+use crate::object::{Kind, DRY_RUN_ANNOTATION};
 
 const KIND: &str = "AuthorizationPolicy";
 
@@ -42,9 +42,21 @@ fn plaintext_reason(rule: &AuthzRule) -> Option<&'static str> {
     })
 }
 
+/// Whether Istio evaluates the policy without enforcing it: `istio.io/dry-run` read as Go's
+/// `strconv.ParseBool` reads it (Istio's `isDryRun`; anything else enforces).
+pub(crate) fn is_dry_run(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(DRY_RUN_ANNOTATION))
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for ap in &ctx.inventory.authorization_policies {
-        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) {
+        // A dry-run ALLOW admits nothing: Envoy only counts what it would have done.
+        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) || is_dry_run(&ap.metadata) {
             continue;
         }
         let action = ap.spec.action.as_deref().unwrap_or("ALLOW");

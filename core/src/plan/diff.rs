@@ -73,6 +73,11 @@ impl Observed {
         }
     }
 
+    /// The value of annotation `key`, if the object has it.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.kept.as_ref()?.annotations.as_ref()?.get(key)?.as_str()
+    }
+
     /// What a replace of this object keeps or checks (see `Live`).
     pub fn live(&self) -> Option<Live> {
         Some(Live {
@@ -110,7 +115,7 @@ pub struct Apply {
 }
 
 impl Apply {
-    /// The full object to write. For a replace: the desired spec, our labels and
+    /// The full object to write. For a replace: the desired spec, our labels, annotations and
     /// ownerReference, the live version as precondition, and the tenant's other labels,
     /// annotations and finalizers carried over (they do not change what the policy means).
     pub fn manifest(&self) -> Value {
@@ -124,13 +129,15 @@ impl Apply {
         if let Some(uid) = &live.uid {
             meta["uid"] = Value::String(uid.clone());
         }
-        for (field, v) in [
-            ("annotations", &live.annotations),
-            ("finalizers", &live.finalizers),
-        ] {
-            if let Some(v) = v {
-                meta[field] = v.clone();
+        if let Some(Value::Object(theirs)) = &live.annotations {
+            let mut annotations = theirs.clone();
+            for (k, v) in &self.object.meta.annotations {
+                annotations.insert(k.clone(), Value::String(v.clone()));
             }
+            meta["annotations"] = Value::Object(annotations);
+        }
+        if let Some(v) = &live.finalizers {
+            meta["finalizers"] = v.clone();
         }
         m
     }

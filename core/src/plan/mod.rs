@@ -2,6 +2,7 @@
 //! No client, no async; the time is a parameter.
 
 mod diff;
+mod dry_run;
 mod enforcement;
 pub(crate) mod exact;
 mod overlap;
@@ -182,6 +183,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     };
     let enforce = baseline.mode == Mode::Enforce;
     let (applies, deletes) = diff(input, &input.compiled.objects);
+    let dry_run = dry_run::applies(baseline, &applies);
     let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
         revert::plan_reverts(baseline, input.findings, input.inventory)
     } else {
@@ -226,6 +228,12 @@ pub fn plan(input: &PlanInput) -> Plan {
             ));
         }
         Cond::new(READY, true, "Enforced", message)
+    } else if baseline.dry_run() {
+        dry_run::ready(
+            dry_run::policies(input.compiled),
+            applies.len() - dry_run.len(),
+            deletes.len(),
+        )
     } else {
         Cond::new(
             READY,
@@ -286,6 +294,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             ),
         ));
     }
+    problems.extend(status::degrading(input.findings));
     for f in &fights {
         problems.push((
             "TenantOverrideFight",
@@ -341,14 +350,14 @@ pub fn plan(input: &PlanInput) -> Plan {
         )
     } else if let Some(c) = recent_drift.filter(|_| enforce) {
         Cond::new(DRIFT_DETECTED, true, "DriftRepaired", c.message.clone())
-    } else if !enforce && (!applies.is_empty() || !deletes.is_empty()) {
+    } else if !enforce && (applies.len() > dry_run.len() || !deletes.is_empty()) {
         Cond::new(
             DRIFT_DETECTED,
             true,
             "DriftNotRepaired",
             format!(
                 "Audit mode: {} differ from the baseline",
-                plural(applies.len() + deletes.len(), "object")
+                plural(applies.len() - dry_run.len() + deletes.len(), "object")
             ),
         )
     } else {
@@ -374,7 +383,11 @@ pub fn plan(input: &PlanInput) -> Plan {
             exempt: u32::try_from(input.compiled.exempt.len()).unwrap_or(u32::MAX),
         },
         // Objects of kinds the cluster does not serve are not written, so not managed.
-        managed_objects: if enforce {
+        managed_objects: if baseline.dry_run()
+            && !input.missing_kinds.contains(&Kind::AuthorizationPolicy)
+        {
+            u32::try_from(dry_run::policies(input.compiled)).unwrap_or(u32::MAX)
+        } else if enforce {
             u32::try_from(written).unwrap_or(u32::MAX)
         } else {
             0
@@ -464,7 +477,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 
     Plan {
-        applies: if enforce { applies } else { Vec::new() },
+        applies: if enforce { applies } else { dry_run },
         deletes: if enforce { deletes } else { Vec::new() },
         reverts: if enforce { reverts } else { Vec::new() },
         fights,

@@ -7,7 +7,7 @@
 //! | only generated objects (drift, our own writes)                | [`Work::Reuse`]   |
 //! | pods, each on its own                                         | [`Work::AuditPods`] |
 //! | what the audit reads (tenants' objects, Services, pods seen across pods, which generated objects exist) | [`Work::Audit`] |
-//! | what the compiler reads (namespaces, tenants' DestinationRules, any baseline, an exemption's expiry) | [`Work::Compile`] |
+//! | what the compiler reads (namespaces, tenants' DestinationRules, Gateways' pods, any baseline, an exemption's expiry) | [`Work::Compile`] |
 //!
 //! Independently, the plan compares only the generated objects that changed (the drift fast
 //! path) while the last complete plan still stands; otherwise it compares every object.
@@ -37,7 +37,8 @@ pub struct Versions {
     /// Anything the audit reads changed (every change below but pods and generated objects
     /// bumps it too).
     pub inventory: u64,
-    /// Something the compiler reads changed: namespaces, tenants' DestinationRules.
+    /// Something the compiler reads changed: namespaces, tenants' DestinationRules, Gateways'
+    /// pods.
     pub compile: u64,
     /// A pod changed: inventory snapshots go stale, findings do not (the pod is re-audited on
     /// its own, from the dirty set).
@@ -207,7 +208,7 @@ impl Freshness {
     }
 
     /// A pod changed. Only its own findings change, unless it changes what the audit reads
-    /// across pods: then the whole inventory is audited again.
+    /// across pods (then the whole inventory is audited again) or the compiler reads it.
     pub fn pod_changed(
         &self,
         key: &Key,
@@ -219,6 +220,10 @@ impl Freshness {
         s.versions.pods += 1;
         if s.pod_counts.update(old, new) {
             s.versions.inventory += 1;
+            // A waypoint's pods: their ServiceAccounts are compiled into its policy.
+            if old.into_iter().chain(new).any(crate::compile::reads_pod) {
+                s.versions.compile += 1;
+            }
             return;
         }
         for b in baselines {
