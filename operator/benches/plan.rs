@@ -14,7 +14,7 @@ use meshbaseline::audit::audit_in_scope;
 use meshbaseline::compile::{compile, Compiled, Scope};
 use meshbaseline::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo, PodShape};
 use meshbaseline::object::ObjectKey;
-use meshbaseline::plan::{plan, Observed, PlanInput, Resolved, Spec};
+use meshbaseline::plan::{plan, FindingBudget, Observed, PlanInput, Resolved, Spec};
 use serde_json::json;
 
 const NAMESPACES: usize = 10_000;
@@ -126,11 +126,13 @@ fn bench(c: &mut Criterion) {
         previous_compiled: Some(&compiled),
         records: &records,
         previous_findings: &none,
+        finding_budget: &FindingBudget::default(),
         only: None,
         now: Timestamp::UNIX_EPOCH,
     });
     let previous = first.status.clone();
     let seen = first.findings_seen.clone();
+    let budget = first.finding_budget.clone();
     let changed = BTreeSet::from([gone.clone()]);
     let input = |observed, only| PlanInput {
         name: "default",
@@ -147,6 +149,7 @@ fn bench(c: &mut Criterion) {
         previous_compiled: Some(&compiled),
         records: &records,
         previous_findings: &seen,
+        finding_budget: &budget,
         only,
         now: Timestamp::UNIX_EPOCH,
     };

@@ -3,7 +3,6 @@
 //! so a watch event on a generated object (drift) costs only the plan and the repair. See
 //! docs/architecture.md for the data flow.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,6 @@ use kube::ResourceExt;
 use tracing::Instrument;
 
 use crate::api::{Baseline, MeshBaseline};
-use crate::object::Kind;
 use crate::plan::Plan;
 
 use super::context::Ctx;
@@ -50,11 +48,9 @@ pub enum ReconcileError {
 pub(super) struct Pass {
     pub name: String,
     pub uid: Option<String>,
-    pub valid: bool,
     /// The freshness model's decision (`None`: the spec is invalid).
     pub decision: Option<Decision>,
     pub results: Option<memory::Results>,
-    pub missing: BTreeSet<Kind>,
     pub plan: Plan,
     /// A status held back by pacing is due after this long.
     pub status_wait: Option<Duration>,
@@ -120,15 +116,13 @@ pub(super) fn prepare(ctx: &Ctx, mb: &MeshBaseline, now: Timestamp) -> Pass {
         &missing,
         now,
     );
-    memory.missing.clone_from(&missing);
+    memory.missing = missing;
     ctx.baselines.put_memory(name.clone(), memory);
     Pass {
         name,
         uid: mb.metadata.uid.clone(),
-        valid: validated.is_ok(),
         decision,
         results,
-        missing,
         plan,
         status_wait,
     }

@@ -9,7 +9,7 @@ use crate::audit::Finding;
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
 use crate::object::{Kind, ObjectKey};
-use crate::plan::{FindingId, Resolved};
+use crate::plan::{FindingBudget, FindingId, Resolved};
 
 use super::super::freshness::{same_compile, Memo, Stamp};
 use super::super::objects::GeneratedIndex;
@@ -33,6 +33,8 @@ pub struct Memory {
     pub missing: BTreeSet<Kind>,
     /// Findings and fights announced by events.
     pub announced: BTreeSet<FindingId>,
+    /// What is left of the "Finding" events' budget.
+    pub finding_budget: FindingBudget,
     /// The status we last wrote: the watch may not have delivered it yet.
     pub last_status: Option<MeshBaselineStatus>,
     /// Every key this baseline has wanted since the start, while the object may still exist

@@ -11,7 +11,7 @@ use crate::api::{Baseline, InvalidBaseline, MeshBaseline};
 use crate::compile::Compiled;
 use crate::inventory::Inventory;
 use crate::object::Kind;
-use crate::plan::{self, Plan, PlanInput, Resolved, Spec};
+use crate::plan::{self, Plan, PlanInput, Reason, Resolved, Spec};
 
 use super::super::context::Ctx;
 use super::super::freshness::Decision;
@@ -55,10 +55,13 @@ pub(super) fn plan(
             previous_compiled: memory.planned.as_deref(),
             records: &memory.records,
             previous_findings: &memory.announced,
+            finding_budget: &memory.finding_budget,
             only: decision.filter(|d| d.fast).map(|d| &d.changed),
             now,
         })
     });
+    // Spent when planned, whether or not the events go out.
+    memory.finding_budget = std::mem::take(&mut plan.finding_budget);
     let status_wait = memory
         .pacing
         .pace(&mut plan, memory.last_status.as_ref(), Instant::now());
@@ -70,12 +73,10 @@ pub(super) fn plan(
 /// inventory change while it stays invalid; missing Istio CRDs likewise. A status is planned
 /// only when it changes, and a change of conditions is never held back.
 pub(super) fn count_reported_errors(ctx: &Ctx, pass: &Pass) {
-    if pass.plan.status.is_none() {
-        return;
-    }
-    if !pass.valid {
+    if pass.plan.reports(Reason::InvalidSpec) {
         ctx.metrics.reconcile_error("invalid_spec");
-    } else if pass.missing.iter().any(|k| k.is_istio()) {
+    }
+    if pass.plan.reports(Reason::IstioCrdsMissing) {
         ctx.metrics.reconcile_error("crd_missing");
     }
 }

@@ -26,6 +26,7 @@ use crate::controller::cache::Key;
 use crate::controller::lease::Leadership;
 use crate::controller::watch::{applied, deleted, trim_namespace, trim_pod};
 use crate::controller::{objects, Ctx};
+use crate::object::Kind;
 use crate::telemetry::{Health, Metrics};
 
 const UID: &str = "b-uid";
