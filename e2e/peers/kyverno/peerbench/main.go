@@ -197,8 +197,14 @@ func machine() map[string]string {
 			m["memory"] = strings.Join(strings.Fields(strings.TrimPrefix(line, "MemTotal:")), " ")
 		}
 	}
-	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m["loadAtStart"] = strings.Join(strings.Fields(string(data))[:3], " ")
-	}
+	m["loadAtStart"] = loadAverage()
 	return m
+}
+
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(data))[:3], " ")
 }

@@ -57,13 +57,19 @@ type runResult struct {
 	// Etcd runs inside the testenv process; its figures are that process's.
 	Etcd  serverFigures `json:"etcd"`
 	Error string        `json:"error,omitempty"`
+	// The machine's 1-, 5- and 15-minute load averages when the run began and ended (the
+	// machine may be shared).
+	LoadAtStart string `json:"loadAtStart"`
+	LoadAtEnd   string `json:"loadAtEnd"`
 }
 
 func nsName(i int) string { return fmt.Sprintf("tenant-%05d", i) }
 
 // createNamespaces creates the selected and unselected namespaces with a few writers.
 func createNamespaces(ctx context.Context, a *applier, selected, unselected int) error {
-	var objs []*unstructured.Unstructured
+	// Istio's root namespace, as in any mesh (the baseline's mesh-wide PeerAuthentication
+	// goes there).
+	objs := []*unstructured.Unstructured{obj("v1", "Namespace", "", "istio-system", nil)}
 	for i := 0; i < selected; i++ {
 		objs = append(objs, obj("v1", "Namespace", "", nsName(i), map[string]any{
 			"metadata": map[string]any{"name": nsName(i), "labels": map[string]any{"mesh": "on", "istio-injection": "enabled"}}}))
@@ -118,10 +124,11 @@ func spread(total, n int) []string {
 }
 
 func runOne(ctx context.Context, o options, p peer, n int, targets []*target) (res runResult) {
-	res = runResult{Peer: p.name(), Namespaces: n}
+	res = runResult{Peer: p.name(), Namespaces: n, LoadAtStart: loadAverage()}
 	if err := runPhases(ctx, o, p, n, targets, &res); err != nil {
 		res.Error = err.Error()
 	}
+	res.LoadAtEnd = loadAverage()
 	return res
 }
 

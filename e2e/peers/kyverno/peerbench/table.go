@@ -118,7 +118,8 @@ func rowsFor(a, b *runResult) []row {
 			}
 			cell, num, ok := f.cell(x)
 			r.values[x.Peer] = cell
-			if ok {
+			// A run that failed part-way has no figure to compare.
+			if ok && x.Error == "" {
 				r.nums[x.Peer] = num
 			}
 		}

@@ -66,7 +66,9 @@ const (
 type attack struct {
 	name  string
 	check check
-	do    func(ctx context.Context) (*unstructured.Unstructured, error)
+	// prelude runs before the timed write (and is not timed).
+	prelude func(ctx context.Context) error
+	do      func(ctx context.Context) (*unstructured.Unstructured, error)
 }
 
 func attacks(tn *tenant, t *target, ns string, snap *unstructured.Unstructured) []attack {
@@ -78,47 +80,50 @@ func attacks(tn *tenant, t *target, ns string, snap *unstructured.Unstructured) 
 		nullLabels[k] = nil
 	}
 	return []attack{
-		{"delete", checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"delete", checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return nil, tn.delete(ctx, t, ns)
 		}},
-		{"merge patch adds " + addName, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"merge patch adds " + addName, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.mergePatch(ctx, t, ns, map[string]any{"spec": add})
 		}},
-		{"JSON patch adds " + addName, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"JSON patch adds " + addName, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.jsonPatch(ctx, t, ns, []any{map[string]any{"op": "add", "path": "/spec/" + joinSlash(f.addPath), "value": f.addValue}})
 		}},
-		{"PUT adds " + addName, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"PUT adds " + addName, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.put(ctx, t, ns, func(s map[string]any) { setPath(s, f.addPath, f.addValue) })
 		}},
-		{"server-side apply (another manager) adds " + addName, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"server-side apply (another manager) adds " + addName, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.apply(ctx, t, ns, add, false)
 		}},
-		{"merge patch removes " + rm, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"merge patch removes " + rm, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.mergePatch(ctx, t, ns, map[string]any{"spec": map[string]any{f.remove: nil}})
 		}},
-		{"JSON patch removes " + rm, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"JSON patch removes " + rm, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.jsonPatch(ctx, t, ns, []any{map[string]any{"op": "remove", "path": "/spec/" + f.remove}})
 		}},
-		{"PUT removes " + rm, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"PUT removes " + rm, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.put(ctx, t, ns, func(s map[string]any) { delete(s, f.remove) })
 		}},
-		{"forced server-side apply empties " + rm, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"forced server-side apply empties " + rm, checkSpec, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.apply(ctx, t, ns, map[string]any{f.remove: []any{}}, true)
 		}},
-		{"merge patch removes the peer's labels", checkLabels, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"merge patch removes the peer's labels", checkLabels, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.mergePatch(ctx, t, ns, map[string]any{"metadata": map[string]any{"labels": nullLabels}})
 		}},
-		{"merge patch removes ownerReferences", checkOwners, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"merge patch removes ownerReferences", checkOwners, nil, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			if len(snap.GetOwnerReferences()) == 0 {
 				return nil, errNotApplicable
 			}
 			return tn.mergePatch(ctx, t, ns, map[string]any{"metadata": map[string]any{"ownerReferences": nil}})
 		}},
-		{"labels removed, then merge patch removes " + rm, checkSpec, func(ctx context.Context) (*unstructured.Unstructured, error) {
+		{"labels removed, then merge patch removes " + rm, checkSpec, func(ctx context.Context) error {
 			if _, err := tn.mergePatch(ctx, t, ns, map[string]any{"metadata": map[string]any{"labels": nullLabels}}); err != nil {
-				return nil, err
+				return err
 			}
+			// Whatever the peer does about the labels happens before the timed edit.
 			time.Sleep(2 * time.Second)
+			return nil
+		}, func(ctx context.Context) (*unstructured.Unstructured, error) {
 			return tn.mergePatch(ctx, t, ns, map[string]any{"spec": map[string]any{f.remove: nil}})
 		}},
 	}
@@ -176,6 +181,12 @@ func metaMatches(live, snap *unstructured.Unstructured, c check) bool {
 
 func runAttack(ctx context.Context, cp *controlPlane, tr *tracker, t *target, ns string, snap *unstructured.Unstructured, a attack, timeout time.Duration) attackResult {
 	r := attackResult{Attack: a.name}
+	if a.prelude != nil {
+		if err := a.prelude(ctx); err != nil {
+			r.Outcome, r.Detail = "refused", err.Error()
+			return r
+		}
+	}
 	next := tr.nextGood(t.short, ns)
 	defer tr.cancel(t.short, ns)
 	began := time.Now()
