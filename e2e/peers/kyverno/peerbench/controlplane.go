@@ -83,6 +83,9 @@ func startControlPlane(binDir, dir string, qps float32, burst int) (*controlPlan
 		return nil, err
 	}
 	cp.admin.QPS, cp.admin.Burst = qps, burst
+	// Kyverno's ClusterPolicy is deprecated in favour of its CEL policy kinds: the API
+	// server says so on every write of one.
+	cp.admin.WarningHandler = rest.NoWarnings{}
 	if cp.kube, err = kubernetes.NewForConfig(cp.admin); err != nil {
 		cp.stop()
 		return nil, err
@@ -117,6 +120,17 @@ func (cp *controlPlane) kubeconfig(user string, groups ...string) (string, error
 	}
 	if msg, err := exec.Command(cp.bin, args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("testenv kubeconfig --user %s: %v: %s", user, err, msg)
+	}
+	return out, nil
+}
+
+// serviceAccountKubeconfig writes a kubeconfig with a bound token (one day) of an existing
+// ServiceAccount.
+func (cp *controlPlane) serviceAccountKubeconfig(ns, name string) (string, error) {
+	out := filepath.Join(cp.dir, ns+"-"+name+".kubeconfig")
+	args := []string{"kubeconfig", "--dir", cp.dir, "--serviceaccount", ns + "/" + name, "--ttl", "24h", "--out", out}
+	if msg, err := exec.Command(cp.bin, args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testenv kubeconfig --serviceaccount %s/%s: %v: %s", ns, name, err, msg)
 	}
 	return out, nil
 }

@@ -24,7 +24,17 @@ type kyvernoPeer struct {
 }
 
 func (k *kyvernoPeer) name() string    { return "kyverno" }
-func (k *kyvernoPeer) users() []string { return []string{"kyverno-admission", "kyverno-background"} }
+// Kyverno's processes act as the ServiceAccounts its chart creates (bound tokens): the admission
+// controller checks, when a policy is created, that its own and the background controller's
+// accounts may manage the generated kinds.
+const (
+	admissionSA  = "kyverno-admission-controller"
+	backgroundSA = "kyverno-background-controller"
+)
+
+func saUser(name string) string { return "system:serviceaccount:" + kyvernoNS + ":" + name }
+
+func (k *kyvernoPeer) users() []string { return []string{saUser(admissionSA), saUser(backgroundSA)} }
 
 // kyvernoConfig is the chart's default `kyverno` ConfigMap, less the resource filters that
 // name the chart's own RBAC objects and Pods (none exist here).
@@ -67,8 +77,8 @@ func (k *kyvernoPeer) setup(ctx context.Context, cp *controlPlane, a *applier) e
 		return err
 	}
 	objs := []*unstructured.Unstructured{obj("v1", "Namespace", "", kyvernoNS, nil), kyvernoConfig()}
-	for _, u := range k.users() {
-		objs = append(objs, clusterAdminBinding(u))
+	for _, sa := range []string{admissionSA, backgroundSA} {
+		objs = append(objs, obj("v1", "ServiceAccount", kyvernoNS, sa, nil), clusterAdminBinding(saUser(sa)))
 	}
 	return a.applyAll(ctx, objs)
 }
@@ -87,11 +97,11 @@ func (k *kyvernoPeer) env(deployment, serviceAccount string) []string {
 }
 
 func (k *kyvernoPeer) start(ctx context.Context, cp *controlPlane, s *sampler) error {
-	admKC, err := cp.kubeconfig("kyverno-admission")
+	admKC, err := cp.serviceAccountKubeconfig(kyvernoNS, admissionSA)
 	if err != nil {
 		return err
 	}
-	bgKC, err := cp.kubeconfig("kyverno-background")
+	bgKC, err := cp.serviceAccountKubeconfig(kyvernoNS, backgroundSA)
 	if err != nil {
 		return err
 	}
@@ -112,7 +122,7 @@ func (k *kyvernoPeer) start(ctx context.Context, cp *controlPlane, s *sampler) e
 		"--webhookServerPort=" + strconv.Itoa(ports[0]),
 		"--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
 		"--tlsSecretName=kyverno-svc.kyverno.svc.kyverno-tls-pair",
-		"--backgroundServiceAccountName=kyverno-background",
+		"--backgroundServiceAccountName=" + saUser(backgroundSA),
 		"--resyncPeriod=15m",
 		"--crdWatcher=false",
 		"--metricsHost=127.0.0.1",
@@ -126,7 +136,7 @@ func (k *kyvernoPeer) start(ctx context.Context, cp *controlPlane, s *sampler) e
 		"--v=2",
 	}, rate...)
 	k.admission, err = spawn(cp.dir, "kyverno-admission-controller", filepath.Join(k.binDir, "kyverno"), k.admArgs,
-		k.env("kyverno-admission-controller", "kyverno-admission-controller"))
+		k.env("kyverno-admission-controller", admissionSA))
 	if err != nil {
 		return err
 	}
@@ -143,7 +153,7 @@ func (k *kyvernoPeer) start(ctx context.Context, cp *controlPlane, s *sampler) e
 		"--v=2",
 	}, rate...)
 	k.background, err = spawn(cp.dir, "kyverno-background-controller", filepath.Join(k.binDir, "background-controller"), k.bgArgs,
-		k.env("kyverno-background-controller", "kyverno-background-controller"))
+		k.env("kyverno-background-controller", backgroundSA))
 	if err != nil {
 		return err
 	}

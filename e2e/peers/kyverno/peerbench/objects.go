@@ -272,10 +272,17 @@ func obj(apiVersion, kind, ns, name string, rest map[string]any) *unstructured.U
 	return &unstructured.Unstructured{Object: o}
 }
 
+// clusterAdminBinding binds cluster-admin to a user; a ServiceAccount's username
+// (system:serviceaccount:NS:NAME) is bound as that ServiceAccount.
 func clusterAdminBinding(user string) *unstructured.Unstructured {
+	subject := map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+	if rest, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
+		ns, name, _ := strings.Cut(rest, ":")
+		subject = map[string]any{"kind": "ServiceAccount", "namespace": ns, "name": name}
+	}
 	return obj("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "peerbench-"+strings.ReplaceAll(user, ":", "-"), map[string]any{
 		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-		"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}},
+		"subjects": []any{subject},
 	})
 }
 
