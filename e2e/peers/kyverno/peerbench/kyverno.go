@@ -23,7 +23,8 @@ type kyvernoPeer struct {
 	admArgs, bgArgs        []string
 }
 
-func (k *kyvernoPeer) name() string    { return "kyverno" }
+func (k *kyvernoPeer) name() string { return "kyverno" }
+
 // Kyverno's processes act as the ServiceAccounts its chart creates (bound tokens): the admission
 // controller checks, when a policy is created, that its own and the background controller's
 // accounts may manage the generated kinds.
