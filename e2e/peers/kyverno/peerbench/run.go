@@ -142,35 +142,8 @@ func runPhases(ctx context.Context, o options, p peer, n int, targets []*target,
 	if err != nil {
 		return err
 	}
-	istio, err := readDocuments(o.istioCRDs)
+	tn, drift, err := prepare(ctx, o, cp, a, p, n)
 	if err != nil {
-		return err
-	}
-	if err := a.applyCRDs(ctx, istio); err != nil {
-		return err
-	}
-	logf("%s/%d: creating %d namespaces (+%d unselected)", p.name(), n, n, o.unselected)
-	if err := createNamespaces(ctx, a, n, o.unselected); err != nil {
-		return err
-	}
-	drift := spread(n, o.repairs)
-	if err := tenantSetup(ctx, a, append([]string{nsName(0)}, drift...)); err != nil {
-		return err
-	}
-	tenantKC, err := cp.kubeconfig(tenantUser)
-	if err != nil {
-		return err
-	}
-	tenantCfg, err := cp.clientFor(tenantKC)
-	if err != nil {
-		return err
-	}
-	tenantDyn, err := dynamic.NewForConfig(tenantCfg)
-	if err != nil {
-		return err
-	}
-	tn := &tenant{dyn: tenantDyn}
-	if err := p.setup(ctx, cp, a); err != nil {
 		return err
 	}
 	tr := newTracker(cp.dyn, targets)
@@ -182,7 +155,6 @@ func runPhases(ctx context.Context, o options, p peer, n int, targets []*target,
 		selected[i] = nsName(i)
 	}
 	tr.selectNamespaces(selected)
-
 	apiPid, err := cp.apiserverPid()
 	if err != nil {
 		return err
@@ -200,27 +172,9 @@ func runPhases(ctx context.Context, o options, p peer, n int, targets []*target,
 	if startErr != nil {
 		return startErr
 	}
-	cpu0, serverCPU1 := s.cpu(), server.cpu()
-	res.CPUSeconds.Startup = sum(cpu0)
-	t0, err := p.applyPolicy(ctx, a)
-	if err != nil {
-		return fmt.Errorf("applying the policy: %w", err)
+	if err := converge(ctx, o, p, a, tr, s, server, res); err != nil {
+		return err
 	}
-	logf("%s/%d: policy applied; waiting for %d objects", p.name(), n, 2*n)
-	at, ok := tr.waitConverged(ctx, o.convergeTimeout)
-	res.Converged = ok
-	if ok {
-		res.ConvergenceSeconds = at.Sub(t0).Seconds()
-	} else {
-		res.ConvergenceSeconds = time.Since(t0).Seconds()
-	}
-	res.ObjectsPresent, res.ObjectsWanted, res.ObjectsInUnselected = tr.counts()
-	cpu1, serverCPU2 := s.cpu(), server.cpu()
-	res.CPUSeconds.Convergence = sum(cpu1) - sum(cpu0)
-	res.APIServer.CPUSeconds.Convergence = serverCPU2["kube-apiserver"] - serverCPU1["kube-apiserver"]
-	res.Etcd.CPUSeconds.Convergence = serverCPU2["etcd"] - serverCPU1["etcd"]
-	logf("%s/%d: converged=%v in %.1fs (%d/%d objects)", p.name(), n, ok, res.ConvergenceSeconds, res.ObjectsPresent, res.ObjectsWanted)
-
 	if err := driftPhases(ctx, o, cp, tr, tn, targets, drift, n, res); err != nil {
 		return err
 	}
@@ -230,7 +184,71 @@ func runPhases(ctx context.Context, o options, p peer, n int, targets []*target,
 			return err
 		}
 	}
-	logf("%s/%d: settling %s, then %s idle", p.name(), n, o.settle, o.idle)
+	return idle(o, cp, p, s, server, serverCPU0, res)
+}
+
+// prepare installs what both peers share (Istio's CRDs, the namespaces, the tenant's rights)
+// and then the peer's own CRDs and configuration; it returns the tenant and the namespaces
+// of the drift series.
+func prepare(ctx context.Context, o options, cp *controlPlane, a *applier, p peer, n int) (*tenant, []string, error) {
+	istio, err := readDocuments(o.istioCRDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.applyCRDs(ctx, istio); err != nil {
+		return nil, nil, err
+	}
+	logf("%s/%d: creating %d namespaces (+%d unselected)", p.name(), n, n, o.unselected)
+	if err := createNamespaces(ctx, a, n, o.unselected); err != nil {
+		return nil, nil, err
+	}
+	drift := spread(n, o.repairs)
+	if err := tenantSetup(ctx, a, append([]string{nsName(0)}, drift...)); err != nil {
+		return nil, nil, err
+	}
+	tenantKC, err := cp.kubeconfig(tenantUser)
+	if err != nil {
+		return nil, nil, err
+	}
+	tenantCfg, err := cp.clientFor(tenantKC)
+	if err != nil {
+		return nil, nil, err
+	}
+	tenantDyn, err := dynamic.NewForConfig(tenantCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tenant{dyn: tenantDyn}, drift, p.setup(ctx, cp, a)
+}
+
+// converge applies the policy and waits for every object, with the CPU it took.
+func converge(ctx context.Context, o options, p peer, a *applier, tr *tracker, s, server *sampler, res *runResult) error {
+	cpu0, server0 := s.cpu(), server.cpu()
+	res.CPUSeconds.Startup = sum(cpu0)
+	t0, err := p.applyPolicy(ctx, a)
+	if err != nil {
+		return fmt.Errorf("applying the policy: %w", err)
+	}
+	logf("%s/%d: policy applied; waiting for %d objects", p.name(), res.Namespaces, 2*res.Namespaces)
+	at, ok := tr.waitConverged(ctx, o.convergeTimeout)
+	res.Converged = ok
+	if ok {
+		res.ConvergenceSeconds = at.Sub(t0).Seconds()
+	} else {
+		res.ConvergenceSeconds = time.Since(t0).Seconds()
+	}
+	res.ObjectsPresent, res.ObjectsWanted, res.ObjectsInUnselected = tr.counts()
+	cpu1, server1 := s.cpu(), server.cpu()
+	res.CPUSeconds.Convergence = sum(cpu1) - sum(cpu0)
+	res.APIServer.CPUSeconds.Convergence = server1["kube-apiserver"] - server0["kube-apiserver"]
+	res.Etcd.CPUSeconds.Convergence = server1["etcd"] - server0["etcd"]
+	logf("%s/%d: converged=%v in %.1fs (%d/%d objects)", p.name(), res.Namespaces, ok, res.ConvergenceSeconds, res.ObjectsPresent, res.ObjectsWanted)
+	return nil
+}
+
+// idle lets the peer settle, then counts its writes in the audit log over the idle window.
+func idle(o options, cp *controlPlane, p peer, s, server *sampler, serverCPU0 map[string]float64, res *runResult) error {
+	logf("%s/%d: settling %s, then %s idle", p.name(), res.Namespaces, o.settle, o.idle)
 	time.Sleep(o.settle)
 	offset, cpuI0, serverI0 := auditSize(cp.st.AuditLog), s.cpu(), server.cpu()
 	time.Sleep(o.idle)
@@ -239,6 +257,7 @@ func runPhases(ctx context.Context, o options, p peer, n int, targets []*target,
 	res.CPUSeconds.Idle = sum(cpuI1) - sum(cpuI0)
 	res.APIServer.CPUSeconds.Idle = serverI1["kube-apiserver"] - serverI0["kube-apiserver"]
 	res.Etcd.CPUSeconds.Idle = serverI1["etcd"] - serverI0["etcd"]
+	var err error
 	if res.IdleWrites, err = countWrites(cp.st.AuditLog, offset, p.users()); err != nil {
 		return err
 	}
