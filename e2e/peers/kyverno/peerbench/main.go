@@ -66,7 +66,15 @@ func main() {
 	flag.StringVar(&table, "table", "", "Markdown file for the table")
 	flag.StringVar(&versions, "versions", "", "name=version pairs to record, comma-separated")
 	flag.BoolVar(&requireConvergence, "require-convergence", false, "exit 1 unless every peer converged at every size")
+	renderFrom := flag.String("render-from", "", "only write --table from this results file (no run)")
 	flag.Parse()
+	if *renderFrom != "" {
+		if err := render(*renderFrom, table); err != nil {
+			fmt.Fprintln(os.Stderr, "peerbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o, sizes, peers, out, table, versions, mbBin, mbCRD, baseline, kyvernoBin, kyvernoCRDs, policy, requireConvergence); err != nil {
 		fmt.Fprintln(os.Stderr, "peerbench:", err)
 		os.Exit(1)
@@ -170,6 +178,18 @@ func write(out, table string, r *results) error {
 		return err
 	}
 	return os.WriteFile(table, []byte(markdown(r)), 0o644)
+}
+
+func render(from, table string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var r results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	return os.WriteFile(table, []byte(markdown(&r)), 0o644)
 }
 
 func parsePairs(s string) map[string]string {

@@ -73,8 +73,9 @@ func rowsFor(a, b *runResult) []row {
 			}
 			return fmt.Sprintf("%.1f s", x.ConvergenceSeconds), x.ConvergenceSeconds, true
 		}},
-		{"peak RSS, all the peer's processes (MiB)", func(x *runResult) (string, float64, bool) {
-			return fmt.Sprintf("%.1f", x.PeakRSSMiB), x.PeakRSSMiB, x.PeakRSSMiB > 0
+		{"peak RSS, all the peer's processes (MiB; sum of each one's VmHWM)", func(x *runResult) (string, float64, bool) {
+			peak := sum(x.PeakRSSByProcessMiB)
+			return fmt.Sprintf("%.1f", peak), peak, peak > 0
 		}},
 		{"CPU seconds: convergence / whole run", func(x *runResult) (string, float64, bool) {
 			return fmt.Sprintf("%.1f / %.1f", x.CPUSeconds.Convergence, x.CPUSeconds.Total), x.CPUSeconds.Total, true
