@@ -27,7 +27,11 @@ fn fields(schema: &Value, path: &str, out: &mut BTreeSet<String>) {
     let object = |s: &Value| s.get("properties").and_then(Value::as_object).cloned();
     if let Some(props) = object(schema) {
         for (name, sub) in props {
-            let p = if path.is_empty() { name } else { format!("{path}.{name}") };
+            let p = if path.is_empty() {
+                name
+            } else {
+                format!("{path}.{name}")
+            };
             fields(&sub, &p, out);
         }
     } else if let Some(items) = schema.get("items").filter(|i| object(i).is_some()) {
@@ -62,7 +66,13 @@ fn every_spec_field_has_a_row() {
     assert!(all.len() > 30, "{all:?}");
     let doc = documented();
     let missing: Vec<&String> = all.iter().filter(|f| !doc.contains(*f)).collect();
-    assert!(missing.is_empty(), "docs/reference.md lacks rows for {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/reference.md lacks rows for {missing:?}"
+    );
     let unknown: Vec<&String> = doc.iter().filter(|f| !all.contains(*f)).collect();
-    assert!(unknown.is_empty(), "docs/reference.md documents fields the CRD does not have: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "docs/reference.md documents fields the CRD does not have: {unknown:?}"
+    );
 }
