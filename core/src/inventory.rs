@@ -183,6 +183,9 @@ pub struct PodShape {
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
     pub containers: Vec<ContainerInfo>,
+    /// `spec.serviceAccountName`, kept only for gateway pods (labelled with their Gateway's
+    /// name): a waypoint's identity is its pods' ServiceAccount.
+    pub service_account: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -257,11 +260,16 @@ impl PodInfo {
                     .map(|c| ContainerInfo::from_container(c, false)),
             )
             .collect();
+        let service_account = labels
+            .contains_key(crate::gateway::GATEWAY_NAME)
+            .then(|| spec.service_account_name.clone())
+            .flatten();
         let shape = PodShape {
             kind: kind.to_string(),
             phase: None,
             annotations,
             labels,
+            service_account,
             host_network: spec.host_network.unwrap_or(false),
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
             run_as_user: psc.and_then(|s| s.run_as_user),
@@ -283,15 +291,18 @@ impl PodShapes {
 }
 
 /// Pod annotations the audit reads: injection and capture settings, and what the injector and
-/// istio-cni write (`sidecar.istio.io/status`, `ambient.istio.io/redirection`).
+/// istio-cni write (`sidecar.istio.io/status`, `ambient.istio.io/redirection`), and the
+/// injection template of classic gateways.
 pub fn mesh_annotation(key: &str) -> bool {
     key.starts_with("sidecar.istio.io/")
         || key.starts_with("traffic.sidecar.istio.io/")
         || key.starts_with("ambient.istio.io/")
         || key == "status.sidecar.istio.io/port"
+        || key == crate::gateway::INJECT_TEMPLATES
 }
 
-/// Pod labels that choose the data plane; all other labels stay out of the cache.
+/// Pod labels that choose the data plane or mark a gateway; all other labels stay out of the
+/// cache.
 pub fn mesh_label(key: &str) -> bool {
     matches!(
         key,
@@ -300,6 +311,10 @@ pub fn mesh_label(key: &str) -> bool {
             | "istio.io/dataplane-mode"
             | "istio.io/use-waypoint"
             | "gateway.istio.io/managed"
+            | crate::gateway::GATEWAY_NAME
+            | crate::gateway::GATEWAY_CLASS_NAME
+            | crate::gateway::LEGACY_GATEWAY_NAME
+            | crate::gateway::CLASSIC_GATEWAY
     )
 }
 

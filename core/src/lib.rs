@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod compile;
 pub mod dataplane;
+pub mod gateway;
 pub mod inventory;
 pub mod manifests;
 pub mod object;

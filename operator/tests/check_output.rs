@@ -71,13 +71,17 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "MB103 PeerAuthentication istio-system/mesh-default",
         "MB103 PeerAuthentication istio-system/migration-permissive",
         "MB104 PeerAuthentication istio-system/ledger-strict",
+        "MB105 PeerAuthentication istio-system/meshbaseline-mesh-mtls",
         "MB201 DestinationRule checkout/legacy-billing-plaintext",
         "MB201 DestinationRule payments/ledger",
         "MB301 AuthorizationPolicy payments/allow-health",
         "MB302 AuthorizationPolicy shop/storefront-get-only",
         "MB303 AuthorizationPolicy catalog/catalog-viewer",
+        "MB304 Deployment checkout/web-istio",
         "MB401 NetworkPolicy payments/egress-internet",
         "MB402 NetworkPolicy payments/statsd",
+        "MB403 Sidecar checkout/meshbaseline-egress",
+        "MB403 Sidecar payments/defaults",
         "MB501 Deployment payments/ledger-sync",
         "MB501 StatefulSet payments/ledger-db",
         "MB502 Deployment payments/packet-capture",
@@ -92,6 +96,8 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "MB506 CronJob payments/settlement-report",
         "MB506 Deployment payments/audit-exporter",
         "MB506 Deployment payments/fraud-scorer",
+        "MB506 Deployment payments/legacy-listener",
+        "MB506 Deployment payments/metrics-gateway",
         "MB507 Deployment shop/batch-export",
         "MB508 Deployment shop/webhook-receiver",
         "MB509 Service shop/admin",
@@ -104,8 +110,12 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
     ];
     assert_eq!(got, expected);
     // MB901–MB903 are about what a live cluster serves: the controller's plan reports them
-    // (plan tests), never `check` of manifests.
-    for rule in Rule::ALL.into_iter().filter(|r| !r.id().starts_with("MB9")) {
+    // (plan tests), never `check` of manifests. MB305 needs waypointOnly, off by default:
+    // `waypoint_only_reports_the_waypoint_without_pods` below.
+    for rule in Rule::ALL
+        .into_iter()
+        .filter(|r| !r.id().starts_with("MB9") && *r != Rule::MB305)
+    {
         assert!(
             got.iter().any(|g| g.starts_with(rule.id())),
             "{rule} does not fire on examples/mesh"
@@ -132,7 +142,8 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         // Injector-written annotations; the injection label wins over the annotation; a
         // Sidecar without spec.
         "payments/reconciler",
-        "payments/defaults",
+        // A gateway's proxy is its main container: its inject "false" label is no opt-out.
+        "checkout/web-istio MB506",
         // Ambient: no sidecar, UID 1337 and sidecar annotations do not matter; captured pods,
         // the waypoint, L7 rules on the waypoint with an L4 policy behind, explicit waypoint.
         "shop/storefront Deployment",
@@ -153,6 +164,32 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         );
     }
     assert_eq!(doc["errors"], serde_json::json!([]));
+}
+
+#[test]
+fn waypoint_only_reports_the_waypoint_without_pods() {
+    let dir = std::env::temp_dir().join(format!("mb-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let baseline = dir.join("baseline.yaml");
+    std::fs::write(
+        &baseline,
+        "apiVersion: meshbaseline.dev/v1alpha1\nkind: MeshBaseline\nmetadata: {name: default}\nspec: {authorization: {waypointOnly: true}}\n",
+    )
+    .unwrap();
+    let doc = json_findings(&Args {
+        baseline: Some(baseline),
+        ..args(Format::Json, vec![mesh()])
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mb305: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "MB305")
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    // shop's waypoint has a pod (its identity is known); catalog's has none.
+    assert_eq!(mb305, ["catalog"]);
 }
 
 #[test]
@@ -193,7 +230,7 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
         .remove("message");
     assert!(!validator.is_valid(&broken));
     let results = doc["runs"][0]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 36);
+    assert_eq!(results.len(), 42);
     let first = &results[0];
     assert_eq!(first["level"], "error");
     assert!(
@@ -374,12 +411,22 @@ fn a_baseline_file_with_exemptions_is_honoured() {
     assert_eq!(count(baseline("2026-01-01T00:00:00Z")), 2);
 }
 
-/// Every rule id is documented in the README's findings table with its default severity.
+/// Every rule id is documented in a findings table (the README's or one under docs/) with its
+/// default severity.
 #[test]
 fn readme_documents_every_rule() {
-    let readme = std::fs::read_to_string("../README.md").unwrap();
+    let mut docs = std::fs::read_to_string("../README.md").unwrap();
+    for entry in std::fs::read_dir("../docs").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
     for rule in Rule::ALL {
         let row = format!("| {} | {} |", rule.id(), rule.severity());
-        assert!(readme.contains(&row), "README lacks the row {row}");
+        assert!(
+            docs.contains(&row),
+            "README.md and docs/ lack the row {row}"
+        );
     }
 }

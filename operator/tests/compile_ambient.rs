@@ -263,44 +263,102 @@ fn principal_matches(pattern: &str, principal: &str) -> bool {
     }
 }
 
+/// Whether the waypoint-only DENY denies a connection from `who` to `port` (ztunnel's view:
+/// the inner destination port), as Istio's ztunnel conversion reads it (`handleRule`): the
+/// rule matches when the source is none of `notPrincipals` and the port none of `notPorts`.
+fn waypoint_only_denies(spec: &Value, who: Option<&str>, port: &str) -> bool {
+    assert_eq!(spec["action"], "DENY");
+    spec["rules"].as_array().unwrap().iter().any(|r| {
+        assert!(r.get("when").is_none(), "L4 only: {r}");
+        let from = r["from"].as_array().unwrap().iter().any(|f| {
+            let not: Vec<&str> = f["source"]["notPrincipals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
+            // Plaintext has no principal, so it is none of them.
+            who.is_none_or(|w| !not.iter().any(|p| principal_matches(p, w)))
+        });
+        let to = r["to"].as_array().unwrap().iter().any(|t| {
+            let op = &t["operation"];
+            assert!(op.get("paths").is_none() && op.get("methods").is_none());
+            !op["notPorts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str() == Some(port))
+        });
+        from && to
+    })
+}
+
 #[test]
-fn waypoint_only_policy_admits_exactly_the_waypoint_and_stays_l4() {
-    let off = run(&baseline(SELECT), &mixed(Some("waypoint")));
+fn waypoint_only_denies_every_peer_but_the_waypoint_pods_identities() {
+    let mut inv = mixed(Some("waypoint"));
+    add_waypoint_pod(&mut inv, "shop", "waypoint", "waypoint");
+    // A canary of the waypoint with a ServiceAccount of its own, and another Gateway's pod.
+    add_waypoint_pod(&mut inv, "shop", "waypoint", "waypoint-canary");
+    add_waypoint_pod(&mut inv, "shop", "ingress", "ingress");
+    let off = run(&baseline(SELECT), &inv);
     assert!(
         find(&off, Kind::AuthorizationPolicy, "shop", WAYPOINT_ONLY).is_none(),
         "off by default"
     );
     let on = baseline(&format!("{SELECT}\nauthorization: {{waypointOnly: true}}"));
-    let c = run(&on, &mixed(Some("waypoint")));
+    let c = run(&on, &inv);
     let ap = get(&c, Kind::AuthorizationPolicy, "shop", WAYPOINT_ONLY);
     let spec = &ap["spec"];
-    assert_eq!(spec["action"], "ALLOW");
     // No selector, no targetRefs: ztunnel enforces it for every pod of the namespace.
     assert!(spec.get("targetRefs").is_none() && spec.get("selector").is_none());
-    let principals: Vec<&str> = spec["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            assert!(
-                r.get("to").is_none() && r.get("when").is_none(),
-                "L4 only: {r}"
-            );
-            r["from"].as_array().unwrap().iter()
-        })
-        .flat_map(|f| f["source"]["principals"].as_array().unwrap())
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    let admitted = |who: &str| principals.iter().any(|p| principal_matches(p, who));
-    assert!(admitted("cluster.local/ns/shop/sa/waypoint"));
+    let denied = |who: Option<&str>| waypoint_only_denies(spec, who, "8080");
+    assert!(!denied(Some("cluster.local/ns/shop/sa/waypoint")));
+    assert!(!denied(Some("cluster.local/ns/shop/sa/waypoint-canary")));
     assert!(
-        admitted("example.org/ns/shop/sa/waypoint"),
-        "any trust domain"
+        denied(Some("example.org/ns/shop/sa/waypoint")),
+        "other trust domains"
     );
-    assert!(!admitted("cluster.local/ns/shop/sa/web"));
-    assert!(!admitted("cluster.local/ns/other/sa/waypoint"));
+    assert!(
+        denied(Some("cluster.local/ns/shop/sa/web")),
+        "a direct client"
+    );
+    assert!(
+        denied(Some("cluster.local/ns/shop/sa/ingress")),
+        "another gateway"
+    );
+    assert!(denied(Some("cluster.local/ns/other/sa/waypoint")));
+    assert!(denied(None), "plaintext");
+    // The waypoint's own HBONE port: with ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES the
+    // waypoint applies this policy to its clients there.
+    assert!(!waypoint_only_denies(
+        spec,
+        Some("cluster.local/ns/shop/sa/web"),
+        "15008"
+    ));
+    // The trust domain is the mesh's.
+    let td = baseline(&format!(
+        "{SELECT}\nauthorization: {{waypointOnly: true, trustDomain: example.org}}"
+    ));
+    let ap = get(
+        &run(&td, &inv),
+        Kind::AuthorizationPolicy,
+        "shop",
+        WAYPOINT_ONLY,
+    );
+    assert!(!waypoint_only_denies(
+        &ap["spec"],
+        Some("example.org/ns/shop/sa/waypoint"),
+        "80"
+    ));
+    assert!(waypoint_only_denies(
+        &ap["spec"],
+        Some("cluster.local/ns/shop/sa/waypoint"),
+        "80"
+    ));
     // Not where no waypoint is used, nor in sidecar namespaces.
-    for inv in [mixed(None), mixed(Some("none"))] {
+    for w in [None, Some("none")] {
+        let mut inv = mixed(w);
+        add_waypoint_pod(&mut inv, "shop", "waypoint", "waypoint");
         let c = run(&on, &inv);
         assert!(find(&c, Kind::AuthorizationPolicy, "shop", WAYPOINT_ONLY).is_none());
     }
@@ -308,18 +366,36 @@ fn waypoint_only_policy_admits_exactly_the_waypoint_and_stays_l4() {
 }
 
 #[test]
-fn waypoint_only_follows_the_waypoint_namespace_label_and_exemptions() {
+fn waypoint_only_needs_the_waypoints_pods_and_follows_its_namespace_and_exemptions() {
+    let on = baseline(&format!("{SELECT}\nauthorization: {{waypointOnly: true}}"));
+    // No pod of the waypoint: no identity to admit, nothing generated (the audit says MB305).
     let mut inv = mixed(Some("shared"));
+    assert!(find(
+        &run(&on, &inv),
+        Kind::AuthorizationPolicy,
+        "shop",
+        WAYPOINT_ONLY
+    )
+    .is_none());
     assert!(inv.namespaces.update("shop", |n| {
         n.labels
             .insert("istio.io/use-waypoint-namespace".into(), "infra".into());
     }));
-    let on = baseline(&format!("{SELECT}\nauthorization: {{waypointOnly: true}}"));
+    // A pod of a Gateway of that name in shop itself is not the waypoint.
+    add_waypoint_pod(&mut inv, "shop", "shared", "impostor");
+    assert!(find(
+        &run(&on, &inv),
+        Kind::AuthorizationPolicy,
+        "shop",
+        WAYPOINT_ONLY
+    )
+    .is_none());
+    add_waypoint_pod(&mut inv, "infra", "shared", "shared-wp");
     let c = run(&on, &inv);
     let ap = get(&c, Kind::AuthorizationPolicy, "shop", WAYPOINT_ONLY);
     assert_eq!(
-        ap["spec"]["rules"][0]["from"][0]["source"]["principals"],
-        json!(["*/ns/infra/sa/shared"])
+        ap["spec"]["rules"][0]["from"][0]["source"]["notPrincipals"],
+        json!(["cluster.local/ns/infra/sa/shared-wp"])
     );
     let exempt = baseline(&format!(
         "{SELECT}\nauthorization: {{waypointOnly: true}}\nexemptions: [{{namespace: shop, controls: [authorization], reason: migration, expires: \"2099-01-01T00:00:00Z\"}}]"
@@ -340,7 +416,9 @@ fn generated_ambient_objects_validate_against_istio_schemas() {
         let b = baseline(&format!(
             "{SELECT}\nauthorization: {{waypointOnly: true}}\nnetwork: {{egress: {{mode: {mode}}}}}"
         ));
-        let c = run(&b, &mixed(Some("waypoint")));
+        let mut inv = mixed(Some("waypoint"));
+        add_waypoint_pod(&mut inv, "shop", "waypoint", "waypoint");
+        let c = run(&b, &inv);
         assert!(find(&c, Kind::AuthorizationPolicy, "shop", WAYPOINT_ONLY).is_some());
         assert_all_valid(&schemas, &c);
     }

@@ -39,6 +39,25 @@ fn root_objects_peer_authentication_and_deny_rules() {
             "when": [{"key": "request.headers[x-debug]", "values": ["1"]}],
         }]})
     );
+    // The waypoints' twin (Istio's `ShouldAttachPolicy` gives waypoints only root policies
+    // that target the istio-waypoint GatewayClass): the same rules, bound by targetRefs.
+    let twin = get(
+        &c,
+        Kind::AuthorizationPolicy,
+        "istio-system",
+        &waypoint_deny_rule_name("no-legacy"),
+    );
+    assert_eq!(
+        twin["metadata"]["name"],
+        "meshbaseline-waypoint-deny-no-legacy"
+    );
+    assert_eq!(
+        twin["spec"]["targetRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "GatewayClass", "name": "istio-waypoint"}])
+    );
+    let mut without_refs = twin["spec"].clone();
+    without_refs.as_object_mut().unwrap().remove("targetRefs");
+    assert_eq!(without_refs, ap["spec"]);
     let permissive = baseline(&format!("{SELECT}\nmtls: {{mode: PERMISSIVE}}"));
     let c = run(&permissive, &inventory(&[]));
     let pa = get(

@@ -214,33 +214,50 @@ fn g8_istiod_network_policy_drops_plaintext_and_debug_ports() {
     assert!(!np.to_string().contains("15014"));
 }
 
-/// G9: ISTIO_MUTUAL for the namespace's wildcard host, skipped when a tenant has one.
+/// G9: ISTIO_MUTUAL for the namespace's wildcard host, exported to every namespace, skipped
+/// when a tenant's rule in the namespace covers that host: the same host (Istio merges the two
+/// and keeps one trafficPolicy) or a broader wildcard, which ours, more specific, would shadow
+/// for the namespace's services (Istio's `MostSpecificHostMatch`). Hosts are resolved as
+/// Istio's `ResolveShortnameToFQDN` does: `*.b.svc` is not completed and covers nothing.
 #[test]
 fn g9_istio_mutual_destination_rule_unless_tenant_covers_host() {
     let b = baseline(SELECT);
-    let mut inv = inventory(&["a", "b", "c", "d", "e"]);
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    let mut inv = inventory(&names);
+    let mut selector = tenant_dr("i", "selected", "*");
+    selector.spec.workload_selector = Some(Default::default());
+    let mut nowhere = tenant_dr("j", "hidden", "*");
+    nowhere.spec.export_to = vec!["~".into()];
     inv.destination_rules = vec![
         tenant_dr("a", "mine", "*.a.svc.cluster.local"),
+        // Istio does not complete `.svc`: this rule matches no service, ours is needed.
         tenant_dr("b", "mine", "*.b.svc"),
         // Another namespace's host, or a single service: not the wildcard of `c`/`d`.
         tenant_dr("c", "other", "*.e.svc.cluster.local"),
         tenant_dr("d", "one", "reviews"),
+        // Broader wildcards in the namespace itself: ours would shadow them.
+        tenant_dr("f", "pool", "*.svc.cluster.local"),
+        tenant_dr("g", "pool", "*.local"),
+        tenant_dr("h", "pool", "*"),
+        // For the client pods it selects only; exported nowhere.
+        selector,
+        nowhere,
     ]
     .into_iter()
     .map(Arc::new)
     .collect();
     let c = run(&b, &inv);
-    for ns in ["a", "b"] {
+    for ns in ["a", "f", "g", "h"] {
         assert!(
             find(&c, Kind::DestinationRule, ns, MTLS_DESTINATION_RULE).is_none(),
             "{ns}"
         );
     }
-    for ns in ["c", "d", "e"] {
+    for ns in ["b", "c", "d", "e", "i", "j"] {
         let dr = get(&c, Kind::DestinationRule, ns, MTLS_DESTINATION_RULE);
         assert_eq!(
             dr["spec"],
-            json!({"host": format!("*.{ns}.svc.cluster.local"),
+            json!({"host": format!("*.{ns}.svc.cluster.local"), "exportTo": ["*"],
                    "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}})
         );
     }

@@ -43,6 +43,7 @@ fn every_generated_object_validates() {
         n.labels
             .insert("istio.io/use-waypoint".into(), "waypoint".into());
     }));
+    add_waypoint_pod(&mut inv, "c", "waypoint", "waypoint");
     let c = run(&b, &inv);
     assert!(find(
         &c,

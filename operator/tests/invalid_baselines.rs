@@ -92,6 +92,46 @@ fn bad_port_in_deny_rule() {
     );
 }
 
+/// Istio builds every rule for TCP filter chains too and, for DENY, drops what it cannot
+/// build there (`checkError` in its authz model): a path rule without ports would deny every
+/// non-HTTP connection the rest of the rule matches.
+#[test]
+fn deny_rule_with_http_fields_must_name_ports() {
+    let why = "the rule uses HTTP fields (to[0].paths); on TCP connections Istio drops them from a DENY rule and denies everything the rest of the rule matches, so name the HTTP ports";
+    assert_error(
+        "authorization: {denyRules: [{name: admin, from: [{namespaces: [sandbox]}], to: [{paths: [\"/admin/*\"]}]}]}",
+        &format!("spec.authorization.denyRules[0].to[0].ports: must be set: {why}"),
+    );
+    assert_error(
+        "authorization: {denyRules: [{name: debug, when: [{key: \"request.headers[x-debug]\", values: [\"1\"]}]}]}",
+        "spec.authorization.denyRules[0].to: must name ports: the rule uses HTTP fields (when key request.headers[x-debug]); on TCP connections Istio drops them from a DENY rule and denies everything the rest of the rule matches, so name the HTTP ports",
+    );
+    // Every `to` entry: an entry without ports is a TCP deny of its own.
+    let e = errors(
+        "authorization: {denyRules: [{name: two, to: [{methods: [POST], ports: [\"8080\"]}, {hosts: [a.example.com]}]}]}",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("spec.authorization.denyRules[0].to[1].ports: must be set"),
+        "{e:?}"
+    );
+    // Near misses: L4 fields only, and HTTP fields with ports.
+    for ok in [
+        "authorization: {denyRules: [{name: l4, from: [{namespaces: [sandbox]}], to: [{ports: [\"8443\"]}], when: [{key: source.ip, values: [10.0.0.0/8]}]}]}",
+        "authorization: {denyRules: [{name: http, to: [{paths: [/admin], ports: [\"8080\"]}], when: [{key: \"request.auth.claims[iss]\", values: [x]}]}]}",
+    ] {
+        Baseline::try_from(&mesh_baseline(ok)).unwrap();
+    }
+}
+
+#[test]
+fn bad_trust_domain() {
+    assert_error(
+        "authorization: {trustDomain: \"cluster.local/ns\"}",
+        r#"spec.authorization.trustDomain: "cluster.local/ns" is not a trust domain (letters, digits, '-', '_' and '.', such as cluster.local)"#,
+    );
+}
+
 #[test]
 fn empty_dns_pod_selector() {
     assert_error(

@@ -101,6 +101,8 @@ fn deny_rules() -> impl Strategy<Value = Vec<Value>> {
                     if op.is_empty() {
                         op.insert("methods".into(), json!(["POST"]));
                     }
+                    // HTTP fields need ports (on TCP Istio would drop them and deny all).
+                    op.entry("ports").or_insert_with(|| json!(["8080"]));
                     r["to"] = json!([op]);
                 }
                 r

@@ -169,9 +169,14 @@ pub struct MtlsSpec {
     #[serde(default)]
     pub mode: MtlsMode,
     /// Per-namespace DENY AuthorizationPolicy for requests without an mTLS principal (G1, G2).
+    /// It has no selector, and Istio cannot exclude workloads from one, so ingress gateways in
+    /// a protected namespace refuse their external clients too: such gateways are reported
+    /// (MB304). Run gateways in a namespace of their own.
     #[serde(default = "yes")]
     pub deny_plaintext: bool,
-    /// Per-namespace ISTIO_MUTUAL DestinationRule (G9).
+    /// Per-namespace ISTIO_MUTUAL DestinationRule (G9). Fails closed: clients always use mTLS
+    /// to the namespace's services, where Istio's auto-mTLS would fall back to plaintext for
+    /// endpoints without a sidecar.
     #[serde(default = "yes")]
     pub destination_rules: bool,
 }
@@ -195,7 +200,7 @@ pub enum MtlsMode {
     Permissive,
 }
 
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationSpec {
@@ -206,30 +211,64 @@ pub struct AuthorizationSpec {
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
     )]
     pub deny_rules: Vec<DenyRuleSpec>,
-    /// In ambient namespaces that use a waypoint (`istio.io/use-waypoint`), an L4 ALLOW policy
-    /// admitting only the waypoint's identity, so traffic sent straight to a pod cannot skip
-    /// the waypoint's policies. Off by default: clients that bypass the waypoint by design
-    /// (ingress gateways without `istio.io/ingress-use-waypoint`) would be refused.
+    /// In ambient namespaces that use a waypoint (`istio.io/use-waypoint`), an L4 DENY policy
+    /// for every peer but the waypoint's identities (its pods' ServiceAccounts in
+    /// `trustDomain`), so traffic sent straight to a pod cannot skip the waypoint's policies.
+    /// Off by default: clients that bypass the waypoint by design (ingress gateways without
+    /// `istio.io/ingress-use-waypoint`, pod-IP traffic past a `waypoint-for: service`
+    /// waypoint) are refused.
     #[serde(default)]
     pub waypoint_only: bool,
+    /// The mesh's trust domain (Istio's `meshConfig.trustDomain`): the waypoint identities of
+    /// `waypointOnly` are `<trustDomain>/ns/<namespace>/sa/<serviceAccount>`.
+    #[serde(default = "default_trust_domain")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$")
+    )]
+    pub trust_domain: String,
 }
+
+pub fn default_trust_domain() -> String {
+    "cluster.local".into()
+}
+
+impl Default for AuthorizationSpec {
+    fn default() -> Self {
+        Self {
+            deny_rules: Vec::new(),
+            waypoint_only: false,
+            trust_domain: default_trust_domain(),
+        }
+    }
+}
+
+/// The CEL rule refusing deny rules with HTTP fields but no `ports` in every `to` entry. On a
+/// TCP filter chain Istio cannot evaluate HTTP fields and, for DENY, drops them (its authz
+/// model's `checkError`), so the rule would deny every connection the rest of it matches.
+const HTTP_DENY_RULE_NEEDS_PORTS: &str = "!((has(self.to) && self.to.exists(o, (has(o.hosts) && size(o.hosts) > 0) || (has(o.notHosts) && size(o.notHosts) > 0) || (has(o.methods) && size(o.methods) > 0) || (has(o.notMethods) && size(o.notMethods) > 0) || (has(o.paths) && size(o.paths) > 0) || (has(o.notPaths) && size(o.notPaths) > 0))) || (has(self.when) && self.when.exists(c, c.key.startsWith('request.')))) || (has(self.to) && size(self.to) > 0 && self.to.all(o, has(o.ports) && size(o.ports) > 0))";
 
 /// A subset of Istio's AuthorizationPolicy rule syntax.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) + (has(self.when) ? size(self.when) : 0) > 0").message("a deny rule needs at least one of from, to or when; an empty rule would deny all traffic in the mesh"))]
+#[x_kube(validation = Rule::new(HTTP_DENY_RULE_NEEDS_PORTS).field_path(".to").message("a deny rule with HTTP fields (to hosts, methods or paths, when keys request.*) must name ports in every to entry: on TCP connections Istio drops the HTTP fields of a DENY rule and denies everything the rest matches"))]
 pub struct DenyRuleSpec {
     #[schemars(
         length(min = 1, max = 40),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
+    // Bounded so that the API server can bound the cost of the CEL rules above.
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub from: Vec<RuleSource>,
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub to: Vec<RuleOperation>,
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub when: Vec<RuleCondition>,
 }
 

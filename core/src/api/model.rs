@@ -32,6 +32,8 @@ pub struct Baseline {
     pub deny_rules: Vec<DenyRuleSpec>,
     /// Generate the waypoint-only L4 policy in ambient namespaces that use a waypoint.
     pub waypoint_only: bool,
+    /// The mesh's trust domain, for the waypoint identities of `waypoint_only`.
+    pub trust_domain: String,
     pub network: Network,
     pub workloads_audit: bool,
     pub tenant_overrides: TenantOverrides,
@@ -186,6 +188,7 @@ impl TryFrom<&MeshBaseline> for Baseline {
             .unwrap_or_default();
         let exemptions = parse_exemptions(spec, &mut errs);
         super::rules::check_deny_rules(&spec.authorization.deny_rules, &mut errs);
+        super::rules::check_trust_domain(&spec.authorization.trust_domain, &mut errs);
         let network = parse_network(spec, &mut errs);
         if !errs.0.is_empty() {
             return Err(InvalidBaseline {
@@ -206,6 +209,7 @@ impl TryFrom<&MeshBaseline> for Baseline {
             mtls: spec.mtls.clone(),
             deny_rules: spec.authorization.deny_rules.clone(),
             waypoint_only: spec.authorization.waypoint_only,
+            trust_domain: spec.authorization.trust_domain.clone(),
             network,
             workloads_audit: spec.workloads.audit,
             tenant_overrides: spec.tenant_overrides,

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use ipnet::IpNet;
 
-use super::baseline::DenyRuleSpec;
+use super::baseline::{DenyRuleSpec, RuleOperation};
 use super::model::FieldErrors;
 
 pub(crate) fn check_deny_rules(rules: &[DenyRuleSpec], errs: &mut FieldErrors) {
@@ -98,6 +98,99 @@ pub(crate) fn check_deny_rules(rules: &[DenyRuleSpec], errs: &mut FieldErrors) {
                 errs.push(cp, "needs values or notValues");
             }
         }
+        check_http_ports(r, &p, errs);
+        for (field, len) in [
+            ("from", r.from.len()),
+            ("to", r.to.len()),
+            ("when", r.when.len()),
+        ] {
+            if len > MAX_RULE_ENTRIES {
+                errs.push(
+                    format!("{p}.{field}"),
+                    format!("has {len} entries; at most {MAX_RULE_ENTRIES} are allowed"),
+                );
+            }
+        }
+    }
+}
+
+/// The most `from`, `to` or `when` entries of one deny rule (as the CRD schema says).
+pub const MAX_RULE_ENTRIES: usize = 16;
+
+/// Operation fields Istio cannot evaluate on a TCP connection (its authz model's host, path
+/// and method generators fail `forTCP`).
+fn http_operation_fields(o: &RuleOperation) -> Vec<&'static str> {
+    [
+        ("hosts", &o.hosts),
+        ("notHosts", &o.not_hosts),
+        ("methods", &o.methods),
+        ("notMethods", &o.not_methods),
+        ("paths", &o.paths),
+        ("notPaths", &o.not_paths),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(f, _)| f)
+    .collect()
+}
+
+/// `when` keys Istio cannot evaluate on a TCP connection: request headers and the
+/// `request.auth.*` attributes of a JWT.
+fn http_when_key(key: &str) -> bool {
+    key.starts_with("request.")
+}
+
+/// Istio builds every rule for TCP filter chains too (ports no Service declares as HTTP, and
+/// passthrough); there it drops the HTTP fields of a DENY rule (`checkError` in its authz
+/// model) and denies everything the rest of the rule matches: a path rule from one namespace
+/// cuts all its non-HTTP connections, mesh-wide. Naming the ports keeps that to those ports.
+fn check_http_ports(r: &DenyRuleSpec, p: &str, errs: &mut FieldErrors) {
+    let mut http: Vec<String> =
+        r.to.iter()
+            .enumerate()
+            .flat_map(|(j, o)| {
+                http_operation_fields(o)
+                    .into_iter()
+                    .map(move |f| format!("to[{j}].{f}"))
+            })
+            .collect();
+    http.extend(
+        r.when
+            .iter()
+            .filter(|c| http_when_key(&c.key))
+            .map(|c| format!("when key {}", c.key)),
+    );
+    if http.is_empty() {
+        return;
+    }
+    let why = format!(
+        "the rule uses HTTP fields ({}); on TCP connections Istio drops them from a DENY rule and denies everything the rest of the rule matches, so name the HTTP ports",
+        http.join(", ")
+    );
+    if r.to.is_empty() {
+        errs.push(format!("{p}.to"), format!("must name ports: {why}"));
+    }
+    for (j, o) in r.to.iter().enumerate() {
+        if o.ports.is_empty() {
+            errs.push(format!("{p}.to[{j}].ports"), format!("must be set: {why}"));
+        }
+    }
+}
+
+/// `spec.authorization.trustDomain`: the first part of a SPIFFE identity, so no `/`.
+pub(crate) fn check_trust_domain(td: &str, errs: &mut FieldErrors) {
+    let ok = !td.is_empty()
+        && td.len() <= 253
+        && td
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && td.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && td.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !ok {
+        errs.push(
+            "spec.authorization.trustDomain",
+            format!("{td:?} is not a trust domain (letters, digits, '-', '_' and '.', such as cluster.local)"),
+        );
     }
 }
 

@@ -177,7 +177,8 @@ fn waypoint_without_l4(
         return;
     }
     // Any ztunnel-bound ALLOW policy in the namespace makes ztunnel deny what it does not
-    // admit; the operator's own waypoint-only policy counts when the baseline generates it.
+    // admit; the operator's own waypoint-only DENY counts when the baseline generates it (it
+    // is not, when the waypoint's identity is unknown: MB305).
     let l4_allow = ctx
         .inventory
         .authorization_policies
@@ -186,7 +187,11 @@ fn waypoint_without_l4(
         .any(|other| {
             ns_of(&other.metadata) == ns && !other.spec.targets() && action(other) == "ALLOW"
         });
-    let generated = ctx.baseline.waypoint_only && waypoint.is_some();
+    let generated = ctx.generates(
+        Kind::AuthorizationPolicy,
+        ns,
+        crate::compile::names::WAYPOINT_ONLY,
+    );
     if l4_allow || generated {
         return;
     }
@@ -200,7 +205,7 @@ fn waypoint_without_l4(
             "ALLOW AuthorizationPolicy {ns}/{name} is enforced by the waypoint ({}), but no L4 policy in {ns} keeps traffic from going straight to the pods: a client that connects to a pod IP skips the waypoint, and ztunnel lets it through without these rules.",
             targets.join(", ")
         ),
-        format!("Add an ALLOW AuthorizationPolicy without targetRefs in {ns} that admits only the waypoint's principal (cluster.local/ns/<waypoint-ns>/sa/<waypoint>), or set spec.authorization.waypointOnly in the baseline."),
+        format!("Set spec.authorization.waypointOnly in the baseline (a DENY for every peer but the waypoint's identities), or add a DENY AuthorizationPolicy without targetRefs in {ns} with notPrincipals listing the waypoint's principals (<trust-domain>/ns/<waypoint-ns>/sa/<its pods' ServiceAccount>); an ALLOW would do only until another ALLOW re-opens the pods."),
     ));
 }
 

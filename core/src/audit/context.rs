@@ -77,6 +77,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Whether this baseline generates the object `kind` `namespace`/`name`.
+    pub fn generates(&self, kind: Kind, namespace: &str, name: &str) -> bool {
+        self.desired.spec_of(kind, namespace, name).is_some()
+    }
+
     pub fn root(&self) -> &'a str {
         &self.baseline.root_namespace
     }
@@ -127,6 +132,14 @@ impl<'a> Ctx<'a> {
     pub fn expected_dataplane(&self, pod: &PodInfo) -> Option<DataPlane> {
         self.known(&pod.namespace)
             .then(|| dataplane::requested_dataplane(self.labels(&pod.namespace), pod))
+    }
+
+    /// Whether some namespace of the input is ambient by its labels.
+    pub fn any_ambient_namespace(&self) -> bool {
+        self.inventory
+            .namespaces
+            .values()
+            .any(|n| dataplane::namespace_dataplane(&n.labels) == DataPlane::Ambient)
     }
 
     /// Selected by this baseline and not won by an older one.

@@ -1,10 +1,12 @@
 //! MB201: DestinationRules that turn off or downgrade mTLS towards in-mesh hosts under a
-//! STRICT baseline, resolved the way Istio picks the DestinationRule a client uses.
+//! STRICT baseline, resolved the way Istio picks the DestinationRule a client uses
+//! (`PushContext.destinationRule`).
 //!
-//! Istio's lookup for a client in namespace C calling a host of namespace S: the
-//! DestinationRules of C (all of them), then those of S exported to C, then those of the root
-//! namespace exported to C; within the first namespace that has a match, the most specific
-//! host wins. Clients in the root namespace itself look in S first.
+//! Istio's lookup for a client in namespace C calling a host of namespace S: the rules local to
+//! C (exported to `.`, `*`, C, or nowhere in particular), then S's exported rules, then the
+//! root namespace's exported rules; within each, the most specific host wins, and an exported
+//! winner that is not exported to C ends the search there. Clients in the root namespace look
+//! at its private rules instead of C's.
 
 use std::collections::HashMap;
 
@@ -13,11 +15,13 @@ use super::peer_authentication::PaIndex;
 use super::{Finding, Rule};
 use crate::api::baseline::{Control, MtlsMode};
 use crate::api::istio::{DestinationRule, TrafficPolicy};
+use crate::compile::hosts;
 use crate::object::Kind;
 
 const KIND: &str = "DestinationRule";
 
-/// A DestinationRule host, normalised: short names are relative to the rule's namespace.
+/// A DestinationRule host as Istio resolves it (short names are relative to the rule's
+/// namespace; nothing else is completed or normalised).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Host {
     Exact(String),
@@ -42,19 +46,11 @@ pub(crate) enum Servers {
 }
 
 pub(crate) fn parse_host(raw: &str, dr_ns: &str, domain: &str) -> Host {
-    let h = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    let svc_suffix = ".svc";
-    let h = if h.ends_with(svc_suffix) {
-        format!("{h}.{domain}")
-    } else {
-        h
-    };
+    let h = hosts::resolve(raw, dr_ns, domain);
     if h == "*" {
         Host::Any
     } else if let Some(rest) = h.strip_prefix('*') {
         Host::Wildcard(rest.to_string())
-    } else if !h.contains('.') {
-        Host::Exact(format!("{h}.{dr_ns}.svc.{domain}"))
     } else {
         Host::Exact(h)
     }
@@ -87,37 +83,36 @@ pub(crate) fn servers(host: &Host, domain: &str) -> Servers {
 
 struct Entry<'a> {
     dr: &'a DestinationRule,
+    /// The host as Istio resolves it.
+    resolved: String,
     host: Host,
 }
 
 impl Entry<'_> {
-    /// Higher is more specific; `None` when the host does not match.
+    /// Higher is more specific; `None` when the host does not match (Istio's
+    /// `MostSpecificHostMatch`). "Some service of S" is matched as the wildcard `*.S.svc...`.
     fn specificity(&self, target: Target, domain: &str) -> Option<(u8, usize)> {
-        match (&self.host, target) {
-            (Host::Any, _) => Some((0, 0)),
-            (Host::Exact(h), Target::Service(s)) => (h == s).then_some((2, h.len())),
-            (Host::Exact(_), Target::AnyIn(_)) => None,
-            (Host::Wildcard(suf), Target::Service(s)) => {
-                (s.len() > suf.len() && s.ends_with(suf.as_str())).then_some((1, suf.len()))
-            }
-            (Host::Wildcard(suf), Target::AnyIn(ns)) => format!(".{ns}.svc.{domain}")
-                .ends_with(suf.as_str())
-                .then_some((1, suf.len())),
+        match target {
+            Target::Service(s) => hosts::match_rank(&self.resolved, s),
+            Target::AnyIn(ns) => match self.host {
+                Host::Exact(_) => None,
+                _ => hosts::match_rank(&self.resolved, &format!("*.{ns}.svc.{domain}")),
+            },
         }
     }
 
-    fn exported_to(&self, client: &str) -> bool {
-        let own = ns_of(&self.dr.metadata);
-        let export = &self.dr.spec.export_to;
-        export.is_empty()
-            || export
-                .iter()
-                .any(|e| e == "*" || e == client || (e == "." && client == own))
+    fn visible_to(&self, client: &str) -> bool {
+        hosts::visible_to(&self.dr.spec.export_to, client)
     }
 }
 
 pub(crate) struct DrIndex<'a> {
-    by_ns: HashMap<&'a str, Vec<Entry<'a>>>,
+    /// Oldest first: Istio merges rules for the same host and keeps the oldest's policy.
+    entries: Vec<Entry<'a>>,
+    local: HashMap<&'a str, Vec<usize>>,
+    exported: HashMap<&'a str, Vec<usize>>,
+    /// The root namespace's rules that are not exported (Istio's `rootNamespaceLocal`).
+    root_private: Vec<usize>,
     root: &'a str,
     domain: &'a str,
 }
@@ -125,40 +120,53 @@ pub(crate) struct DrIndex<'a> {
 impl<'a> DrIndex<'a> {
     pub fn new(ctx: &Ctx<'a>) -> Self {
         let domain = ctx.baseline.cluster_domain.as_str();
-        let mut by_ns: HashMap<&str, Vec<Entry>> = HashMap::new();
-        for dr in &ctx.inventory.destination_rules {
+        let root = ctx.root();
+        let mut drs: Vec<&DestinationRule> = ctx
+            .inventory
+            .destination_rules
+            .iter()
+            .map(|o| &**o)
+            .collect();
+        drs.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
+        let mut index = DrIndex {
+            entries: Vec::with_capacity(drs.len()),
+            local: HashMap::new(),
+            exported: HashMap::new(),
+            root_private: Vec::new(),
+            root,
+            domain,
+        };
+        for dr in drs {
             let ns = ns_of(&dr.metadata);
-            by_ns.entry(ns).or_default().push(Entry {
+            let export = hosts::export(&dr.spec.export_to, ns, dr.spec.workload_selector.is_some());
+            let i = index.entries.len();
+            if export.local {
+                index.local.entry(ns).or_default().push(i);
+            }
+            if export.exported {
+                index.exported.entry(ns).or_default().push(i);
+            } else if ns == root {
+                index.root_private.push(i);
+            }
+            index.entries.push(Entry {
                 dr,
+                resolved: hosts::resolve(&dr.spec.host, ns, domain),
                 host: parse_host(&dr.spec.host, ns, domain),
             });
         }
-        // Ties between equally specific hosts go to the oldest rule, as in Istio.
-        for entries in by_ns.values_mut() {
-            entries.sort_by(|a, b| age_key(&a.dr.metadata).cmp(&age_key(&b.dr.metadata)));
-        }
-        DrIndex {
-            by_ns,
-            root: ctx.root(),
-            domain,
-        }
+        index
     }
 
-    fn best_in(
-        &self,
-        ns: &str,
-        target: Target,
-        visible: impl Fn(&Entry) -> bool,
-    ) -> Option<&'a DestinationRule> {
+    fn best(&self, pool: Option<&Vec<usize>>, target: Target) -> Option<&Entry<'a>> {
         let mut best: Option<(&Entry, (u8, usize))> = None;
-        for e in self.by_ns.get(ns)?.iter().filter(|e| visible(e)) {
+        for e in pool.into_iter().flatten().map(|&i| &self.entries[i]) {
             if let Some(s) = e.specificity(target, self.domain) {
                 if best.is_none_or(|(_, b)| s > b) {
                     best = Some((e, s));
                 }
             }
         }
-        best.map(|(e, _)| e.dr)
+        best.map(|(e, _)| e)
     }
 
     /// The DestinationRule a client in `client` uses for `target` served from `server`.
@@ -168,23 +176,22 @@ impl<'a> DrIndex<'a> {
         target: Target,
         server: &str,
     ) -> Option<&'a DestinationRule> {
-        // Istio looks at the service's namespace first for proxies in the root namespace, so
-        // that namespace rules override mesh-wide ones there too.
-        let server_first = (client == self.root && server != client)
-            .then(|| self.best_in(server, target, |e| e.exported_to(client)))
-            .flatten();
-        server_first
-            .or_else(|| self.best_in(client, target, |_| true))
-            .or_else(|| {
-                (server != client)
-                    .then(|| self.best_in(server, target, |e| e.exported_to(client)))
-                    .flatten()
-            })
-            .or_else(|| {
-                (self.root != client && self.root != server)
-                    .then(|| self.best_in(self.root, target, |e| e.exported_to(client)))
-                    .flatten()
-            })
+        let own = if client == self.root {
+            self.best(Some(&self.root_private), target)
+        } else {
+            self.best(self.local.get(client), target)
+        };
+        if let Some(e) = own {
+            return Some(e.dr);
+        }
+        for ns in [server, self.root] {
+            if let Some(e) = self.best(self.exported.get(ns), target) {
+                if e.visible_to(client) {
+                    return Some(e.dr);
+                }
+            }
+        }
+        None
     }
 
     /// The client namespaces (from a representative set) for which `dr` is the rule Istio

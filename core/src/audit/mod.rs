@@ -17,6 +17,7 @@ mod ambient;
 mod authorization_policy;
 mod context;
 pub(crate) mod destination_rule;
+mod gateway;
 mod impersonation;
 mod namespace;
 mod network_policy;
@@ -24,8 +25,10 @@ mod peer_authentication;
 mod pod;
 mod pod_counts;
 mod root;
+mod sidecar;
 #[cfg(test)]
 mod tests;
+mod waypoint;
 
 /// Every finding for `inventory` under `baseline` at time `now` (exemptions expire), sorted
 /// most severe first, then by rule, namespace and name. For one baseline on its own (the
@@ -65,7 +68,10 @@ pub fn audit_in_scope(
     authorization_policy::check(&ctx, &mut out);
     ambient::check_policies(&ctx, &mut out);
     network_policy::check(&ctx, &mut out);
+    sidecar::check(&ctx, &mut out);
+    waypoint::check(&ctx, &mut out);
     pod::check(&ctx, &mut out);
+    gateway::check(&ctx, &mut out);
     ambient::check_workloads(&ctx, &mut out);
     namespace::check(&ctx, &mut out);
     root::check(&ctx, &mut out);
@@ -74,7 +80,7 @@ pub fn audit_in_scope(
     out
 }
 
-/// The findings of one pod on its own (MB501–MB509): all that a pod event changes while
+/// The findings of one pod on its own (MB304, MB501–MB509): all that a pod event changes while
 /// [`PodCounts`] reports nothing shared with other objects' findings. Not sorted.
 pub fn audit_pod(
     baseline: &Baseline,
@@ -87,6 +93,7 @@ pub fn audit_pod(
     let ctx = context::Ctx::new(baseline, inventory, desired, scope, now);
     let mut out = Vec::new();
     pod::check_one(&ctx, pod, &mut out);
+    gateway::check_pod(&ctx, pod, &mut out);
     ambient::check_workload(&ctx, pod, &mut out);
     out
 }
@@ -158,12 +165,16 @@ pub enum Rule {
     MB102,
     MB103,
     MB104,
+    MB105,
     MB201,
     MB301,
     MB302,
     MB303,
+    MB304,
+    MB305,
     MB401,
     MB402,
+    MB403,
     MB501,
     MB502,
     MB503,
@@ -184,17 +195,21 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 27] = [
+    pub const ALL: [Rule; 31] = [
         Rule::MB101,
         Rule::MB102,
         Rule::MB103,
         Rule::MB104,
+        Rule::MB105,
         Rule::MB201,
         Rule::MB301,
         Rule::MB302,
         Rule::MB303,
+        Rule::MB304,
+        Rule::MB305,
         Rule::MB401,
         Rule::MB402,
+        Rule::MB403,
         Rule::MB501,
         Rule::MB502,
         Rule::MB503,
@@ -220,12 +235,16 @@ impl Rule {
             Rule::MB102 => "MB102",
             Rule::MB103 => "MB103",
             Rule::MB104 => "MB104",
+            Rule::MB105 => "MB105",
             Rule::MB201 => "MB201",
             Rule::MB301 => "MB301",
             Rule::MB302 => "MB302",
             Rule::MB303 => "MB303",
+            Rule::MB304 => "MB304",
+            Rule::MB305 => "MB305",
             Rule::MB401 => "MB401",
             Rule::MB402 => "MB402",
+            Rule::MB403 => "MB403",
             Rule::MB501 => "MB501",
             Rule::MB502 => "MB502",
             Rule::MB503 => "MB503",
@@ -253,14 +272,22 @@ impl Rule {
             Rule::MB102 => "Workload- or port-level PeerAuthentication weaker than the baseline",
             Rule::MB103 => "More than one mesh-wide PeerAuthentication in the root namespace",
             Rule::MB104 => "PeerAuthentication with a selector in the root namespace",
+            Rule::MB105 => {
+                "The baseline's mesh-wide PeerAuthentication is not in force: an older one wins"
+            }
             Rule::MB201 => "DestinationRule disables or downgrades TLS for an in-mesh host",
             Rule::MB301 => "ALLOW AuthorizationPolicy rule that plaintext requests can match",
             Rule::MB302 => {
                 "AuthorizationPolicy with HTTP attributes enforced by ztunnel (deny-all)"
             }
             Rule::MB303 => "Waypoint ALLOW policy with no L4 policy keeping direct traffic out",
+            Rule::MB304 => {
+                "Ingress gateway in a protected namespace: the plaintext DENY refuses its clients"
+            }
+            Rule::MB305 => "Waypoint without known pods: its identity cannot be resolved",
             Rule::MB401 => "NetworkPolicy allows egress beyond the cluster and the allow-list",
             Rule::MB402 => "NetworkPolicy allows UDP or SCTP other than DNS",
+            Rule::MB403 => "Sidecar replaces the mesh's REGISTRY_ONLY default for its workloads",
             Rule::MB501 => "Container runs as UID or GID 1337 and bypasses the sidecar",
             Rule::MB502 => "Container adds NET_ADMIN or NET_RAW, or is privileged",
             Rule::MB503 => "Pod uses the host network",
@@ -269,7 +296,7 @@ impl Rule {
                 "Running pod in a protected namespace outside its data plane (sidecar or ambient)"
             }
             Rule::MB506 => {
-                "Pod label or annotation disables injection or excludes traffic from the sidecar"
+                "Pod label or annotation disables injection or takes traffic out of the sidecar's capture"
             }
             Rule::MB507 => "Pod opted out of ambient in an ambient namespace",
             Rule::MB508 => "Ambient pod bypasses inbound capture",
@@ -296,6 +323,7 @@ impl Rule {
         match self {
             Rule::MB501 | Rule::MB701 => Critical,
             Rule::MB101 | Rule::MB103 | Rule::MB201 | Rule::MB301 | Rule::MB401 => High,
+            Rule::MB105 | Rule::MB304 | Rule::MB305 | Rule::MB403 => High,
             Rule::MB801 | Rule::MB901 | Rule::MB902 => High,
             Rule::MB903 => Medium,
             Rule::MB402 | Rule::MB502 | Rule::MB503 | Rule::MB505 => High,
@@ -310,18 +338,32 @@ impl Rule {
     /// root-namespace rules, which no tenant exemption covers.
     pub fn control(self) -> Option<Control> {
         match self {
-            Rule::MB101 | Rule::MB102 | Rule::MB201 => Some(Control::Mtls),
-            Rule::MB301 | Rule::MB302 | Rule::MB303 => Some(Control::Authorization),
-            Rule::MB401 | Rule::MB402 => Some(Control::Network),
+            // An exemption from mtls removes the plaintext DENY that MB304 is about.
+            Rule::MB101 | Rule::MB102 | Rule::MB201 | Rule::MB304 => Some(Control::Mtls),
+            Rule::MB301 | Rule::MB302 | Rule::MB303 | Rule::MB305 => Some(Control::Authorization),
+            Rule::MB401 | Rule::MB402 | Rule::MB403 => Some(Control::Network),
             Rule::MB501 | Rule::MB502 | Rule::MB503 | Rule::MB504 | Rule::MB505 | Rule::MB506 => {
                 Some(Control::Workloads)
             }
             Rule::MB507 | Rule::MB508 | Rule::MB509 => Some(Control::Workloads),
             Rule::MB601 | Rule::MB602 => Some(Control::Workloads),
             // An impersonation is never a tenant's exempt business.
-            Rule::MB103 | Rule::MB104 | Rule::MB701 | Rule::MB702 | Rule::MB801 => None,
+            Rule::MB103 | Rule::MB104 | Rule::MB105 | Rule::MB701 | Rule::MB702 => None,
+            Rule::MB801 => None,
             // What the cluster can enforce is no namespace's business either.
             Rule::MB901 | Rule::MB902 | Rule::MB903 => None,
+        }
+    }
+}
+
+impl Rule {
+    /// The `Degraded` condition reason of a finding that means a generated object is not in
+    /// force (or not generated), so that the baseline's status says so and where.
+    pub fn degrades(self) -> Option<&'static str> {
+        match self {
+            Rule::MB105 => Some("MeshMtlsNotInForce"),
+            Rule::MB305 => Some("WaypointIdentityUnknown"),
+            _ => None,
         }
     }
 }

@@ -135,7 +135,81 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
     if ctx.owns_root() {
         mesh_wide_conflicts(ctx, out);
+        ours_shadowed(ctx, out);
     }
+}
+
+/// MB105: Istio uses the oldest mesh-wide PeerAuthentication and ignores the others
+/// (`addPeerAuthentication` sorts by creation time, then name); when an older one exists,
+/// the baseline's `meshbaseline-mesh-mtls` is not in force and the mesh's mode is whatever
+/// that one says. Ours not created yet (Audit mode, manifests) would be the newest.
+fn ours_shadowed(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let root = ctx.root();
+    let name = crate::compile::names::MESH_PEER_AUTHENTICATION;
+    if !ctx.generates(Kind::PeerAuthentication, root, name) {
+        return;
+    }
+    let root_mesh_wide = || {
+        ctx.inventory
+            .peer_authentications
+            .iter()
+            .map(|o| &**o)
+            .filter(|pa| ns_of(&pa.metadata) == root && !has_selector(pa))
+    };
+    let ours = root_mesh_wide()
+        .find(|pa| ctx.is_ours(Kind::PeerAuthentication, &pa.metadata))
+        .map(|pa| &pa.metadata);
+    let ours_created = ours.and_then(crate::inventory::created);
+    let older =
+        |pa: &PeerAuthentication| match (crate::inventory::created(&pa.metadata), ours_created) {
+            (Some(_), Some(_)) => ours.is_some_and(|o| age_key(&pa.metadata) < age_key(o)),
+            (Some(_), None) | (None, None) => true,
+            (None, Some(_)) => false,
+        };
+    // Whatever sits at our name is replaced by ours.
+    let mut older: Vec<&PeerAuthentication> = root_mesh_wide()
+        .filter(|pa| name_of(&pa.metadata) != name && older(pa))
+        .collect();
+    older.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
+    let Some(winner) = older.first() else {
+        return;
+    };
+    let bmode = baseline_mode(ctx);
+    // A mesh-level UNSET means PERMISSIVE to Istio.
+    let mode_of = |pa: &PeerAuthentication| match mode(pa) {
+        None | Some("UNSET") => "UNSET, which Istio reads as PERMISSIVE at mesh level".to_string(),
+        Some(m) => m.to_string(),
+    };
+    let in_force = if crate::inventory::created(&winner.metadata).is_some() {
+        format!(
+            "Istio uses only the oldest mesh-wide PeerAuthentication, {root}/{} (mode {})",
+            name_of(&winner.metadata),
+            mode_of(winner)
+        )
+    } else {
+        let all: Vec<String> = older
+            .iter()
+            .map(|pa| format!("{root}/{} (mode {})", name_of(&pa.metadata), mode_of(pa)))
+            .collect();
+        format!(
+            "Istio uses only the oldest mesh-wide PeerAuthentication, one of {} (their creation times are unknown from manifests), all older than the baseline's",
+            all.join(", ")
+        )
+    };
+    let names: Vec<String> = older
+        .iter()
+        .map(|pa| format!("{root}/{}", name_of(&pa.metadata)))
+        .collect();
+    out.push(ctx.finding(
+        Rule::MB105,
+        KIND,
+        Some(root),
+        name,
+        format!(
+            "The baseline's mesh-wide PeerAuthentication {root}/{name} ({bmode}) is not in force: {in_force}, so every namespace without a namespace-wide PeerAuthentication of its own gets that policy's mode, and drift repair of {name} changes nothing."
+        ),
+        format!("Delete {} (or fold their intent into the baseline's spec.mtls.mode); {name} is then in force.", names.join(", ")),
+    ));
 }
 
 /// MB103: Istio uses the oldest mesh-wide PeerAuthentication and ignores the others.

@@ -3,6 +3,7 @@
 use super::context::Ctx;
 use super::{Finding, Rule, Severity};
 use crate::dataplane::{self, DataPlane};
+use crate::gateway;
 use crate::inventory::{ContainerInfo, PodInfo, PROXY_CONTAINER};
 
 /// The proxy's own UID and GID: traffic from it is not redirected to the sidecar.
@@ -11,6 +12,9 @@ pub const PROXY_UID: i64 = 1337;
 const ISTIO_CONTAINERS: [&str; 3] = [PROXY_CONTAINER, "istio-init", "istio-validation"];
 const EXCLUDE_PREFIX: &str = "traffic.sidecar.istio.io/exclude";
 const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
+const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
+const INCLUDE_OUTBOUND_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
+const INTERCEPTION_MODE: &str = "sidecar.istio.io/interceptionMode";
 /// The agent's status (15020), health (15021) and Envoy's Prometheus (15090) ports: the injector
 /// itself excludes them from inbound capture, and writes 15020 into `excludeInboundPorts` on
 /// every pod when istio-cni is used.
@@ -82,6 +86,28 @@ fn check_pod(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
         }
     }
 
+    if pod.host_network {
+        let mut message = format!("{who} uses hostNetwork: it shares the node's network namespace, gets neither a sidecar nor ambient capture, and is not subject to NetworkPolicy.");
+        let ambient = ctx.any_ambient_namespace();
+        if ambient {
+            // istio-cni SNATs every TCP connection from a node socket to a local ambient pod
+            // to its probe address and accepts it before ztunnel (cni/pkg/iptables).
+            message.push_str(" The mesh has ambient namespaces: istio-cni gives every TCP connection from the node's own network namespace to an ambient pod on the same node the probe address 169.254.7.127 and lets it in past ztunnel, so this pod reaches those pods in plaintext, on any port, with no AuthorizationPolicy applied.");
+        }
+        let mut f = ctx.finding(
+            Rule::MB503,
+            &pod.kind,
+            Some(ns),
+            &pod.name,
+            message,
+            "Remove spec.hostNetwork (or move the workload to a namespace the baseline does not protect, e.g. a node-agent namespace, and review it as part of the node).".to_string(),
+        );
+        if ambient {
+            f.severity = Severity::Critical;
+        }
+        out.push(f);
+    }
+
     let mut push = |rule: Rule, message: String, fix: &str| {
         out.push(ctx.finding(
             rule,
@@ -114,14 +140,6 @@ fn check_pod(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
                 powerful.join("; ")
             ),
             "Drop NET_ADMIN/NET_RAW from securityContext.capabilities.add and set privileged: false; Istio's CNI plugin removes the need for them in init containers.",
-        );
-    }
-
-    if pod.host_network {
-        push(
-            Rule::MB503,
-            format!("{who} uses hostNetwork: it shares the node's network namespace, gets neither a sidecar nor ambient capture, and is not subject to NetworkPolicy."),
-            "Remove spec.hostNetwork (or move the workload to a namespace the baseline does not protect, e.g. a node-agent namespace).",
         );
     }
 
@@ -248,16 +266,21 @@ fn missing_dataplane(ctx: &Ctx, pod: &PodInfo, plane: Option<DataPlane>) -> Opti
     )
 }
 
-/// MB506: an effective injection opt-out, and exclusion annotations other than those the
-/// injector writes itself. Ambient pods ignore both.
+/// MB506: an effective injection opt-out, exclusion annotations other than those the
+/// injector writes itself, and capture narrowed or switched off. Ambient pods ignore all of
+/// them.
 fn bypass_annotations(pod: &PodInfo, plane: Option<DataPlane>) -> Vec<String> {
     if plane == Some(DataPlane::Ambient) {
         return Vec::new();
     }
     let mut out = Vec::new();
-    if let Some((false, source)) = dataplane::inject_choice(pod) {
+    // A gateway's or waypoint's proxy is its main container: Istio labels its pods
+    // `sidecar.istio.io/inject: "false"` so that no second proxy is injected.
+    let own_proxy = gateway::gateway_of(pod).is_some() && dataplane::has_sidecar(pod);
+    if let Some((false, source)) = dataplane::inject_choice(pod).filter(|_| !own_proxy) {
         out.push(format!("{source} {}: \"false\"", dataplane::INJECT));
     }
+    out.extend(capture_overrides(pod));
     let status_port = pod.annotations.get(STATUS_PORT_ANNOTATION);
     for (k, v) in &pod.annotations {
         if !k.starts_with(EXCLUDE_PREFIX) || v.trim().is_empty() {
@@ -279,6 +302,39 @@ fn bypass_annotations(pod: &PodInfo, plane: Option<DataPlane>) -> Vec<String> {
             continue;
         }
         out.push(format!("{k}: {v:?}"));
+    }
+    out
+}
+
+/// Capture that the pod narrows or switches off (istio-iptables' `handleInboundPortsInclude`
+/// and outbound ranges, and the injector's interception mode): `includeInboundPorts` other
+/// than `*` captures only the ports listed (none when empty), `includeOutboundIPRanges` other
+/// than `*` only the ranges listed, and `interceptionMode: NONE` sets up no iptables rules and
+/// no inbound listener. The injector itself writes `*` and the mesh's mode (REDIRECT or
+/// TPROXY) when istio-cni is used.
+fn capture_overrides(pod: &PodInfo) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, what) in [
+        (INCLUDE_INBOUND_PORTS, "inbound ports"),
+        (INCLUDE_OUTBOUND_RANGES, "outbound addresses"),
+    ] {
+        if let Some(v) = pod.annotations.get(key).filter(|v| v.trim() != "*") {
+            let captured = if v.trim().is_empty() {
+                format!("no {what} are captured")
+            } else {
+                format!("only these {what} are captured")
+            };
+            out.push(format!("{key}: {v:?} ({captured})"));
+        }
+    }
+    if let Some(v) = pod
+        .annotations
+        .get(INTERCEPTION_MODE)
+        .filter(|v| v.trim() == "NONE")
+    {
+        out.push(format!(
+            "{INTERCEPTION_MODE}: {v:?} (no traffic is captured, and the proxy has no inbound listener)"
+        ));
     }
     out
 }

@@ -1,6 +1,6 @@
 //! What the audit reads from all pods together, beyond each pod on its own: which namespaces
 //! have pods (DestinationRule host resolution, MB103), which have sidecar pods (MB302 in
-//! ambient namespaces) and the istiod pods (MB701). A pod event that changes none of it
+//! ambient namespaces), the istiod pods (MB701) and the Gateways' pods (MB305). A pod event that changes none of it
 //! changes only that pod's own findings ([`super::audit_pod`]), so the controller re-audits
 //! the one pod instead of the cluster.
 
@@ -35,10 +35,12 @@ fn sidecar(pod: &PodInfo) -> bool {
     dataplane::has_sidecar(pod) && !pod.labels.contains_key(GATEWAY_MANAGED)
 }
 
-/// Pods other findings read one by one: istiod's (MB701 names it), and templates or pods
-/// without a phase, whose data plane depends on their namespace's labels.
+/// Pods other findings read one by one: istiod's (MB701 names it), templates or pods without
+/// a phase, whose data plane depends on their namespace's labels, and the pods of Gateways,
+/// whose ServiceAccounts are waypoint identities (MB305, and the compiler's waypoint-only
+/// policy).
 fn read_by_others(pod: &PodInfo) -> bool {
-    pod.phase.is_none() || pod.name.starts_with("istiod")
+    pod.phase.is_none() || pod.name.starts_with("istiod") || crate::compile::reads_pod(pod)
 }
 
 impl PodCounts {

@@ -120,14 +120,14 @@ fn istiod_ingress(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
 }
 
+/// Istio takes a root Sidecar as the mesh default when its `workloadSelector` is absent; an
+/// empty one (`{}`) is a selector that matches the root namespace's own pods.
 fn selector_less(sc: &Sidecar) -> bool {
-    sc.spec
-        .workload_selector
-        .as_ref()
-        .is_none_or(|w| w.labels.is_empty())
+    sc.spec.workload_selector.is_none()
 }
 
-/// MB702: Istio picks one selector-less root Sidecar; which one is not defined.
+/// MB702: Istio uses one selector-less root Sidecar, the oldest (`initSidecarScopes` sorts
+/// them by creation time), and ignores the rest.
 fn sidecars(ctx: &Ctx, out: &mut Vec<Finding>) {
     let root = ctx.root();
     let mut defaults: Vec<&Sidecar> = ctx
@@ -152,7 +152,7 @@ fn sidecars(ctx: &Ctx, out: &mut Vec<Finding>) {
             "Sidecar",
             Some(root),
             name,
-            format!("{} Sidecars without a workloadSelector in the root namespace {root} ({}): each is the mesh-wide default, Istio applies only one of them, so settings such as outboundTrafficPolicy REGISTRY_ONLY may silently not apply.", defaults.len(), names.join(", ")),
+            format!("{} Sidecars without a workloadSelector in the root namespace {root} ({}): each claims to be the mesh-wide default, Istio applies only the oldest, so the settings of the others (such as outboundTrafficPolicy REGISTRY_ONLY) silently do not apply.", defaults.len(), names.join(", ")),
             format!("Merge the settings into one selector-less Sidecar in {root} and delete {root}/{name} (with registryOnly the baseline generates meshbaseline-registry-only)."),
         ));
     }

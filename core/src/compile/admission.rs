@@ -6,7 +6,7 @@
 //!   own controllers (the garbage collector and the namespace controller must still delete
 //!   them).
 //! - The tenant-object policy (`meshbaseline-tenant-<baseline>`): MB101, MB102, MB201, MB301,
-//!   MB501 and MB502 at admission, with the audit's wording. CEL has no clock, so active
+//!   MB403, MB501, MB502 and MB506's capture overrides at admission, with the audit's wording. CEL has no clock, so active
 //!   exemptions are literal lists the compiler rewrites when one starts or expires.
 //!
 //! Every expression is guarded with `has()`: a CEL error counts as a refusal under
@@ -303,6 +303,9 @@ fn tenant_validations(baseline: &Baseline, now: Timestamp) -> Vec<Validation> {
         ),
         message: "'MB301: ALLOW AuthorizationPolicy ' + request.namespace + '/' + request.name + ' admits requests without an authenticated identity: ALLOW rules add up, so this re-opens the workloads to plaintext and unauthenticated callers. Add a from.source with principals or namespaces to each rule.'".to_string(),
     });
+    if baseline.network.egress.registry_only {
+        out.push(registry_only_sidecar(baseline, now));
+    }
     let workloads_exempt = exempt_clause(baseline, Control::Workloads, now);
     let app = "!(c.name in ['istio-proxy', 'istio-init', 'istio-validation'])";
     let id = |field: &str| {
@@ -328,7 +331,36 @@ fn tenant_validations(baseline: &Baseline, now: Timestamp) -> Vec<Validation> {
             "'MB502: ' + {who} + ' has containers that can rewrite the pod\\'s iptables rules (NET_ADMIN, NET_RAW, ALL or privileged) and so escape the mesh\\'s traffic capture. Drop the capabilities and set privileged: false.'"
         ),
     });
+    out.push(capture_overrides(&workloads_exempt));
     out
+}
+
+/// MB403: a tenant Sidecar replaces the root REGISTRY_ONLY Sidecar for its workloads, and
+/// without REGISTRY_ONLY of its own lifts it (Istio's `getSidecarScope`).
+fn registry_only_sidecar(baseline: &Baseline, now: Timestamp) -> Validation {
+    Validation {
+        expression: format!(
+            "request.kind.kind != 'Sidecar' || {}(has(object.spec) && has(object.spec.outboundTrafficPolicy) && has(object.spec.outboundTrafficPolicy.mode) && object.spec.outboundTrafficPolicy.mode == 'REGISTRY_ONLY')",
+            exempt_clause(baseline, Control::Network, now),
+        ),
+        message: "'MB403: Sidecar ' + request.namespace + '/' + request.name + ' would replace the mesh\\'s REGISTRY_ONLY Sidecar for its workloads (Istio applies one Sidecar per proxy) and let them reach hosts outside the service registry. Set spec.outboundTrafficPolicy.mode: REGISTRY_ONLY.'".to_string(),
+    }
+}
+
+/// MB506 (capture part): pod annotations that narrow the sidecar's capture or switch it off
+/// (`includeInboundPorts` or `includeOutboundIPRanges` other than `*`, `interceptionMode:
+/// NONE`); the injector writes `*` and the mesh's mode itself. Not in ambient namespaces.
+fn capture_overrides(workloads_exempt: &str) -> Validation {
+    let ann = "variables.podTemplate.metadata.annotations";
+    let narrowed = |key: &str| format!("('{key}' in {ann} && {ann}['{key}'].trim() != '*')");
+    Validation {
+        expression: format!(
+            "!variables.isWorkload || {workloads_exempt}variables.ambientNamespace || !has(variables.podTemplate.metadata) || !has(variables.podTemplate.metadata.annotations) || !({} || {} || ('sidecar.istio.io/interceptionMode' in {ann} && {ann}['sidecar.istio.io/interceptionMode'].trim() == 'NONE'))",
+            narrowed("traffic.sidecar.istio.io/includeInboundPorts"),
+            narrowed("traffic.sidecar.istio.io/includeOutboundIPRanges"),
+        ),
+        message: "'MB506: ' + request.kind.kind + ' ' + request.namespace + '/' + request.name + ' narrows or switches off the sidecar\\'s traffic capture (traffic.sidecar.istio.io/includeInboundPorts or includeOutboundIPRanges other than *, or sidecar.istio.io/interceptionMode: NONE): traffic outside it passes in plaintext, past mTLS and AuthorizationPolicy. Remove the annotation.'".to_string(),
+    }
 }
 
 fn tenant_policy(baseline: &Baseline, operator_user: &str, now: Timestamp) -> Value {
@@ -348,7 +380,7 @@ fn tenant_policy(baseline: &Baseline, operator_user: &str, now: Timestamp) -> Va
         "matchConstraints": {
             "resourceRules": [
                 rule("security.istio.io", &["peerauthentications", "authorizationpolicies"], &write),
-                rule("networking.istio.io", &["destinationrules"], &write),
+                rule("networking.istio.io", &["destinationrules", "sidecars"], &write),
                 // ReplicationControllers too: `edit` may create them, and their controller (a
                 // kube-system ServiceAccount, let through) creates the pods.
                 rule("", &["pods", "replicationcontrollers"], &write),
@@ -369,6 +401,9 @@ fn tenant_policy(baseline: &Baseline, operator_user: &str, now: Timestamp) -> Va
              "expression": "variables.hostText.endsWith('.') ? variables.hostText.substring(0, size(variables.hostText) - 1) : variables.hostText"},
             {"name": "podSpec",
              "expression": "request.kind.kind == 'Pod' ? object.spec : (request.kind.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)"},
+            // What carries the pod's metadata: the pod itself, or its template.
+            {"name": "podTemplate",
+             "expression": "request.kind.kind == 'Pod' ? object : (request.kind.kind == 'CronJob' ? object.spec.jobTemplate.spec.template : object.spec.template)"},
             {"name": "containers",
              "expression": "variables.podSpec.containers + (has(variables.podSpec.initContainers) ? variables.podSpec.initContainers : [])"},
             // UID 1337 is not special to ztunnel (the audit's MB501 skips ambient pods too).

@@ -6,6 +6,7 @@
 
 pub mod admin_tier;
 pub mod admission;
+pub mod hosts;
 mod meta;
 pub mod names;
 mod namespace;
@@ -21,7 +22,11 @@ use crate::api::Baseline;
 use crate::inventory::Inventory;
 use crate::object::{DesiredObject, Kind, ObjectSpec};
 
-pub use namespace::normalise_host;
+/// Whether the compiler reads this pod (so a change of it calls for a new compile): the pods
+/// of Gateways, whose ServiceAccounts are the waypoint identities of `waypointOnly`.
+pub fn reads_pod(pod: &crate::inventory::PodInfo) -> bool {
+    crate::gateway::names_a_gateway(pod)
+}
 
 /// What this baseline may generate, after overlap resolution between baselines.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,6 +29,15 @@ pub fn deny_rule_name(rule: &str) -> String {
     format!("{DENY_RULE_PREFIX}{rule}")
 }
 
+/// Prefix of the root-namespace AuthorizationPolicy that makes waypoints enforce a user deny
+/// rule. No rule name can make a `meshbaseline-deny-` name collide with it.
+pub const WAYPOINT_DENY_RULE_PREFIX: &str = "meshbaseline-waypoint-deny-";
+
+/// The waypoints' twin of the user deny rule `rule`.
+pub fn waypoint_deny_rule_name(rule: &str) -> String {
+    format!("{WAYPOINT_DENY_RULE_PREFIX}{rule}")
+}
+
 // Cluster-scoped objects carry the baseline's name after a fixed word; no word is a prefix of
 // another, so two baselines' names can never collide.
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::meta::ObjectFactory;
-use super::names;
+use super::{hosts, names};
 use crate::api::baseline::{Control, MtlsMode};
 use crate::api::Baseline;
 use crate::dataplane::{self, DataPlane};
+use crate::gateway::GatewayAccounts;
 use crate::inventory::{Inventory, SmallMap};
 use crate::object::{DesiredObject, Kind, ObjectSpec};
 
@@ -21,7 +22,8 @@ pub(crate) struct NamespaceTemplates {
     network_policy: Option<Arc<ObjectSpec>>,
     /// The NetworkPolicy spec of ambient namespaces.
     ambient_network_policy: Option<Arc<ObjectSpec>>,
-    waypoint_only: bool,
+    /// With `waypointOnly`: the ServiceAccounts of the waypoints' pods, and the trust domain.
+    waypoint_only: Option<(GatewayAccounts, String)>,
     /// `.svc.<clusterDomain>`, appended to `*.<ns>` for the DestinationRule host.
     host_suffix: String,
     /// Namespaces where a tenant DestinationRule already has the wildcard host (G9).
@@ -70,7 +72,12 @@ impl NamespaceTemplates {
             destination_rules: mtls.destination_rules,
             network_policy,
             ambient_network_policy,
-            waypoint_only: baseline.waypoint_only,
+            waypoint_only: baseline.waypoint_only.then(|| {
+                (
+                    GatewayAccounts::new(inventory),
+                    baseline.trust_domain.clone(),
+                )
+            }),
             host_suffix: format!(".svc.{}", baseline.cluster_domain),
             tenant_covered: if mtls.destination_rules {
                 tenant_covered(inventory, &baseline.cluster_domain)
@@ -119,13 +126,27 @@ impl NamespaceTemplates {
                     share(
                         Kind::DestinationRule,
                         names::MTLS_DESTINATION_RULE,
-                        json!({"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+                        // Exported to every namespace whatever the mesh's
+                        // defaultDestinationRuleExportTo says: with ".", clients elsewhere
+                        // would not see it.
+                        json!({
+                            "host": host,
+                            "exportTo": ["*"],
+                            "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                        }),
                     ),
                 ));
             }
         }
-        if ambient && self.waypoint_only && !exempt.authorization {
-            if let Some((wns, wname)) = dataplane::namespace_waypoint(namespace, labels) {
+        if let Some((accounts, trust_domain)) = &self.waypoint_only {
+            let waypoint = dataplane::namespace_waypoint(namespace, labels)
+                .filter(|_| ambient && !exempt.authorization);
+            // Without a known pod of the waypoint there is no identity to admit: the audit
+            // reports it (MB305) rather than guessing one.
+            let principals = waypoint
+                .map(|(wns, wname)| accounts.principals(trust_domain, wns, wname))
+                .unwrap_or_default();
+            if !principals.is_empty() {
                 out.push(factory.object_shared(
                     Kind::AuthorizationPolicy,
                     namespace,
@@ -133,7 +154,7 @@ impl NamespaceTemplates {
                     share(
                         Kind::AuthorizationPolicy,
                         names::WAYPOINT_ONLY,
-                        waypoint_only_spec(wns, wname),
+                        waypoint_only_spec(&principals),
                     ),
                 ));
             }
@@ -156,15 +177,20 @@ impl NamespaceTemplates {
     }
 }
 
-/// An L4 ALLOW policy (no selector, no targetRefs: ztunnel enforces it for every pod of the
-/// namespace) admitting only the waypoint's identity. A waypoint runs as the service account
-/// named after its Gateway; the principal is matched by suffix so any trust domain works.
-pub(crate) fn waypoint_only_spec(waypoint_namespace: &str, waypoint: &str) -> Value {
+/// An L4 DENY policy (no selector, no targetRefs: ztunnel enforces it for every pod of the
+/// namespace) for every peer but the waypoint's identities. A DENY, not an ALLOW: tenant ALLOW
+/// policies add up with an ALLOW and would re-open direct traffic; nothing re-opens a DENY.
+/// Plaintext has no principal and is denied too. Not on port 15008: the waypoint terminates
+/// HBONE there and, when istiod runs with `ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES`,
+/// enforces its namespace's selector-less policies on it for its own clients (Istio's
+/// `NewWaypointTerminationBuilder`); ztunnel matches the inner destination port, never 15008.
+pub(crate) fn waypoint_only_spec(principals: &[String]) -> Value {
     json!({
-        "action": "ALLOW",
-        "rules": [{"from": [{"source": {
-            "principals": [format!("*/ns/{waypoint_namespace}/sa/{waypoint}")],
-        }}]}],
+        "action": "DENY",
+        "rules": [{
+            "from": [{"source": {"notPrincipals": principals}}],
+            "to": [{"operation": {"notPorts": [super::network::HBONE_PORT.to_string()]}}],
+        }],
     })
 }
 
@@ -186,9 +212,13 @@ pub(crate) fn exempt(baseline: &Baseline, namespace: &str, now: jiff::Timestamp)
     }
 }
 
-/// Namespaces with a tenant DestinationRule for `*.<ns>.svc.<domain>`. Generating ours too
-/// would make Istio pick one of the two and drop the other's settings (G9); the tenant's is
-/// kept and its TLS mode is the audit's business.
+/// Namespaces where a tenant DestinationRule covers `*.<ns>.svc.<domain>`: the same host, or
+/// a broader wildcard (`*.svc.<domain>`, `*.local`, `*`) in that namespace. Ours would be
+/// merged with the first (Istio keeps one trafficPolicy) and, being more specific, would
+/// shadow the second for the namespace's services (`MostSpecificHostMatch`): either way the
+/// tenant's other settings would be lost. The tenant's rule is kept and its TLS mode is the
+/// audit's business. Rules with a workloadSelector apply to the client pods they select only,
+/// and rules exported nowhere (`~`) to no client: neither counts.
 fn tenant_covered(inventory: &Inventory, domain: &str) -> BTreeSet<String> {
     inventory
         .destination_rules
@@ -198,27 +228,17 @@ fn tenant_covered(inventory: &Inventory, domain: &str) -> BTreeSet<String> {
             // Whatever sits at our DestinationRule's name is ours to repair, so it must not
             // count (or ours would remove itself). Labels decide nothing: a tenant's own
             // DestinationRule labelled as ours still covers its host.
+            let nowhere =
+                !dr.spec.export_to.is_empty() && dr.spec.export_to.iter().all(|e| e == "~");
             dr.metadata.name.as_deref() != Some(names::MTLS_DESTINATION_RULE)
+                && dr.spec.workload_selector.is_none()
+                && !nowhere
         })
         .filter_map(|dr| {
             let namespace = dr.metadata.namespace.as_deref()?;
-            let host = normalise_host(&dr.spec.host, namespace, domain);
-            (host == format!("*.{namespace}.svc.{domain}")).then(|| namespace.to_string())
+            let host = hosts::resolve(&dr.spec.host, namespace, domain);
+            let ours = format!("*.{namespace}.svc.{domain}");
+            hosts::match_rank(&host, &ours).map(|_| namespace.to_string())
         })
         .collect()
-}
-
-/// The fully qualified form of a DestinationRule host: short names are relative to the
-/// DestinationRule's namespace, `<x>.svc` is completed with the cluster domain.
-pub fn normalise_host(host: &str, namespace: &str, domain: &str) -> String {
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    if host == "*" {
-        host
-    } else if !host.contains('.') {
-        format!("{host}.{namespace}.svc.{domain}")
-    } else if host.ends_with(".svc") {
-        format!("{host}.{domain}")
-    } else {
-        host
-    }
 }

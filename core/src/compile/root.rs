@@ -23,11 +23,18 @@ pub(crate) fn objects(baseline: &Baseline, factory: &ObjectFactory, out: &mut Ve
         Arc::new(json!({"mtls": {"mode": mode}})),
     ));
     for rule in &baseline.deny_rules {
+        let spec = deny_rule_spec(rule);
+        out.push(factory.object(
+            Kind::AuthorizationPolicy,
+            root,
+            &names::waypoint_deny_rule_name(&rule.name),
+            Arc::new(waypoint_twin(&spec)),
+        ));
         out.push(factory.object(
             Kind::AuthorizationPolicy,
             root,
             &names::deny_rule_name(&rule.name),
-            Arc::new(deny_rule_spec(rule)),
+            Arc::new(spec),
         ));
     }
     if baseline.network.control_plane.enabled {
@@ -76,6 +83,21 @@ fn deny_rule_spec(rule: &DenyRuleSpec) -> Value {
         );
     }
     json!({"action": "DENY", "rules": [r]})
+}
+
+/// The same rule for every waypoint of the mesh. Waypoints ignore selector-less and
+/// root-namespace policies, except those in the root namespace that target the
+/// `istio-waypoint` GatewayClass (Istio's `ShouldAttachPolicy`); and behind a waypoint, ztunnel
+/// sees the waypoint as the peer, not the client, so a `from` rule at the destination never
+/// matches. Policies with targetRefs are ignored by sidecars and ztunnel, hence two objects.
+fn waypoint_twin(spec: &Value) -> Value {
+    let mut twin = spec.clone();
+    twin["targetRefs"] = json!([{
+        "group": "gateway.networking.k8s.io",
+        "kind": "GatewayClass",
+        "name": crate::gateway::WAYPOINT_CLASS,
+    }]);
+    twin
 }
 
 fn fields(pairs: &[(&str, &Vec<String>)]) -> Map<String, Value> {

@@ -246,6 +246,25 @@ pub fn plan(input: &PlanInput) -> Plan {
             ),
         ));
     }
+    // Findings that mean a generated object is not in force (MB105) or not generated (MB305):
+    // the first of each rule, and how many more (there may be one per namespace).
+    let mut degrading: Vec<(&str, &Finding, usize)> = Vec::new();
+    for f in input.findings {
+        if let Some(reason) = f.rule.degrades() {
+            match degrading.iter_mut().find(|(r, _, _)| *r == reason) {
+                Some((_, _, more)) => *more += 1,
+                None => degrading.push((reason, f, 0)),
+            }
+        }
+    }
+    for (reason, f, more) in degrading {
+        let and_more = if more > 0 {
+            format!(" (and {more} more {} findings)", f.rule)
+        } else {
+            String::new()
+        };
+        problems.push((reason, format!("{}: {}{and_more}", f.rule, f.message)));
+    }
     for f in &fights {
         problems.push((
             "TenantOverrideFight",

@@ -166,6 +166,7 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     let spec = json!({
         "namespaceSelector": {"matchLabels": {LABEL: "admission"}},
         "admission": {"guard": true, "tenantObjects": "Deny"},
+        "network": {"egress": {"registryOnly": true}},
         "exemptions": [{"namespace": b, "controls": ["mtls"], "reason": "migration ticket 42",
                         "expires": expires.to_string()}],
     });
@@ -434,6 +435,98 @@ async fn admission_guards_refuse_tenants_and_never_lock_out() -> TestResult {
     admitted(
         "MB501 near miss in a ReplicationController",
         create(&cluster, &tenant, a, rc("rc-app", 1000)).await,
+        &mut wrong,
+    );
+    // MB403: a tenant Sidecar must keep REGISTRY_ONLY (Istio applies one Sidecar per proxy).
+    let sidecar = |name: &str, spec: Value| {
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+               "metadata": {"name": name}, "spec": spec})
+    };
+    refused(
+        "MB403 without outboundTrafficPolicy",
+        create(
+            &cluster,
+            &tenant,
+            a,
+            sidecar("scope", json!({"egress": [{"hosts": ["./*"]}]})),
+        )
+        .await,
+        "MB403",
+        &mut wrong,
+    );
+    refused(
+        "MB403 ALLOW_ANY",
+        create(
+            &cluster,
+            &tenant,
+            a,
+            sidecar(
+                "open",
+                json!({"outboundTrafficPolicy": {"mode": "ALLOW_ANY"}}),
+            ),
+        )
+        .await,
+        "MB403",
+        &mut wrong,
+    );
+    admitted(
+        "MB403 near miss",
+        create(
+            &cluster,
+            &tenant,
+            a,
+            sidecar(
+                "strict",
+                json!({"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}),
+            ),
+        )
+        .await,
+        &mut wrong,
+    );
+    // MB506: capture narrowed or switched off by annotation, on a pod and in a template.
+    let annotated_pod = |name: &str, k: &str, v: &str| {
+        let mut p = pod(name, 1000, &[]);
+        p["metadata"]["annotations"] = json!({k: v});
+        p
+    };
+    refused(
+        "MB506 includeInboundPorts",
+        create(
+            &cluster,
+            &tenant,
+            a,
+            annotated_pod(
+                "some-ports",
+                "traffic.sidecar.istio.io/includeInboundPorts",
+                "8080",
+            ),
+        )
+        .await,
+        "MB506",
+        &mut wrong,
+    );
+    let mut no_capture = deployment("no-capture", "NET_BIND_SERVICE");
+    no_capture["spec"]["template"]["metadata"]["annotations"] =
+        json!({"sidecar.istio.io/interceptionMode": "NONE"});
+    refused(
+        "MB506 interceptionMode NONE in a template",
+        create(&cluster, &tenant, a, no_capture).await,
+        "MB506",
+        &mut wrong,
+    );
+    admitted(
+        "MB506 near miss: what the injector writes",
+        create(
+            &cluster,
+            &tenant,
+            a,
+            annotated_pod(
+                "all-ports",
+                "traffic.sidecar.istio.io/includeInboundPorts",
+                "*",
+            ),
+        )
+        .await,
         &mut wrong,
     );
     // Exemptions: b is exempt from mtls now, not after the exemption expires (the compiler

@@ -123,6 +123,28 @@ fn invalid() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "more than 40",
         ),
         (
+            "deny rule with paths but no ports",
+            json!({"authorization": {"denyRules": [
+                {"name": "admin", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"]}]}
+            ]}}),
+            "spec.authorization.denyRules[0].to",
+            "must name ports in every to entry",
+        ),
+        (
+            "deny rule with a request header condition and no to",
+            json!({"authorization": {"denyRules": [
+                {"name": "debug", "when": [{"key": "request.headers[x-debug]", "values": ["1"]}]}
+            ]}}),
+            "spec.authorization.denyRules[0].to",
+            "must name ports in every to entry",
+        ),
+        (
+            "trust domain with a path",
+            json!({"authorization": {"trustDomain": "cluster.local/ns"}}),
+            "spec.authorization.trustDomain",
+            "should match",
+        ),
+        (
             "DNS port out of range",
             json!({"network": {"dns": {"port": 70000}}}),
             "spec.network.dns.port",
@@ -186,10 +208,14 @@ async fn the_server_refuses_invalid_baselines_naming_the_field() -> TestResult {
             "duplicate exemption through server-side apply: {other:?}"
         )),
     }
-    // The valid one next to them is admitted: the refusals are about the fields.
+    // The valid one next to them is admitted: the refusals are about the fields. HTTP fields
+    // with ports in every `to` entry are fine.
     let good = baseline(
         "invalid",
-        json!({"exemptions": [exemption("a"), exemption("b")]}),
+        json!({"exemptions": [exemption("a"), exemption("b")],
+               "authorization": {"trustDomain": "td.example", "denyRules": [
+                   {"name": "admin", "to": [{"paths": ["/admin/*"], "ports": ["8080"]}],
+                    "when": [{"key": "request.headers[x-debug]", "values": ["1"]}]}]}}),
     );
     create(&client, &good, true, "Strict").await?;
     assert!(wrong.is_empty(), "{wrong:#?}");

@@ -19,12 +19,40 @@ async fn ambient_namespace_objects_follow_its_labels() -> TestResult {
     env.apply(&ns).await?;
     let spec = json!({"authorization": {"waypointOnly": true}});
     env.apply(&mk_baseline("ambient", "ambient", spec)).await?;
+    // No pod of the waypoint yet: its identity is unknown, nothing is guessed (MB305).
     let objects = env.wait_converged("ambient").await?;
-    assert!(objects.contains_key(&key(
+    assert!(!objects.contains_key(&key(
         "AuthorizationPolicy",
         &a,
         "meshbaseline-waypoint-only"
     )));
+    env.wait_condition("ambient", "Degraded", "True", |reason, _| {
+        reason == "WaypointIdentityUnknown"
+    })
+    .await?;
+    // The waypoint's pod, as Istio deploys it: its ServiceAccount becomes the only identity
+    // that may reach the namespace's pods (a pod event alone recompiles). The namespace's
+    // `default` ServiceAccount: the simulator serves no ServiceAccounts.
+    let waypoint = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "waypoint-1", "namespace": a, "labels": {
+            "gateway.networking.k8s.io/gateway-name": "waypoint",
+            "gateway.networking.k8s.io/gateway-class-name": "istio-waypoint",
+            "gateway.istio.io/managed": "istio.io-mesh-controller",
+            "istio.io/dataplane-mode": "none",
+            "sidecar.istio.io/inject": "false"}},
+        "spec": {"serviceAccountName": "default",
+            "containers": [{"name": "istio-proxy", "image": "example/proxyv2:1"}]},
+    });
+    env.apply(&waypoint).await?;
+    let objects = env.wait_converged("ambient").await?;
+    let wp = &objects[&key("AuthorizationPolicy", &a, "meshbaseline-waypoint-only")];
+    let principal = format!("cluster.local/ns/{a}/sa/default");
+    assert!(wp.to_string().contains(&principal), "{wp}");
+    env.wait_condition("ambient", "Degraded", "False", |reason, _| {
+        reason == "AsExpected"
+    })
+    .await?;
     assert!(objects.contains_key(&key(
         "AuthorizationPolicy",
         &a,

@@ -46,7 +46,7 @@ pub fn mk_baseline(name: &str, scenario: &str, overrides: Value) -> Value {
         "namespaceSelector": {"matchLabels": { SCENARIO_LABEL: scenario }},
         "mtls": {"mode": "STRICT", "denyPlaintext": true, "destinationRules": true},
         "authorization": {"denyRules": [
-            {"name": "sandbox-admin", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"]}]}
+            {"name": "sandbox-admin", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"], "ports": ["8080"]}]}
         ]},
         "network": {
             "tcpOnly": true,

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use meshbaseline::api::istio::{DestinationRule, DestinationRuleSpec};
 use meshbaseline::api::{Baseline, MeshBaseline};
 use meshbaseline::compile::{compile, Compiled, Scope};
-use meshbaseline::inventory::{Inventory, NamespaceInfo};
+use meshbaseline::inventory::{ContainerInfo, Inventory, NamespaceInfo, PodInfo, PodShape};
 use meshbaseline::object::{DesiredObject, Kind};
 use serde_json::{json, Value};
 
@@ -51,6 +51,37 @@ pub fn inventory(names: &[&str]) -> Inventory {
         );
     }
     inv
+}
+
+/// Adds a running pod of waypoint `gateway` in `namespace` with ServiceAccount `sa`, labelled
+/// as Istio's `waypoint.yaml` labels it.
+pub fn add_waypoint_pod(inv: &mut Inventory, namespace: &str, gateway: &str, sa: &str) {
+    let labels = [
+        ("gateway.networking.k8s.io/gateway-name", gateway),
+        (
+            "gateway.networking.k8s.io/gateway-class-name",
+            "istio-waypoint",
+        ),
+        ("gateway.istio.io/managed", "istio.io-mesh-controller"),
+        ("istio.io/dataplane-mode", "none"),
+    ];
+    let shape = PodShape {
+        kind: "Pod".into(),
+        phase: Some("Running".into()),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        containers: vec![ContainerInfo {
+            name: "istio-proxy".into(),
+            ..ContainerInfo::default()
+        }],
+        service_account: Some(sa.into()),
+        ..PodShape::default()
+    };
+    let name = format!("{gateway}-{sa}-{}", inv.pods.len());
+    inv.pods
+        .push(std::sync::Arc::new(PodInfo::new(namespace, name, shape)));
 }
 
 pub fn tenant_dr(namespace: &str, name: &str, host: &str) -> DestinationRule {

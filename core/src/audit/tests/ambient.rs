@@ -143,9 +143,21 @@ fn mb303_is_silent_with_an_l4_allow_the_generated_policy_or_an_ingress_gateway()
         .into_iter()
         .map(Arc::new)
         .collect();
-    // The operator generates the waypoint-only policy.
+    // The operator generates the waypoint-only policy once it knows the waypoint's pods;
+    // until then MB303 still holds (and MB305 says why).
     let b = mk_baseline(json!({"authorization": {"waypointOnly": true}}));
-    assert!(hits(&run(&b, &i), Rule::MB303).is_empty());
+    let f = run(&b, &i);
+    assert_eq!(hits(&f, Rule::MB303), vec!["shop/by-gateway"]);
+    assert_eq!(hits(&f, Rule::MB305), vec!["shop"]);
+    i.pods = vec![Arc::new(mk_waypoint_pod(
+        "shop",
+        "waypoint-1",
+        "waypoint",
+        "waypoint",
+    ))];
+    let f = run(&b, &i);
+    assert!(hits(&f, Rule::MB303).is_empty() && hits(&f, Rule::MB305).is_empty());
+    i.pods.clear();
     // A tenant's own L4 ALLOW for the waypoint.
     i.authorization_policies.push(Arc::new(mk_ap(
         "shop",

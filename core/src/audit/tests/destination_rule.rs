@@ -30,15 +30,33 @@ fn lookup(i: &Inventory, client: &str, host: &str, server: &str) -> Option<Strin
 
 const LEDGER: &str = "ledger.payments.svc.cluster.local";
 
+/// Istio's `ResolveShortnameToFQDN`: only short names are completed; `*.payments.svc`, a
+/// trailing dot or capitals are taken as written, and match no service.
 #[test]
-fn hosts_are_normalised_relative_to_the_rule_namespace() {
+fn hosts_are_resolved_as_istio_resolves_them() {
     assert_eq!(
         parse_host("ledger", "payments", DOMAIN),
         Host::Exact(LEDGER.into())
     );
     assert_eq!(
         parse_host("*.payments.svc", "x", DOMAIN),
-        Host::Wildcard(".payments.svc.cluster.local".into())
+        Host::Wildcard(".payments.svc".into())
+    );
+    assert_eq!(
+        servers(&parse_host("*.payments.svc", "x", DOMAIN), DOMAIN),
+        Servers::External
+    );
+    assert_eq!(
+        servers(&parse_host("ledger.payments.svc", "x", DOMAIN), DOMAIN),
+        Servers::External
+    );
+    assert_eq!(
+        servers(
+            &parse_host("Ledger.payments.svc.cluster.local", "x", DOMAIN),
+            DOMAIN
+        ),
+        Servers::One("payments".into()),
+        "in the namespace's domain, but"
     );
     assert_eq!(
         servers(&parse_host("ledger", "payments", DOMAIN), DOMAIN),
@@ -159,7 +177,8 @@ fn mb201_fires_for_a_server_namespace_rule_and_names_both_objects() {
         "mesh",
         json!({"mtls": {"mode": "STRICT"}}),
     )));
-    let m = run(&strict(), &i)[0].message.clone();
+    let mb201 = |f: Vec<Finding>| f.into_iter().find(|f| f.rule == Rule::MB201).unwrap();
+    let m = mb201(run(&strict(), &i)).message;
     assert!(
         m.contains("mesh-wide PeerAuthentication istio-system/mesh (STRICT)"),
         "{m}"
@@ -169,7 +188,7 @@ fn mb201_fires_for_a_server_namespace_rule_and_names_both_objects() {
         "ns",
         json!({"mtls": {"mode": "STRICT"}}),
     )));
-    let m = run(&strict(), &i)[0].message.clone();
+    let m = mb201(run(&strict(), &i)).message;
     assert!(
         m.contains("namespace-wide PeerAuthentication payments/ns (STRICT)"),
         "{m}"
@@ -290,4 +309,81 @@ fn mb201_mesh_wide_host_without_namespace_objects_uses_the_rules_own_namespace()
     // Its host being external keeps it silent.
     let ext = dr_inv(vec![mk_dr("payments", "ext", "*.example.com", "DISABLE")]);
     assert!(run(&strict(), &ext).is_empty());
+}
+
+/// Istio's `getExportedDestinationRuleFromNamespace`: the most specific exported rule of the
+/// service's namespace is picked first, then checked for export to the client; when it is not
+/// exported there, the search goes on in the root namespace, not to a broader rule.
+#[test]
+fn lookup_picks_the_most_specific_exported_rule_before_checking_export_to() {
+    let i = dr_inv(vec![
+        mk_dr_spec(
+            "payments",
+            "ledger-for-checkout",
+            json!({"host": "ledger", "exportTo": ["checkout"], "trafficPolicy": {"tls": {"mode": "DISABLE"}}}),
+        ),
+        mk_dr(
+            "payments",
+            "namespace",
+            "*.payments.svc.cluster.local",
+            "ISTIO_MUTUAL",
+        ),
+        mk_dr(ROOT, "root", "*.cluster.local", "ISTIO_MUTUAL"),
+    ]);
+    assert_eq!(
+        lookup(&i, "checkout", LEDGER, "payments").as_deref(),
+        Some("ledger-for-checkout")
+    );
+    assert_eq!(
+        lookup(&i, "orders", LEDGER, "payments").as_deref(),
+        Some("root")
+    );
+    assert_eq!(
+        lookup(
+            &i,
+            "orders",
+            "billing.payments.svc.cluster.local",
+            "payments"
+        )
+        .as_deref(),
+        Some("namespace")
+    );
+    // Exported only elsewhere: not in its own namespace's local index.
+    assert_eq!(
+        lookup(&i, "payments", LEDGER, "payments").as_deref(),
+        Some("namespace")
+    );
+}
+
+/// Istio's `destinationRule`: a proxy in the root namespace looks at the root namespace's
+/// private rules first (`rootNamespaceLocal`), then the service's namespace.
+#[test]
+fn lookup_from_the_root_namespace_reads_its_private_rules_first() {
+    let i = dr_inv(vec![
+        mk_dr_spec(
+            ROOT,
+            "gateway-private",
+            json!({"host": "*.local", "exportTo": ["."], "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+        ),
+        mk_dr("payments", "ledger", "ledger", "DISABLE"),
+    ]);
+    assert_eq!(
+        lookup(&i, ROOT, LEDGER, "payments").as_deref(),
+        Some("gateway-private")
+    );
+    assert_eq!(
+        lookup(&i, "orders", LEDGER, "payments").as_deref(),
+        Some("ledger")
+    );
+}
+
+/// Istio's `ResolveShortnameToFQDN` and `MostSpecificHostMatch` take hosts as written: a rule
+/// for `*.payments.svc` or with capitals matches no service, so it is no MB201.
+#[test]
+fn mb201_is_silent_for_hosts_istio_never_matches() {
+    let i = dr_inv(vec![
+        mk_dr("payments", "short-svc", "*.payments.svc", "DISABLE"),
+        mk_dr("payments", "svc", "ledger.payments.svc", "DISABLE"),
+    ]);
+    assert!(hits(&run(&strict(), &i), Rule::MB201).is_empty());
 }

@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 mod ambient;
 mod authorization_policy;
 mod destination_rule;
+mod gateway;
 mod incremental;
 mod namespace;
 mod network_policy;
@@ -23,6 +24,8 @@ mod ours;
 mod peer_authentication;
 mod pod;
 mod root;
+mod sidecar;
+mod waypoint;
 
 pub(super) const ROOT: &str = "istio-system";
 
@@ -118,6 +121,26 @@ pub(super) fn mk_pod(ns: &str, name: &str) -> PodInfo {
     crate::inventory::mk_running_pod(ns, name, &["app", "istio-proxy"])
 }
 
+/// A running waypoint pod of Gateway `gateway`, as Istio's `waypoint.yaml` deploys it.
+pub(super) fn mk_waypoint_pod(ns: &str, name: &str, gateway: &str, sa: &str) -> PodInfo {
+    let mut p = crate::inventory::mk_running_pod(ns, name, &["istio-proxy"]);
+    p.labels = [
+        ("gateway.networking.k8s.io/gateway-name", gateway),
+        (
+            "gateway.networking.k8s.io/gateway-class-name",
+            "istio-waypoint",
+        ),
+        ("gateway.istio.io/managed", "istio.io-mesh-controller"),
+        ("istio.io/dataplane-mode", "none"),
+        ("sidecar.istio.io/inject", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    p.service_account = Some(sa.to_string());
+    p
+}
+
 pub(super) fn mk_svc(ns: &str, name: &str, families: &[&str]) -> ServiceInfo {
     ServiceInfo {
         namespace: ns.into(),
@@ -202,7 +225,12 @@ fn overlap_scope_decides_what_is_audited() {
     };
     assert_eq!(
         rules(&Scope::default()),
-        ["MB101 loose", "MB103 a", "MB103 b"]
+        [
+            "MB101 loose",
+            "MB103 a",
+            "MB103 b",
+            "MB105 meshbaseline-mesh-mtls"
+        ]
     );
     let lost = Scope {
         claimed_elsewhere: ["payments".to_string()].into(),

@@ -49,7 +49,11 @@ fn leaving_out_what_the_audit_skips_of_ours_changes_no_finding() {
     );
     let mut istiod = mk_pod(ROOT, "istiod-1");
     istiod.containers = vec![mk_container("discovery")];
-    i.pods = vec![Arc::new(istiod), Arc::new(mk_pod("payments", "web"))];
+    i.pods = vec![
+        Arc::new(istiod),
+        Arc::new(mk_pod("payments", "web")),
+        Arc::new(mk_waypoint_pod("shop", "wp-1", "wp", "wp")),
+    ];
     // A tenant's ALLOW policy in the ambient namespace: the waypoint rules read the namespace's
     // policies, ours included unless the baseline generates its own.
     i.authorization_policies = vec![Arc::new(mk_ap(

@@ -151,7 +151,14 @@ fn mb103_a_single_mesh_wide_policy_is_silent() {
         mk_pa(ROOT, "default", json!({"mtls": {"mode": "STRICT"}})),
         mk_pa("payments", "ns-wide", json!({"mtls": {"mode": "STRICT"}})),
     ]);
-    assert!(run(&strict(), &i).is_empty());
+    let f = run(&strict(), &i);
+    assert!(hits(&f, Rule::MB103).is_empty());
+    // But the baseline's own, created after it, would not be in force.
+    assert_eq!(
+        hits(&f, Rule::MB105),
+        vec!["istio-system/meshbaseline-mesh-mtls"]
+    );
+    assert_eq!(f.len(), 1);
 }
 
 #[test]
@@ -170,7 +177,12 @@ fn mb104_selector_in_the_root_namespace_fires() {
     ]);
     let f = run(&strict(), &i);
     assert_eq!(hits(&f, Rule::MB104), vec!["istio-system/gw"]);
-    assert_eq!(f.len(), 1, "{f:#?}");
+    // An empty selector is mesh-wide to Istio: it shadows the baseline's (MB105).
+    assert_eq!(
+        hits(&f, Rule::MB105),
+        vec!["istio-system/meshbaseline-mesh-mtls"]
+    );
+    assert_eq!(f.len(), 2, "{f:#?}");
 }
 
 #[test]
@@ -184,4 +196,81 @@ fn mb101_mesh_wide_permissive_in_the_root_namespace_fires() {
         hits(&run(&strict(), &i), Rule::MB101),
         vec!["istio-system/mesh"]
     );
+}
+
+fn created(mut pa: PeerAuthentication, at: &str) -> PeerAuthentication {
+    pa.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        at.parse().unwrap(),
+    ));
+    pa
+}
+
+/// Istio's `addPeerAuthentication` (and `ComposePeerAuthentication`) keep the oldest
+/// mesh-wide PeerAuthentication, by creation time then name, and ignore the others.
+#[test]
+fn mb105_an_older_mesh_wide_policy_puts_ours_out_of_force() {
+    let ours = || {
+        created(
+            mk_managed_pa(
+                ROOT,
+                "meshbaseline-mesh-mtls",
+                json!({"mtls": {"mode": "STRICT"}}),
+            ),
+            "2026-02-01T00:00:00Z",
+        )
+    };
+    let older = created(mk_pa(ROOT, "legacy", json!({})), "2025-02-01T00:00:00Z");
+    let f = run(&strict(), &pa_inv(vec![ours(), older]));
+    assert_eq!(
+        hits(&f, Rule::MB105),
+        vec!["istio-system/meshbaseline-mesh-mtls"]
+    );
+    let m = &f.iter().find(|f| f.rule == Rule::MB105).unwrap().message;
+    assert!(
+        m.contains("istio-system/legacy (mode UNSET, which Istio reads as PERMISSIVE"),
+        "{m}"
+    );
+    // Same second: the name decides, as in Istio ("a-..." sorts before "meshbaseline-...").
+    let tie = created(
+        mk_pa(ROOT, "a-tie", json!({"mtls": {"mode": "STRICT"}})),
+        "2026-02-01T00:00:00Z",
+    );
+    assert_eq!(
+        hits(&run(&strict(), &pa_inv(vec![ours(), tie])), Rule::MB105).len(),
+        1
+    );
+    // Newer ones are ignored by Istio: ours is in force (MB103 still reports the duplicate).
+    let newer = created(
+        mk_pa(ROOT, "newer", json!({"mtls": {"mode": "PERMISSIVE"}})),
+        "2026-03-01T00:00:00Z",
+    );
+    let f = run(&strict(), &pa_inv(vec![ours(), newer]));
+    assert!(hits(&f, Rule::MB105).is_empty());
+    assert_eq!(hits(&f, Rule::MB103), vec!["istio-system/newer"]);
+    // Ours alone, or with namespace-level policies only: in force.
+    let f = run(
+        &strict(),
+        &pa_inv(vec![
+            ours(),
+            mk_pa("payments", "ns", json!({"mtls": {"mode": "STRICT"}})),
+        ]),
+    );
+    assert!(hits(&f, Rule::MB105).is_empty());
+}
+
+#[test]
+fn mb105_is_reported_by_the_baseline_that_owns_the_root_only() {
+    let i = pa_inv(vec![mk_pa(
+        ROOT,
+        "old",
+        json!({"mtls": {"mode": "STRICT"}}),
+    )]);
+    let b = strict();
+    let scope = crate::compile::Scope {
+        owns_root: false,
+        ..crate::compile::Scope::default()
+    };
+    let desired = crate::compile::compile(&b, &i, &scope, now());
+    let f = super::super::audit_in_scope(&b, &i, &desired, &scope, now());
+    assert!(hits(&f, Rule::MB105).is_empty());
 }

@@ -105,6 +105,77 @@ fn mb503_host_network_fires_only_in_protected_namespaces() {
     assert_eq!(f.len(), 1);
 }
 
+/// istio-cni's host rules (`cni/pkg/iptables`): TCP from a node socket to a local ambient pod
+/// is SNATed to 169.254.7.127 and accepted before ztunnel. A host-network pod is such a socket.
+#[test]
+fn mb503_is_critical_where_the_mesh_has_ambient_namespaces() {
+    let mut p = mk_pod("payments", "agent");
+    p.host_network = true;
+    let f = run(&strict(), &pod_inv(vec![p.clone()]));
+    assert_eq!(f[0].severity, crate::audit::Severity::High);
+    let i = with_namespaces(
+        pod_inv(vec![p]),
+        vec![
+            mk_ns("payments", &[("istio-injection", "enabled")]),
+            mk_ns("shop", &[("istio.io/dataplane-mode", "ambient")]),
+        ],
+    );
+    let f = run(&strict(), &i);
+    assert_eq!(hits(&f, Rule::MB503), vec!["payments/agent"]);
+    assert_eq!(f[0].severity, crate::audit::Severity::Critical);
+    assert!(f[0].message.contains("169.254.7.127"), "{}", f[0].message);
+}
+
+/// istio-iptables' `handleInboundPortsInclude` captures only `includeInboundPorts` (every port
+/// for `*`, none for ""); outbound likewise for `includeOutboundIPRanges`; `NONE` interception
+/// installs no rules (and istiod builds no inbound listener).
+#[test]
+fn mb506_capture_narrowed_or_switched_off_fires() {
+    let cases = [
+        (
+            "traffic.sidecar.istio.io/includeInboundPorts",
+            "8080",
+            "only these inbound ports",
+        ),
+        (
+            "traffic.sidecar.istio.io/includeInboundPorts",
+            "",
+            "no inbound ports",
+        ),
+        (
+            "traffic.sidecar.istio.io/includeOutboundIPRanges",
+            "10.0.0.0/8",
+            "only these outbound",
+        ),
+        (
+            "sidecar.istio.io/interceptionMode",
+            "NONE",
+            "no traffic is captured",
+        ),
+    ];
+    for (k, v, says) in cases {
+        let f = run(
+            &strict(),
+            &pod_inv(vec![annotated(template("payments", "w"), k, v)]),
+        );
+        assert_eq!(hits(&f, Rule::MB506), vec!["payments/w"], "{k}={v:?}");
+        assert!(f[0].message.contains(says), "{k}={v:?}: {}", f[0].message);
+    }
+    // What the injector writes itself with istio-cni.
+    for (k, v) in [
+        ("traffic.sidecar.istio.io/includeInboundPorts", "*"),
+        ("traffic.sidecar.istio.io/includeOutboundIPRanges", "*"),
+        ("sidecar.istio.io/interceptionMode", "REDIRECT"),
+        ("sidecar.istio.io/interceptionMode", "TPROXY"),
+    ] {
+        let f = run(
+            &strict(),
+            &pod_inv(vec![annotated(mk_pod("payments", "p"), k, v)]),
+        );
+        assert!(f.is_empty(), "{k}={v}: {f:#?}");
+    }
+}
+
 #[test]
 fn mb504_share_process_namespace_next_to_the_sidecar() {
     let mut with = mk_pod("payments", "debug");

@@ -148,3 +148,25 @@ fn mb702_one_default_sidecar_is_silent() {
     .collect();
     assert!(run(&strict(), &i).is_empty());
 }
+
+/// Istio's `initSidecarScopes`: only a root Sidecar whose `workloadSelector` is absent is the
+/// mesh default; `workloadSelector: {}` selects the root namespace's own pods.
+#[test]
+fn mb702_an_empty_workload_selector_is_no_mesh_default() {
+    let i = {
+        let mut i = inv();
+        i.sidecars = vec![
+            mk_sidecar(
+                ROOT,
+                "default",
+                json!({"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}),
+            ),
+            mk_sidecar(ROOT, "root-pods", json!({"workloadSelector": {}})),
+        ]
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
+        i
+    };
+    assert!(hits(&run(&strict(), &i), Rule::MB702).is_empty());
+}

@@ -69,7 +69,7 @@ fn every_tenant_rule_is_there_with_its_id_and_mb201_only_under_strict() {
     };
     assert_eq!(
         ids(&strict),
-        ["MB101", "MB102", "MB201", "MB301", "MB501", "MB502"]
+        ["MB101", "MB102", "MB201", "MB301", "MB501", "MB502", "MB506"]
     );
     let permissive = tenant_policy(
         &baseline(json!({"mtls": {"mode": "PERMISSIVE"}})),
@@ -81,4 +81,16 @@ fn every_tenant_rule_is_there_with_its_id_and_mb201_only_under_strict() {
         .as_str()
         .unwrap()
         .contains("in ['DISABLE']"));
+    // MB403 only where the baseline makes REGISTRY_ONLY the mesh default.
+    let registry_only = tenant_policy(
+        &baseline(json!({"network": {"egress": {"registryOnly": true}}})),
+        OPERATOR,
+        Timestamp::UNIX_EPOCH,
+    );
+    assert_eq!(
+        ids(&registry_only),
+        ["MB101", "MB102", "MB201", "MB301", "MB403", "MB501", "MB502", "MB506"]
+    );
+    let resources = registry_only["matchConstraints"]["resourceRules"].to_string();
+    assert!(resources.contains("\"sidecars\""), "{resources}");
 }

@@ -382,8 +382,8 @@ fn unsorted_desired_objects_are_still_merged_correctly() {
 #[test]
 fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
     let spec = json!({"authorization": {"denyRules": [
-        {"name": "admin-paths", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"]}]},
-        {"name": "header", "when": [{"key": "request.headers[x-debug]", "values": ["1"]}]},
+        {"name": "admin-paths", "from": [{"namespaces": ["sandbox"]}], "to": [{"paths": ["/admin/*"], "ports": ["8080"]}]},
+        {"name": "header", "to": [{"ports": ["8080"]}], "when": [{"key": "request.headers[x-debug]", "values": ["1"]}]},
         {"name": "l4", "from": [{"namespaces": ["sandbox"]}], "to": [{"ports": ["8080"]}],
          "when": [{"key": "source.ip", "values": ["10.0.0.0/8"]}]},
     ]}});
@@ -412,4 +412,43 @@ fn http_deny_rules_degrade_only_when_the_mesh_has_ambient_namespaces() {
         "{}",
         degraded.message
     );
+}
+
+/// The status says when a generated object is not in force (MB105) or not generated
+/// (MB305), naming where; repeated findings of a rule are counted, not listed.
+#[test]
+fn findings_about_generated_objects_degrade_the_baseline() {
+    let mut case = Case::new(vec![deny_ap("a")]);
+    let s = case.run().status.unwrap();
+    assert_eq!(cond(&s, DEGRADED).reason, "AsExpected");
+    let mut shadowed = mk_finding(
+        Rule::MB105,
+        "PeerAuthentication",
+        "istio-system",
+        "meshbaseline-mesh-mtls",
+    );
+    shadowed.message = "not in force: istio-system/legacy wins".into();
+    case.findings = vec![
+        shadowed,
+        mk_finding(Rule::MB305, "Namespace", "", "shop"),
+        mk_finding(Rule::MB305, "Namespace", "", "catalog"),
+        mk_finding(Rule::MB501, "Pod", "a", "p"),
+    ];
+    let s = case.run().status.unwrap();
+    let degraded = cond(&s, DEGRADED);
+    assert_eq!(degraded.status, "True");
+    assert_eq!(degraded.reason, "MeshMtlsNotInForce");
+    assert!(
+        degraded
+            .message
+            .contains("MB105: not in force: istio-system/legacy wins"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        degraded.message.contains("(and 1 more MB305 findings)"),
+        "{}",
+        degraded.message
+    );
+    assert!(!degraded.message.contains("MB501"));
 }

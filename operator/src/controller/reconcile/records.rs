@@ -80,7 +80,12 @@ impl Ctx {
             .update(old, new);
         if shared {
             self.triggers.pod_changed();
-            self.triggers.inventory_changed();
+            if old.into_iter().chain(new).any(crate::compile::reads_pod) {
+                // A waypoint's pods: their ServiceAccounts are compiled into its policy.
+                self.triggers.compile_inputs_changed();
+            } else {
+                self.triggers.inventory_changed();
+            }
             return;
         }
         let names = self.baseline_names();
