@@ -3,44 +3,10 @@
 
 use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};
-use crate::api::istio::{Rule as AuthzRule, Source};
 use crate::object::Kind;
+use crate::posture::authz::plaintext_reason;
 
 const KIND: &str = "AuthorizationPolicy";
-
-/// `when` keys that require an authenticated peer or request.
-const IDENTITY_KEYS: [&str; 3] = [
-    "source.principal",
-    "source.namespace",
-    "request.auth.principal",
-];
-
-fn source_authenticated(s: &Source) -> bool {
-    !(s.principals.is_empty() && s.namespaces.is_empty() && s.request_principals.is_empty())
-}
-
-/// Why a rule matches requests without an identity, or `None` when it cannot.
-fn plaintext_reason(rule: &AuthzRule) -> Option<&'static str> {
-    let when_identity = rule
-        .when
-        .iter()
-        .any(|c| IDENTITY_KEYS.contains(&c.key.as_str()) && !c.values.is_empty());
-    if when_identity {
-        return None;
-    }
-    if rule.from.is_empty() {
-        return Some("it has no `from`, so any source matches");
-    }
-    // `from` entries are ORed: one without a positive identity is enough.
-    rule.from.iter().find_map(|f| match &f.source {
-        None => Some("a `from` entry has no source"),
-        Some(s) if source_authenticated(s) => None,
-        Some(s) if !s.not_principals.is_empty() || !s.not_namespaces.is_empty() => Some(
-            "its source only excludes identities (notPrincipals/notNamespaces), which requests without any identity also satisfy",
-        ),
-        Some(_) => Some("its source names no principals, namespaces or requestPrincipals"),
-    })
-}
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for ap in &ctx.inventory.authorization_policies {

@@ -204,7 +204,10 @@ pub(crate) fn age_key(meta: &ObjectMeta) -> (Timestamp, &str) {
 
 /// Whether a Kubernetes label selector selects an object with `labels`. A selector that does
 /// not parse selects nothing (the API server would have rejected it).
-pub(crate) fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selector_matches(
+    sel: &LabelSelector,
+    labels: &(impl crate::api::selector::Labels + ?Sized),
+) -> bool {
     let mut errs = FieldErrors::default();
     let parsed = Selector::parse(sel, "selector", &mut errs);
     errs.0.is_empty() && parsed.matches(labels)

@@ -15,17 +15,17 @@ pub use pod_counts::PodCounts;
 
 mod ambient;
 mod authorization_policy;
-mod context;
+pub(crate) mod context;
 pub(crate) mod destination_rule;
 mod gateway;
 mod impersonation;
 mod namespace;
-mod network_policy;
+pub(crate) mod network_policy;
 mod peer_authentication;
 mod pod;
 mod pod_counts;
 mod root;
-mod sidecar;
+pub(crate) mod sidecar;
 #[cfg(test)]
 mod tests;
 mod waypoint;
