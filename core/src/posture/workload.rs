@@ -136,11 +136,14 @@ fn attached<'i>(p: &'i Posture, pod: &PodInfo) -> Vec<&'i AuthorizationPolicy> {
         .collect()
 }
 
+/// The rows of a workload: the TCP ports its containers declare and those its PeerAuthentication
+/// and capture annotations name (each may differ), the ports its policies name (kept only where
+/// the verdict differs from every other port's), and `*` for every other port.
 fn rows(
     pod: &PodInfo,
     composed: &Composed,
     policies: &[&AuthorizationPolicy],
-) -> Vec<(Port, Option<String>)> {
+) -> (Vec<(Port, Option<String>)>, BTreeSet<u16>) {
     let mut numbers: BTreeSet<u16> = pod
         .ports
         .iter()
@@ -149,8 +152,13 @@ fn rows(
         .collect();
     numbers.extend(composed.port_level_ports());
     numbers.extend(capture::named_ports(pod));
+    let mut policy_only = BTreeSet::new();
     for ap in policies {
-        numbers.extend(authz::named_ports(ap));
+        for n in authz::named_ports(ap) {
+            if numbers.insert(n) {
+                policy_only.insert(n);
+            }
+        }
     }
     let name_of_port = |n: u16| {
         pod.ports
@@ -158,11 +166,22 @@ fn rows(
             .find(|p| p.number == n && p.protocol == "TCP")
             .and_then(|p| p.name.clone())
     };
-    numbers
+    let rows = numbers
         .into_iter()
         .map(|n| (Port::Number(n), name_of_port(n)))
         .chain(std::iter::once((Port::Other, None)))
-        .collect()
+        .collect();
+    (rows, policy_only)
+}
+
+/// Whether two rows say the same but for the port.
+fn same_verdict(a: &PortPosture, b: &PortPosture) -> bool {
+    a.plaintext == b.plaintext
+        && a.captured == b.captured
+        && a.mtls == b.mtls
+        && a.refused_by == b.refused_by
+        && a.allows_plaintext == b.allows_plaintext
+        && a.accepted_because == b.accepted_because
 }
 
 pub(super) fn evaluate(p: &Posture, pod: &PodInfo, detail: Detail) -> WorkloadPosture {
@@ -179,7 +198,8 @@ pub(super) fn evaluate(p: &Posture, pod: &PodInfo, detail: Detail) -> WorkloadPo
         pod.selector_labels(),
     );
     let policies = attached(p, pod);
-    let mut ports: Vec<PortPosture> = rows(pod, &composed, &policies)
+    let (candidates, policy_only) = rows(pod, &composed, &policies);
+    let mut ports: Vec<PortPosture> = candidates
         .into_iter()
         .map(|(port, name)| {
             let mut row = port_posture(p, pod, plane, &composed, &policies, port, detail);
@@ -187,6 +207,12 @@ pub(super) fn evaluate(p: &Posture, pod: &PodInfo, detail: Detail) -> WorkloadPo
             row
         })
         .collect();
+    if let Some(other) = ports.last().cloned() {
+        ports.retain(|r| match r.port {
+            Port::Number(n) if policy_only.contains(&n) => !same_verdict(r, &other),
+            _ => true,
+        });
+    }
     if detail == Detail::Explain {
         let head = format!(
             "{} {ns}/{}: namespace {ns} is {}; data plane {}: {plane_reason}.",
@@ -376,7 +402,7 @@ fn port_posture(
                     row.plaintext = Plaintext::Accepted;
                     row.accepted_because.push(cause(
                         CauseKind::NotCaptured,
-                        format!("the sidecar does not capture port {port}: {why}"),
+                        format!("the sidecar does not capture the port: {why}"),
                     ));
                     if explain {
                         row.steps.push(format!("Capture: {why}. Traffic to port {port} goes straight to the application: plaintext gets in past every PeerAuthentication and AuthorizationPolicy."));

@@ -1,0 +1,274 @@
+//! `posture` against a cluster: read-only (list and get), with the identity of the current
+//! kubeconfig context. With `--namespace`, only those namespaces and the root namespaces are
+//! read, so the cost does not grow with the cluster.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, Resource};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use super::{evaluate, finish, Args, PostureError, Report};
+use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
+use crate::api::model::Baseline;
+use crate::api::MeshBaseline;
+use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
+use crate::manifests::read_baseline;
+use crate::posture::{Detail, Objects};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("no usable kubeconfig: {0}")]
+    Config(String),
+    #[error("listing {what}: {source}")]
+    List {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Baselines(String),
+    #[error("starting the client runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// A page of this many objects per list request.
+const PAGE: u32 = 500;
+
+async fn client(args: &Args) -> Result<Client, LiveError> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let bad = |e: &dyn std::fmt::Display| LiveError::Config(e.to_string());
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| LiveError::Config(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| bad(&e))?
+        }
+        None if args.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| bad(&e))?,
+        None => Config::infer().await.map_err(|e| bad(&e))?,
+    };
+    Client::try_from(config).map_err(|e| bad(&e))
+}
+
+/// Every object of `api`, page by page. `Ok(None)` when the cluster does not serve the kind.
+async fn list<K>(api: Api<K>, what: &str) -> Result<Option<Vec<K>>, LiveError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let mut out = Vec::new();
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        match api.list(&lp).await {
+            Ok(page) => {
+                let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+                out.extend(page.items);
+                match next {
+                    Some(c) => lp = lp.continue_token(&c),
+                    None => return Ok(Some(out)),
+                }
+            }
+            Err(kube::Error::Api(ae)) if ae.code == 404 => return Ok(None),
+            Err(source) => {
+                return Err(LiveError::List {
+                    what: what.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Lists `K` in `namespaces` (all namespaces when `None`).
+async fn list_in<K>(
+    client: &Client,
+    namespaces: Option<&[String]>,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<K>, LiveError>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let mut out = Vec::new();
+    let apis: Vec<(Api<K>, String)> = match namespaces {
+        None => vec![(Api::all(client.clone()), what.to_string())],
+        Some(list) => list
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(client.clone(), ns),
+                    format!("{what} in {ns}"),
+                )
+            })
+            .collect(),
+    };
+    for (api, label) in apis {
+        match list(api, &label).await? {
+            Some(items) => out.extend(items),
+            None => {
+                let note = format!("the cluster does not serve {what}");
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn baselines(
+    client: &Client,
+    args: &Args,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Baseline>, PostureError> {
+    if let Some(path) = &args.baseline {
+        return Ok(vec![read_baseline(path)?.0]);
+    }
+    let listed = list(Api::<MeshBaseline>::all(client.clone()), "MeshBaselines")
+        .await?
+        .ok_or_else(|| {
+            LiveError::Baselines(
+                "the cluster does not serve MeshBaseline; pass --baseline FILE".into(),
+            )
+        })?;
+    let mut out = Vec::new();
+    for mb in &listed {
+        match Baseline::try_from(mb) {
+            Ok(b) => out.push(b),
+            Err(e) => notes.push(format!("{e}; left out")),
+        }
+    }
+    if out.is_empty() {
+        return Err(LiveError::Baselines(
+            "no valid MeshBaseline in the cluster; pass --baseline FILE".into(),
+        )
+        .into());
+    }
+    // Oldest first: it covers the namespaces no baseline protects.
+    out.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    Ok(out)
+}
+
+/// The inventory of the namespaces asked for (all when `namespaces` is `None`).
+async fn inventory(
+    client: &Client,
+    namespaces: Option<&[String]>,
+    notes: &mut Vec<String>,
+) -> Result<Inventory, LiveError> {
+    let mut inv = Inventory::default();
+    let ns_api = Api::<Namespace>::all(client.clone());
+    match namespaces {
+        None => {
+            for ns in list(ns_api, "namespaces").await?.unwrap_or_default() {
+                let info = NamespaceInfo::from(&ns);
+                inv.namespaces.insert(info.name.clone(), info);
+            }
+        }
+        Some(list) => {
+            for name in list {
+                match ns_api.get_opt(name).await {
+                    Ok(Some(ns)) => {
+                        let info = NamespaceInfo::from(&ns);
+                        inv.namespaces.insert(info.name.clone(), info);
+                    }
+                    Ok(None) => notes.push(format!("namespace {name} does not exist")),
+                    Err(source) => {
+                        return Err(LiveError::List {
+                            what: format!("namespace {name}"),
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+    }
+    inv.pods = list_in::<Pod>(client, namespaces, "pods", notes)
+        .await?
+        .iter()
+        .map(|p| Arc::new(PodInfo::from_pod(p)))
+        .collect();
+    inv.services = list_in::<Service>(client, namespaces, "services", notes)
+        .await?
+        .iter()
+        .map(ServiceInfo::from)
+        .collect();
+    inv.network_policies =
+        arcs(list_in::<NetworkPolicy>(client, namespaces, "networkpolicies", notes).await?);
+    inv.peer_authentications = arcs(
+        list_in::<PeerAuthentication>(
+            client,
+            namespaces,
+            "peerauthentications.security.istio.io",
+            notes,
+        )
+        .await?,
+    );
+    inv.authorization_policies = arcs(
+        list_in::<AuthorizationPolicy>(
+            client,
+            namespaces,
+            "authorizationpolicies.security.istio.io",
+            notes,
+        )
+        .await?,
+    );
+    inv.destination_rules = arcs(
+        list_in::<DestinationRule>(
+            client,
+            namespaces,
+            "destinationrules.networking.istio.io",
+            notes,
+        )
+        .await?,
+    );
+    inv.sidecars =
+        arcs(list_in::<Sidecar>(client, namespaces, "sidecars.networking.istio.io", notes).await?);
+    Ok(inv)
+}
+
+fn arcs<T>(v: Vec<T>) -> Vec<Arc<T>> {
+    v.into_iter().map(Arc::new).collect()
+}
+
+async fn read(args: &Args, now: Timestamp) -> Result<Report, PostureError> {
+    let client = client(args).await?;
+    let mut notes = Vec::new();
+    let baselines = baselines(&client, args, &mut notes).await?;
+    let narrowed: Option<Vec<String>> = (!args.namespaces.is_empty()).then(|| {
+        let mut list = args.namespaces.clone();
+        for b in &baselines {
+            if !list.contains(&b.root_namespace) {
+                list.push(b.root_namespace.clone());
+            }
+        }
+        list
+    });
+    let inventory = inventory(&client, narrowed.as_deref(), &mut notes).await?;
+    let detail = if args.explain.is_some() {
+        Detail::Explain
+    } else {
+        Detail::Summary
+    };
+    let all = evaluate(&baselines, &inventory, |_| Objects::Observed, now, detail);
+    let names = baselines.iter().map(|b| b.name.clone()).collect();
+    finish(args, names, Objects::Observed, all, None, None, notes)
+}
+
+pub(super) fn run(args: &Args, now: Timestamp) -> Result<Report, PostureError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LiveError::from)?;
+    rt.block_on(read(args, now))
+}
