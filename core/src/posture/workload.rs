@@ -20,8 +20,8 @@ use super::{
 /// The data plane and why, in the words of the labels and annotations that decide it.
 fn data_plane(p: &Posture, pod: &PodInfo) -> (Option<DataPlane>, String) {
     let ctx = &p.ctx;
-    let plane = ctx.pod_dataplane(pod);
     let ns = &*pod.namespace;
+    let plane = ctx.pod_dataplane(pod);
     let reason = match plane {
         None => format!(
             "namespace {ns} is not in the input, so its injection and ambient labels are unknown"
