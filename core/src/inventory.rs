@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
+use crate::api::istio::{
+    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, Sidecar,
+};
 use crate::api::Baseline;
 use crate::object::Name;
 
@@ -31,6 +33,130 @@ pub struct Inventory {
     pub network_policies: Vec<Arc<NetworkPolicy>>,
     pub pods: Vec<Arc<PodInfo>>,
     pub services: Vec<ServiceInfo>,
+    /// Istio `Gateway`s (networking.istio.io).
+    pub gateways: Vec<Arc<Gateway>>,
+    /// The mesh configuration, from the `istio` ConfigMaps (`istio-<revision>` too).
+    pub mesh_configs: Vec<MeshConfigInfo>,
+    /// Namespaces istio-cni leaves alone, where its ConfigMap or DaemonSet is in the input.
+    pub cni_exclusions: Vec<CniExclusion>,
+}
+
+/// What the audit reads of a MeshConfig (Istio's `istio` ConfigMap, key `mesh`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeshConfigInfo {
+    pub namespace: String,
+    /// `istio`, or `istio-<revision>`.
+    pub name: String,
+    /// `pathNormalization.normalization`; unset means Istio's default, BASE.
+    pub path_normalization: Option<String>,
+}
+
+impl MeshConfigInfo {
+    /// Reads the ConfigMap `name` in `namespace` if it is a MeshConfig (`istio` or
+    /// `istio-<revision>` with a `mesh` key); `Err` when its `mesh` is not YAML.
+    pub fn from_config_map(
+        namespace: &str,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Option<Result<MeshConfigInfo, String>> {
+        if name != "istio" && !name.starts_with("istio-") {
+            return None;
+        }
+        let mesh = data.get("mesh")?;
+        let doc = match crate::manifests::yaml::read_document(mesh) {
+            Ok(doc) => doc.unwrap_or(serde_json::Value::Null),
+            Err(e) => return Some(Err(format!("data.mesh is not YAML: {}", e.message))),
+        };
+        Some(Ok(MeshConfigInfo {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            path_normalization: doc
+                .pointer("/pathNormalization/normalization")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+        }))
+    }
+}
+
+/// istio-cni's `EXCLUDE_NAMESPACES` (its ConfigMap `istio-cni-config`, or the env or
+/// `--exclude-namespaces` argument of its DaemonSet `istio-cni-node`): it enrols no pod of these
+/// in ambient, whatever their labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CniExclusion {
+    /// `ConfigMap kube-system/istio-cni-config`, `DaemonSet kube-system/istio-cni-node`.
+    pub source: String,
+    pub namespaces: Vec<String>,
+}
+
+/// The ConfigMap that istio-cni's DaemonSet reads its settings from.
+pub const CNI_CONFIG_MAP: &str = "istio-cni-config";
+/// istio-cni's DaemonSet.
+pub const CNI_DAEMON_SET: &str = "istio-cni-node";
+
+/// istio-cni's `SplitExcludeNamespaces`: comma-separated, blanks dropped.
+pub fn split_exclude_namespaces(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl CniExclusion {
+    pub fn from_config_map(
+        namespace: &str,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Option<CniExclusion> {
+        if name != CNI_CONFIG_MAP {
+            return None;
+        }
+        Some(CniExclusion {
+            source: format!("ConfigMap {namespace}/{name}"),
+            namespaces: split_exclude_namespaces(data.get("EXCLUDE_NAMESPACES")?),
+        })
+    }
+
+    /// The literal `EXCLUDE_NAMESPACES` env value or `--exclude-namespaces` argument of
+    /// istio-cni's DaemonSet (its containers, in order; the last one set wins, as flags do).
+    pub fn from_daemon_set(
+        namespace: &str,
+        name: &str,
+        spec: Option<&PodSpec>,
+    ) -> Option<CniExclusion> {
+        if name != CNI_DAEMON_SET {
+            return None;
+        }
+        let mut found = None;
+        for c in spec?.containers.iter() {
+            for e in c.env.iter().flatten() {
+                if e.name == "EXCLUDE_NAMESPACES" {
+                    if let Some(v) = &e.value {
+                        found = Some(v.clone());
+                    }
+                }
+            }
+            let args: Vec<&String> = c
+                .command
+                .iter()
+                .flatten()
+                .chain(c.args.iter().flatten())
+                .collect();
+            for (i, a) in args.iter().enumerate() {
+                if let Some(v) = a.strip_prefix("--exclude-namespaces=") {
+                    found = Some(v.to_string());
+                } else if a.as_str() == "--exclude-namespaces" {
+                    if let Some(v) = args.get(i + 1) {
+                        found = Some(v.to_string());
+                    }
+                }
+            }
+        }
+        Some(CniExclusion {
+            source: format!("DaemonSet {namespace}/{name}"),
+            namespaces: split_exclude_namespaces(&found?),
+        })
+    }
 }
 
 /// Namespaces by name. Shared between inventory snapshots: the controller keeps one map up to

@@ -219,6 +219,13 @@ pub struct AuthorizationSpec {
     /// waypoint) are refused.
     #[serde(default)]
     pub waypoint_only: bool,
+    /// An AuthorizationPolicy in the root namespace bound to the `istio-waypoint`
+    /// GatewayClass that allows nothing, so every waypoint refuses what no policy bound to it
+    /// allows: a new waypoint denies all traffic until its tenant binds an ALLOW policy to it
+    /// (targetRefs naming the waypoint's Gateway). Off by default; needs Istio 1.25 or later,
+    /// where waypoints take policies that target their GatewayClass.
+    #[serde(default)]
+    pub waypoint_default_deny: bool,
     /// The mesh's trust domain (Istio's `meshConfig.trustDomain`): the waypoint identities of
     /// `waypointOnly` are `<trustDomain>/ns/<namespace>/sa/<serviceAccount>`.
     #[serde(default = "default_trust_domain")]
@@ -238,6 +245,7 @@ impl Default for AuthorizationSpec {
         Self {
             deny_rules: Vec::new(),
             waypoint_only: false,
+            waypoint_default_deny: false,
             trust_domain: default_trust_domain(),
         }
     }

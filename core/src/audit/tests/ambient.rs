@@ -71,9 +71,15 @@ fn mb302_http_attributes_bound_to_ztunnel_fire() {
         hits(&f, Rule::MB302),
         vec!["shop/deny-admin", "shop/get-only", "shop/jwt"]
     );
-    let deny = f.iter().find(|f| f.name == "deny-admin").unwrap();
+    let deny = f
+        .iter()
+        .find(|f| f.name == "deny-admin" && f.rule == Rule::MB302)
+        .unwrap();
     assert!(deny.message.contains("paths") && deny.message.contains("DENY rules without"));
-    let jwt = f.iter().find(|f| f.name == "jwt").unwrap();
+    let jwt = f
+        .iter()
+        .find(|f| f.name == "jwt" && f.rule == Rule::MB302)
+        .unwrap();
     assert!(
         jwt.message.contains("requestPrincipals")
             && jwt.message.contains("when request.headers[x-team]")

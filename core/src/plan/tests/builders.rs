@@ -202,6 +202,7 @@ pub(super) fn mk_dr(meta: ObjectMeta, mode: &str) -> DestinationRule {
             traffic_policy: Some(TrafficPolicy {
                 tls: Some(ClientTlsSettings {
                     mode: Some(mode.into()),
+                    ..ClientTlsSettings::default()
                 }),
                 ..TrafficPolicy::default()
             }),
