@@ -74,3 +74,47 @@ impl Posture<'_> {
         s
     }
 }
+
+/// At most this many namespaces in the status.
+pub const STATUS_NAMESPACES_CAP: usize = 50;
+
+fn status_counts(c: &PostureCounts) -> crate::api::baseline::PostureCountsStatus {
+    crate::api::baseline::PostureCountsStatus {
+        protected: c.protected,
+        partial: c.partial,
+        unprotected: c.unprotected,
+        unknown: c.unknown,
+    }
+}
+
+impl Summary {
+    /// The status form: totals, and the worst namespaces first (most unprotected, then most
+    /// partly protected workloads, then by name), capped.
+    pub fn to_status(&self) -> crate::api::baseline::PostureStatus {
+        let mut worst: Vec<(&String, &PostureCounts)> = self.namespaces.iter().collect();
+        worst.sort_by(|a, b| {
+            (
+                std::cmp::Reverse(a.1.unprotected),
+                std::cmp::Reverse(a.1.partial),
+                a.0,
+            )
+                .cmp(&(
+                    std::cmp::Reverse(b.1.unprotected),
+                    std::cmp::Reverse(b.1.partial),
+                    b.0,
+                ))
+        });
+        crate::api::baseline::PostureStatus {
+            total: status_counts(&self.total),
+            namespaces_total: u32::try_from(self.namespaces.len()).unwrap_or(u32::MAX),
+            namespaces: worst
+                .into_iter()
+                .take(STATUS_NAMESPACES_CAP)
+                .map(|(ns, c)| crate::api::baseline::NamespacePostureStatus {
+                    namespace: ns.clone(),
+                    counts: status_counts(c),
+                })
+                .collect(),
+        }
+    }
+}

@@ -266,6 +266,7 @@ impl Case {
             compiled: &self.compiled,
             observed: &observed,
             findings: &self.findings,
+            posture: None,
             inventory: &self.inventory,
             overlap: &self.overlap,
             missing_kinds: &self.missing,
