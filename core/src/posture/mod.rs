@@ -78,13 +78,19 @@ impl ObjectRef {
     }
 }
 
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let owner = match self.owner {
+impl Owner {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Owner::Baseline => "baseline",
             Owner::Root => "root namespace",
             Owner::Tenant => "tenant",
-        };
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let owner = self.owner.as_str();
         write!(
             f,
             "{} {}/{} ({owner})",

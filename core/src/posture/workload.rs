@@ -341,8 +341,23 @@ fn excuse(p: &Posture, ns: &str, kind: CauseKind, mode: &str) -> Option<String> 
     None
 }
 
-#[allow(clippy::too_many_arguments)]
 fn port_posture(
+    p: &Posture,
+    pod: &PodInfo,
+    plane: Option<DataPlane>,
+    composed: &Composed,
+    policies: &[&AuthorizationPolicy],
+    port: Port,
+    detail: Detail,
+) -> PortPosture {
+    let mut row = port_verdict(p, pod, plane, composed, policies, port, detail);
+    if detail == Detail::Explain {
+        verdict_steps(&mut row);
+    }
+    row
+}
+
+fn port_verdict(
     p: &Posture,
     pod: &PodInfo,
     plane: Option<DataPlane>,
@@ -445,9 +460,6 @@ fn port_posture(
         };
         row.accepted_because.push(cause(CauseKind::NotStrict, why));
     }
-    if explain {
-        verdict_steps(&mut row, ctx.root());
-    }
     row
 }
 
@@ -482,7 +494,7 @@ fn mtls_step(p: &Posture, composed: &Composed, d: &Decision, port: Port) -> Stri
                 .as_ref()
                 .and_then(|m| m.mode.as_deref())
                 .unwrap_or("UNSET");
-            format!("{}/{} ({mode}, {:?})", r.namespace, r.name, r.owner)
+            format!("{}/{} ({mode}, {})", r.namespace, r.name, r.owner.as_str())
         })
         .collect();
     let shadowed: Vec<String> = d
@@ -638,7 +650,7 @@ fn judge(
     }
 }
 
-fn verdict_steps(row: &mut PortPosture, _root: &str) {
+fn verdict_steps(row: &mut PortPosture) {
     let port = row.port;
     if !row.dry_run.is_empty() {
         let names: Vec<String> = row
@@ -703,6 +715,10 @@ fn concerning(
         (pod.kind.clone(), ns.to_string(), pod.name.to_string()),
         ("Namespace".into(), String::new(), ns.to_string()),
     ];
+    // A gateway's or waypoint's pods: the findings about their Gateway.
+    if let Some(Gateway::Waypoint(g) | Gateway::GatewayApi(g)) = gateway_of(pod) {
+        keys.push(("Gateway".into(), ns.to_string(), g.to_string()));
+    }
     for pa in composed.all() {
         keys.push((
             "PeerAuthentication".into(),

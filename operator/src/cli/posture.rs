@@ -22,6 +22,9 @@ mod json;
 mod live;
 mod table;
 
+pub use json::render as render_json;
+pub use table::{render_summary, render_table};
+
 use super::escape::printable;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
