@@ -81,7 +81,7 @@ fn sample_mesh_under_the_example_baseline_as_the_demo_labels_it() {
         &loaded.inventory,
         |_| Objects::Desired,
         now(),
-        Detail::Summary,
+        Detail::Report,
     );
     let report = Report {
         baselines: vec![b.name.clone()],

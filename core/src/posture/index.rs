@@ -8,8 +8,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::de::DeserializeOwned;
 
 use crate::api::istio::{AuthorizationPolicy, PeerAuthentication, Sidecar};
+use crate::api::model::FieldErrors;
+use crate::api::selector::Selector;
 use crate::compile::Compiled;
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, PodLabels};
 use crate::object::{Kind, ObjectKey};
 
 /// Whose objects posture sees.
@@ -28,6 +30,9 @@ pub struct NsPolicies {
     pub authorization_policies: Vec<Arc<AuthorizationPolicy>>,
     pub network_policies: Vec<Arc<NetworkPolicy>>,
     pub sidecars: Vec<Arc<Sidecar>>,
+    /// The `podSelector` of each NetworkPolicy, parsed once; `None` when it does not parse (the
+    /// API server would have refused it), which selects nothing.
+    np_selectors: Vec<Option<Selector>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -40,9 +45,33 @@ fn ns_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> S
     meta.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
-fn desired_typed<T: DeserializeOwned>(o: &crate::object::DesiredObject) -> Option<Arc<T>> {
-    serde_json::from_value(o.manifest()).ok().map(Arc::new)
+fn desired_typed<T: DeserializeOwned>(o: &crate::object::DesiredObject) -> Option<T> {
+    serde_json::from_value(o.manifest()).ok()
 }
+
+/// A desired object of a kind posture reads, typed.
+#[derive(Clone)]
+enum Typed {
+    PeerAuthentication(PeerAuthentication),
+    AuthorizationPolicy(AuthorizationPolicy),
+    NetworkPolicy(NetworkPolicy),
+    Sidecar(Sidecar),
+}
+
+impl Typed {
+    fn from_desired(o: &crate::object::DesiredObject) -> Option<Typed> {
+        Some(match o.key.kind {
+            Kind::PeerAuthentication => Typed::PeerAuthentication(desired_typed(o)?),
+            Kind::AuthorizationPolicy => Typed::AuthorizationPolicy(desired_typed(o)?),
+            Kind::NetworkPolicy => Typed::NetworkPolicy(desired_typed(o)?),
+            Kind::Sidecar => Typed::Sidecar(desired_typed(o)?),
+            _ => return None,
+        })
+    }
+}
+
+/// Conversions by (kind, spec, metadata) pointers.
+type Converted = HashMap<(Kind, usize, usize), Typed>;
 
 impl Index {
     pub fn new(inventory: &Inventory, desired: &Compiled, objects: Objects) -> Index {
@@ -85,9 +114,27 @@ impl Index {
             }
         }
         if objects == Objects::Desired {
+            let mut converted = Converted::new();
             for o in &desired.objects {
-                index.add_desired(o);
+                index.add_desired(o, &mut converted);
             }
+        }
+        for ns in index.by_namespace.values_mut() {
+            ns.np_selectors = ns
+                .network_policies
+                .iter()
+                .map(|np| {
+                    let sel = np.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
+                    match sel {
+                        None => Some(Selector::default()),
+                        Some(sel) => {
+                            let mut errs = FieldErrors::default();
+                            let parsed = Selector::parse(sel, "podSelector", &mut errs);
+                            errs.0.is_empty().then_some(parsed)
+                        }
+                    }
+                })
+                .collect();
         }
         index
     }
@@ -99,50 +146,66 @@ impl Index {
         self.by_namespace.entry(ns_of(meta)).or_default()
     }
 
-    fn add_desired(&mut self, o: &crate::object::DesiredObject) {
+    /// Adds one of the baseline's objects. Objects sharing a spec and metadata (the same
+    /// policy in 10,000 namespaces) are converted once and copied with their own key.
+    fn add_desired(&mut self, o: &crate::object::DesiredObject, converted: &mut Converted) {
         let ObjectKey {
-            kind, namespace, ..
+            kind,
+            namespace,
+            name,
         } = &o.key;
-        let slot = || namespace.to_string();
-        match kind {
-            Kind::PeerAuthentication => {
-                if let Some(t) = desired_typed(o) {
-                    self.by_namespace
-                        .entry(slot())
-                        .or_default()
-                        .peer_authentications
-                        .push(t);
-                }
+        let cache_key = (
+            *kind,
+            Arc::as_ptr(&o.spec) as usize,
+            Arc::as_ptr(&o.meta) as usize,
+        );
+        let typed = match converted.get(&cache_key) {
+            Some(t) => t.clone(),
+            None => {
+                let Some(t) = Typed::from_desired(o) else {
+                    return;
+                };
+                converted.insert(cache_key, t.clone());
+                t
             }
-            Kind::AuthorizationPolicy => {
-                if let Some(t) = desired_typed(o) {
-                    self.by_namespace
-                        .entry(slot())
-                        .or_default()
-                        .authorization_policies
-                        .push(t);
-                }
+        };
+        let slot = self.by_namespace.entry(namespace.to_string()).or_default();
+        let rename = |meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            meta.name = Some(name.to_string());
+            meta.namespace = Some(namespace.to_string());
+        };
+        match typed {
+            Typed::PeerAuthentication(mut t) => {
+                rename(&mut t.metadata);
+                slot.peer_authentications.push(Arc::new(t));
             }
-            Kind::NetworkPolicy => {
-                if let Some(t) = desired_typed(o) {
-                    self.by_namespace
-                        .entry(slot())
-                        .or_default()
-                        .network_policies
-                        .push(t);
-                }
+            Typed::AuthorizationPolicy(mut t) => {
+                rename(&mut t.metadata);
+                slot.authorization_policies.push(Arc::new(t));
             }
-            Kind::Sidecar => {
-                if let Some(t) = desired_typed(o) {
-                    self.by_namespace
-                        .entry(slot())
-                        .or_default()
-                        .sidecars
-                        .push(t);
-                }
+            Typed::NetworkPolicy(mut t) => {
+                rename(&mut t.metadata);
+                slot.network_policies.push(Arc::new(t));
             }
-            _ => {}
+            Typed::Sidecar(mut t) => {
+                rename(&mut t.metadata);
+                slot.sidecars.push(Arc::new(t));
+            }
         }
+    }
+
+    /// The NetworkPolicies of `namespace` that select a pod with `labels`.
+    pub fn selecting<'s>(
+        &'s self,
+        namespace: &str,
+        labels: &'s PodLabels<'s>,
+    ) -> impl Iterator<Item = &'s NetworkPolicy> + 's {
+        let ns = self.of(namespace);
+        ns.network_policies
+            .iter()
+            .zip(&ns.np_selectors)
+            .filter(move |(_, sel)| sel.as_ref().is_some_and(|s| s.matches(labels)))
+            .map(|(np, _)| &**np)
     }
 
     pub fn of(&self, namespace: &str) -> &NsPolicies {

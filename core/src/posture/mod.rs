@@ -27,6 +27,8 @@ mod explain;
 mod index;
 pub mod mtls;
 mod network;
+mod plane;
+mod port;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -296,18 +298,27 @@ impl WorkloadPosture {
 /// How much to record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Detail {
-    /// The verdicts only (status counts).
-    Summary,
+    /// What the protection needs, no more: findings are counted, not copied (status counts).
+    Counts,
+    /// Everything but the reasoning.
+    Report,
     /// Everything, the reasoning included.
     Explain,
+}
+
+/// A hash of an object's identity, with fixed keys (lookups need no allocation; equality is
+/// checked on a hit).
+fn object_hash(kind: &str, namespace: &str, name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one((kind, namespace, name))
 }
 
 /// Posture of the workloads of an inventory under one baseline.
 pub struct Posture<'a> {
     ctx: Ctx<'a>,
     index: Index,
-    /// Findings by the object they are about: (kind, namespace or "", name).
-    findings: HashMap<(String, String, String), Vec<&'a Finding>>,
+    /// Findings by a hash of the object they are about: (kind, namespace or "", name).
+    findings: HashMap<u64, Vec<&'a Finding>>,
 }
 
 impl<'a> Posture<'a> {
@@ -322,13 +333,9 @@ impl<'a> Posture<'a> {
         findings: &'a [Finding],
         objects: Objects,
     ) -> Posture<'a> {
-        let mut by_object: HashMap<(String, String, String), Vec<&Finding>> = HashMap::new();
+        let mut by_object: HashMap<u64, Vec<&Finding>> = HashMap::new();
         for f in findings {
-            let key = (
-                f.kind.clone(),
-                f.namespace.clone().unwrap_or_default(),
-                f.name.clone(),
-            );
+            let key = object_hash(&f.kind, f.namespace.as_deref().unwrap_or(""), &f.name);
             by_object.entry(key).or_default().push(f);
         }
         Posture {
@@ -360,10 +367,22 @@ impl<'a> Posture<'a> {
             .collect()
     }
 
-    fn findings_of(&self, key: &(String, String, String)) -> &[&'a Finding] {
+    /// The findings about `kind` `namespace`/`name` (namespace "" for cluster-scoped ones).
+    fn findings_of<'s>(
+        &'s self,
+        kind: &'s str,
+        namespace: &'s str,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'a Finding> + 's {
         self.findings
-            .get(key)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+            .get(&object_hash(kind, namespace, name))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |f| {
+                f.kind == kind
+                    && f.namespace.as_deref().unwrap_or("") == namespace
+                    && f.name == name
+            })
     }
 }

@@ -6,7 +6,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::Serialize;
 
 use crate::api::baseline::EgressMode;
-use crate::audit::context::{name_of, ns_of, selector_matches, Ctx};
+use crate::audit::context::{name_of, ns_of, Ctx};
 use crate::audit::network_policy::{egress_beyond, has_type, non_tcp_rules};
 use crate::compile::names::BASELINE_NETWORK_POLICY;
 use crate::inventory::PodInfo;
@@ -47,23 +47,9 @@ impl Verdict {
     }
 }
 
-pub(super) fn network(
-    ctx: &Ctx,
-    pod: &PodInfo,
-    policies: &[std::sync::Arc<NetworkPolicy>],
-) -> NetworkPosture {
+pub(super) fn network(ctx: &Ctx, pod: &PodInfo, index: &super::Index) -> NetworkPosture {
     let labels = pod.selector_labels();
-    let selecting: Vec<&NetworkPolicy> = policies
-        .iter()
-        .map(|p| &**p)
-        .filter(|np| {
-            np.spec.as_ref().is_some_and(|s| {
-                s.pod_selector
-                    .as_ref()
-                    .is_none_or(|sel| selector_matches(sel, &labels))
-            })
-        })
-        .collect();
+    let selecting: Vec<&NetworkPolicy> = index.selecting(&pod.namespace, &labels).collect();
     let mut open = Vec::new();
     let (mut udp, mut icmp) = (Verdict::Blocked, Verdict::Blocked);
     for (ingress, ty) in [(true, "Ingress"), (false, "Egress")] {

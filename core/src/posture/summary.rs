@@ -64,7 +64,7 @@ impl Posture<'_> {
             if !self.ctx.protected(&pod.namespace) {
                 continue;
             }
-            let p = self.workload(pod, Detail::Summary).protection;
+            let p = self.workload(pod, Detail::Counts).protection;
             s.total.add(p);
             s.namespaces
                 .entry(pod.namespace.to_string())

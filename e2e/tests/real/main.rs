@@ -9,6 +9,7 @@ mod crd;
 mod generated;
 mod kubectl;
 mod offline;
+mod posture;
 mod tenant;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

@@ -309,7 +309,7 @@ pub fn offline(args: &Args, now: Timestamp) -> Result<Report, PostureError> {
     let detail = if args.explain.is_some() {
         Detail::Explain
     } else {
-        Detail::Summary
+        Detail::Report
     };
     let all = evaluate(
         std::slice::from_ref(&baseline),

@@ -304,7 +304,9 @@ proptest! {
         let findings = audit_in_scope(&b, &inv, &desired, &scope, now());
         let posture = Posture::new(&b, &inv, &desired, &scope, now(), &findings, Objects::Desired);
         for pod in inv.pods.iter().filter(|p| Posture::listed(p)) {
-            let w = posture.workload(pod, Detail::Summary);
+            let w = posture.workload(pod, Detail::Report);
+            // The status counts take the short path; it must reach the same verdict.
+            prop_assert_eq!(posture.workload(pod, Detail::Counts).protection, w.protection);
             let about_it = |rules: &[Rule]| findings.iter().any(|f| {
                 rules.contains(&f.rule) && f.kind == w.kind && f.namespace.as_deref() == Some(&*w.namespace) && f.name == w.name
             });

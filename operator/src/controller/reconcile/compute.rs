@@ -22,9 +22,9 @@ use super::super::cache::Key;
 use super::super::objects::Typed;
 use super::{identity, BaselineState, Computed, Ctx, InventoryVersion};
 
-/// Posture counts follow pod changes alone at most this often (policy, namespace and spec
-/// changes recompute them at once): a rollout replaces pods one by one, and each step would
-/// otherwise change the counts and the status.
+/// Posture counts are recomputed at most this often, unless the baseline's spec changes: they
+/// take a pass over every workload (tens of microseconds each), and a rollout replaces pods one
+/// by one, each step changing the counts and the status.
 pub const POSTURE_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The posture counts of `inventory` under `baseline`, its objects as compiled (Enforce: the
@@ -184,14 +184,25 @@ impl Ctx {
             &resolved.scope,
             now,
         ));
-        let posture = posture(
-            baseline,
-            &inventory,
-            &compiled,
-            &resolved.scope,
-            &findings,
-            now,
-        );
+        // The counts of the same spec are kept while they are fresh.
+        let fresh = state
+            .computed
+            .as_ref()
+            .filter(|c| c.fingerprint == fingerprint && c.posture_at.elapsed() < POSTURE_REFRESH);
+        let (posture, posture_at) = match fresh {
+            Some(c) => (c.posture.clone(), c.posture_at),
+            None => (
+                posture(
+                    baseline,
+                    &inventory,
+                    &compiled,
+                    &resolved.scope,
+                    &findings,
+                    now,
+                ),
+                std::time::Instant::now(),
+            ),
+        };
         self.metrics.audited("full", 1);
         self.triggers.pass_cost(started.elapsed());
         let computed = Computed {
@@ -205,7 +216,7 @@ impl Ctx {
             resolved,
             inventory,
             posture,
-            posture_at: std::time::Instant::now(),
+            posture_at,
         };
         state.computed = Some(computed.clone());
         computed
@@ -225,15 +236,17 @@ impl Ctx {
             &c.resolved.scope,
             now,
         ));
-        c.posture = posture(
-            baseline,
-            &inventory,
-            &c.compiled,
-            &c.resolved.scope,
-            &c.findings,
-            now,
-        );
-        c.posture_at = std::time::Instant::now();
+        if c.posture_at.elapsed() >= POSTURE_REFRESH {
+            c.posture = posture(
+                baseline,
+                &inventory,
+                &c.compiled,
+                &c.resolved.scope,
+                &c.findings,
+                now,
+            );
+            c.posture_at = std::time::Instant::now();
+        }
         self.metrics.audited("full", 1);
         self.triggers.pass_cost(started.elapsed());
         c.inventory_version = version;
