@@ -2,7 +2,7 @@
 # The operator's main job on the embedded default: starts the local control plane (building it
 # on first use: etcd, kube-apiserver, kube-controller-manager from their Go modules), installs
 # Istio's CRDs, ours and the sample mesh of examples/mesh, applies examples/baseline.yaml to
-# it, runs `meshbaseline run`, and prints the generated objects, the baseline's status and
+# it (e2e/demo-state.sh), runs `meshbaseline run`, and prints the generated objects, the baseline's status and
 # findings, a tenant's deletion refused by the admission guard and, with the guard off, the
 # repair of a deleted object. Stops everything when done.
 set -euo pipefail
@@ -24,36 +24,8 @@ fi
 
 k() { "$MESHBASELINE_KUBECTL" "$@"; }
 say() { printf '\n\033[1m## %s\033[0m\n' "$1"; }
-istio_crds="${MESHBASELINE_ISTIO_CRDS:-$root/../shared/istio/crds.yaml}"
 
-# The waypoint of examples/mesh is a Gateway API Gateway: its CRDs come from the Go module
-# sigs.k8s.io/gateway-api (pinned here), through the Go module proxy.
-gateway_api="$(cd e2e/testenv && go mod download -json sigs.k8s.io/gateway-api@v1.4.0 \
-  | "${PYTHON:-python3}" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')/config/crd/standard"
-
-say "CRDs: Istio's ($istio_crds), the Gateway API's (v1.4.0) and MeshBaseline's"
-k apply --server-side -f "$istio_crds" -f crds/ \
-  -f "$gateway_api/gateway.networking.k8s.io_gatewayclasses.yaml" \
-  -f "$gateway_api/gateway.networking.k8s.io_gateways.yaml" >/dev/null
-k wait --for=condition=Established --timeout=60s crd --all >/dev/null
-
-say "The sample mesh (examples/mesh), its tenant namespaces labelled for examples/baseline.yaml"
-namespaces="$MESHBASELINE_TESTENV_DIR/mesh-namespaces.yaml"
-"${PYTHON:-python3}" - examples/mesh "$namespaces" <<'PY'
-import pathlib, sys, yaml
-docs = [d for f in sorted(pathlib.Path(sys.argv[1]).glob("*.yaml"))
-        for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") == "Namespace"]
-pathlib.Path(sys.argv[2]).write_text(yaml.safe_dump_all(docs))
-PY
-k apply -f "$namespaces" >/dev/null
-tenants=$(k get -f "$namespaces" -o name | grep -v -E '/(istio-system|kube-system)$')
-k label --overwrite $tenants mesh.example.com/protected=true >/dev/null
-for ns in $tenants; do
-  until k -n "${ns#namespace/}" get serviceaccount default >/dev/null 2>&1; do sleep 0.2; done
-done
-k apply -f examples/mesh/ >/dev/null
-k apply -f examples/baseline.yaml
-k get namespaces -L mesh.example.com/protected -L istio.io/dataplane-mode -L istio-injection
+e2e/demo-state.sh
 
 say "meshbaseline run (log: $MESHBASELINE_TESTENV_DIR/meshbaseline.log)"
 "$MESHBASELINE_BIN" run --leader-election=false --metrics-addr 127.0.0.1:0 \
@@ -71,8 +43,29 @@ say "Status"
 k get mb default -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 k get mb default -o jsonpath='protected {.status.namespaces.protected}, exempt {.status.namespaces.exempt}, managed objects {.status.managedObjects}, findings {.status.findingsTotal} {.status.findingsBySeverity}{"\n"}'
 
+say "The status counts what is in the cluster (this one serves no ClusterNetworkPolicy)"
+kinds=authorizationpolicies.security.istio.io,destinationrules.networking.istio.io,peerauthentications.security.istio.io,sidecars.networking.istio.io,networkpolicies.networking.k8s.io,validatingadmissionpolicies.admissionregistration.k8s.io,validatingadmissionpolicybindings.admissionregistration.k8s.io
+present=$(k get "$kinds" -A -l meshbaseline.dev/baseline=default -o name | wc -l)
+managed=$(k get mb default -o jsonpath='{.status.managedObjects}')
+ready=$(k get mb default -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')
+echo "in the cluster: $present; status.managedObjects: $managed; Ready: $ready"
+if [ "$present" != "$managed" ] || [ "${ready%% *}" != "$managed" ] \
+    || ! grep -q 'does not serve ClusterNetworkPolicy' <<<"$ready"; then
+  echo "the status does not count what was written" >&2; exit 1
+fi
+
 say "Findings (most severe first)"
 k get mb default -o jsonpath='{range .status.findings[*]}{.severity}{"\t"}{.rule}{"\t"}{.kind} {.namespace}/{.name}{"\n"}{end}'
+
+say "One Finding event per object (events are grouped by the objects they name)"
+for _ in $(seq 50); do
+  events=$(k get events --field-selector reason=Finding,involvedObject.kind=MeshBaseline -o name | wc -l)
+  [ "$events" -ge 10 ] && break
+  sleep 0.2
+done
+k get events --field-selector reason=Finding,involvedObject.kind=MeshBaseline \
+  -o custom-columns=RELATED:.related.kind,NAMESPACE:.related.namespace,NAME:.related.name,COUNT:.count | sed -n 1,8p  # reads all of it: head would leave kubectl a broken pipe
+[ "$events" -ge 10 ] || { echo "only $events Finding events for the baseline's findings" >&2; exit 1; }
 
 say "A tenant with edit in payments deletes its generated NetworkPolicy: the admission guard refuses"
 tenant="$MESHBASELINE_TESTENV_DIR/tenant.kubeconfig"

@@ -248,11 +248,19 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// `metadata.labels` and `metadata.ownerReferences` of the generated objects: the same for
-/// every object of one baseline, so built once per compile and shared.
+/// The annotation that makes Istio evaluate an AuthorizationPolicy without enforcing it.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+/// `metadata.labels`, `metadata.annotations` and `metadata.ownerReferences` of the generated
+/// objects: the same for every object of one kind and baseline, so built once per compile and
+/// shared.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnedMeta {
     pub labels: BTreeMap<String, String>,
+    /// Annotations that change what the object means, set to our value whoever wrote them:
+    /// `istio.io/dry-run` on AuthorizationPolicies ("false" unless we mean a dry run), since a
+    /// tenant who adds it with "true" switches the policy off without touching its spec.
+    pub annotations: BTreeMap<String, String>,
     /// Absent without a baseline uid (render, tests): then GitOps owns the lifecycle.
     pub owner_references: Option<Value>,
 }
@@ -311,7 +319,7 @@ pub struct DesiredObject {
 
 impl DesiredObject {
     /// The manifest to apply: exactly the fields the operator owns (apiVersion, kind,
-    /// metadata.{name,namespace,labels,ownerReferences}, spec).
+    /// metadata.{name,namespace,labels,annotations,ownerReferences}, spec).
     pub fn manifest(&self) -> Value {
         let mut metadata = Map::new();
         metadata.insert("name".into(), Value::String(self.key.name.to_string()));
@@ -328,6 +336,15 @@ impl DesiredObject {
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
         metadata.insert("labels".into(), Value::Object(labels));
+        if !self.meta.annotations.is_empty() {
+            let annotations = self
+                .meta
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            metadata.insert("annotations".into(), Value::Object(annotations));
+        }
         if let Some(refs) = &self.meta.owner_references {
             metadata.insert("ownerReferences".into(), refs.clone());
         }

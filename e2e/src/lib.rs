@@ -1,8 +1,11 @@
-//! End-to-end suite for MeshBaseline: an in-process Kubernetes API simulator (`sim`) and a
-//! harness (`cluster`) that runs the same scenarios against it or against a real cluster.
+//! End-to-end suite for MeshBaseline: an in-process Kubernetes API simulator (`sim`), a
+//! harness (`cluster`) that runs the same scenarios against it or against a real cluster, and
+//! a data plane of network namespaces with a real NetworkPolicy enforcer (`dataplane`).
 
 pub mod cluster;
+pub mod dataplane;
 mod gate;
+pub mod istio;
 pub mod process;
 pub mod proxy;
 pub mod real;

@@ -1,4 +1,4 @@
-//! Metrics (names are an interface: see CONTRACT), health endpoints and logging.
+//! Metrics (names and labels are an interface: docs/metrics.md), health endpoints and logging.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -21,6 +21,10 @@ use prometheus_client::registry::Registry;
 use crate::audit::Finding;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// The `reason` label of `meshbaseline_reconcile_errors_total`.
+pub const RECONCILE_ERROR_REASONS: [&str; 5] =
+    ["api", "invalid_spec", "conflict", "crd_missing", "other"];
 
 /// Every metric the operator exports.
 pub struct Metrics {
@@ -152,6 +156,24 @@ impl Metrics {
             "1 on the replica holding the leader lease",
             leader.clone(),
         );
+        // Every series with a known label set starts at 0, so that it exists before the first
+        // event: alerts and dashboards see a rate of 0 rather than no data, and the first
+        // increment counts.
+        for result in ["success", "error"] {
+            let _ = reconciles.get_or_create(&vec![("result", result.to_string())]);
+        }
+        for reason in RECONCILE_ERROR_REASONS {
+            let _ = reconcile_errors.get_or_create(&vec![("reason", reason.to_string())]);
+        }
+        for kind in crate::object::Kind::ALL {
+            let _ = drift_repairs.get_or_create(&vec![("kind", kind.name().to_string())]);
+        }
+        for kind in ["PeerAuthentication", "DestinationRule"] {
+            let _ = tenant_reverts.get_or_create(&vec![("kind", kind.to_string())]);
+        }
+        for scope in ["full", "pod"] {
+            let _ = audits.get_or_create(&vec![("scope", scope.to_string())]);
+        }
         Metrics {
             registry,
             reconciles,
@@ -180,7 +202,7 @@ impl Metrics {
             .inc();
     }
 
-    /// `reason` in {api, invalid_spec, conflict, crd_missing, other}.
+    /// `reason`: one of [`RECONCILE_ERROR_REASONS`].
     pub fn reconcile_error(&self, reason: &'static str) {
         self.reconcile_errors
             .get_or_create(&vec![("reason", reason.to_string())])
@@ -435,6 +457,17 @@ mod tests {
         }
         m.set_baseline("b", None);
         assert!(!m.encode().contains("severity=\"critical\""));
+        // Known label sets exist from the start, at 0.
+        let fresh = Metrics::new().encode();
+        for line in [
+            "meshbaseline_reconciles_total{result=\"error\"} 0",
+            "meshbaseline_reconcile_errors_total{reason=\"crd_missing\"} 0",
+            "meshbaseline_drift_repairs_total{kind=\"ClusterNetworkPolicy\"} 0",
+            "meshbaseline_tenant_reverts_total{kind=\"DestinationRule\"} 0",
+            "meshbaseline_audits_total{scope=\"pod\"} 0",
+        ] {
+            assert!(fresh.contains(line), "missing {line:?} in\n{fresh}");
+        }
         assert_eq!(Severity::Critical.as_str(), "critical");
     }
 }

@@ -22,7 +22,7 @@ fn chart_crd_is_byte_identical_to_generated_crd() {
     );
 }
 
-/// CONTRACT.md, "API usage of the operator".
+/// docs/operations.md, "RBAC".
 fn contract_cluster_grants() -> BTreeSet<Grant> {
     let mut set = BTreeSet::new();
     let mut add = |group: &str, resources: &[&str], verbs: &[&str]| {

@@ -94,7 +94,18 @@ fn labels_and_owner_reference() {
             json!([{"apiVersion": "meshbaseline.dev/v1alpha1", "kind": "MeshBaseline",
                     "name": "default", "uid": "1234-abcd", "controller": true}])
         );
-        let fields = if o.key.kind.cluster_scoped() { 3 } else { 4 };
+        // AuthorizationPolicies own `istio.io/dry-run`: "false" means enforcing, and a
+        // tenant's "true" is drift.
+        let annotated = o.key.kind == Kind::AuthorizationPolicy;
+        if annotated {
+            assert_eq!(
+                meta["annotations"],
+                json!({"istio.io/dry-run": "false"}),
+                "{}",
+                o.key
+            );
+        }
+        let fields = 3 + usize::from(!o.key.kind.cluster_scoped()) + usize::from(annotated);
         assert_eq!(meta.len(), fields, "only owned metadata fields: {meta:?}");
         let manifest = o.manifest();
         let top: Vec<&String> = manifest.as_object().unwrap().keys().collect();
@@ -272,7 +283,7 @@ fn audit_mode_compiles_the_same_objects() {
 #[test]
 fn switches_turn_objects_off() {
     let b = baseline(&format!(
-        "{SELECT}\nmtls: {{destinationRules: false}}\nnetwork: {{tcpOnly: false, controlPlane: {{enabled: false}}, adminTier: Off}}\nadmission: {{guard: false, tenantObjects: Off}}"
+        "{SELECT}\nmtls: {{destinationRules: false}}\nnetwork: {{tcpOnly: false, controlPlane: {{enabled: false}}, adminTier: Disabled}}\nadmission: {{guard: false, tenantObjects: Disabled}}"
     ));
     let c = run(&b, &inventory(&["shop"]));
     assert_eq!(

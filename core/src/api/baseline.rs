@@ -53,6 +53,49 @@ pub const API_VERSION: &str = "meshbaseline.dev/v1alpha1";
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    // `-o wide` only: what a dashboard shows.
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Exempt",
+        type_ = "integer",
+        json_path = ".status.namespaces.exempt",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Objects",
+        type_ = "integer",
+        json_path = ".status.managedObjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Drift-Repairs",
+        type_ = "integer",
+        json_path = ".status.driftRepairs",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Guard",
+        type_ = "string",
+        json_path = ".status.enforcement.admissionGuard",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Tenant-Objects",
+        type_ = "string",
+        json_path = ".status.enforcement.tenantObjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Admin-Tier",
+        type_ = "string",
+        json_path = ".status.enforcement.adminTier",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -84,20 +127,49 @@ pub struct MeshBaselineSpec {
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["namespace"])
     )]
     pub exemptions: Vec<ExemptionSpec>,
+    /// Mesh-wide mTLS: the root-namespace PeerAuthentication, the per-namespace
+    /// deny-plaintext AuthorizationPolicy and ISTIO_MUTUAL DestinationRule.
     #[serde(default)]
     pub mtls: MtlsSpec,
+    /// Mesh-wide DENY rules and the ambient waypoint-only policy.
     #[serde(default)]
     pub authorization: AuthorizationSpec,
+    /// The per-namespace NetworkPolicy, the istiod NetworkPolicy and the Admin tier.
     #[serde(default)]
     pub network: NetworkSpec,
+    /// Findings about pods, Services and namespaces.
     #[serde(default)]
     pub workloads: WorkloadsSpec,
-    /// What to do with tenant PeerAuthentications and DestinationRules weaker than the baseline.
+    /// What to do with tenant PeerAuthentications and DestinationRules weaker than the
+    /// baseline: `Report` (findings only) or `Revert` (the operator takes over the one weak
+    /// field with server-side apply).
     #[serde(default)]
     pub tenant_overrides: TenantOverrides,
     /// Guards evaluated by the API server itself (ValidatingAdmissionPolicy).
     #[serde(default)]
     pub admission: AdmissionSpec,
+    /// Options of Audit mode.
+    #[serde(default, skip_serializing_if = "AuditSpec::is_default")]
+    pub audit: AuditSpec,
+}
+
+/// Options of Audit mode.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// In Audit mode, write the generated AuthorizationPolicies with the annotation
+    /// `istio.io/dry-run: "true"`: sidecars then count what they would refuse (the
+    /// `istio_dry_run_deny_shadow_denied` statistics) without refusing it. Nothing else is
+    /// written. Ignored in Enforce mode, where the same policies enforce.
+    #[serde(default)]
+    pub dry_run_policies: bool,
+}
+
+impl AuditSpec {
+    fn is_default(&self) -> bool {
+        *self == AuditSpec::default()
+    }
 }
 
 pub fn default_root_namespace() -> String {
@@ -144,11 +216,15 @@ pub enum Control {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExemptionSpec {
+    /// The exempt namespace (one entry per namespace).
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub namespace: String,
+    /// What is switched off there: `mtls` (no deny-plaintext policy or DestinationRule, no mTLS
+    /// findings), `authorization` (no AuthorizationPolicy findings), `network` (no NetworkPolicy,
+    /// no network findings), `workloads` (no pod, Service or namespace findings).
     // A set: the API server refuses a control named twice.
     #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub controls: Vec<Control>,
@@ -166,6 +242,8 @@ pub struct ExemptionSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct MtlsSpec {
+    /// Mode of the mesh-wide PeerAuthentication: `STRICT`, or `PERMISSIVE` for a migration
+    /// window (no deny-plaintext policies then).
     #[serde(default)]
     pub mode: MtlsMode,
     /// Per-namespace DENY AuthorizationPolicy for requests without an mTLS principal (G1, G2).
@@ -251,30 +329,29 @@ impl Default for AuthorizationSpec {
     }
 }
 
-/// The CEL rule refusing deny rules with HTTP fields but no `ports` in every `to` entry. On a
-/// TCP filter chain Istio cannot evaluate HTTP fields and, for DENY, drops them (its authz
-/// model's `checkError`), so the rule would deny every connection the rest of it matches.
-const HTTP_DENY_RULE_NEEDS_PORTS: &str = "!((has(self.to) && self.to.exists(o, (has(o.hosts) && size(o.hosts) > 0) || (has(o.notHosts) && size(o.notHosts) > 0) || (has(o.methods) && size(o.methods) > 0) || (has(o.notMethods) && size(o.notMethods) > 0) || (has(o.paths) && size(o.paths) > 0) || (has(o.notPaths) && size(o.notPaths) > 0))) || (has(self.when) && self.when.exists(c, c.key.startsWith('request.')))) || (has(self.to) && size(self.to) > 0 && self.to.all(o, has(o.ports) && size(o.ports) > 0))";
-
 /// A subset of Istio's AuthorizationPolicy rule syntax.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.from) ? size(self.from) : 0) + (has(self.to) ? size(self.to) : 0) + (has(self.when) ? size(self.when) : 0) > 0").message("a deny rule needs at least one of from, to or when; an empty rule would deny all traffic in the mesh"))]
-#[x_kube(validation = Rule::new(HTTP_DENY_RULE_NEEDS_PORTS).field_path(".to").message("a deny rule with HTTP fields (to hosts, methods or paths, when keys request.*) must name ports in every to entry: on TCP connections Istio drops the HTTP fields of a DENY rule and denies everything the rest matches"))]
+#[x_kube(validation = Rule::new(super::rules::HTTP_DENY_RULE_NEEDS_PORTS).field_path(".to").message("a deny rule with HTTP fields (to hosts, methods or paths, when keys request.*) must name ports in every to entry: on TCP connections Istio drops the HTTP fields of a DENY rule and denies everything the rest matches"))]
 pub struct DenyRuleSpec {
+    /// Unique; the AuthorizationPolicy is named `meshbaseline-deny-<name>`.
     #[schemars(
         length(min = 1, max = 40),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
+    /// Istio `source` fields, written flat (without `source:`).
     // Bounded so that the API server can bound the cost of the CEL rules above.
     #[serde(default)]
     #[schemars(length(max = 16))]
     pub from: Vec<RuleSource>,
+    /// Istio `operation` fields, written flat (without `operation:`).
     #[serde(default)]
     #[schemars(length(max = 16))]
     pub to: Vec<RuleOperation>,
+    /// Istio conditions.
     #[serde(default)]
     #[schemars(length(max = 16))]
     pub when: Vec<RuleCondition>,
@@ -284,16 +361,22 @@ pub struct DenyRuleSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleSource {
+    /// Peer identities (`<trust domain>/ns/<namespace>/sa/<account>`; `*` for any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principals: Vec<String>,
+    /// Peer identities that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_principals: Vec<String>,
+    /// Namespaces of the peer (from its mTLS identity).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
+    /// Namespaces that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_namespaces: Vec<String>,
+    /// Source IPv4 or IPv6 addresses or CIDRs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_blocks: Vec<String>,
+    /// Source addresses that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ip_blocks: Vec<String>,
 }
@@ -302,20 +385,28 @@ pub struct RuleSource {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleOperation {
+    /// Hosts (HTTP only; ztunnel cannot see them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Hosts that do not match (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_hosts: Vec<String>,
+    /// Destination ports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
+    /// Destination ports that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ports: Vec<String>,
+    /// HTTP methods (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
+    /// HTTP methods that do not match (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_methods: Vec<String>,
+    /// HTTP paths (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// HTTP paths that do not match (HTTP only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_paths: Vec<String>,
 }
@@ -324,10 +415,13 @@ pub struct RuleOperation {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct RuleCondition {
+    /// An Istio condition key, e.g. `source.ip` or `destination.port`.
     #[schemars(length(min = 1))]
     pub key: String,
+    /// Values that match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+    /// Values that do not match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_values: Vec<String>,
 }
@@ -339,16 +433,20 @@ pub struct NetworkSpec {
     /// Generate the per-namespace NetworkPolicy that allows TCP only, plus DNS (G4, G5, G7).
     #[serde(default = "yes")]
     pub tcp_only: bool,
+    /// Where cluster DNS runs: the only UDP the NetworkPolicy allows.
     #[serde(default)]
     pub dns: DnsSpec,
+    /// Where pods may connect to.
     #[serde(default)]
     pub egress: EgressSpec,
+    /// The NetworkPolicy on istiod in the root namespace.
     #[serde(default)]
     pub control_plane: ControlPlaneSpec,
     /// What the NetworkPolicy of ambient namespaces must let through.
     #[serde(default)]
     pub ambient: AmbientNetworkSpec,
-    /// Admin-tier ClusterNetworkPolicies, which tenants' NetworkPolicies cannot override.
+    /// Admin-tier ClusterNetworkPolicies, which tenants' NetworkPolicies cannot override:
+    /// `Auto` (wherever the cluster serves ClusterNetworkPolicy) or `Disabled`.
     #[serde(default)]
     pub admin_tier: AdminTier,
 }
@@ -397,11 +495,20 @@ impl Default for AmbientNetworkSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct DnsSpec {
+    /// Namespace of the DNS pods.
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
+    /// Labels of the DNS pods.
     pub pod_selector: BTreeMap<String, String>,
+    /// DNS port, allowed over UDP and TCP.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Addresses of a DNS cache on the nodes' host network (NodeLocal DNSCache:
+    /// 169.254.20.10), allowed on the DNS port too: host-network pods are not pods to a
+    /// NetworkPolicy, so the DNS pod selector does not reach them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub node_local_addresses: Vec<String>,
 }
 
 impl Default for DnsSpec {
@@ -410,6 +517,7 @@ impl Default for DnsSpec {
             namespace: "kube-system".into(),
             pod_selector: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
             port: 53,
+            node_local_addresses: Vec::new(),
         }
     }
 }
@@ -418,6 +526,9 @@ impl Default for DnsSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct EgressSpec {
+    /// `ClusterOnly`: TCP to any pod, the egress gateway and `allowCidrs`. `AllowList`: TCP to
+    /// the namespace's own pods, istiod, the egress gateway and `allowCidrs` only.
+    /// `Unrestricted`: TCP anywhere. UDP (but DNS), ICMP and SCTP are dropped in every mode.
     #[serde(default)]
     pub mode: EgressMode,
     /// Destinations outside the cluster that pods may reach over TCP (IPv4 and IPv6 CIDRs).
@@ -425,6 +536,7 @@ pub struct EgressSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub allow_cidrs: Vec<String>,
+    /// The egress gateway's pods, which pods may reach in every mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_gateway: Option<PodRefSpec>,
     /// Also generate a root-namespace Sidecar with outboundTrafficPolicy REGISTRY_ONLY.
@@ -447,8 +559,10 @@ pub enum EgressMode {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct PodRefSpec {
+    /// The pods' namespace.
     #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
+    /// The pods' labels.
     pub pod_selector: BTreeMap<String, String>,
 }
 
@@ -459,10 +573,16 @@ pub struct ControlPlaneSpec {
     /// NetworkPolicy on istiod that drops plaintext xDS (15010) and debug ports (G8).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Labels of the istiod pods in the root namespace.
+    /// Labels of the istiod pods.
     #[serde(default = "default_istiod_selector")]
     pub istiod_selector: BTreeMap<String, String>,
-    /// Namespaces allowed to scrape istiod's monitoring port 15014.
+    /// Namespace of the istiod pods when it is not rootNamespace (meshConfig.rootNamespace
+    /// may name another namespace than istiod's). Never protected, like the root namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub istiod_namespace: Option<String>,
+    /// Namespaces allowed to scrape istiod's monitoring port 15014 (and, when protected, the
+    /// sidecars' 15020 and 15090 in AllowList mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub monitoring_namespaces: Vec<String>,
 }
@@ -476,6 +596,7 @@ impl Default for ControlPlaneSpec {
         Self {
             enabled: true,
             istiod_selector: default_istiod_selector(),
+            istiod_namespace: None,
             monitoring_namespaces: Vec::new(),
         }
     }
@@ -501,16 +622,24 @@ impl Default for WorkloadsSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct MeshBaselineStatus {
+    /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Degraded, DriftDetected, Invalid, and Stalled with an invalid spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Protected and exempt namespaces.
     #[serde(default)]
     pub namespaces: NamespaceCounts,
+    /// Generated objects written to the cluster (none in Audit mode, none of a kind the
+    /// cluster does not serve).
     #[serde(default)]
     pub managed_objects: u32,
+    /// Generated objects restored after someone else changed or deleted them, since the
+    /// operator started.
     #[serde(default)]
     pub drift_repairs: u64,
+    /// Every current finding (the list below is capped).
     #[serde(default)]
     pub findings_total: u32,
     /// Findings by severity, all of them (the list below is capped).
@@ -568,7 +697,9 @@ pub struct PostureStatus {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceCounts {
+    /// Namespaces the baseline selects and owns (minus those an older baseline claims).
     pub protected: u32,
+    /// Protected namespaces with an active exemption.
     pub exempt: u32,
 }
 
@@ -576,11 +707,17 @@ pub struct NamespaceCounts {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct FindingStatus {
+    /// The rule id, e.g. `MB101`.
     pub rule: String,
+    /// `critical`, `high`, `medium` or `low`.
     pub severity: String,
+    /// Kind of the object the finding is about.
     pub kind: String,
+    /// Its namespace (none for cluster-scoped objects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Its name.
     pub name: String,
+    /// What is wrong (the fix is in the findings reference and in `meshbaseline check`).
     pub message: String,
 }

@@ -34,31 +34,37 @@ impl Default for AdmissionSpec {
     }
 }
 
+/// What the admission policy for tenant objects does: `Disabled` (none; the audit still
+/// reports them), `Warn` (admitted with a warning, also in the audit log) or `Deny`.
+/// Every value is a word YAML 1.1 reads as a string (`Off` would be the boolean false).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TenantObjects {
-    Off,
+    // Variants carry no doc comments: schemars would turn the enum into a `oneOf`.
+    Disabled,
     #[default]
     Warn,
     Deny,
 }
 
-/// Whether to generate Admin-tier ClusterNetworkPolicies.
+/// Whether to generate Admin-tier ClusterNetworkPolicies: `Auto` (wherever the cluster
+/// serves the ClusterNetworkPolicy API, detected at runtime) or `Disabled`.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AdminTier {
-    /// Where the cluster serves the ClusterNetworkPolicy API (detected at runtime).
     #[default]
     Auto,
-    Off,
+    Disabled,
 }
 
-/// `Active`, `Off` (not asked for, or Audit mode) or `Unavailable` (the cluster does not
-/// serve the API; see the findings MB901–MB903).
+/// What is in force: each field is `Active`, `Disabled` (not asked for, or Audit mode) or
+/// `Unavailable` (the cluster does not serve the API; see the findings MB901–MB903).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct EnforcementStatus {
+    /// The guard of the generated objects: `Active`, `Disabled` or `Unavailable`.
     pub admission_guard: String,
-    /// `Warn`, `Deny`, `Off` or `Unavailable`.
+    /// The tenant-object policy: `Warn`, `Deny`, `Disabled` or `Unavailable`.
     pub tenant_objects: String,
+    /// Admin-tier ClusterNetworkPolicies: `Active`, `Disabled` or `Unavailable`.
     pub admin_tier: String,
 }

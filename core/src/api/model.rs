@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use jiff::Timestamp;
 
@@ -43,6 +45,16 @@ pub struct Baseline {
     /// The guard of generated objects (effective in Enforce mode).
     pub admission_guard: bool,
     pub tenant_objects: TenantObjects,
+    /// Audit mode writes the generated AuthorizationPolicies as dry-run policies.
+    pub dry_run_policies: bool,
+}
+
+impl Baseline {
+    /// Whether the generated AuthorizationPolicies are written as dry-run policies (Audit
+    /// mode with `audit.dryRunPolicies`).
+    pub fn dry_run(&self) -> bool {
+        self.mode == Mode::Audit && self.dry_run_policies
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +73,10 @@ pub struct Network {
     pub control_plane: ControlPlaneSpec,
     /// Sources of kubelet probes in ambient pods.
     pub probe_cidrs: Vec<IpNet>,
+    /// A DNS cache on the nodes' host network (`dns.nodeLocalAddresses`).
+    pub node_local_dns: Vec<IpAddr>,
+    /// Where the istiod pods run: `controlPlane.istiodNamespace`, else the root namespace.
+    pub istiod_namespace: String,
     pub admin_tier: AdminTier,
 }
 
@@ -73,11 +89,12 @@ pub struct Egress {
 }
 
 impl Baseline {
-    /// Whether the baseline's selector takes in this namespace (system and root namespaces
-    /// never are). Exemptions are separate: an exempt namespace is still protected for the
+    /// Whether the baseline's selector takes in this namespace (system, root and istiod
+    /// namespaces never are). Exemptions are separate: an exempt namespace is still protected for the
     /// controls it is not exempt from.
     pub fn selects(&self, namespace: &str, labels: &(impl Labels + ?Sized)) -> bool {
         namespace != self.root_namespace
+            && namespace != self.network.istiod_namespace
             && !SYSTEM_NAMESPACES.contains(&namespace)
             && self.selector.matches(labels)
     }
@@ -219,6 +236,7 @@ impl TryFrom<&MeshBaseline> for Baseline {
             tenant_overrides: spec.tenant_overrides,
             admission_guard: spec.admission.guard,
             tenant_objects: spec.admission.tenant_objects,
+            dry_run_policies: spec.audit.dry_run_policies,
         })
     }
 }
@@ -320,7 +338,15 @@ fn parse_network(spec: &MeshBaselineSpec, errs: &mut FieldErrors) -> Network {
             errs,
         );
     }
+    let node_local_dns = parse_addresses(&n.dns.node_local_addresses, errs);
     let cp = &n.control_plane;
+    let istiod_namespace = match &cp.istiod_namespace {
+        Some(ns) => {
+            check_label("spec.network.controlPlane.istiodNamespace", ns, errs);
+            ns.clone()
+        }
+        None => spec.root_namespace.clone(),
+    };
     check_pod_selector(
         "spec.network.controlPlane.istiodSelector",
         &cp.istiod_selector,
@@ -344,8 +370,25 @@ fn parse_network(spec: &MeshBaselineSpec, errs: &mut FieldErrors) -> Network {
         },
         control_plane: cp.clone(),
         probe_cidrs,
+        node_local_dns,
+        istiod_namespace,
         admin_tier: n.admin_tier,
     }
+}
+
+/// `spec.network.dns.nodeLocalAddresses`: single addresses (a DNS cache listens on one).
+fn parse_addresses(addresses: &[String], errs: &mut FieldErrors) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for (i, a) in addresses.iter().enumerate() {
+        match a.parse::<IpAddr>() {
+            Ok(ip) => out.push(ip),
+            Err(_) => errs.push(
+                format!("spec.network.dns.nodeLocalAddresses[{i}]"),
+                format!("{a:?} is not an IP address (such as 169.254.20.10)"),
+            ),
+        }
+    }
+    out
 }
 
 /// `spec.network.ambient.probeCidrs`: exact sources, so no host bits and no `/0`; an empty

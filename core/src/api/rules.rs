@@ -114,6 +114,11 @@ pub(crate) fn check_deny_rules(rules: &[DenyRuleSpec], errs: &mut FieldErrors) {
     }
 }
 
+/// The CEL rule refusing deny rules with HTTP fields but no `ports` in every `to` entry. On a
+/// TCP filter chain Istio cannot evaluate HTTP fields and, for DENY, drops them (its authz
+/// model's `checkError`), so the rule would deny every connection the rest of it matches.
+pub const HTTP_DENY_RULE_NEEDS_PORTS: &str = "!((has(self.to) && self.to.exists(o, (has(o.hosts) && size(o.hosts) > 0) || (has(o.notHosts) && size(o.notHosts) > 0) || (has(o.methods) && size(o.methods) > 0) || (has(o.notMethods) && size(o.notMethods) > 0) || (has(o.paths) && size(o.paths) > 0) || (has(o.notPaths) && size(o.notPaths) > 0))) || (has(self.when) && self.when.exists(c, c.key.startsWith('request.')))) || (has(self.to) && size(self.to) > 0 && self.to.all(o, has(o.ports) && size(o.ports) > 0))";
+
 /// The most `from`, `to` or `when` entries of one deny rule (as the CRD schema says).
 pub const MAX_RULE_ENTRIES: usize = 16;
 

@@ -4,13 +4,14 @@
 use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};
 use crate::object::Kind;
-use crate::posture::authz::plaintext_reason;
+use crate::posture::authz::{dry_run, plaintext_reason};
 
 const KIND: &str = "AuthorizationPolicy";
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for ap in &ctx.inventory.authorization_policies {
-        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) {
+        // A dry-run ALLOW admits nothing: Envoy only counts what it would have done.
+        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) || dry_run(ap) {
             continue;
         }
         let action = ap.spec.action.as_deref().unwrap_or("ALLOW");

@@ -26,6 +26,8 @@ pub(crate) struct Ctx<'a> {
     /// Overlap resolution: namespaces an older baseline wins, and whether the root is ours.
     scope: &'a Scope,
     empty: SmallMap,
+    /// Whether some namespace is ambient, computed when first asked.
+    ambient_mesh: std::cell::OnceCell<bool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -43,6 +45,7 @@ impl<'a> Ctx<'a> {
             desired,
             scope,
             empty: SmallMap::default(),
+            ambient_mesh: std::cell::OnceCell::new(),
         }
     }
 
@@ -149,10 +152,12 @@ impl<'a> Ctx<'a> {
 
     /// Whether some namespace of the input is ambient by its labels.
     pub fn any_ambient_namespace(&self) -> bool {
-        self.inventory
-            .namespaces
-            .values()
-            .any(|n| dataplane::namespace_dataplane(&n.labels) == DataPlane::Ambient)
+        *self.ambient_mesh.get_or_init(|| {
+            self.inventory
+                .namespaces
+                .values()
+                .any(|n| dataplane::namespace_dataplane(&n.labels) == DataPlane::Ambient)
+        })
     }
 
     /// Selected by this baseline and not won by an older one.

@@ -200,16 +200,38 @@ fn ours_shadowed(ctx: &Ctx, out: &mut Vec<Finding>) {
         .iter()
         .map(|pa| format!("{root}/{}", name_of(&pa.metadata)))
         .collect();
-    out.push(ctx.finding(
+    // The policies that may be in force (one when creation times are known). When they all
+    // have the baseline's mode, the mesh's mode is still the baseline's: only the repair of
+    // ours is moot, so the finding is low and does not degrade the status.
+    let deciding: &[&PeerAuthentication] = if crate::inventory::created(&winner.metadata).is_some()
+    {
+        &older[..1]
+    } else {
+        &older
+    };
+    let same_mode = deciding.iter().all(|pa| match mode(pa) {
+        None | Some("UNSET") => bmode == "PERMISSIVE",
+        Some(m) => m == bmode,
+    });
+    let consequence = if same_mode {
+        format!("; it has the baseline's mode {bmode} today, but an edit of it weakens the whole mesh and drift repair of {name} changes nothing")
+    } else {
+        format!(", so every namespace without a namespace-wide PeerAuthentication of its own gets that policy's mode, and drift repair of {name} changes nothing")
+    };
+    let mut finding = ctx.finding(
         Rule::MB105,
         KIND,
         Some(root),
         name,
         format!(
-            "The baseline's mesh-wide PeerAuthentication {root}/{name} ({bmode}) is not in force: {in_force}, so every namespace without a namespace-wide PeerAuthentication of its own gets that policy's mode, and drift repair of {name} changes nothing."
+            "The baseline's mesh-wide PeerAuthentication {root}/{name} ({bmode}) is not in force: {in_force}{consequence}."
         ),
         format!("Delete {} (or fold their intent into the baseline's spec.mtls.mode); {name} is then in force.", names.join(", ")),
-    ));
+    );
+    if same_mode {
+        finding.severity = crate::audit::Severity::Low;
+    }
+    out.push(finding);
 }
 
 /// MB103: Istio uses the oldest mesh-wide PeerAuthentication and ignores the others.

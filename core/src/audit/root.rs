@@ -55,7 +55,8 @@ fn open_ports(np: &NetworkPolicy) -> Vec<String> {
 }
 
 fn istiod_ingress(ctx: &Ctx, out: &mut Vec<Finding>) {
-    let root = ctx.root();
+    // Where istiod runs, which need not be the root namespace.
+    let root = ctx.baseline.network.istiod_namespace.as_str();
     let istiod_pod = ctx
         .inventory
         .pods

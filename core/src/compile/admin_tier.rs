@@ -1,4 +1,4 @@
-//! Admin-tier ClusterNetworkPolicies (`policy.networking.k8s.io`, issue 13). NetworkPolicies
+//! Admin-tier ClusterNetworkPolicies (`policy.networking.k8s.io`). NetworkPolicies
 //! only add up, so a tenant's policy allowing UDP anywhere re-opens G4; the Admin tier is
 //! evaluated before every NetworkPolicy and tenants cannot write it.
 //!
@@ -43,7 +43,7 @@ pub(crate) fn objects(
     out: &mut Vec<DesiredObject>,
 ) {
     let network = &baseline.network;
-    if network.admin_tier == AdminTier::Off {
+    if network.admin_tier == AdminTier::Disabled {
         return;
     }
     if network.tcp_only && any_protected {
@@ -74,16 +74,25 @@ pub(crate) fn namespaces_spec(
     let network = &baseline.network;
     let dns = &network.dns;
     let exempt = exempt_from(baseline, Control::Network, now);
-    let dns_pods = json!({"pods": {
+    let mut dns_peers = vec![json!({"pods": {
         "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: dns.namespace}},
         "podSelector": {"matchLabels": dns.pod_selector},
-    }});
+    }})];
+    // A DNS cache on the host network is an address, not a pod.
+    if !network.node_local_dns.is_empty() {
+        let hosts: Vec<String> = network
+            .node_local_dns
+            .iter()
+            .map(|ip| ipnet::IpNet::from(*ip).to_string())
+            .collect();
+        dns_peers.push(json!({"networks": hosts}));
+    }
     let port = dns.port;
     let mut egress = vec![
         json!({
             "name": "dns",
             "action": "Pass",
-            "to": [dns_pods],
+            "to": dns_peers,
             "protocols": [{"udp": {"destinationPort": {"number": port}}}],
         }),
         json!({
@@ -132,7 +141,7 @@ pub(crate) fn istiod_spec(baseline: &Baseline) -> Value {
         "tier": "Admin",
         "priority": PRIORITY,
         "subject": {"pods": {
-            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: baseline.root_namespace}},
+            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: baseline.network.istiod_namespace}},
             "podSelector": {"matchLabels": cp.istiod_selector},
         }},
         "ingress": [{

@@ -1,4 +1,4 @@
-//! ValidatingAdmissionPolicies (issue 13): the API server itself refuses what drift repair
+//! ValidatingAdmissionPolicies: the API server itself refuses what drift repair
 //! would otherwise undo after the fact.
 //!
 //! - The guard (`meshbaseline-guard-<baseline>`): updates and deletes of generated objects,
@@ -56,6 +56,7 @@ pub(crate) fn protected_selector<'a>(
 ) -> Value {
     let mut out: Vec<String> = SYSTEM_NAMESPACES.iter().map(|s| s.to_string()).collect();
     out.push(baseline.root_namespace.clone());
+    out.push(baseline.network.istiod_namespace.clone());
     out.extend(excluded.into_iter().cloned());
     out.sort();
     out.dedup();
@@ -132,7 +133,16 @@ pub(crate) fn objects(
             out.push(factory.cluster_object(vapb, &name, binding(&name, deny(), protected())));
         }
         if scope.owns_root {
-            let root = json!({"matchLabels": {NAMESPACE_NAME_LABEL: baseline.root_namespace}});
+            // The root namespace, and istiod's when it is another (its NetworkPolicy is there).
+            let (root_ns, istiod_ns) =
+                (&baseline.root_namespace, &baseline.network.istiod_namespace);
+            let root = if root_ns == istiod_ns {
+                json!({"matchLabels": {NAMESPACE_NAME_LABEL: root_ns}})
+            } else {
+                json!({"matchExpressions": [
+                    {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": [root_ns, istiod_ns]},
+                ]})
+            };
             let root_name = names::guard_root_binding_name(&baseline.name);
             out.push(factory.cluster_object(vapb, &root_name, binding(&name, deny(), root)));
         }
@@ -141,7 +151,7 @@ pub(crate) fn objects(
         return;
     }
     let actions = match baseline.tenant_objects {
-        TenantObjects::Off => return,
+        TenantObjects::Disabled => return,
         // Audit too: the API server's audit log records what a Deny would have refused.
         TenantObjects::Warn => json!(["Warn", "Audit"]),
         TenantObjects::Deny => json!(["Deny"]),

@@ -10,13 +10,16 @@ use serde_json::{json, Value};
 use crate::api::baseline::API_VERSION;
 use crate::api::Baseline;
 use crate::object::{
-    DesiredObject, Kind, Name, ObjectKey, ObjectSpec, OwnedMeta, BASELINE_LABEL, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
+    DesiredObject, Kind, Name, ObjectKey, ObjectSpec, OwnedMeta, BASELINE_LABEL,
+    DRY_RUN_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 
 /// Builds objects holding exactly the fields the operator owns.
 pub(crate) struct ObjectFactory {
     meta: Arc<OwnedMeta>,
+    /// AuthorizationPolicies' metadata: `meta` with `istio.io/dry-run` set, "true" in a dry
+    /// run and "false" otherwise.
+    authz_meta: Arc<OwnedMeta>,
     /// Names handed out: the objects of a namespace share its name (they are made one
     /// namespace after another) and all objects share the few generated names.
     names: RefCell<Names>,
@@ -69,11 +72,19 @@ impl ObjectFactory {
                 "controller": true,
             }])
         });
+        let meta = OwnedMeta {
+            labels,
+            annotations: BTreeMap::new(),
+            owner_references,
+        };
+        let dry_run = if baseline.dry_run() { "true" } else { "false" };
+        let authz_meta = OwnedMeta {
+            annotations: BTreeMap::from([(DRY_RUN_ANNOTATION.to_string(), dry_run.to_string())]),
+            ..meta.clone()
+        };
         ObjectFactory {
-            meta: Arc::new(OwnedMeta {
-                labels,
-                owner_references,
-            }),
+            meta: Arc::new(meta),
+            authz_meta: Arc::new(authz_meta),
             names: RefCell::default(),
         }
     }
@@ -102,9 +113,14 @@ impl ObjectFactory {
         name: &str,
         spec: Arc<ObjectSpec>,
     ) -> DesiredObject {
+        let meta = if kind == Kind::AuthorizationPolicy {
+            &self.authz_meta
+        } else {
+            &self.meta
+        };
         DesiredObject {
             key: self.names.borrow_mut().key(kind, namespace, name),
-            meta: Arc::clone(&self.meta),
+            meta: Arc::clone(meta),
             spec,
         }
     }

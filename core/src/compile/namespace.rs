@@ -19,9 +19,7 @@ use crate::object::{DesiredObject, Kind, ObjectSpec};
 pub(crate) struct NamespaceTemplates {
     deny_plaintext: Option<Arc<ObjectSpec>>,
     destination_rules: bool,
-    network_policy: Option<Arc<ObjectSpec>>,
-    /// The NetworkPolicy spec of ambient namespaces.
-    ambient_network_policy: Option<Arc<ObjectSpec>>,
+    network_policy: Option<super::network::NetworkTemplates>,
     /// With `waypointOnly`: the ServiceAccounts of the waypoints' pods, and the trust domain.
     waypoint_only: Option<(GatewayAccounts, String)>,
     /// `.svc.<clusterDomain>`, appended to `*.<ns>` for the DestinationRule host.
@@ -55,23 +53,11 @@ impl NamespaceTemplates {
                 }),
             ))
         });
-        let network_policy = baseline.network.tcp_only.then(|| {
-            Arc::new(ObjectSpec::new(
-                Kind::NetworkPolicy,
-                &super::network::baseline_spec(&baseline.network, &baseline.root_namespace),
-            ))
-        });
-        let ambient_network_policy = baseline.network.tcp_only.then(|| {
-            Arc::new(ObjectSpec::new(
-                Kind::NetworkPolicy,
-                &super::network::ambient_spec(&baseline.network, &baseline.root_namespace),
-            ))
-        });
+        let network_policy = super::network::NetworkTemplates::new(&baseline.network);
         NamespaceTemplates {
             deny_plaintext,
             destination_rules: mtls.destination_rules,
             network_policy,
-            ambient_network_policy,
             waypoint_only: baseline.waypoint_only.then(|| {
                 (
                     GatewayAccounts::new(inventory),
@@ -160,17 +146,12 @@ impl NamespaceTemplates {
             }
         }
         if !exempt.network {
-            let spec = if ambient {
-                &self.ambient_network_policy
-            } else {
-                &self.network_policy
-            };
-            if let Some(spec) = spec {
+            if let Some(templates) = &self.network_policy {
                 out.push(factory.object_shared(
                     Kind::NetworkPolicy,
                     namespace,
                     names::BASELINE_NETWORK_POLICY,
-                    Arc::clone(spec),
+                    Arc::clone(templates.spec(namespace, ambient)),
                 ));
             }
         }

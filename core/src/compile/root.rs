@@ -46,9 +46,10 @@ pub(crate) fn objects(baseline: &Baseline, factory: &ObjectFactory, out: &mut Ve
         ));
     }
     if baseline.network.control_plane.enabled {
+        // Where istiod runs, which meshConfig.rootNamespace need not be.
         out.push(factory.object(
             Kind::NetworkPolicy,
-            root,
+            &baseline.network.istiod_namespace,
             names::ISTIOD_NETWORK_POLICY,
             Arc::new(super::network::istiod_spec(&baseline.network)),
         ));

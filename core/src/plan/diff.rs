@@ -73,6 +73,11 @@ impl Observed {
         }
     }
 
+    /// The value of annotation `key`, if the object has it.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.kept.as_ref()?.annotations.as_ref()?.get(key)?.as_str()
+    }
+
     /// What a replace of this object keeps or checks (see `Live`).
     pub fn live(&self) -> Option<Live> {
         Some(Live {
@@ -110,7 +115,7 @@ pub struct Apply {
 }
 
 impl Apply {
-    /// The full object to write. For a replace: the desired spec, our labels and
+    /// The full object to write. For a replace: the desired spec, our labels, annotations and
     /// ownerReference, the live version as precondition, and the tenant's other labels,
     /// annotations and finalizers carried over (they do not change what the policy means).
     pub fn manifest(&self) -> Value {
@@ -124,13 +129,15 @@ impl Apply {
         if let Some(uid) = &live.uid {
             meta["uid"] = Value::String(uid.clone());
         }
-        for (field, v) in [
-            ("annotations", &live.annotations),
-            ("finalizers", &live.finalizers),
-        ] {
-            if let Some(v) = v {
-                meta[field] = v.clone();
+        if let Some(Value::Object(theirs)) = &live.annotations {
+            let mut annotations = theirs.clone();
+            for (k, v) in &self.object.meta.annotations {
+                annotations.insert(k.clone(), Value::String(v.clone()));
             }
+            meta["annotations"] = Value::Object(annotations);
+        }
+        if let Some(v) = &live.finalizers {
+            meta["finalizers"] = v.clone();
         }
         m
     }
@@ -160,6 +167,15 @@ impl Fingerprints {
     }
 }
 
+/// Whether the previous status reported the baseline enforced.
+fn was_enforced(input: &PlanInput) -> bool {
+    input.previous.is_some_and(|p| {
+        p.conditions
+            .iter()
+            .any(|c| c.type_ == super::status::READY && c.reason == "Enforced")
+    })
+}
+
 /// One desired/observed pair: what to do with it.
 fn decide_one(
     input: &PlanInput,
@@ -185,11 +201,14 @@ fn decide_one(
             if matches {
                 return;
             }
-            let repair = input.previous_compiled.is_some_and(|prev| {
-                prev.objects
-                    .binary_search_by(|p| p.key.cmp(&d.key))
-                    .is_ok_and(|i| prev.objects[i] == *d)
-            });
+            // A repair restores what was written before: after Audit mode (or an invalid
+            // spec) nothing was, so the first writes are no repairs.
+            let repair = was_enforced(input)
+                && input.previous_compiled.is_some_and(|prev| {
+                    prev.objects
+                        .binary_search_by(|p| p.key.cmp(&d.key))
+                        .is_ok_and(|i| prev.objects[i] == *d)
+                });
             applies.push(Apply {
                 key: d.key.clone(),
                 object: d.clone(),

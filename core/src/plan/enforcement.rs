@@ -1,4 +1,4 @@
-//! What the cluster can enforce of what the baseline asks (issue 13): the admission guards
+//! What the cluster can enforce of what the baseline asks: the admission guards
 //! need the ValidatingAdmissionPolicy API, the Admin tier the ClusterNetworkPolicy API.
 //! Shown as `status.enforcement` and as findings MB901–MB903.
 
@@ -13,7 +13,7 @@ use crate::object::Kind;
 use super::diff::Apply;
 
 const ACTIVE: &str = "Active";
-const OFF: &str = "Off";
+const DISABLED: &str = "Disabled";
 const UNAVAILABLE: &str = "Unavailable";
 
 pub(super) struct Enforcement {
@@ -49,7 +49,8 @@ pub(super) fn enforcement(
     missing_kinds: &BTreeSet<Kind>,
 ) -> Enforcement {
     let mut findings = Vec::new();
-    let admission_asked = baseline.admission_guard || baseline.tenant_objects != TenantObjects::Off;
+    let admission_asked =
+        baseline.admission_guard || baseline.tenant_objects != TenantObjects::Disabled;
     let admission_missing = missing_kinds.iter().any(|k| is_admission(*k));
     if admission_asked && admission_missing {
         findings.push(finding(
@@ -59,7 +60,7 @@ pub(super) fn enforcement(
                 "MeshBaseline {} asks for admission guards (spec.admission), but the cluster does not serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (Kubernetes 1.30+): tenants' edits of generated objects are only repaired after the fact, and weak tenant objects are only reported.",
                 baseline.name
             ),
-            "Upgrade to Kubernetes 1.30 or later (or enable the admissionregistration.k8s.io/v1 API), or set spec.admission.guard: false and spec.admission.tenantObjects: Off.",
+            "Upgrade to Kubernetes 1.30 or later (or enable the admissionregistration.k8s.io/v1 API), or set spec.admission.guard: false and spec.admission.tenantObjects: Disabled.",
         ));
     }
     let cnp_asked = compiled
@@ -75,25 +76,25 @@ pub(super) fn enforcement(
                 "MeshBaseline {} has network.adminTier: Auto, but the cluster does not serve ClusterNetworkPolicy (policy.networking.k8s.io v1beta1 or v1alpha2): NetworkPolicies add up, so a tenant's NetworkPolicy can still allow UDP or egress that the baseline closes.",
                 baseline.name
             ),
-            "Install a network plugin that implements ClusterNetworkPolicy (Calico 3.32+, Antrea 2.7+, kube-network-policies) and its CRDs from sigs.k8s.io/network-policy-api, or set spec.network.adminTier: Off.",
+            "Install a network plugin that implements ClusterNetworkPolicy (Calico 3.32+, Antrea 2.7+, kube-network-policies) and its CRDs from sigs.k8s.io/network-policy-api, or set spec.network.adminTier: Disabled.",
         ));
     }
     let guard = if !enforce || !baseline.admission_guard {
-        OFF
+        DISABLED
     } else if admission_missing {
         UNAVAILABLE
     } else {
         ACTIVE
     };
     let tenant = match baseline.tenant_objects {
-        _ if !enforce => OFF,
-        TenantObjects::Off => OFF,
+        _ if !enforce => DISABLED,
+        TenantObjects::Disabled => DISABLED,
         _ if admission_missing => UNAVAILABLE,
         TenantObjects::Warn => "Warn",
         TenantObjects::Deny => "Deny",
     };
     let admin = if !enforce || !cnp_asked {
-        OFF
+        DISABLED
     } else if cnp_missing {
         UNAVAILABLE
     } else {

@@ -251,8 +251,9 @@ pub fn owned_fingerprint_of(spec_fp: u64, owner_references: Option<&Value>) -> u
 }
 
 /// Whether `observed` means exactly `desired`: its spec and ownerReferences are equal to ours
-/// in normal form (anything added, changed or removed is a difference), and our labels are
-/// there with our values. Other labels and annotations are the tenant's business.
+/// in normal form (anything added, changed or removed is a difference), and our labels and
+/// annotations are there with our values (`istio.io/dry-run: "true"` added to an enforcing
+/// policy switches it off). Other labels and annotations are the tenant's business.
 ///
 /// `desired_fp` is the desired object's `owned_fingerprint`; the observed one was computed
 /// when the object was cached, so the comparison costs two integer compares.
@@ -266,6 +267,11 @@ pub fn matches_exactly(
         .labels
         .iter()
         .all(|(k, v)| observed.labels.get(k) == Some(v))
+        && desired
+            .meta
+            .annotations
+            .iter()
+            .all(|(k, v)| observed.annotation(k) == Some(v.as_str()))
         && desired_fp == observed.fingerprint
 }
 

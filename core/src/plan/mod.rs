@@ -2,6 +2,7 @@
 //! No client, no async; the time is a parameter.
 
 mod diff;
+mod dry_run;
 mod enforcement;
 pub(crate) mod exact;
 mod overlap;
@@ -118,6 +119,28 @@ pub struct PlannedEvent {
     /// The namespace of the tenant object a `Finding` event is about: event budgets are kept
     /// per namespace.
     pub namespace: Option<String>,
+    /// The object the event is about besides the baseline (the event's `related`). Events are
+    /// grouped into series by reason and objects, not by note: without it every `Finding` or
+    /// `DriftRepaired` of a baseline would count up one event showing the first note.
+    pub related: Option<Related>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Related {
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl Related {
+    fn of(key: &ObjectKey) -> Related {
+        Related {
+            kind: key.kind.name().to_string(),
+            namespace: (!key.namespace.is_empty()).then(|| key.namespace.to_string()),
+            name: key.name.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -142,6 +165,7 @@ fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
         action: action.into(),
         note: status::truncate(&note, status::MAX_NOTE),
         namespace: None,
+        related: None,
     }
 }
 
@@ -161,6 +185,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     };
     let enforce = baseline.mode == Mode::Enforce;
     let (applies, deletes) = diff(input, &input.compiled.objects);
+    let dry_run = dry_run::applies(baseline, &applies);
     let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
         revert::plan_reverts(baseline, input.findings, input.inventory)
     } else {
@@ -176,17 +201,40 @@ pub fn plan(input: &PlanInput) -> Plan {
     });
     let repairs = applies.iter().filter(|a| a.repair).count();
 
+    // Objects of kinds the cluster does not serve are not written: neither counted as
+    // enforced nor as managed.
+    let unserved: Vec<&str> = input
+        .missing_kinds
+        .iter()
+        .filter(|k| input.compiled.objects.iter().any(|o| o.key.kind == **k))
+        .map(|k| k.name())
+        .collect();
+    let written = input
+        .compiled
+        .objects
+        .iter()
+        .filter(|o| !input.missing_kinds.contains(&o.key.kind))
+        .count();
     let mut conds = Vec::new();
     conds.push(if enforce {
-        Cond::new(
-            READY,
-            true,
-            "Enforced",
-            format!(
-                "{} enforced in {}",
-                plural(input.compiled.objects.len(), "object"),
-                plural(input.compiled.protected.len(), "namespace")
-            ),
+        let mut message = format!(
+            "{} enforced in {}",
+            plural(written, "object"),
+            plural(input.compiled.protected.len(), "namespace")
+        );
+        if !unserved.is_empty() {
+            message.push_str(&format!(
+                "; {} not written: the cluster does not serve {}",
+                plural(input.compiled.objects.len() - written, "object"),
+                unserved.join(", ")
+            ));
+        }
+        Cond::new(READY, true, "Enforced", message)
+    } else if baseline.dry_run() {
+        dry_run::ready(
+            dry_run::policies(input.compiled),
+            applies.len() - dry_run.len(),
+            deletes.len(),
         )
     } else {
         Cond::new(
@@ -248,25 +296,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             ),
         ));
     }
-    // Findings that mean a generated object is not in force (MB105) or not generated (MB305):
-    // the first of each rule, and how many more (there may be one per namespace).
-    let mut degrading: Vec<(&str, &Finding, usize)> = Vec::new();
-    for f in input.findings {
-        if let Some(reason) = f.rule.degrades() {
-            match degrading.iter_mut().find(|(r, _, _)| *r == reason) {
-                Some((_, _, more)) => *more += 1,
-                None => degrading.push((reason, f, 0)),
-            }
-        }
-    }
-    for (reason, f, more) in degrading {
-        let and_more = if more > 0 {
-            format!(" (and {more} more {} findings)", f.rule)
-        } else {
-            String::new()
-        };
-        problems.push((reason, format!("{}: {}{and_more}", f.rule, f.message)));
-    }
+    problems.extend(status::degrading(input.findings));
     for f in &fights {
         problems.push((
             "TenantOverrideFight",
@@ -322,14 +352,14 @@ pub fn plan(input: &PlanInput) -> Plan {
         )
     } else if let Some(c) = recent_drift.filter(|_| enforce) {
         Cond::new(DRIFT_DETECTED, true, "DriftRepaired", c.message.clone())
-    } else if !enforce && (!applies.is_empty() || !deletes.is_empty()) {
+    } else if !enforce && (applies.len() > dry_run.len() || !deletes.is_empty()) {
         Cond::new(
             DRIFT_DETECTED,
             true,
             "DriftNotRepaired",
             format!(
                 "Audit mode: {} differ from the baseline",
-                plural(applies.len() + deletes.len(), "object")
+                plural(applies.len() - dry_run.len() + deletes.len(), "object")
             ),
         )
     } else {
@@ -355,14 +385,12 @@ pub fn plan(input: &PlanInput) -> Plan {
             exempt: u32::try_from(input.compiled.exempt.len()).unwrap_or(u32::MAX),
         },
         // Objects of kinds the cluster does not serve are not written, so not managed.
-        managed_objects: if enforce {
-            let n = input
-                .compiled
-                .objects
-                .iter()
-                .filter(|o| !input.missing_kinds.contains(&o.key.kind))
-                .count();
-            u32::try_from(n).unwrap_or(u32::MAX)
+        managed_objects: if baseline.dry_run()
+            && !input.missing_kinds.contains(&Kind::AuthorizationPolicy)
+        {
+            u32::try_from(dry_run::policies(input.compiled)).unwrap_or(u32::MAX)
+        } else if enforce {
+            u32::try_from(written).unwrap_or(u32::MAX)
         } else {
             0
         },
@@ -386,24 +414,24 @@ pub fn plan(input: &PlanInput) -> Plan {
     seen.extend(fights.iter().map(fight_id));
     if enforce {
         for a in applies.iter().filter(|a| a.repair) {
-            events.push(warning(
-                "DriftRepaired",
-                "Apply",
-                format!("restored {}", a.key),
-            ));
+            let mut event = warning("DriftRepaired", "Apply", format!("restored {}", a.key));
+            event.related = Some(Related::of(&a.key));
+            events.push(event);
         }
         for r in &reverts {
-            events.push(warning(
+            let mut event = warning(
                 "TenantOverrideReverted",
                 "Revert",
                 format!("took ownership of {} on {}", r.fields.join(", "), r.key),
-            ));
+            );
+            event.related = Some(Related::of(&r.key));
+            events.push(event);
         }
         for f in fights
             .iter()
             .filter(|f| !input.previous_findings.contains(&fight_id(f)))
         {
-            events.push(warning(
+            let mut event = warning(
                 "TenantOverrideFight",
                 "Revert",
                 format!(
@@ -412,7 +440,9 @@ pub fn plan(input: &PlanInput) -> Plan {
                     f.fields.join(", "),
                     f.key
                 ),
-            ));
+            );
+            event.related = Some(Related::of(&f.key));
+            events.push(event);
         }
         let new_findings = findings()
             .zip(&ids)
@@ -437,6 +467,11 @@ pub fn plan(input: &PlanInput) -> Plan {
                 format!("{} ({}) {at}: {}", f.rule, f.severity, f.message),
             );
             event.namespace.clone_from(&f.namespace);
+            event.related = Some(Related {
+                kind: f.kind.clone(),
+                namespace: f.namespace.clone(),
+                name: f.name.clone(),
+            });
             events.push(event);
         }
     } else {
@@ -445,7 +480,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 
     Plan {
-        applies: if enforce { applies } else { Vec::new() },
+        applies: if enforce { applies } else { dry_run },
         deletes: if enforce { deletes } else { Vec::new() },
         reverts: if enforce { reverts } else { Vec::new() },
         fights,

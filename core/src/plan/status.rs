@@ -219,6 +219,38 @@ pub fn with_write_failures(
     status
 }
 
+/// `Degraded` problems from findings that mean a generated object is not in force (MB105) or
+/// not generated (MB305): the first of each rule, and how many more (there may be one per
+/// namespace).
+pub(super) fn degrading(findings: &[crate::audit::Finding]) -> Vec<(&'static str, String)> {
+    let mut first: Vec<(&'static str, &crate::audit::Finding, usize)> = Vec::new();
+    for f in findings {
+        // Below the rule's own severity, the object is out of force without changing the
+        // mesh's behaviour (an older policy with the same mode).
+        if let Some(reason) = f
+            .rule
+            .degrades()
+            .filter(|_| f.severity >= f.rule.severity())
+        {
+            match first.iter_mut().find(|(r, _, _)| *r == reason) {
+                Some((_, _, more)) => *more += 1,
+                None => first.push((reason, f, 0)),
+            }
+        }
+    }
+    first
+        .into_iter()
+        .map(|(reason, f, more)| {
+            let and_more = if more > 0 {
+                format!(" (and {more} more {} findings)", f.rule)
+            } else {
+                String::new()
+            };
+            (reason, format!("{}: {}{and_more}", f.rule, f.message))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod write_failure_tests {
     use super::*;

@@ -10,7 +10,7 @@ use crate::dataplane::L4_WHEN_KEYS;
 use crate::inventory::PodLabels;
 
 /// The annotation that turns a policy into a dry run: logged, never enforced.
-pub const DRY_RUN: &str = "istio.io/dry-run";
+pub const DRY_RUN: &str = crate::object::DRY_RUN_ANNOTATION;
 /// Istio's GatewayClass for waypoints.
 const WAYPOINT_CLASS: &str = crate::gateway::WAYPOINT_CLASS;
 

@@ -67,12 +67,16 @@ fn seed_namespace(sim: &SimHandle, n: usize, pods: usize) -> Result<()> {
         sim.patch_status(&pod, &json!({"phase": "Running"}))?;
     }
     let mode = if n % 10 == 1 { "PERMISSIVE" } else { "STRICT" };
-    sim.create(&json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-        "metadata": {"name": "default", "namespace": ns}, "spec": {"mtls": {"mode": mode}}}))?;
-    sim.create(&json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+    sim.create(
+        &json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": ns}, "spec": {"mtls": {"mode": mode}}}),
+    )?;
+    sim.create(
+        &json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": {"name": "allow", "namespace": ns},
         "spec": {"selector": {"matchLabels": {"app": "app-2"}},
-            "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/x/sa/y"]}}]}]}}))?;
+            "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/x/sa/y"]}}]}]}}),
+    )?;
     Ok(())
 }
 
@@ -82,9 +86,21 @@ fn seed_generated(sim: &SimHandle, namespaces: usize) -> Result<usize> {
     let mb: MeshBaseline = serde_json::from_value(stored)?;
     let b = Baseline::try_from(&mb)?;
     let mut inv = Inventory::default();
-    for n in (0..namespaces).map(|n| format!("tenant-{n}")).chain(["istio-system".into()]) {
-        let labels = [("mesh".to_string(), "on".to_string())].into_iter().collect();
-        inv.namespaces.insert(n.clone(), NamespaceInfo { name: n, labels, terminating: false });
+    for n in (0..namespaces)
+        .map(|n| format!("tenant-{n}"))
+        .chain(["istio-system".into()])
+    {
+        let labels = [("mesh".to_string(), "on".to_string())]
+            .into_iter()
+            .collect();
+        inv.namespaces.insert(
+            n.clone(),
+            NamespaceInfo {
+                name: n,
+                labels,
+                terminating: false,
+            },
+        );
     }
     let compiled = compile(&b, &inv, &Scope::default(), jiff::Timestamp::now());
     let mut created = 0;
@@ -97,7 +113,11 @@ fn seed_generated(sim: &SimHandle, namespaces: usize) -> Result<usize> {
     Ok(created)
 }
 
-fn run(a: &Args, kubeconfig: &std::path::Path, extra: &[&str]) -> Result<(std::time::Duration, Value)> {
+fn run(
+    a: &Args,
+    kubeconfig: &std::path::Path,
+    extra: &[&str],
+) -> Result<(std::time::Duration, Value)> {
     let started = Instant::now();
     let out = Command::new(&a.binary)
         .arg("posture")
@@ -107,7 +127,12 @@ fn run(a: &Args, kubeconfig: &std::path::Path, extra: &[&str]) -> Result<(std::t
         .output()?;
     let took = started.elapsed();
     if !matches!(out.status.code(), Some(0 | 1)) {
-        return Err(format!("posture exited {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!(
+            "posture exited {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
     let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     Ok((took, doc))
@@ -116,10 +141,16 @@ fn run(a: &Args, kubeconfig: &std::path::Path, extra: &[&str]) -> Result<(std::t
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let a = args()?;
-    let sim = Simulator::start_with(SimConfig { history_capacity: 10_000, ..SimConfig::default() }).await?;
+    let sim = Simulator::start_with(SimConfig {
+        history_capacity: 10_000,
+        ..SimConfig::default()
+    })
+    .await?;
     sim.install_standard_crds()?;
     let started = Instant::now();
-    sim.create(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}))?;
+    sim.create(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}),
+    )?;
     for n in 0..a.namespaces {
         seed_namespace(&sim, n, a.pods)?;
     }
@@ -139,7 +170,14 @@ async fn main() -> Result<()> {
         sim.url()
     ))?;
     let ns = format!("tenant-{}", a.namespaces / 2 + 1);
-    let one = ["--namespace", &ns, "--workload", "app-1", "--format", "json"];
+    let one = [
+        "--namespace",
+        &ns,
+        "--workload",
+        "app-1",
+        "--format",
+        "json",
+    ];
     let mut times = Vec::new();
     for i in 0..a.runs {
         let (took, doc) = tokio::task::block_in_place(|| run(&a, &kubeconfig, &one))?;

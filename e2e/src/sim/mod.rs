@@ -1,5 +1,5 @@
 //! An in-process Kubernetes API server for tests: real HTTP on a loopback port, served from
-//! memory. It implements what the operator uses (see CONTRACT "API usage") plus what tests
+//! memory. It implements what the operator uses (docs/operations.md, "RBAC") plus what tests
 //! need to seed data, with the simplifications written next to the code that makes them:
 //!
 //! - no authentication, authorization, admission, defaulting, schema validation or pruning;

@@ -98,14 +98,14 @@ async fn kubectl_shows_what_the_doc_says() -> TestResult {
         &proxy,
         &["--leader-election=false".into(), "--debounce-ms=20".into()],
     )?;
-    let result = check(&cluster).await;
+    let result = check(&cluster, &operator).await;
     let stopped = operator.stop().await;
     cluster.cleanup().await?;
     result?;
     Ok(stopped?)
 }
 
-async fn check(cluster: &Cluster) -> TestResult {
+async fn check(cluster: &Cluster, operator: &OperatorProcess) -> TestResult {
     wait("Ready=True", || {
         kubectl(&[
             "get",
@@ -171,10 +171,12 @@ async fn check(cluster: &Cluster) -> TestResult {
     .await?;
 
     // Printer columns: the doc's column table, in order, is the header of `kubectl get mb`.
+    // The first table whose rows start with a backticked column name.
     let columns: Vec<&str> = DOC
         .lines()
+        .skip_while(|l| !l.starts_with("| `"))
+        .take_while(|l| l.starts_with("| `"))
         .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
-        .take_while(|c| c.chars().all(|ch| ch.is_ascii_uppercase()))
         .collect();
     assert!(
         columns.len() >= 5,
@@ -215,6 +217,12 @@ async fn check(cluster: &Cluster) -> TestResult {
     })
     .await?;
 
+    wide_describe_and_events()?;
+    // After a reconcile, a repair and findings: every metric and label the alerts and the
+    // dashboard use is exposed.
+    let problems = crate::metrics::missing_in(&operator.metrics_text());
+    assert!(problems.is_empty(), "{problems:#?}");
+
     // Every documented command on baselines, generated objects and events runs.
     let mut ran = 0;
     for cmd in documented_commands() {
@@ -239,5 +247,141 @@ async fn check(cluster: &Cluster) -> TestResult {
     assert!(ran >= 8, "only {ran} documented commands found");
     // The discovery features the simulator lacks: short names and OpenAPI.
     assert!(kubectl(&["explain", "mb.spec.mtls"])?.contains("denyPlaintext"));
+    explain_reads_well()
+}
+
+/// `kubectl get mb -o wide` has the doc's wide columns, with values; `kubectl describe mb`
+/// shows the conditions in their fixed order and the operator's events oldest first; the
+/// events are found by the field selector the doc gives.
+fn wide_describe_and_events() -> TestResult {
+    let wide = kubectl(&["get", "mb", "default", "-o", "wide"])?;
+    let mut lines = wide.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "MODE",
+            "READY",
+            "PROTECTED",
+            "FINDINGS",
+            "AGE",
+            "DEGRADED",
+            "EXEMPT",
+            "OBJECTS",
+            "DRIFT-REPAIRS",
+            "GUARD",
+            "TENANT-OBJECTS",
+            "ADMIN-TIER"
+        ],
+        "{wide}"
+    );
+    assert_eq!(row.len(), header.len(), "a wide column is empty:\n{wide}");
+    let at = |name: &str| row[header.iter().position(|h| *h == name).unwrap_or(0)];
+    assert_eq!(
+        (at("DEGRADED"), at("GUARD"), at("ADMIN-TIER")),
+        ("False", "Disabled", "Active"),
+        "{wide}"
+    );
+    assert!(at("OBJECTS").parse::<u32>().is_ok_and(|n| n >= 3), "{wide}");
+    assert!(
+        at("DRIFT-REPAIRS").parse::<u32>().is_ok_and(|n| n >= 1),
+        "{wide}"
+    );
+    for column in [
+        "OBJECTS",
+        "DRIFT-REPAIRS",
+        "GUARD",
+        "TENANT-OBJECTS",
+        "ADMIN-TIER",
+    ] {
+        assert!(
+            DOC.contains(&format!("`{column}`")),
+            "docs/kubectl.md does not explain {column}"
+        );
+    }
+
+    let described = kubectl(&["describe", "mb", "default"])?;
+    let order: Vec<usize> = [
+        "Type:    Ready",
+        "Type:    Reconciling",
+        "Type:    Degraded",
+        "Type:    DriftDetected",
+        "Type:    Invalid",
+        "Events:",
+    ]
+    .iter()
+    .map(|needle| {
+        described
+            .lines()
+            .position(|l| {
+                l.split_whitespace().collect::<Vec<_>>().join(" ")
+                    == needle.split_whitespace().collect::<Vec<_>>().join(" ")
+            })
+            .unwrap_or(usize::MAX)
+    })
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]) && order[5] != usize::MAX,
+        "conditions out of order or missing ({order:?}):\n{described}"
+    );
+
+    let events = kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=default,involvedObject.kind=MeshBaseline",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+    ])?;
+    assert!(events.lines().any(|r| r == "DriftRepaired"), "{events}");
+    let all = kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=default",
+        "-o",
+        "name",
+    ])?;
+    assert!(
+        !all.trim().is_empty(),
+        "no event for involvedObject.name=default"
+    );
+    Ok(())
+}
+
+/// `kubectl explain` on every level of the spec prints a description for every field.
+fn explain_reads_well() -> TestResult {
+    for path in [
+        "meshbaseline.spec",
+        "meshbaseline.spec.mtls",
+        "meshbaseline.spec.network",
+        "meshbaseline.spec.network.egress",
+        "meshbaseline.spec.admission",
+        "meshbaseline.spec.exemptions",
+        "meshbaseline.status",
+        "meshbaseline.status.enforcement",
+    ] {
+        let text = kubectl(&["explain", path])?;
+        assert!(
+            !text.contains("<empty>"),
+            "{path} has an undocumented field:\n{text}"
+        );
+        assert!(text.contains("FIELDS:"), "{text}");
+    }
+    let admission = kubectl(&["explain", "meshbaseline.spec.admission.tenantObjects"])?;
+    assert!(
+        admission.contains("Disabled") && admission.contains("Warn") && admission.contains("Deny"),
+        "{admission}"
+    );
     Ok(())
 }

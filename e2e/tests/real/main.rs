@@ -6,8 +6,10 @@
 
 mod admission;
 mod crd;
+mod enums;
 mod generated;
 mod kubectl;
+mod metrics;
 mod offline;
 mod posture;
 mod tenant;

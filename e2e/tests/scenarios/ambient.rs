@@ -1,5 +1,5 @@
 //! Ambient namespaces through the real controller: the namespace's labels choose the generated
-//! objects, and pod labels and annotations reach the audit (issue 12).
+//! objects, and pod labels and annotations reach the audit.
 
 use serde_json::json;
 
@@ -26,8 +26,9 @@ async fn ambient_namespace_objects_follow_its_labels() -> TestResult {
         &a,
         "meshbaseline-waypoint-only"
     )));
-    env.wait_condition("ambient", "Degraded", "True", |reason, _| {
-        reason == "WaypointIdentityUnknown"
+    // (Degraded for the fixture's HTTP deny rule too, which comes first.)
+    env.wait_condition("ambient", "Degraded", "True", |_, message| {
+        message.contains("MB305: Namespace") && message.contains("cannot be resolved")
     })
     .await?;
     // The waypoint's pod, as Istio deploys it: its ServiceAccount becomes the only identity
@@ -49,8 +50,8 @@ async fn ambient_namespace_objects_follow_its_labels() -> TestResult {
     let wp = &objects[&key("AuthorizationPolicy", &a, "meshbaseline-waypoint-only")];
     let principal = format!("cluster.local/ns/{a}/sa/default");
     assert!(wp.to_string().contains(&principal), "{wp}");
-    env.wait_condition("ambient", "Degraded", "False", |reason, _| {
-        reason == "AsExpected"
+    env.wait_condition("ambient", "Degraded", "True", |_, message| {
+        !message.contains("MB305")
     })
     .await?;
     assert!(objects.contains_key(&key(

@@ -43,6 +43,11 @@ async fn baseline_generates_every_object() -> TestResult {
             ROOT,
             "meshbaseline-deny-sandbox-admin",
         ),
+        (
+            "AuthorizationPolicy",
+            ROOT,
+            "meshbaseline-waypoint-deny-sandbox-admin",
+        ),
         ("NetworkPolicy", ROOT, "meshbaseline-istiod"),
         ("PeerAuthentication", ROOT, "meshbaseline-mesh-mtls"),
         ("Sidecar", ROOT, "meshbaseline-registry-only"),

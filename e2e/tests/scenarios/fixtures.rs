@@ -58,7 +58,7 @@ pub fn mk_baseline(name: &str, scenario: &str, overrides: Value) -> Value {
         "tenantOverrides": "Report",
         // The scenarios test what the operator does after a change; the admission guards
         // refuse such changes before they happen and have their own tests (`real/admission`).
-        "admission": {"guard": false, "tenantObjects": "Off"}
+        "admission": {"guard": false, "tenantObjects": "Disabled"}
     });
     merge(&mut spec, &overrides);
     json!({"apiVersion": MB_API, "kind": "MeshBaseline", "metadata": {"name": name}, "spec": spec})

@@ -1,4 +1,4 @@
-//! One writer at a time (issue 9): two replicas on one simulator. The leader's renewals are
+//! One writer at a time: two replicas on one simulator. The leader's renewals are
 //! paused past the lease duration, the other takes over, the first resumes; every write is
 //! counted per replica, and the old leader makes none after its local deadline.
 

@@ -1,4 +1,4 @@
-//! The scenario suite (issue 5): the real controller, started through the library entry point
+//! The scenario suite: the real controller, started through the library entry point
 //! of `meshbaseline run`, against the in-process API simulator, or against a real cluster when
 //! `MESHBASELINE_E2E_KUBECONFIG` is set (the local control plane of `e2e/testenv` in CI).
 //! One test per scenario; each has its own simulator (or its turn on the real cluster, with

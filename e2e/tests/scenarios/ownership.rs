@@ -1,4 +1,4 @@
-//! Ownership cannot be faked (issue 9): a tenant object carrying our label, our name prefix or
+//! Ownership cannot be faked: a tenant object carrying our label, our name prefix or
 //! an ownerReference to the baseline is audited like any tenant object and reported as MB801;
 //! the operator never writes a tenant's object (except the one field Revert mode owns), and
 //! never deletes one, counted by the simulator's request accounting.

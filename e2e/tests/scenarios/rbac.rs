@@ -227,8 +227,8 @@ async fn chart_rbac_grants_exactly_what_the_operator_uses() -> TestResult {
         "rbac",
         "rbac",
         json!({"tenantOverrides": "Revert", "rootNamespace": root,
-               "admission": {"guard": false, "tenantObjects": "Off"},
-               "network": {"adminTier": "Off"}}),
+               "admission": {"guard": false, "tenantObjects": "Disabled"},
+               "network": {"adminTier": "Disabled"}}),
     ))
     .await?;
     env.wait_converged("rbac").await?;

@@ -1,4 +1,4 @@
-//! Tampering (issue 9): every generated kind, every write method a tenant has (server-side
+//! Tampering: every generated kind, every write method a tenant has (server-side
 //! apply as another manager with and without force, JSON merge patch, JSON patch, PUT),
 //! additive and subtractive edits, and metadata edits. Each is repaired to exactly the
 //! desired object within 1 s, and then left alone: no further write, counted by the

@@ -35,3 +35,47 @@ fn kubernetes_formats(v: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enums(v: &serde_json::Value, path: &str, out: &mut Vec<(String, serde_json::Value)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(values)) = map.get("enum") {
+                    out.extend(values.iter().map(|e| (path.to_string(), e.clone())));
+                }
+                for (k, child) in map {
+                    enums(child, &format!("{path}.{k}"), out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| enums(i, path, out)),
+            _ => {}
+        }
+    }
+
+    /// kubectl reads manifests as YAML 1.1: an enum value such as `Off` would reach the API
+    /// server as a boolean, from a user's manifest and from the CRD itself.
+    #[test]
+    fn every_enum_value_is_a_string_in_yaml_1_1() {
+        let crd = serde_json::to_value(MeshBaseline::crd()).unwrap();
+        let mut found = Vec::new();
+        enums(&crd, "", &mut found);
+        assert!(found.len() >= 15, "{found:?}");
+        for (path, value) in found {
+            let s = value
+                .as_str()
+                .unwrap_or_else(|| panic!("{path}: {value} is not a string"));
+            assert!(
+                crate::manifests::emit::plain_ok(s),
+                "{path}: {s} is not a string in YAML 1.1"
+            );
+        }
+        let yaml = crd_yaml().unwrap();
+        let back: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        let mut expected = crd;
+        kubernetes_formats(&mut expected);
+        assert_eq!(back, expected);
+    }
+}

@@ -211,7 +211,12 @@ impl Executor {
             reason: ev.reason.clone(),
             note: Some(ev.note.clone()),
             action: ev.action.clone(),
-            secondary: None,
+            secondary: ev.related.as_ref().map(|r| ObjectReference {
+                kind: Some(r.kind.clone()),
+                namespace: r.namespace.clone(),
+                name: Some(r.name.clone()),
+                ..ObjectReference::default()
+            }),
         };
         self.recorder.publish(&event, regarding).await?;
         self.metrics.api_write("event", "Event");

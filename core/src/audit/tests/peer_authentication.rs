@@ -159,6 +159,13 @@ fn mb103_a_single_mesh_wide_policy_is_silent() {
         vec!["istio-system/meshbaseline-mesh-mtls"]
     );
     assert_eq!(f.len(), 1);
+    // The one in force is STRICT like the baseline: the mesh's mode is unchanged.
+    assert_eq!(f[0].severity, crate::audit::Severity::Low);
+    assert!(
+        f[0].message.contains("has the baseline's mode STRICT"),
+        "{}",
+        f[0].message
+    );
 }
 
 #[test]

@@ -165,3 +165,33 @@ fn istiod_plaintext_and_debug_ports_are_denied() {
     }
     assert!(!r["protocols"].to_string().contains("15012"));
 }
+
+/// istiod is found where it runs, which need not be the root namespace.
+#[test]
+fn istiod_subject_is_in_istiods_namespace() {
+    let s = istiod_spec(&baseline(
+        json!({"network": {"controlPlane": {"istiodNamespace": "istio-control"}}}),
+    ));
+    assert_eq!(
+        s["subject"]["pods"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "istio-control"
+    );
+}
+
+/// A DNS cache on the host network (NodeLocal DNSCache) is passed like the DNS pods; it is an
+/// address, so a `networks` peer.
+#[test]
+fn node_local_dns_is_passed_before_udp_is_denied() {
+    let dns = json!({"namespace": "kube-system", "podSelector": {"k8s-app": "kube-dns"},
+                     "port": 53, "nodeLocalAddresses": ["169.254.20.10"]});
+    let s = namespaces_spec(
+        &baseline(json!({"network": {"dns": dns}})),
+        &BTreeSet::new(),
+        now(),
+    );
+    assert_eq!(
+        rule(&s, "egress", "dns")["to"][1],
+        json!({"networks": ["169.254.20.10/32"]})
+    );
+    assert!(index(&s, "egress", "dns") < index(&s, "egress", "deny-udp-sctp"));
+}

@@ -17,7 +17,7 @@ use crate::api::istio::{
 };
 use crate::audit::Rule;
 use crate::object::{DesiredObject, ObjectSpec, MANAGED_BY_LABEL};
-use crate::object::{Name, OwnedMeta, BASELINE_LABEL};
+use crate::object::{Name, OwnedMeta, BASELINE_LABEL, DRY_RUN_ANNOTATION};
 
 pub(super) const UID: &str = "uid-1";
 
@@ -53,6 +53,11 @@ pub(super) fn mk_desired(kind: Kind, ns: &str, name: &str, spec: Value) -> Desir
         },
         meta: Arc::new(OwnedMeta {
             labels: serde_json::from_value(labels("default")).unwrap(),
+            annotations: if kind == Kind::AuthorizationPolicy {
+                BTreeMap::from([(DRY_RUN_ANNOTATION.to_string(), "false".to_string())])
+            } else {
+                BTreeMap::new()
+            },
             owner_references: Some(json!([{"apiVersion": "meshbaseline.dev/v1alpha1",
                 "kind": "MeshBaseline", "name": "default", "uid": UID, "controller": true}])),
         }),
@@ -277,6 +282,15 @@ impl Case {
             only: self.only.as_ref(),
             now: self.now,
         })
+    }
+
+    /// As after an earlier reconcile that enforced the current compile output: what differs
+    /// now is a repair.
+    pub(super) fn enforced_before(&mut self) {
+        let observed = std::mem::take(&mut self.observed);
+        let p = self.run();
+        self.converge(&p);
+        self.observed = observed;
     }
 
     /// Feed a plan's status and memory back, as the controller does after executing it.

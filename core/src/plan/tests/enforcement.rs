@@ -1,4 +1,4 @@
-//! What the cluster can enforce (issue 13): status.enforcement and MB901–MB903.
+//! What the cluster can enforce: status.enforcement and MB901–MB903.
 
 use super::*;
 
@@ -62,6 +62,25 @@ fn apis_the_cluster_does_not_serve_are_findings_not_degraded() {
     assert_eq!(p.events.iter().filter(|e| e.reason == "Finding").count(), 2);
 }
 
+/// The Ready message counts what is written, as `managedObjects` does, and says what is not.
+#[test]
+fn ready_counts_only_objects_the_cluster_can_store() {
+    let mut case = Case::new(cluster_objects());
+    case.missing = BTreeSet::from([Kind::ClusterNetworkPolicy]);
+    let s = case.run().status.unwrap();
+    assert_eq!(s.managed_objects, 3);
+    assert_eq!(
+        cond(&s, READY).message,
+        "3 objects enforced in 2 namespaces; 1 object not written: the cluster does not serve ClusterNetworkPolicy"
+    );
+    let s = Case::new(cluster_objects()).run().status.unwrap();
+    assert_eq!(s.managed_objects, 4);
+    assert_eq!(
+        cond(&s, READY).message,
+        "4 objects enforced in 2 namespaces"
+    );
+}
+
 #[test]
 fn served_apis_are_active_and_a_removed_guard_is_mb902_until_restored() {
     let mut case = Case::new(cluster_objects());
@@ -122,6 +141,6 @@ fn audit_mode_enforces_nothing_but_still_says_what_the_cluster_lacks() {
     case.baseline = mk_baseline("default", json!({"mode": "Audit"}), "2026-01-01T00:00:00Z");
     case.missing = BTreeSet::from([Kind::ClusterNetworkPolicy]);
     let s = case.run().status.unwrap();
-    assert_eq!(enforcement(&s), ("Off", "Off", "Off"));
+    assert_eq!(enforcement(&s), ("Disabled", "Disabled", "Disabled"));
     assert_eq!(rules(&s), ["MB903"]);
 }

@@ -3,6 +3,7 @@
 
 mod builders;
 mod conditions;
+mod dry_run;
 mod enforcement;
 mod revert;
 mod tamper;

@@ -3,6 +3,8 @@
 
 use proptest::prelude::*;
 
+use crate::object::DRY_RUN_ANNOTATION;
+
 use super::*;
 
 fn desired_objects() -> Vec<DesiredObject> {
@@ -54,6 +56,9 @@ enum Edit {
     SetOurLabel(String),
     AddTenantLabel,
     AddAnnotation,
+    /// `istio.io/dry-run` set to a value (Istio enforces nothing when it reads as true).
+    SetDryRun(String),
+    DropAnnotations,
 }
 
 fn arb_value() -> impl Strategy<Value = Value> {
@@ -92,6 +97,15 @@ fn arb_edit() -> impl Strategy<Value = Edit> {
         "[a-z]{0,3}".prop_map(Edit::SetOurLabel),
         Just(Edit::AddTenantLabel),
         Just(Edit::AddAnnotation),
+        prop_oneof![
+            Just("true"),
+            Just("false"),
+            Just("1"),
+            Just("True"),
+            Just("")
+        ]
+        .prop_map(|v| Edit::SetDryRun(v.to_string())),
+        Just(Edit::DropAnnotations),
     ]
 }
 
@@ -162,6 +176,12 @@ fn edit_meta(m: &mut Value, edit: &Edit) {
         Edit::SetOurLabel(v) => meta["labels"][BASELINE_LABEL] = json!(v),
         Edit::AddTenantLabel => meta["labels"]["team"] = json!("x"),
         Edit::AddAnnotation => meta["annotations"]["note"] = json!("mine"),
+        Edit::SetDryRun(v) => meta["annotations"][DRY_RUN_ANNOTATION] = json!(v),
+        Edit::DropAnnotations => {
+            if let Some(o) = meta.as_object_mut() {
+                o.remove("annotations");
+            }
+        }
         _ => {}
     }
 }
@@ -194,7 +214,7 @@ fn restores(which: usize, edits: &[Edit]) -> Result<(), TestCaseError> {
     let all = desired_objects();
     let d = all[which % all.len()].clone();
     let mut case = Case::new(all.clone());
-    case.previous_compiled = Some(case.compiled.clone());
+    case.enforced_before();
     case.observed = all
         .iter()
         .map(|o| (o.key.clone(), mk_observed(o)))
@@ -224,7 +244,11 @@ fn restores(which: usize, edits: &[Edit]) -> Result<(), TestCaseError> {
     };
     let means_desired = normalise(d.key.kind, &m["spec"]) == normalise(d.key.kind, &d.spec.value())
         && owners(&m) == owners(&d.manifest())
-        && m["metadata"]["labels"][BASELINE_LABEL] == "default";
+        && m["metadata"]["labels"][BASELINE_LABEL] == "default"
+        && d.meta
+            .annotations
+            .iter()
+            .all(|(k, v)| m["metadata"]["annotations"][k] == json!(v));
     let p = case.run();
     prop_assert!(p.deletes.is_empty());
     if means_desired {
@@ -254,6 +278,9 @@ fn restores(which: usize, edits: &[Edit]) -> Result<(), TestCaseError> {
     }
     if let Some(note) = m.pointer("/metadata/annotations/note") {
         prop_assert_eq!(&body["metadata"]["annotations"]["note"], note);
+    }
+    for (k, v) in &d.meta.annotations {
+        prop_assert_eq!(&body["metadata"]["annotations"][k], &json!(v));
     }
     // The server stores it; the next plans (full, and the drift fast path) are empty.
     let stored = server_replace(&body, 43);
@@ -313,6 +340,10 @@ fn known_switch_offs_are_repaired() {
             2,
             vec![Edit::SetOurLabel("other".into()), Edit::AddTenantLabel],
         ),
+        // The DENY policy switched to a dry run by an annotation, its spec untouched.
+        (0, vec![Edit::SetDryRun("true".into())]),
+        (0, vec![Edit::AddAnnotation, Edit::SetDryRun("1".into())]),
+        (0, vec![Edit::DropAnnotations]),
     ];
     for (which, edits) in cases {
         restores(which, &edits).unwrap();
@@ -323,7 +354,7 @@ fn known_switch_offs_are_repaired() {
 fn a_selector_added_to_the_deny_policy_is_a_replace_without_it() {
     let ap = deny_ap("a");
     let mut case = Case::new(vec![ap.clone()]);
-    case.previous_compiled = Some(case.compiled.clone());
+    case.enforced_before();
     let mut m = mk_manifest(&ap);
     m["spec"]["selector"] = json!({"matchLabels": {"nothing": "matches"}});
     m["metadata"]["labels"]["team"] = json!("payments");
@@ -335,4 +366,54 @@ fn a_selector_added_to_the_deny_policy_is_a_replace_without_it() {
     assert_eq!(body["metadata"]["labels"]["team"], "payments");
     assert_eq!(body["metadata"]["resourceVersion"], "42");
     assert_eq!(body["metadata"]["uid"], "obj-uid");
+}
+
+/// Leaving Audit mode writes every object for the first time: no repair is counted or announced.
+#[test]
+fn the_first_writes_after_audit_mode_are_no_repairs() {
+    let mut case = Case::new(desired_objects());
+    case.baseline = mk_baseline("default", json!({"mode": "Audit"}), "2026-01-01T00:00:00Z");
+    let p = case.run();
+    case.converge(&p);
+    case.baseline = mk_baseline("default", json!({}), "2026-01-01T00:00:00Z");
+    let p = case.run();
+    assert_eq!(p.applies.len(), desired_objects().len());
+    assert!(p.applies.iter().all(|a| !a.repair));
+    assert!(p.events.iter().all(|e| e.reason != "DriftRepaired"));
+    assert_eq!(p.status.unwrap().drift_repairs, 0);
+}
+
+/// Each repair's event names its object as `related`, so the API server's event series (keyed
+/// by reason and objects, not by note) keep one event per repaired object.
+#[test]
+fn repair_events_name_their_object() {
+    let all = desired_objects();
+    let mut case = Case::new(all.clone());
+    case.enforced_before();
+    case.observed = all[2..]
+        .iter()
+        .map(|o| (o.key.clone(), mk_observed(o)))
+        .collect();
+    let p = case.run();
+    let related: Vec<_> = p
+        .events
+        .iter()
+        .filter(|e| e.reason == "DriftRepaired")
+        .map(|e| e.related.clone().unwrap())
+        .collect();
+    assert_eq!(
+        related,
+        [
+            crate::plan::Related {
+                kind: "AuthorizationPolicy".into(),
+                namespace: Some("a".into()),
+                name: "meshbaseline-deny-plaintext".into()
+            },
+            crate::plan::Related {
+                kind: "NetworkPolicy".into(),
+                namespace: Some("a".into()),
+                name: "meshbaseline-baseline".into()
+            },
+        ]
+    );
 }

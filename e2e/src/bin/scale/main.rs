@@ -1,4 +1,4 @@
-//! The scale run of issue 5: a simulator seeded directly (no HTTP) with N namespaces and
+//! The scale run: a simulator seeded directly (no HTTP) with N namespaces and
 //! N x P pods, the operator in a child process (this binary re-executed with `--controller`,
 //! which runs the same `controller::run` as `meshbaseline run`), and these figures:
 //! time to converge, requests by verb, the controller process's peak memory (VmHWM from

@@ -218,6 +218,7 @@ async fn events_are_created_in_the_events_api() {
         action: "Apply".into(),
         note: "restored NetworkPolicy a/meshbaseline-baseline".into(),
         namespace: None,
+        related: None,
     };
     executor(client).event(&regarding, &ev).await.unwrap();
     let log = log.lock().unwrap();

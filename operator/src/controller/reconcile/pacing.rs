@@ -88,6 +88,7 @@ mod tests {
             action: "Audit".into(),
             note: format!("MB501 pod-{n}"),
             namespace: Some(ns.into()),
+            related: None,
         }
     }
 
