@@ -15,7 +15,7 @@ use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};
 use crate::api::istio::AuthorizationPolicy;
 use crate::object::Kind;
-use crate::posture::authz::action;
+use crate::posture::authz::{action, dry_run};
 
 const KIND: &str = "AuthorizationPolicy";
 const NEGATIVE_FIELDS: [&str; 4] = ["notPaths", "notMethods", "notHosts", "notPorts"];
@@ -46,20 +46,21 @@ fn reported(ctx: &Ctx, ns: &str, rule: Rule) -> bool {
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let normalization = weakest_normalization(ctx);
-    for ap in &ctx.inventory.authorization_policies {
+    // Dry-run policies are enforced in no way, neither their gaps.
+    for ap in ctx
+        .inventory
+        .authorization_policies
+        .iter()
+        .filter(|ap| !dry_run(ap))
+    {
         let (ns, name) = (ns_of(&ap.metadata), name_of(&ap.metadata));
-        match action(ap) {
-            "ALLOW" if !ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) => {
-                if reported(ctx, ns, Rule::MB306) {
-                    negative_allow(ctx, ap, ns, name, out);
-                }
+        let ours = ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata);
+        match (action(ap), &normalization) {
+            ("ALLOW", _) if !ours && reported(ctx, ns, Rule::MB306) => {
+                negative_allow(ctx, ap, ns, name, out);
             }
-            "DENY" => {
-                if let Some((how, source)) = &normalization {
-                    if reported(ctx, ns, Rule::MB307) {
-                        path_deny(ctx, ap, ns, name, how, source, out);
-                    }
-                }
+            ("DENY", Some((how, source))) if reported(ctx, ns, Rule::MB307) => {
+                path_deny(ctx, ap, ns, name, how, source, out);
             }
             _ => {}
         }

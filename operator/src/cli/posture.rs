@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use crate::api::model::Baseline;
 use crate::audit::{audit_in_scope, Finding, Severity};
-use crate::compile::{compile, Scope};
+use crate::compile::compile;
 use crate::inventory::Inventory;
 use crate::manifests::{load_paths, read_baseline, BaselineFileError, Loaded};
 use crate::posture::{Detail, Objects, Port, Posture, WorkloadPosture};
@@ -194,7 +194,7 @@ pub fn evaluate(
         let scope = resolved
             .get(&b.name)
             .map(|r| r.scope.clone())
-            .unwrap_or_else(Scope::default);
+            .unwrap_or_default();
         let desired = compile(b, inventory, &scope, now);
         let findings: Vec<Finding> = audit_in_scope(b, inventory, &desired, &scope, now);
         let posture = Posture::new(
