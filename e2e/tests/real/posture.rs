@@ -77,7 +77,7 @@ async fn posture_reads_the_cluster_and_explains_each_port() -> TestResult {
         cluster.apply_as("meshbaseline-e2e", &obj, true).await?;
     }
     // The kubelet's part: the pod runs (no kubelet here, so its status is written directly).
-    let pods: Api<Pod> = Api::namespaced(cluster.client(), NS);
+    let pods: Api<Pod> = Api::namespaced(cluster.harness_client(), NS);
     pods.patch_status(
         "bare",
         &PatchParams::default(),
