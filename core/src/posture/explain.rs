@@ -52,8 +52,12 @@ pub fn explain(w: &WorkloadPosture, port: Port) -> Option<Vec<String>> {
         out.push("Findings: none concern this workload.".into());
     }
     for f in &w.findings {
+        let object = match &f.namespace {
+            Some(ns) => format!("{} {ns}/{}", f.kind, f.name),
+            None => format!("{} {}", f.kind, f.name),
+        };
         out.push(format!(
-            "Finding {} ({}): {}",
+            "Finding {} ({}) on {object}: {}",
             f.rule, f.severity, f.message
         ));
     }

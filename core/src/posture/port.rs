@@ -234,6 +234,16 @@ fn mtls_step(p: &Posture, composed: &Composed, d: &Decision, port: Port) -> Stri
     s
 }
 
+/// An AuthorizationPolicy as posture names it.
+fn policy_ref(p: &Posture, ap: &AuthorizationPolicy) -> ObjectRef {
+    ObjectRef::new(
+        &p.ctx,
+        "AuthorizationPolicy",
+        Kind::AuthorizationPolicy,
+        &ap.metadata,
+    )
+}
+
 /// Decides the port's plaintext verdict from the mode and the attached policies.
 fn judge(
     p: &Posture,
@@ -242,118 +252,128 @@ fn judge(
     enforcer: Enforcer,
     d: &Decision,
 ) {
-    let ctx = &p.ctx;
-    let port = row.port;
-    let explain = !row.steps.is_empty();
-    let aref = |ap: &AuthorizationPolicy| {
-        ObjectRef::new(
-            ctx,
-            "AuthorizationPolicy",
-            Kind::AuthorizationPolicy,
-            &ap.metadata,
-        )
-    };
-    if d.mode == "STRICT" {
-        if let Some(pa) = d.policy {
-            row.refused_by.push(PolicyMatch {
-                policy: ObjectRef::new(
-                    ctx,
-                    "PeerAuthentication",
-                    Kind::PeerAuthentication,
-                    &pa.metadata,
-                ),
-                how: "mTLS STRICT: the proxy accepts only mutual TLS".into(),
-            });
-        }
+    if let Some(pa) = d.policy.filter(|_| d.mode == "STRICT") {
+        row.refused_by.push(PolicyMatch {
+            policy: ObjectRef::new(
+                &p.ctx,
+                "PeerAuthentication",
+                Kind::PeerAuthentication,
+                &pa.metadata,
+            ),
+            how: "mTLS STRICT: the proxy accepts only mutual TLS".into(),
+        });
     }
-    let mut allow_policies = 0;
-    let mut admitting = false;
-    for ap in policies {
-        if authz::dry_run(ap) {
-            row.dry_run.push(aref(ap));
-            continue;
-        }
-        let action = authz::action(ap);
-        match action {
-            "DENY" => {
-                if let Some((i, _)) = ap
-                    .spec
-                    .rules
-                    .iter()
-                    .enumerate()
-                    .find(|(_, r)| authz::rule_reach(r, port, "DENY", enforcer) == Reach::All)
-                {
-                    row.refused_by.push(PolicyMatch {
-                        policy: aref(ap),
-                        how: format!("DENY rules[{i}] matches every request without an mTLS identity on this port"),
-                    });
-                }
-            }
-            "ALLOW" => {
-                allow_policies += 1;
-                for (i, r) in ap.spec.rules.iter().enumerate() {
-                    if authz::rule_reach(r, port, "ALLOW", enforcer) != Reach::None {
-                        admitting = true;
-                        let why = authz::plaintext_reason(r)
-                            .unwrap_or("it matches requests without an mTLS identity");
-                        row.allows_plaintext.push(PolicyMatch {
-                            policy: aref(ap),
-                            how: format!("rules[{i}]: {why}"),
-                        });
-                    }
-                }
-            }
-            _ => {}
-        }
+    let enforced: Vec<&AuthorizationPolicy> = policies
+        .iter()
+        .copied()
+        .filter(|ap| !authz::dry_run(ap))
+        .collect();
+    row.dry_run = policies
+        .iter()
+        .filter(|ap| authz::dry_run(ap))
+        .map(|ap| policy_ref(p, ap))
+        .collect();
+    for ap in enforced.iter().filter(|ap| authz::action(ap) == "DENY") {
+        deny(p, row, ap, enforcer);
     }
-    if allow_policies > 0 && !admitting {
-        let names: Vec<String> = policies
-            .iter()
-            .filter(|ap| !authz::dry_run(ap) && authz::action(ap) == "ALLOW")
-            .map(|ap| format!("{}/{}", ns_of(&ap.metadata), name_of(&ap.metadata)))
-            .collect();
-        for ap in policies
-            .iter()
-            .filter(|ap| !authz::dry_run(ap) && authz::action(ap) == "ALLOW")
-        {
-            row.refused_by.push(PolicyMatch {
-                policy: aref(ap),
-                how: format!("ALLOW policies apply ({}) and none of their rules matches a request without an mTLS identity on this port, so such requests are denied; another ALLOW policy can change that", names.join(", ")),
-            });
-        }
-    }
+    allow(p, row, &enforced, enforcer);
     row.plaintext = if row.refused_by.is_empty() {
         Plaintext::Accepted
     } else {
         Plaintext::Refused
     };
-    if explain {
-        let mut names: Vec<String> = policies
-            .iter()
-            .map(|ap| {
-                let r = aref(ap);
-                format!(
-                    "{} {}/{} ({:?}{})",
-                    authz::action(ap),
-                    r.namespace,
-                    r.name,
-                    r.owner,
-                    if authz::dry_run(ap) { ", dry-run" } else { "" }
-                )
-            })
-            .collect();
-        if names.is_empty() {
-            names.push("none".into());
-        }
-        let by = match enforcer {
-            Enforcer::Proxy => "the sidecar (Istio's ShouldAttachPolicy: selector-less policies of the namespace and the root namespace, and those whose selector matches the pod's labels; targetRefs bind to gateways and waypoints instead)",
-            Enforcer::Ztunnel => "ztunnel (L4 only: ALLOW rules with HTTP attributes are dropped, DENY rules are enforced without them)",
-        };
-        row.steps.push(format!(
-            "AuthorizationPolicies enforced by {by}: {}.",
-            names.join(", ")
-        ));
+    if !row.steps.is_empty() {
+        policies_step(p, row, policies, enforcer);
     }
+}
+
+/// A DENY policy refuses plaintext on the port when one of its rules matches every request
+/// without an identity there.
+fn deny(p: &Posture, row: &mut PortPosture, ap: &AuthorizationPolicy, enforcer: Enforcer) {
+    let all = |r: &crate::api::istio::Rule| {
+        authz::rule_reach(r, row.port, "DENY", enforcer) == Reach::All
+    };
+    if let Some(i) = ap.spec.rules.iter().position(all) {
+        row.refused_by.push(PolicyMatch {
+            policy: policy_ref(p, ap),
+            how: format!(
+                "DENY rules[{i}] matches every request without an mTLS identity on this port"
+            ),
+        });
+    }
+}
+
+/// ALLOW policies: the rules plaintext can match on the port; when some apply and none can,
+/// they refuse it.
+fn allow(
+    p: &Posture,
+    row: &mut PortPosture,
+    enforced: &[&AuthorizationPolicy],
+    enforcer: Enforcer,
+) {
+    let allows: Vec<&AuthorizationPolicy> = enforced
+        .iter()
+        .copied()
+        .filter(|ap| authz::action(ap) == "ALLOW")
+        .collect();
+    for ap in &allows {
+        for (i, r) in ap.spec.rules.iter().enumerate() {
+            if authz::rule_reach(r, row.port, "ALLOW", enforcer) != Reach::None {
+                let why = authz::plaintext_reason(r)
+                    .unwrap_or("it matches requests without an mTLS identity");
+                row.allows_plaintext.push(PolicyMatch {
+                    policy: policy_ref(p, ap),
+                    how: format!("rules[{i}]: {why}"),
+                });
+            }
+        }
+    }
+    if allows.is_empty() || !row.allows_plaintext.is_empty() {
+        return;
+    }
+    let names: Vec<String> = allows
+        .iter()
+        .map(|ap| format!("{}/{}", ns_of(&ap.metadata), name_of(&ap.metadata)))
+        .collect();
+    for ap in &allows {
+        row.refused_by.push(PolicyMatch {
+            policy: policy_ref(p, ap),
+            how: format!("ALLOW policies apply ({}) and none of their rules matches a request without an mTLS identity on this port, so such requests are denied; another ALLOW policy can change that", names.join(", ")),
+        });
+    }
+}
+
+fn policies_step(
+    p: &Posture,
+    row: &mut PortPosture,
+    policies: &[&AuthorizationPolicy],
+    enforcer: Enforcer,
+) {
+    let mut names: Vec<String> = policies
+        .iter()
+        .map(|ap| {
+            let r = policy_ref(p, ap);
+            let dry = if authz::dry_run(ap) { ", dry-run" } else { "" };
+            format!(
+                "{} {}/{} ({}{dry})",
+                authz::action(ap),
+                r.namespace,
+                r.name,
+                r.owner.as_str()
+            )
+        })
+        .collect();
+    if names.is_empty() {
+        names.push("none".into());
+    }
+    let by = match enforcer {
+        Enforcer::Proxy => "the sidecar (Istio's ShouldAttachPolicy: selector-less policies of the namespace and the root namespace, and those whose selector matches the pod's labels; targetRefs bind to gateways and waypoints instead)",
+        Enforcer::Ztunnel => "ztunnel (L4 only: ALLOW rules with HTTP attributes are dropped, DENY rules are enforced without them)",
+    };
+    row.steps.push(format!(
+        "AuthorizationPolicies enforced by {by}: {}.",
+        names.join(", ")
+    ));
 }
 
 fn verdict_steps(row: &mut PortPosture) {

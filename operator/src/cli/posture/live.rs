@@ -16,7 +16,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use super::{evaluate, finish, Args, PostureError, Report};
-use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
 use crate::api::model::Baseline;
 use crate::api::MeshBaseline;
 use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
@@ -35,6 +34,8 @@ pub enum LiveError {
     },
     #[error("{0}")]
     Baselines(String),
+    #[error("{0}")]
+    Object(String),
     #[error("starting the client runtime: {0}")]
     Runtime(#[from] std::io::Error),
 }
@@ -222,35 +223,14 @@ async fn inventory(
         .collect();
     inv.network_policies =
         arcs(list_in::<NetworkPolicy>(client, namespaces, "networkpolicies", notes).await?);
-    inv.peer_authentications = arcs(
-        list_in::<PeerAuthentication>(
-            client,
-            namespaces,
-            "peerauthentications.security.istio.io",
-            notes,
-        )
-        .await?,
-    );
-    inv.authorization_policies = arcs(
-        list_in::<AuthorizationPolicy>(
-            client,
-            namespaces,
-            "authorizationpolicies.security.istio.io",
-            notes,
-        )
-        .await?,
-    );
-    inv.destination_rules = arcs(
-        list_in::<DestinationRule>(
-            client,
-            namespaces,
-            "destinationrules.networking.istio.io",
-            notes,
-        )
-        .await?,
-    );
-    inv.sidecars =
-        arcs(list_in::<Sidecar>(client, namespaces, "sidecars.networking.istio.io", notes).await?);
+    let ns = namespaces;
+    inv.peer_authentications =
+        list_istio(client, ns, "peerauthentications.security.istio.io", notes).await?;
+    inv.authorization_policies =
+        list_istio(client, ns, "authorizationpolicies.security.istio.io", notes).await?;
+    inv.destination_rules =
+        list_istio(client, ns, "destinationrules.networking.istio.io", notes).await?;
+    inv.sidecars = list_istio(client, ns, "sidecars.networking.istio.io", notes).await?;
     Ok(inv)
 }
 
@@ -373,6 +353,57 @@ impl Templates {
         }
         out
     }
+}
+
+/// Lists an Istio kind as Istio reads it: an object without `spec` (or with null fields) has an
+/// empty one. An object that still does not fit its type is an error naming it.
+async fn list_istio<K>(
+    client: &Client,
+    namespaces: Option<&[String]>,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Arc<K>>, LiveError>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope> + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let resource = kube::discovery::ApiResource::erase::<K>(&K::DynamicType::default());
+    let mut out = Vec::new();
+    let apis: Vec<(Api<kube::api::DynamicObject>, String)> = match namespaces {
+        None => vec![(Api::all_with(client.clone(), &resource), what.to_string())],
+        Some(list) => list
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced_with(client.clone(), ns, &resource),
+                    format!("{what} in {ns}"),
+                )
+            })
+            .collect(),
+    };
+    for (api, label) in apis {
+        let Some(items) = list(api, &label).await? else {
+            let note = format!("the cluster does not serve {what}");
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            continue;
+        };
+        for item in items {
+            let id = format!(
+                "{what} {}/{}",
+                item.metadata.namespace.as_deref().unwrap_or_default(),
+                item.metadata.name.as_deref().unwrap_or_default()
+            );
+            let mut value =
+                serde_json::to_value(&item).map_err(|e| LiveError::Object(format!("{id}: {e}")))?;
+            crate::api::istio::default_spec(&mut value);
+            let typed: K = serde_path_to_error::deserialize(&value)
+                .map_err(|e| LiveError::Object(format!("{id} at {}: {}", e.path(), e.inner())))?;
+            out.push(Arc::new(typed));
+        }
+    }
+    Ok(out)
 }
 
 fn arcs<T>(v: Vec<T>) -> Vec<Arc<T>> {
