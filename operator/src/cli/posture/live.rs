@@ -3,9 +3,8 @@
 //! read, so the cost does not grow with the cluster.
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
@@ -15,12 +14,18 @@ use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+mod templates;
+
 use super::{evaluate, finish, Args, PostureError, Report};
 use crate::api::model::Baseline;
 use crate::api::MeshBaseline;
-use crate::inventory::{Inventory, NamespaceInfo, PodInfo, ServiceInfo};
+use crate::inventory::{
+    CniExclusion, Inventory, MeshConfigInfo, NamespaceInfo, PodInfo, ServiceInfo, CNI_CONFIG_MAP,
+    CNI_DAEMON_SET,
+};
 use crate::manifests::read_baseline;
 use crate::posture::{Detail, Objects};
+use templates::Templates;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -168,6 +173,7 @@ async fn baselines(
 async fn inventory(
     client: &Client,
     namespaces: Option<&[String]>,
+    roots: &[String],
     notes: &mut Vec<String>,
 ) -> Result<Inventory, LiveError> {
     let mut inv = Inventory::default();
@@ -224,6 +230,8 @@ async fn inventory(
     inv.network_policies =
         arcs(list_in::<NetworkPolicy>(client, namespaces, "networkpolicies", notes).await?);
     let ns = namespaces;
+    inv.gateways = list_istio(client, ns, "gateways.networking.istio.io", notes).await?;
+    platform(client, roots, &mut inv, notes).await?;
     inv.peer_authentications =
         list_istio(client, ns, "peerauthentications.security.istio.io", notes).await?;
     inv.authorization_policies =
@@ -234,124 +242,77 @@ async fn inventory(
     Ok(inv)
 }
 
-/// The workload controllers of the cluster, whose pod templates stand for their workloads
-/// when no pod of theirs runs (scaled to zero, pending, or a CronJob between runs).
-struct Templates {
-    deployments: Vec<Deployment>,
-    stateful_sets: Vec<StatefulSet>,
-    daemon_sets: Vec<DaemonSet>,
-    replica_sets: Vec<ReplicaSet>,
-    cron_jobs: Vec<CronJob>,
-    /// Only to tell which CronJob a running pod belongs to.
-    jobs: Vec<Job>,
+/// The platform's settings some rules read: the mesh configuration (the `istio` ConfigMaps of
+/// the root namespaces) and istio-cni's (its ConfigMap and DaemonSet, by name, wherever they
+/// are). istio-cni's are read when visible: an identity that may not list them cluster-wide gets
+/// a note, not an error.
+async fn platform(
+    client: &Client,
+    roots: &[String],
+    inv: &mut Inventory,
+    notes: &mut Vec<String>,
+) -> Result<(), LiveError> {
+    for cm in list_in::<ConfigMap>(client, Some(roots), "configmaps", notes).await? {
+        let (ns, name) = names(&cm.metadata);
+        let data = cm.data.unwrap_or_default();
+        if let Some(mesh) = MeshConfigInfo::from_config_map(ns, name, &data) {
+            let mesh =
+                mesh.map_err(|e| LiveError::Object(format!("ConfigMap {ns}/{name}: {e}")))?;
+            inv.mesh_configs.push(mesh);
+        }
+    }
+    if let Some(found) = by_name::<ConfigMap>(client, CNI_CONFIG_MAP, "configmaps", notes).await? {
+        for cm in found {
+            let (ns, name) = names(&cm.metadata);
+            let data = cm.data.clone().unwrap_or_default();
+            inv.cni_exclusions
+                .extend(CniExclusion::from_config_map(ns, name, &data));
+        }
+    }
+    if let Some(found) = by_name::<DaemonSet>(client, CNI_DAEMON_SET, "daemonsets", notes).await? {
+        for ds in found {
+            let (ns, name) = names(&ds.metadata);
+            let spec = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            inv.cni_exclusions
+                .extend(CniExclusion::from_daemon_set(ns, name, spec));
+        }
+    }
+    Ok(())
 }
 
-/// (namespace, kind, name) of an object's controller.
-fn owner(meta: &ObjectMeta) -> Option<(String, String, String)> {
-    let o = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))?;
-    Some((
-        meta.namespace.clone().unwrap_or_default(),
-        o.kind.clone(),
-        o.name.clone(),
-    ))
-}
-
-fn key(meta: &ObjectMeta, kind: &str) -> (String, String, String) {
+fn names(meta: &ObjectMeta) -> (&str, &str) {
     (
-        meta.namespace.clone().unwrap_or_default(),
-        kind.to_string(),
-        meta.name.clone().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
     )
 }
 
-fn template(meta: &ObjectMeta, template: Option<&PodTemplateSpec>, kind: &str) -> PodInfo {
-    let mut tmeta = template
-        .and_then(|t| t.metadata.clone())
-        .unwrap_or_default();
-    tmeta.name = meta.name.clone();
-    tmeta.namespace = meta.namespace.clone();
-    PodInfo::from_spec(&tmeta, template.and_then(|t| t.spec.as_ref()), kind)
-}
-
-impl Templates {
-    /// The templates of the controllers none of whose pods is running: a running pod shows
-    /// what admission made of the template, so the template is not listed again.
-    fn without_running_pods(&self, pods: &[Pod]) -> Vec<PodInfo> {
-        let running =
-            |p: &&Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-        let mut covered: std::collections::BTreeSet<(String, String, String)> = pods
-            .iter()
-            .filter(running)
-            .filter_map(|p| owner(&p.metadata))
-            .collect();
-        // A ReplicaSet's pods cover its Deployment; a Job's, its CronJob (jobs are listed
-        // through their CronJob only).
-        let parents = self
-            .replica_sets
-            .iter()
-            .map(|rs| (key(&rs.metadata, "ReplicaSet"), owner(&rs.metadata)))
-            .chain(
-                self.jobs
-                    .iter()
-                    .map(|j| (key(&j.metadata, "Job"), owner(&j.metadata))),
-            );
-        let parents: Vec<_> = parents.collect();
-        for (child, parent) in parents {
-            if let Some(parent) = parent.filter(|_| covered.contains(&child)) {
-                covered.insert(parent);
-            }
+/// The objects of kind `K` named `name` in every namespace; `None`, with a note, when the
+/// identity may not list them cluster-wide.
+async fn by_name<K>(
+    client: &Client,
+    name: &str,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<K>>, LiveError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+    match Api::<K>::all(client.clone()).list(&lp).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(ae)) if ae.code == 403 => {
+            notes.push(format!(
+                "{what} named {name} not readable in all namespaces ({}): istio-cni's exclusions not judged",
+                ae.message
+            ));
+            Ok(None)
         }
-        let mut out = Vec::new();
-        let mut add = |meta: &ObjectMeta, t: Option<&PodTemplateSpec>, kind: &str| {
-            if !covered.contains(&key(meta, kind)) {
-                out.push(template(meta, t, kind));
-            }
-        };
-        for d in &self.deployments {
-            add(
-                &d.metadata,
-                d.spec.as_ref().map(|s| &s.template),
-                "Deployment",
-            );
-        }
-        for s in &self.stateful_sets {
-            add(
-                &s.metadata,
-                s.spec.as_ref().map(|s| &s.template),
-                "StatefulSet",
-            );
-        }
-        for d in &self.daemon_sets {
-            add(
-                &d.metadata,
-                d.spec.as_ref().map(|s| &s.template),
-                "DaemonSet",
-            );
-        }
-        for rs in self
-            .replica_sets
-            .iter()
-            .filter(|rs| owner(&rs.metadata).is_none())
-        {
-            add(
-                &rs.metadata,
-                rs.spec.as_ref().and_then(|s| s.template.as_ref()),
-                "ReplicaSet",
-            );
-        }
-        for c in &self.cron_jobs {
-            let t = c
-                .spec
-                .as_ref()
-                .and_then(|s| s.job_template.spec.as_ref())
-                .map(|s| &s.template);
-            add(&c.metadata, t, "CronJob");
-        }
-        out
+        Err(source) => Err(LiveError::List {
+            what: format!("{what} named {name}"),
+            source,
+        }),
     }
 }
 
@@ -423,7 +384,10 @@ async fn read(args: &Args, now: Timestamp) -> Result<Report, PostureError> {
         }
         list
     });
-    let inventory = inventory(&client, narrowed.as_deref(), &mut notes).await?;
+    let mut roots: Vec<String> = baselines.iter().map(|b| b.root_namespace.clone()).collect();
+    roots.sort();
+    roots.dedup();
+    let inventory = inventory(&client, narrowed.as_deref(), &roots, &mut notes).await?;
     let detail = if args.explain.is_some() {
         Detail::Explain
     } else {
