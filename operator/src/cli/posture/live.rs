@@ -288,7 +288,7 @@ fn names(meta: &ObjectMeta) -> (&str, &str) {
 }
 
 /// The objects of kind `K` named `name` in every namespace; `None`, with a note, when the
-/// identity may not list them cluster-wide.
+/// cluster does not serve the kind or the identity may not list it cluster-wide.
 async fn by_name<K>(
     client: &Client,
     name: &str,
@@ -302,6 +302,13 @@ where
     let lp = ListParams::default().fields(&format!("metadata.name={name}"));
     match Api::<K>::all(client.clone()).list(&lp).await {
         Ok(list) => Ok(Some(list.items)),
+        Err(kube::Error::Api(ae)) if ae.code == 404 => {
+            let note = format!("the cluster does not serve {what}");
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            Ok(None)
+        }
         Err(kube::Error::Api(ae)) if ae.code == 403 => {
             notes.push(format!(
                 "{what} named {name} not readable in all namespaces ({}): istio-cni's exclusions not judged",
