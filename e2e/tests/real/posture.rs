@@ -173,3 +173,120 @@ async fn posture_reads_the_cluster_and_explains_each_port() -> TestResult {
     assert_eq!(posture(a)?.0, 2, "a workload that does not exist");
     Ok(())
 }
+
+const PLATFORM_NS: &str = "posture-platform";
+const PLATFORM_ROOT: &str = "posture-root";
+/// Where istio-cni's settings live: a namespace posture is not asked about.
+const CNI_NS: &str = "posture-cni";
+
+/// The rule ids among the findings of `kind`/`name` in the JSON report.
+fn rules(doc: &Value, kind: &str, name: &str) -> Result<Vec<String>, String> {
+    let w = workload(doc, kind, name).ok_or_else(|| format!("no {kind}/{name}: {doc:#}"))?;
+    Ok(w["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["rule"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// The live command reads the platform's settings as `check` reads them from files: the mesh
+/// configuration in the root namespace (MB307 follows its `pathNormalization` both ways),
+/// istio-cni's ConfigMap wherever it is (MB603, though `--namespace` narrows the rest), and a
+/// cluster without Istio's Gateway CRD is a note, not an error.
+#[tokio::test]
+async fn posture_reads_the_mesh_configuration_and_istio_cni() -> TestResult {
+    let cluster = real_cluster().await?;
+    let kubeconfig = std::path::PathBuf::from(
+        std::env::var_os(meshbaseline_e2e::KUBECONFIG_ENV).ok_or("no kubeconfig")?,
+    );
+    let label = "e2e.meshbaseline.dev/scenario";
+    let mesh = |normalization: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": PLATFORM_ROOT},
+            "data": {"mesh": format!("rootNamespace: {PLATFORM_ROOT}\npathNormalization:\n  normalization: {normalization}\n")}})
+    };
+    for obj in [
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PLATFORM_ROOT}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CNI_NS}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PLATFORM_NS,
+            "labels": {label: PLATFORM_NS, "istio.io/dataplane-mode": "ambient"}}}),
+        mesh("MERGE_SLASHES"),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": PLATFORM_NS},
+            "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {"metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "api", "image": "api:1", "ports": [{"containerPort": 8080}]}]}}}}),
+        json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "deny-admin", "namespace": PLATFORM_NS},
+            "spec": {"action": "DENY", "selector": {"matchLabels": {"app": "api"}},
+                "rules": [{"to": [{"operation": {"ports": ["8080"], "paths": ["/admin"]}}]}]}}),
+    ] {
+        cluster.apply_as("meshbaseline-e2e", &obj, true).await?;
+    }
+    let dir = std::env::temp_dir().join(format!("posture-platform-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let baseline = dir.join("baseline.yaml");
+    std::fs::write(
+        &baseline,
+        format!(
+            "apiVersion: meshbaseline.dev/v1alpha1\nkind: MeshBaseline\nmetadata: {{name: platform}}\n\
+             spec:\n  rootNamespace: {PLATFORM_ROOT}\n  namespaceSelector: {{matchLabels: {{{label}: {PLATFORM_NS}}}}}\n"
+        ),
+    )?;
+    let platform_args = || {
+        let mut a = args(&kubeconfig);
+        a.namespaces = vec![PLATFORM_NS.into()];
+        a.baseline = Some(baseline.clone());
+        a
+    };
+
+    // The mesh merges slashes: a DENY on paths holds. No istio-cni settings yet.
+    let (_, doc, err) = posture(platform_args())?;
+    let found = rules(&doc, "Deployment", "api")?;
+    assert!(
+        !found.iter().any(|r| r == "MB307" || r == "MB603"),
+        "{found:?}\n{err}"
+    );
+    assert!(
+        doc["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n == "the cluster does not serve gateways.networking.istio.io"),
+        "{doc:#}"
+    );
+
+    // Without MERGE_SLASHES `//admin` escapes the DENY; istio-cni, in a namespace posture was
+    // not asked about, leaves the ambient namespace out of the mesh.
+    cluster
+        .apply_as("meshbaseline-e2e", &mesh("NONE"), true)
+        .await?;
+    let cni = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "istio-cni-config", "namespace": CNI_NS},
+        "data": {"EXCLUDE_NAMESPACES": format!("kube-system, {PLATFORM_NS}")}});
+    cluster.apply_as("meshbaseline-e2e", &cni, true).await?;
+    let (_, doc, err) = posture(platform_args())?;
+    let found = rules(&doc, "Deployment", "api")?;
+    assert!(
+        found.iter().any(|r| r == "MB307") && found.iter().any(|r| r == "MB603"),
+        "{found:?}\n{err}"
+    );
+
+    // A mesh configuration that is not YAML is an error naming it, not a silent default.
+    let mut broken = mesh("NONE");
+    broken["data"]["mesh"] = json!("pathNormalization: [");
+    cluster.apply_as("meshbaseline-e2e", &broken, true).await?;
+    let failed = posture(platform_args());
+    cluster
+        .delete("v1", "ConfigMap", Some(CNI_NS), "istio-cni-config")
+        .await?;
+    cluster
+        .apply_as("meshbaseline-e2e", &mesh("MERGE_SLASHES"), true)
+        .await?;
+    std::fs::remove_dir_all(&dir)?;
+    let e = failed.expect_err("a broken mesh configuration must fail the command");
+    assert!(
+        e.contains(&format!("ConfigMap {PLATFORM_ROOT}/istio")),
+        "{e}"
+    );
+    Ok(())
+}
