@@ -251,6 +251,18 @@ fn mb507_near_misses_are_silent() {
         .containers
         .push(mk_container("istio-proxy"));
     assert!(run(&strict(), &i).is_empty(), "{:?}", run(&strict(), &i));
+    // A template the injector gives a sidecar (its pod label asks for one) is not in ztunnel's
+    // hands: istio-cni leaves pods with a sidecar alone, whatever the opt-out says.
+    i.pods = vec![Arc::new(with_annotation(
+        with_label(
+            template_in("shop", "injected"),
+            "sidecar.istio.io/inject",
+            "true",
+        ),
+        "ambient.istio.io/redirection",
+        "disabled",
+    ))];
+    assert!(hits(&run(&strict(), &i), Rule::MB507).is_empty());
 }
 
 #[test]
