@@ -4,7 +4,9 @@
 //! client; this crate is the shell: the `controller` observes the cluster, calls the core, and
 //! executes the plan; the `cli` runs it offline on manifests.
 
-pub use meshbaseline_core::{api, audit, compile, dataplane, inventory, manifests, object, plan};
+pub use meshbaseline_core::{
+    api, audit, compile, dataplane, inventory, manifests, object, plan, posture,
+};
 
 pub mod cli;
 pub mod controller;

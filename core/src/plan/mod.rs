@@ -81,6 +81,8 @@ pub struct PlanInput<'a> {
     /// Shared with the controller's caches (`Arc`): the index is not copied per plan.
     pub observed: &'a BTreeMap<ObjectKey, std::sync::Arc<Observed>>,
     pub findings: &'a [Finding],
+    /// Workload posture counts (`meshbaseline posture`), when computed.
+    pub posture: Option<&'a crate::api::baseline::PostureStatus>,
     /// Tenant PeerAuthentications and DestinationRules (with managedFields) for Revert mode.
     pub inventory: &'a Inventory,
     pub overlap: &'a Resolved,
@@ -394,6 +396,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         },
         drift_repairs: previous_repairs + if enforce { repairs as u64 } else { 0 },
         enforcement: Some(enforcement.status),
+        posture: input.posture.cloned(),
     };
     let new_status = status::build(
         input.generation,
@@ -532,6 +535,7 @@ fn plan_invalid(input: &PlanInput, err: &InvalidBaseline) -> Plan {
             managed_objects: p.managed_objects,
             drift_repairs: p.drift_repairs,
             enforcement: p.enforcement.clone(),
+            posture: p.posture.clone(),
         })
         .unwrap_or_default();
     let new_status = status::build(

@@ -76,6 +76,10 @@ struct Computed {
     findings: Arc<Vec<Finding>>,
     resolved: Resolved,
     inventory: Arc<Inventory>,
+    /// Workload posture counts, and when they were computed: again with every full audit,
+    /// and for pod changes alone at most every `POSTURE_REFRESH`.
+    posture: Arc<crate::api::baseline::PostureStatus>,
+    posture_at: std::time::Instant,
 }
 
 pub struct Ctx {
@@ -244,6 +248,7 @@ impl Ctx {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&name);
                 self.metrics.set_baseline(&name, None);
+                self.metrics.set_posture(&name, None);
                 self.triggers.all();
             }
             watcher::Event::Init | watcher::Event::InitDone => {}
@@ -355,6 +360,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
                 compiled: computed.as_ref().map_or(&empty, |c| &c.compiled),
                 observed,
                 findings: computed.as_ref().map_or(&[], |c| c.findings.as_slice()),
+                posture: computed.as_ref().map(|c| &*c.posture),
                 inventory: computed.as_ref().map_or(&no_inventory, |c| &c.inventory),
                 overlap: computed.as_ref().map_or(&no_overlap, |c| &c.resolved),
                 missing_kinds: &missing,
@@ -444,6 +450,7 @@ async fn reconcile_inner(mb: Arc<MeshBaseline>, ctx: Arc<Ctx>) -> Result<Action,
         }
     }
     if let Some(c) = &computed {
+        ctx.metrics.set_posture(&name, Some(&c.posture.total));
         ctx.metrics.set_baseline(
             &name,
             Some((

@@ -8,16 +8,42 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+use crate::api::baseline::{Mode, PostureStatus};
 use crate::api::Baseline;
 use crate::audit::{self, audit_in_scope, audit_pod, Finding};
+use crate::compile::Scope;
 use crate::compile::{compile_reusing, Compiled};
 use crate::inventory::Inventory;
 use crate::object::ObjectKey;
 use crate::plan;
+use crate::posture::{Objects, Posture};
 
 use super::super::cache::Key;
 use super::super::objects::Typed;
 use super::{identity, BaselineState, Computed, Ctx, InventoryVersion};
+
+/// Posture counts are recomputed at most this often, unless the baseline's spec changes: they
+/// take a pass over every workload (tens of microseconds each), and a rollout replaces pods one
+/// by one, each step changing the counts and the status.
+pub const POSTURE_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The posture counts of `inventory` under `baseline`, its objects as compiled (Enforce: the
+/// operator keeps them so; Audit: they are not written) and `findings`.
+fn posture(
+    baseline: &Baseline,
+    inventory: &Inventory,
+    compiled: &Compiled,
+    scope: &Scope,
+    findings: &[Finding],
+    now: Timestamp,
+) -> Arc<PostureStatus> {
+    let objects = match baseline.mode {
+        Mode::Enforce => Objects::Desired,
+        Mode::Audit => Objects::Observed,
+    };
+    let p = Posture::new(baseline, inventory, compiled, scope, now, findings, objects);
+    Arc::new(p.summary().to_status())
+}
 
 impl Ctx {
     pub(super) fn inventory(&self) -> (InventoryVersion, Arc<Inventory>) {
@@ -104,6 +130,19 @@ impl Ctx {
                     self.reaudit(baseline, c, now);
                 } else if !dirty_pods.is_empty() {
                     self.reaudit_pods(baseline, c, &dirty_pods, now);
+                    if c.posture_at.elapsed() >= POSTURE_REFRESH {
+                        let (_, inventory) = self.inventory();
+                        let inventory = self.audit_inventory(inventory, baseline, &c.compiled);
+                        c.posture = posture(
+                            baseline,
+                            &inventory,
+                            &c.compiled,
+                            &c.resolved.scope,
+                            &c.findings,
+                            now,
+                        );
+                        c.posture_at = std::time::Instant::now();
+                    }
                 }
                 return c.clone();
             }
@@ -145,6 +184,25 @@ impl Ctx {
             &resolved.scope,
             now,
         ));
+        // The counts of the same spec are kept while they are fresh.
+        let fresh = state
+            .computed
+            .as_ref()
+            .filter(|c| c.fingerprint == fingerprint && c.posture_at.elapsed() < POSTURE_REFRESH);
+        let (posture, posture_at) = match fresh {
+            Some(c) => (c.posture.clone(), c.posture_at),
+            None => (
+                posture(
+                    baseline,
+                    &inventory,
+                    &compiled,
+                    &resolved.scope,
+                    &findings,
+                    now,
+                ),
+                std::time::Instant::now(),
+            ),
+        };
         self.metrics.audited("full", 1);
         self.triggers.pass_cost(started.elapsed());
         let computed = Computed {
@@ -157,6 +215,8 @@ impl Ctx {
             findings,
             resolved,
             inventory,
+            posture,
+            posture_at,
         };
         state.computed = Some(computed.clone());
         computed
@@ -176,6 +236,17 @@ impl Ctx {
             &c.resolved.scope,
             now,
         ));
+        if c.posture_at.elapsed() >= POSTURE_REFRESH {
+            c.posture = posture(
+                baseline,
+                &inventory,
+                &c.compiled,
+                &c.resolved.scope,
+                &c.findings,
+                now,
+            );
+            c.posture_at = std::time::Instant::now();
+        }
         self.metrics.audited("full", 1);
         self.triggers.pass_cost(started.elapsed());
         c.inventory_version = version;
