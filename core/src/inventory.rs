@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
+use crate::api::istio::{
+    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, Sidecar,
+};
 use crate::api::Baseline;
 use crate::object::Name;
 
@@ -31,6 +33,130 @@ pub struct Inventory {
     pub network_policies: Vec<Arc<NetworkPolicy>>,
     pub pods: Vec<Arc<PodInfo>>,
     pub services: Vec<ServiceInfo>,
+    /// Istio `Gateway`s (networking.istio.io).
+    pub gateways: Vec<Arc<Gateway>>,
+    /// The mesh configuration, from the `istio` ConfigMaps (`istio-<revision>` too).
+    pub mesh_configs: Vec<MeshConfigInfo>,
+    /// Namespaces istio-cni leaves alone, where its ConfigMap or DaemonSet is in the input.
+    pub cni_exclusions: Vec<CniExclusion>,
+}
+
+/// What the audit reads of a MeshConfig (Istio's `istio` ConfigMap, key `mesh`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeshConfigInfo {
+    pub namespace: String,
+    /// `istio`, or `istio-<revision>`.
+    pub name: String,
+    /// `pathNormalization.normalization`; unset means Istio's default, BASE.
+    pub path_normalization: Option<String>,
+}
+
+impl MeshConfigInfo {
+    /// Reads the ConfigMap `name` in `namespace` if it is a MeshConfig (`istio` or
+    /// `istio-<revision>` with a `mesh` key); `Err` when its `mesh` is not YAML.
+    pub fn from_config_map(
+        namespace: &str,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Option<Result<MeshConfigInfo, String>> {
+        if name != "istio" && !name.starts_with("istio-") {
+            return None;
+        }
+        let mesh = data.get("mesh")?;
+        let doc = match crate::manifests::yaml::read_document(mesh) {
+            Ok(doc) => doc.unwrap_or(serde_json::Value::Null),
+            Err(e) => return Some(Err(format!("data.mesh is not YAML: {}", e.message))),
+        };
+        Some(Ok(MeshConfigInfo {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            path_normalization: doc
+                .pointer("/pathNormalization/normalization")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+        }))
+    }
+}
+
+/// istio-cni's `EXCLUDE_NAMESPACES` (its ConfigMap `istio-cni-config`, or the env or
+/// `--exclude-namespaces` argument of its DaemonSet `istio-cni-node`): it enrols no pod of these
+/// in ambient, whatever their labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CniExclusion {
+    /// `ConfigMap kube-system/istio-cni-config`, `DaemonSet kube-system/istio-cni-node`.
+    pub source: String,
+    pub namespaces: Vec<String>,
+}
+
+/// The ConfigMap that istio-cni's DaemonSet reads its settings from.
+pub const CNI_CONFIG_MAP: &str = "istio-cni-config";
+/// istio-cni's DaemonSet.
+pub const CNI_DAEMON_SET: &str = "istio-cni-node";
+
+/// istio-cni's `SplitExcludeNamespaces`: comma-separated, blanks dropped.
+pub fn split_exclude_namespaces(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl CniExclusion {
+    pub fn from_config_map(
+        namespace: &str,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Option<CniExclusion> {
+        if name != CNI_CONFIG_MAP {
+            return None;
+        }
+        Some(CniExclusion {
+            source: format!("ConfigMap {namespace}/{name}"),
+            namespaces: split_exclude_namespaces(data.get("EXCLUDE_NAMESPACES")?),
+        })
+    }
+
+    /// The literal `EXCLUDE_NAMESPACES` env value or `--exclude-namespaces` argument of
+    /// istio-cni's DaemonSet (its containers, in order; the last one set wins, as flags do).
+    pub fn from_daemon_set(
+        namespace: &str,
+        name: &str,
+        spec: Option<&PodSpec>,
+    ) -> Option<CniExclusion> {
+        if name != CNI_DAEMON_SET {
+            return None;
+        }
+        let mut found = None;
+        for c in spec?.containers.iter() {
+            for e in c.env.iter().flatten() {
+                if e.name == "EXCLUDE_NAMESPACES" {
+                    if let Some(v) = &e.value {
+                        found = Some(v.clone());
+                    }
+                }
+            }
+            let args: Vec<&String> = c
+                .command
+                .iter()
+                .flatten()
+                .chain(c.args.iter().flatten())
+                .collect();
+            for (i, a) in args.iter().enumerate() {
+                if let Some(v) = a.strip_prefix("--exclude-namespaces=") {
+                    found = Some(v.to_string());
+                } else if a.as_str() == "--exclude-namespaces" {
+                    if let Some(v) = args.get(i + 1) {
+                        found = Some(v.to_string());
+                    }
+                }
+            }
+        }
+        Some(CniExclusion {
+            source: format!("DaemonSet {namespace}/{name}"),
+            namespaces: split_exclude_namespaces(&found?),
+        })
+    }
 }
 
 /// Namespaces by name. Shared between inventory snapshots: the controller keeps one map up to
@@ -176,7 +302,8 @@ pub struct PodShape {
     pub phase: Option<String>,
     /// Only annotations that matter to the mesh (see [`mesh_annotation`]).
     pub annotations: SmallMap,
-    /// Only labels that choose the data plane (see [`mesh_label`]).
+    /// Only labels that choose the data plane (see [`mesh_label`]); the others are in
+    /// `app_labels`.
     pub labels: SmallMap,
     pub host_network: bool,
     pub share_process_namespace: bool,
@@ -186,6 +313,68 @@ pub struct PodShape {
     /// `spec.serviceAccountName`, kept only for gateway pods (labelled with their Gateway's
     /// name): a waypoint's identity is its pods' ServiceAccount.
     pub service_account: Option<String>,
+    /// The pod's other labels, which workload selectors read (AuthorizationPolicy and
+    /// PeerAuthentication `selector`, NetworkPolicy `podSelector`), without the few that differ
+    /// between the replicas of one workload ([`per_pod_label`]): replicas keep sharing a shape.
+    pub app_labels: SmallMap,
+    /// The ports the containers declare, sorted by number.
+    pub ports: Vec<PortInfo>,
+}
+
+/// A declared container port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortInfo {
+    pub number: u16,
+    /// `TCP` unless the container says otherwise.
+    pub protocol: String,
+    pub name: Option<String>,
+}
+
+/// Labels that Kubernetes sets to a different value on each replica. Workload selectors in
+/// Istio and NetworkPolicy are meant for the workload, not one replica; these are dropped so
+/// that 100,000 pods keep sharing a few thousand shapes (a selector on them sees them absent).
+pub fn per_pod_label(key: &str) -> bool {
+    matches!(
+        key,
+        "statefulset.kubernetes.io/pod-name"
+            | "apps.kubernetes.io/pod-index"
+            | "batch.kubernetes.io/job-completion-index"
+    )
+}
+
+/// All the labels a workload selector sees on a pod: the mesh's and the others.
+#[derive(Clone, Copy, Debug)]
+pub struct PodLabels<'a>(&'a PodShape);
+
+impl<'a> PodLabels<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a String> {
+        self.0
+            .labels
+            .get(key)
+            .or_else(|| self.0.app_labels.get(key))
+    }
+
+    /// Istio's `labels.Instance.SubsetOf`: every pair of `selector` is on the pod (an empty
+    /// selector selects every pod).
+    pub fn has_all(&self, selector: &BTreeMap<String, String>) -> bool {
+        selector.iter().all(|(k, v)| self.get(k) == Some(v))
+    }
+
+    /// Every label, sorted by key.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0
+            .labels
+            .iter()
+            .chain(self.0.app_labels.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl crate::api::selector::Labels for PodLabels<'_> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -203,6 +392,11 @@ pub struct ContainerInfo {
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 
 impl PodShape {
+    /// Every label a selector reads.
+    pub fn selector_labels(&self) -> PodLabels<'_> {
+        PodLabels(self)
+    }
+
     /// The pod's `istio-proxy` container, as a regular container or a native sidecar.
     pub fn has_sidecar(&self) -> bool {
         self.containers.iter().any(|c| c.name == PROXY_CONTAINER)
@@ -237,6 +431,9 @@ impl PodInfo {
     pub fn from_spec(meta: &ObjectMeta, spec: Option<&PodSpec>, kind: &str) -> PodInfo {
         let annotations = filtered(meta.annotations.as_ref(), mesh_annotation);
         let labels = filtered(meta.labels.as_ref(), mesh_label);
+        let app_labels = filtered(meta.labels.as_ref(), |k| {
+            !mesh_label(k) && !per_pod_label(k)
+        });
         let name = meta.name.as_deref().unwrap_or_default();
         let namespace = meta.namespace.as_deref().unwrap_or_default();
         let Some(spec) = spec else {
@@ -244,6 +441,7 @@ impl PodInfo {
                 kind: kind.to_string(),
                 annotations,
                 labels,
+                app_labels,
                 ..PodShape::default()
             };
             return PodInfo::new(namespace, name, shape);
@@ -264,11 +462,28 @@ impl PodInfo {
             .contains_key(crate::gateway::GATEWAY_NAME)
             .then(|| spec.service_account_name.clone())
             .flatten();
+        let mut ports: Vec<PortInfo> = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                Some(PortInfo {
+                    number: u16::try_from(p.container_port).ok().filter(|n| *n > 0)?,
+                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    name: p.name.clone(),
+                })
+            })
+            .collect();
+        ports.sort();
+        ports.dedup();
         let shape = PodShape {
             kind: kind.to_string(),
             phase: None,
             annotations,
             labels,
+            app_labels,
+            ports,
             service_account,
             host_network: spec.host_network.unwrap_or(false),
             share_process_namespace: spec.share_process_namespace.unwrap_or(false),
@@ -290,19 +505,21 @@ impl PodShapes {
     }
 }
 
-/// Pod annotations the audit reads: injection and capture settings, and what the injector and
-/// istio-cni write (`sidecar.istio.io/status`, `ambient.istio.io/redirection`), and the
-/// injection template of classic gateways.
+/// Pod annotations the audit reads: injection and capture settings (a `proxy.istio.io/config`
+/// reduced to its interception mode), what the injector and istio-cni write
+/// (`sidecar.istio.io/status`, `ambient.istio.io/redirection`), and the injection template of
+/// classic gateways.
 pub fn mesh_annotation(key: &str) -> bool {
     key.starts_with("sidecar.istio.io/")
         || key.starts_with("traffic.sidecar.istio.io/")
         || key.starts_with("ambient.istio.io/")
         || key == "status.sidecar.istio.io/port"
         || key == crate::gateway::INJECT_TEMPLATES
+        || key == PROXY_CONFIG
 }
 
-/// Pod labels that choose the data plane or mark a gateway; all other labels stay out of the
-/// cache.
+/// Pod labels that choose the data plane or mark a gateway (`PodShape::labels`); the others
+/// are `PodShape::app_labels`.
 pub fn mesh_label(key: &str) -> bool {
     matches!(
         key,
@@ -322,16 +539,30 @@ fn filtered(map: Option<&BTreeMap<String, String>>, keep: fn(&str) -> bool) -> S
     map.into_iter()
         .flatten()
         .filter(|(k, _)| keep(k))
-        .map(|(k, v)| {
-            // Only its presence is read; the injector writes hundreds of bytes into it.
+        .filter_map(|(k, v)| {
             let v = if k == crate::dataplane::SIDECAR_STATUS {
+                // Only its presence is read; the injector writes hundreds of bytes into it.
                 String::new()
+            } else if k == PROXY_CONFIG {
+                // Only its interception mode is read; the rest can be long.
+                proxy_config_interception(v)?
             } else {
                 v.clone()
             };
-            (k.clone(), v)
+            Some((k.clone(), v))
         })
         .collect()
+}
+
+/// Pod annotation holding a ProxyConfig (YAML or JSON) that overrides the mesh's defaults for
+/// this pod's proxy; the pod keeps only its `interceptionMode`.
+pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
+
+/// The `interceptionMode` of a `proxy.istio.io/config` value, read as the injector reads it
+/// (YAML); `None` when it sets none or does not parse (the injector then refuses the pod).
+pub fn proxy_config_interception(value: &str) -> Option<String> {
+    let doc = crate::manifests::yaml::read_document(value).ok()??;
+    doc.get("interceptionMode")?.as_str().map(str::to_string)
 }
 
 /// A few labels or annotations, sorted by key. A `BTreeMap` allocates a node of eleven entries

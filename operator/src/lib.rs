@@ -5,7 +5,9 @@
 //! executes the plan; the `cli` runs it offline on manifests. docs/architecture.md describes
 //! the data flow and the module map.
 
-pub use meshbaseline_core::{api, audit, compile, dataplane, inventory, manifests, object, plan};
+pub use meshbaseline_core::{
+    api, audit, compile, dataplane, inventory, manifests, object, plan, posture,
+};
 
 pub mod cli;
 pub mod controller;

@@ -27,6 +27,9 @@ enum Command {
     Render(meshbaseline::cli::render::Args),
     /// Report tenant objects and workloads that weaken the mesh (exit 1 at --fail-on).
     Check(meshbaseline::cli::check::Args),
+    /// Effective posture per workload and port: data plane, mTLS mode, whether plaintext is
+    /// refused and by what, network, exemptions, findings (manifests, or the cluster).
+    Posture(meshbaseline::cli::posture::Args),
     /// Run the operator.
     Run(meshbaseline::cli::run::RunArgs),
 }
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Crdgen { out } => crdgen(out),
         Command::Render(args) => meshbaseline::cli::render::run(&args).map_err(Into::into),
         Command::Check(args) => meshbaseline::cli::check::main(&args).map_err(Into::into),
+        Command::Posture(args) => Ok(meshbaseline::cli::posture::main(&args)),
         Command::Run(args) => meshbaseline::cli::run::run(args).map_err(anyhow::Error::from),
     };
     match result {

@@ -43,8 +43,11 @@ pub struct Metrics {
     pub managed_objects: Gauge,
     pub protected_namespaces: Gauge,
     pub leader: Gauge,
+    workloads: Family<Labels, Gauge>,
     /// Per baseline: findings by (rule, severity), and (managed objects, protected namespaces).
     per_baseline: Mutex<HashMap<String, BaselineFigures>>,
+    /// Per baseline: workloads by protection (the order of `Protection::ALL`).
+    per_baseline_posture: Mutex<HashMap<String, [i64; 4]>>,
 }
 
 #[derive(Default, Clone)]
@@ -76,6 +79,18 @@ impl Metrics {
         let managed_objects = Gauge::default();
         let protected_namespaces = Gauge::default();
         let leader = Gauge::default();
+        let workloads = Family::<Labels, Gauge>::default();
+        // Every protection has a series from the start, so dashboards see a stable shape.
+        for p in crate::posture::Protection::ALL {
+            workloads
+                .get_or_create(&vec![("protection", p.as_str().to_string())])
+                .set(0);
+        }
+        registry.register(
+            "meshbaseline_workloads",
+            "Workloads (running pods and templates) of protected namespaces by protection: protected, partial, unprotected, unknown; all baselines",
+            workloads.clone(),
+        );
         // prometheus-client appends `_total` to counters itself.
         registry.register(
             "meshbaseline_reconciles",
@@ -175,7 +190,9 @@ impl Metrics {
             managed_objects,
             protected_namespaces,
             leader,
+            workloads,
             per_baseline: Mutex::new(HashMap::new()),
+            per_baseline_posture: Mutex::new(HashMap::new()),
         }
     }
 
@@ -278,6 +295,39 @@ impl Metrics {
         }
         self.managed_objects.set(managed);
         self.protected_namespaces.set(protected);
+    }
+
+    /// Replace one baseline's posture counts (`None`: the baseline is gone, or has none yet)
+    /// and recompute the gauges.
+    pub fn set_posture(
+        &self,
+        name: &str,
+        counts: Option<&crate::api::baseline::PostureCountsStatus>,
+    ) {
+        let mut per = self.per_baseline_posture.lock();
+        match counts {
+            None => {
+                per.remove(name);
+            }
+            Some(c) => {
+                let n = |v: u32| i64::from(v);
+                per.insert(
+                    name.to_string(),
+                    [n(c.protected), n(c.partial), n(c.unprotected), n(c.unknown)],
+                );
+            }
+        }
+        let mut total = [0i64; 4];
+        for counts in per.values() {
+            for (t, c) in total.iter_mut().zip(counts) {
+                *t += c;
+            }
+        }
+        for (p, n) in crate::posture::Protection::ALL.iter().zip(total) {
+            self.workloads
+                .get_or_create(&vec![("protection", p.as_str().to_string())])
+                .set(n);
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -74,14 +74,19 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "MB105 PeerAuthentication istio-system/meshbaseline-mesh-mtls",
         "MB201 DestinationRule checkout/legacy-billing-plaintext",
         "MB201 DestinationRule payments/ledger",
+        "MB202 DestinationRule payments/stripe-api",
         "MB301 AuthorizationPolicy payments/allow-health",
         "MB302 AuthorizationPolicy shop/storefront-get-only",
         "MB303 AuthorizationPolicy catalog/catalog-viewer",
         "MB304 Deployment checkout/web-istio",
+        "MB306 AuthorizationPolicy checkout/all-but-admin",
+        "MB307 AuthorizationPolicy payments/deny-admin",
+        "MB309 Gateway shop/reports-waypoint",
         "MB401 NetworkPolicy payments/egress-internet",
         "MB402 NetworkPolicy payments/statsd",
         "MB403 Sidecar checkout/meshbaseline-egress",
         "MB403 Sidecar payments/defaults",
+        "MB404 Sidecar shop/egress-lockdown",
         "MB501 Deployment payments/ledger-sync",
         "MB501 StatefulSet payments/ledger-db",
         "MB502 Deployment payments/packet-capture",
@@ -103,6 +108,7 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "MB509 Service shop/admin",
         "MB601 Namespace legacy-billing",
         "MB602 Service payments/ledger",
+        "MB603 Namespace analytics",
         "MB701 NetworkPolicy istio-system/istiod-debug",
         "MB702 Sidecar istio-system/allow-any",
         "MB702 Sidecar istio-system/default",
@@ -111,11 +117,12 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
     assert_eq!(got, expected);
     // MB901–MB903 are about what a live cluster serves: the controller's plan reports them
     // (plan tests), never `check` of manifests. MB305 needs waypointOnly, off by default:
-    // `waypoint_only_reports_the_waypoint_without_pods` below.
-    for rule in Rule::ALL
-        .into_iter()
-        .filter(|r| !r.id().starts_with("MB9") && *r != Rule::MB305)
-    {
+    // `waypoint_only_reports_the_waypoint_without_pods` below. The demo applies this directory
+    // to an API server, where Istio's CRD refuses MB106's object and Istio's Gateway (MB308) is
+    // not installed: core unit tests.
+    for rule in Rule::ALL.into_iter().filter(|r| {
+        !r.id().starts_with("MB9") && !matches!(r, Rule::MB305 | Rule::MB106 | Rule::MB308)
+    }) {
         assert!(
             got.iter().any(|g| g.starts_with(rule.id())),
             "{rule} does not fire on examples/mesh"
@@ -130,9 +137,9 @@ fn every_rule_fires_on_the_sample_mesh_and_near_misses_do_not() {
         "kube-system/kube-proxy",
         "payments/ledger-strict",
         "payments/checkout-api",
-        "payments/stripe-api",
+        "payments/bank-api",
+        "checkout/api-only",
         "payments/allow-checkout",
-        "payments/deny-admin",
         "payments/dns-and-cluster",
         "payments/ledger-7d9f8b6c5-x2x9k",
         "payments/settlement-report-29001-k8l2p",
@@ -230,7 +237,7 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
         .remove("message");
     assert!(!validator.is_valid(&broken));
     let results = doc["runs"][0]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 42);
+    assert_eq!(results.len(), 48);
     let first = &results[0];
     assert_eq!(first["level"], "error");
     assert!(

@@ -12,6 +12,7 @@ const FULL: &str = r#"
 namespaceSelector: {matchLabels: {protected: "true"}}
 authorization:
   waypointOnly: true
+  waypointDefaultDeny: true
   denyRules:
     - name: everything
       from:
@@ -52,6 +53,17 @@ fn every_generated_object_validates() {
         "meshbaseline-waypoint-only"
     )
     .is_some());
+    let default_deny = get(
+        &c,
+        Kind::AuthorizationPolicy,
+        "istio-system",
+        "meshbaseline-waypoint-default-deny",
+    );
+    assert_eq!(
+        default_deny["spec"],
+        json!({"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "GatewayClass", "name": "istio-waypoint"}]}),
+        "an ALLOW without rules, bound to every waypoint"
+    );
     let kinds: std::collections::BTreeSet<Kind> = c.objects.iter().map(|o| o.key.kind).collect();
     assert_eq!(kinds.len(), Kind::ALL.len(), "every kind is exercised");
     assert_all_valid(&schemas, &c);

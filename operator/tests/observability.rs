@@ -21,6 +21,7 @@ const METRICS: &[(&str, &[&str])] = &[
     ("meshbaseline_managed_objects", &[]),
     ("meshbaseline_protected_namespaces", &[]),
     ("meshbaseline_leader", &[]),
+    ("meshbaseline_workloads", &["protection"]),
 ];
 const HISTOGRAMS: &[&str] = &["meshbaseline_reconcile_duration_seconds"];
 /// Labels Prometheus adds when it scrapes the metrics Service.

@@ -297,6 +297,13 @@ pub struct AuthorizationSpec {
     /// waypoint) are refused.
     #[serde(default)]
     pub waypoint_only: bool,
+    /// An AuthorizationPolicy in the root namespace bound to the `istio-waypoint`
+    /// GatewayClass that allows nothing, so every waypoint refuses what no policy bound to it
+    /// allows: a new waypoint denies all traffic until its tenant binds an ALLOW policy to it
+    /// (targetRefs naming the waypoint's Gateway). Off by default; needs Istio 1.25 or later,
+    /// where waypoints take policies that target their GatewayClass.
+    #[serde(default)]
+    pub waypoint_default_deny: bool,
     /// The mesh's trust domain (Istio's `meshConfig.trustDomain`): the waypoint identities of
     /// `waypointOnly` are `<trustDomain>/ns/<namespace>/sa/<serviceAccount>`.
     #[serde(default = "default_trust_domain")]
@@ -316,6 +323,7 @@ impl Default for AuthorizationSpec {
         Self {
             deny_rules: Vec::new(),
             waypoint_only: false,
+            waypoint_default_deny: false,
             trust_domain: default_trust_domain(),
         }
     }
@@ -643,6 +651,46 @@ pub struct MeshBaselineStatus {
     /// Whether the admission guards and the Admin network-policy tier are in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcement: Option<EnforcementStatus>,
+    /// Workloads of the protected namespaces by protection (see `meshbaseline posture`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posture: Option<PostureStatus>,
+}
+
+/// Running pods and workload templates by protection: `protected` (plaintext refused on every
+/// port, UDP and ICMP blocked, no exemption, no finding), `partial`, `unprotected` (plaintext
+/// accepted on every port), `unknown`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[serde(rename_all = "camelCase")]
+pub struct PostureCountsStatus {
+    pub protected: u32,
+    pub partial: u32,
+    pub unprotected: u32,
+    #[serde(default)]
+    pub unknown: u32,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacePostureStatus {
+    pub namespace: String,
+    #[serde(flatten)]
+    pub counts: PostureCountsStatus,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[serde(rename_all = "camelCase")]
+pub struct PostureStatus {
+    /// Every protected namespace together.
+    pub total: PostureCountsStatus,
+    /// Protected namespaces with workloads: how many.
+    pub namespaces_total: u32,
+    /// Per namespace, those with the most unprotected, then partly protected workloads first;
+    /// capped (at 10,000 namespaces the whole list would not fit in the object).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<NamespacePostureStatus>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -34,6 +34,9 @@ pub struct Baseline {
     pub deny_rules: Vec<DenyRuleSpec>,
     /// Generate the waypoint-only L4 policy in ambient namespaces that use a waypoint.
     pub waypoint_only: bool,
+    /// Generate the allow-nothing policy bound to every waypoint (the `istio-waypoint`
+    /// GatewayClass).
+    pub waypoint_default_deny: bool,
     /// The mesh's trust domain, for the waypoint identities of `waypoint_only`.
     pub trust_domain: String,
     pub network: Network,
@@ -226,6 +229,7 @@ impl TryFrom<&MeshBaseline> for Baseline {
             mtls: spec.mtls.clone(),
             deny_rules: spec.authorization.deny_rules.clone(),
             waypoint_only: spec.authorization.waypoint_only,
+            waypoint_default_deny: spec.authorization.waypoint_default_deny,
             trust_domain: spec.authorization.trust_domain.clone(),
             network,
             workloads_audit: spec.workloads.audit,

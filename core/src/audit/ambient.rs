@@ -233,7 +233,9 @@ pub(super) fn check_workload(ctx: &Ctx, pod: &PodInfo, out: &mut Vec<Finding>) {
     let labels = ctx.labels(ns);
     let who = format!("{} {ns}/{}", pod.kind, pod.name);
     let plane = ctx.pod_dataplane(pod);
-    if dataplane::namespace_ambient(labels) && !dataplane::has_sidecar(pod) {
+    // A template the injector will give a sidecar is not ztunnel's either way.
+    let sidecar = dataplane::has_sidecar(pod) || plane == Some(DataPlane::Sidecar);
+    if dataplane::namespace_ambient(labels) && !sidecar {
         let mode = pod
             .labels
             .get(dataplane::DATAPLANE_MODE)

@@ -3,60 +3,15 @@
 
 use super::context::{name_of, ns_of, Ctx};
 use super::{Finding, Rule};
-use crate::api::istio::{Rule as AuthzRule, Source};
-use crate::object::{Kind, DRY_RUN_ANNOTATION};
+use crate::object::Kind;
+use crate::posture::authz::{dry_run, plaintext_reason};
 
 const KIND: &str = "AuthorizationPolicy";
-
-/// `when` keys that require an authenticated peer or request.
-const IDENTITY_KEYS: [&str; 3] = [
-    "source.principal",
-    "source.namespace",
-    "request.auth.principal",
-];
-
-fn source_authenticated(s: &Source) -> bool {
-    !(s.principals.is_empty() && s.namespaces.is_empty() && s.request_principals.is_empty())
-}
-
-/// Why a rule matches requests without an identity, or `None` when it cannot.
-fn plaintext_reason(rule: &AuthzRule) -> Option<&'static str> {
-    let when_identity = rule
-        .when
-        .iter()
-        .any(|c| IDENTITY_KEYS.contains(&c.key.as_str()) && !c.values.is_empty());
-    if when_identity {
-        return None;
-    }
-    if rule.from.is_empty() {
-        return Some("it has no `from`, so any source matches");
-    }
-    // `from` entries are ORed: one without a positive identity is enough.
-    rule.from.iter().find_map(|f| match &f.source {
-        None => Some("a `from` entry has no source"),
-        Some(s) if source_authenticated(s) => None,
-        Some(s) if !s.not_principals.is_empty() || !s.not_namespaces.is_empty() => Some(
-            "its source only excludes identities (notPrincipals/notNamespaces), which requests without any identity also satisfy",
-        ),
-        Some(_) => Some("its source names no principals, namespaces or requestPrincipals"),
-    })
-}
-
-/// Whether Istio evaluates the policy without enforcing it: `istio.io/dry-run` read as Go's
-/// `strconv.ParseBool` reads it (Istio's `isDryRun`; anything else enforces).
-pub(crate) fn is_dry_run(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> bool {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(DRY_RUN_ANNOTATION))
-        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
-}
 
 pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for ap in &ctx.inventory.authorization_policies {
         // A dry-run ALLOW admits nothing: Envoy only counts what it would have done.
-        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) || is_dry_run(&ap.metadata) {
+        if ctx.is_ours(Kind::AuthorizationPolicy, &ap.metadata) || dry_run(ap) {
             continue;
         }
         let action = ap.spec.action.as_deref().unwrap_or("ALLOW");

@@ -113,15 +113,28 @@ impl<'a> Ctx<'a> {
     /// The data plane a pod is in. Observed pods show it (an istio-proxy container, or
     /// istio-cni's `ambient.istio.io/redirection: enabled`); templates get what admission and
     /// istio-cni will give them, which needs the namespace's labels (`None` without them).
+    ///
+    /// A host-network pod is in none: a sidecar there would capture nothing (its iptables rules
+    /// would be the node's; Istio never injects such pods) and ambient cannot take it. A pod
+    /// labelled `istio.io/dataplane-mode=none` is not ambient whatever istio-cni wrote before:
+    /// istio-cni takes it out of ztunnel.
     pub fn pod_dataplane(&self, pod: &PodInfo) -> Option<DataPlane> {
+        if pod.host_network {
+            return Some(DataPlane::None);
+        }
         if dataplane::has_sidecar(pod) {
             return Some(DataPlane::Sidecar);
         }
         if pod.phase.is_some() {
-            let captured = pod
-                .annotations
-                .get(dataplane::REDIRECTION)
-                .is_some_and(|v| v == "enabled");
+            let opted_out = pod
+                .labels
+                .get(dataplane::DATAPLANE_MODE)
+                .is_some_and(|v| v == "none");
+            let captured = !opted_out
+                && pod
+                    .annotations
+                    .get(dataplane::REDIRECTION)
+                    .is_some_and(|v| v == "enabled");
             return Some(if captured {
                 DataPlane::Ambient
             } else {
@@ -209,7 +222,10 @@ pub(crate) fn age_key(meta: &ObjectMeta) -> (Timestamp, &str) {
 
 /// Whether a Kubernetes label selector selects an object with `labels`. A selector that does
 /// not parse selects nothing (the API server would have rejected it).
-pub(crate) fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selector_matches(
+    sel: &LabelSelector,
+    labels: &(impl crate::api::selector::Labels + ?Sized),
+) -> bool {
     let mut errs = FieldErrors::default();
     let parsed = Selector::parse(sel, "selector", &mut errs);
     errs.0.is_empty() && parsed.matches(labels)

@@ -14,20 +14,25 @@ use crate::object::Kind;
 pub use pod_counts::PodCounts;
 
 mod ambient;
+mod ambient_mesh;
+mod authorization_patterns;
 mod authorization_policy;
-mod context;
+pub(crate) mod context;
 pub(crate) mod destination_rule;
 mod gateway;
 mod impersonation;
+mod ineffective;
+mod ingress;
 mod namespace;
-mod network_policy;
+pub(crate) mod network_policy;
 mod peer_authentication;
 mod pod;
 mod pod_counts;
 mod root;
-mod sidecar;
+pub(crate) mod sidecar;
 #[cfg(test)]
 mod tests;
+mod tls_origination;
 mod waypoint;
 
 /// Every finding for `inventory` under `baseline` at time `now` (exemptions expire), sorted
@@ -65,11 +70,16 @@ pub fn audit_in_scope(
     let mut out = Vec::new();
     peer_authentication::check(&ctx, &mut out);
     destination_rule::check(&ctx, &mut out);
+    tls_origination::check(&ctx, &mut out);
     authorization_policy::check(&ctx, &mut out);
+    authorization_patterns::check(&ctx, &mut out);
     ambient::check_policies(&ctx, &mut out);
     network_policy::check(&ctx, &mut out);
     sidecar::check(&ctx, &mut out);
+    ineffective::check(&ctx, &mut out);
     waypoint::check(&ctx, &mut out);
+    ambient_mesh::check(&ctx, &mut out);
+    ingress::check(&ctx, &mut out);
     pod::check(&ctx, &mut out);
     gateway::check(&ctx, &mut out);
     ambient::check_workloads(&ctx, &mut out);
@@ -166,15 +176,22 @@ pub enum Rule {
     MB103,
     MB104,
     MB105,
+    MB106,
     MB201,
+    MB202,
     MB301,
     MB302,
     MB303,
     MB304,
     MB305,
+    MB306,
+    MB307,
+    MB308,
+    MB309,
     MB401,
     MB402,
     MB403,
+    MB404,
     MB501,
     MB502,
     MB503,
@@ -186,6 +203,7 @@ pub enum Rule {
     MB509,
     MB601,
     MB602,
+    MB603,
     MB701,
     MB702,
     MB801,
@@ -195,21 +213,28 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 31] = [
+    pub const ALL: [Rule; 39] = [
         Rule::MB101,
         Rule::MB102,
         Rule::MB103,
         Rule::MB104,
         Rule::MB105,
+        Rule::MB106,
         Rule::MB201,
+        Rule::MB202,
         Rule::MB301,
         Rule::MB302,
         Rule::MB303,
         Rule::MB304,
         Rule::MB305,
+        Rule::MB306,
+        Rule::MB307,
+        Rule::MB308,
+        Rule::MB309,
         Rule::MB401,
         Rule::MB402,
         Rule::MB403,
+        Rule::MB404,
         Rule::MB501,
         Rule::MB502,
         Rule::MB503,
@@ -221,6 +246,7 @@ impl Rule {
         Rule::MB509,
         Rule::MB601,
         Rule::MB602,
+        Rule::MB603,
         Rule::MB701,
         Rule::MB702,
         Rule::MB801,
@@ -236,15 +262,22 @@ impl Rule {
             Rule::MB103 => "MB103",
             Rule::MB104 => "MB104",
             Rule::MB105 => "MB105",
+            Rule::MB106 => "MB106",
             Rule::MB201 => "MB201",
+            Rule::MB202 => "MB202",
             Rule::MB301 => "MB301",
             Rule::MB302 => "MB302",
             Rule::MB303 => "MB303",
             Rule::MB304 => "MB304",
             Rule::MB305 => "MB305",
+            Rule::MB306 => "MB306",
+            Rule::MB307 => "MB307",
+            Rule::MB308 => "MB308",
+            Rule::MB309 => "MB309",
             Rule::MB401 => "MB401",
             Rule::MB402 => "MB402",
             Rule::MB403 => "MB403",
+            Rule::MB404 => "MB404",
             Rule::MB501 => "MB501",
             Rule::MB502 => "MB502",
             Rule::MB503 => "MB503",
@@ -256,6 +289,7 @@ impl Rule {
             Rule::MB509 => "MB509",
             Rule::MB601 => "MB601",
             Rule::MB602 => "MB602",
+            Rule::MB603 => "MB603",
             Rule::MB701 => "MB701",
             Rule::MB702 => "MB702",
             Rule::MB801 => "MB801",
@@ -275,7 +309,13 @@ impl Rule {
             Rule::MB105 => {
                 "The baseline's mesh-wide PeerAuthentication is not in force: an older one wins"
             }
+            Rule::MB106 => {
+                "PeerAuthentication with port-level settings but no selector (Istio ignores them)"
+            }
             Rule::MB201 => "DestinationRule disables or downgrades TLS for an in-mesh host",
+            Rule::MB202 => {
+                "DestinationRule originates TLS to an external host without verifying the server"
+            }
             Rule::MB301 => "ALLOW AuthorizationPolicy rule that plaintext requests can match",
             Rule::MB302 => {
                 "AuthorizationPolicy with HTTP attributes enforced by ztunnel (deny-all)"
@@ -285,9 +325,16 @@ impl Rule {
                 "Ingress gateway in a protected namespace: the plaintext DENY refuses its clients"
             }
             Rule::MB305 => "Waypoint without known pods: its identity cannot be resolved",
+            Rule::MB306 => "ALLOW AuthorizationPolicy rule with negative matches (notPaths, notMethods, notHosts, notPorts)",
+            Rule::MB307 => {
+                "DENY AuthorizationPolicy on paths while the mesh normalises paths below MERGE_SLASHES"
+            }
+            Rule::MB308 => "Gateway in a protected namespace accepts any host (* or */*)",
+            Rule::MB309 => "Waypoint with no AuthorizationPolicy bound to it",
             Rule::MB401 => "NetworkPolicy allows egress beyond the cluster and the allow-list",
             Rule::MB402 => "NetworkPolicy allows UDP or SCTP other than DNS",
             Rule::MB403 => "Sidecar replaces the mesh's REGISTRY_ONLY default for its workloads",
+            Rule::MB404 => "Sidecar in an ambient namespace, or selecting ambient pods, has no effect",
             Rule::MB501 => "Container runs as UID or GID 1337 and bypasses the sidecar",
             Rule::MB502 => "Container adds NET_ADMIN or NET_RAW, or is privileged",
             Rule::MB503 => "Pod uses the host network",
@@ -305,6 +352,7 @@ impl Rule {
                 "Protected namespace in neither data plane (sidecar injection or ambient)"
             }
             Rule::MB602 => "Service with an IPv6 family in a protected namespace",
+            Rule::MB603 => "istio-cni excludes a protected ambient namespace from the mesh",
             Rule::MB701 => "istiod reachable on plaintext or debug ports",
             Rule::MB702 => "More than one selector-less Sidecar in the root namespace",
             Rule::MB801 => "Object claims to be generated by MeshBaseline but is not",
@@ -324,6 +372,10 @@ impl Rule {
             Rule::MB501 | Rule::MB701 => Critical,
             Rule::MB101 | Rule::MB103 | Rule::MB201 | Rule::MB301 | Rule::MB401 => High,
             Rule::MB105 | Rule::MB304 | Rule::MB305 | Rule::MB403 => High,
+            Rule::MB307 | Rule::MB603 => High,
+            Rule::MB106 | Rule::MB202 | Rule::MB306 | Rule::MB308 | Rule::MB309 | Rule::MB404 => {
+                Medium
+            }
             Rule::MB801 | Rule::MB901 | Rule::MB902 => High,
             Rule::MB903 => Medium,
             Rule::MB402 | Rule::MB502 | Rule::MB503 | Rule::MB505 => High,
@@ -340,13 +392,17 @@ impl Rule {
         match self {
             // An exemption from mtls removes the plaintext DENY that MB304 is about.
             Rule::MB101 | Rule::MB102 | Rule::MB201 | Rule::MB304 => Some(Control::Mtls),
+            Rule::MB106 | Rule::MB202 => Some(Control::Mtls),
+            Rule::MB306 | Rule::MB307 | Rule::MB308 | Rule::MB309 => Some(Control::Authorization),
             Rule::MB301 | Rule::MB302 | Rule::MB303 | Rule::MB305 => Some(Control::Authorization),
-            Rule::MB401 | Rule::MB402 | Rule::MB403 => Some(Control::Network),
+            Rule::MB401 | Rule::MB402 | Rule::MB403 | Rule::MB404 => Some(Control::Network),
             Rule::MB501 | Rule::MB502 | Rule::MB503 | Rule::MB504 | Rule::MB505 | Rule::MB506 => {
                 Some(Control::Workloads)
             }
             Rule::MB507 | Rule::MB508 | Rule::MB509 => Some(Control::Workloads),
             Rule::MB601 | Rule::MB602 => Some(Control::Workloads),
+            // The platform's istio-cni settings are no tenant's exempt business.
+            Rule::MB603 => None,
             // An impersonation is never a tenant's exempt business.
             Rule::MB103 | Rule::MB104 | Rule::MB105 | Rule::MB701 | Rule::MB702 => None,
             Rule::MB801 => None,

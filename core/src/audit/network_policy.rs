@@ -70,14 +70,18 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
 }
 
-/// MB401: egress to every destination, or to ipBlocks beyond the baseline's allow-list.
-fn egress_destinations(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Finding> {
+/// The egress rules of `np` that reach beyond the cluster and the baseline's allow-list.
+/// Shared by MB401 and posture.
+pub(crate) fn egress_beyond(ctx: &Ctx, np: &NetworkPolicy) -> Vec<String> {
+    let mut problems = Vec::new();
     if ctx.baseline.network.egress.mode == EgressMode::Unrestricted || !has_type(np, "Egress") {
-        return None;
+        return problems;
     }
     let allow = &ctx.baseline.network.egress.allow_cidrs;
-    let mut problems = Vec::new();
-    for (i, rule) in np.spec.as_ref()?.egress.iter().flatten().enumerate() {
+    let Some(spec) = np.spec.as_ref() else {
+        return problems;
+    };
+    for (i, rule) in spec.egress.iter().flatten().enumerate() {
         let peers = rule.to.as_deref().unwrap_or_default();
         if peers.is_empty() {
             problems.push(format!(
@@ -101,6 +105,13 @@ fn egress_destinations(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> O
             }
         }
     }
+    problems
+}
+
+/// MB401: egress to every destination, or to ipBlocks beyond the baseline's allow-list.
+fn egress_destinations(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Finding> {
+    let allow = &ctx.baseline.network.egress.allow_cidrs;
+    let problems = egress_beyond(ctx, np);
     if problems.is_empty() {
         return None;
     }
@@ -147,21 +158,38 @@ fn is_dns_peer(ctx: &Ctx, ns: &str, peer: &NetworkPolicyPeer) -> bool {
     ns_ok && pods_ok
 }
 
-/// MB402: UDP or SCTP (or every protocol) allowed anywhere but DNS to the DNS pods.
-fn non_tcp(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Finding> {
-    let spec = np.spec.as_ref()?;
+/// A rule of a NetworkPolicy that lets through more than TCP (and DNS to the DNS pods).
+pub(crate) struct NonTcp {
+    pub ingress: bool,
+    /// A rule without ports: every protocol, ICMP included.
+    pub every_protocol: bool,
+    pub what: String,
+}
+
+/// The rules of `np` that let other protocols than TCP through, beyond DNS to the cluster DNS
+/// pods. Shared by MB402 and posture.
+pub(crate) fn non_tcp_rules(ctx: &Ctx, np: &NetworkPolicy, ns: &str) -> Vec<NonTcp> {
+    let Some(spec) = np.spec.as_ref() else {
+        return Vec::new();
+    };
     let dns_port = ctx.baseline.network.dns.port;
-    let mut problems = Vec::new();
+    let mut out = Vec::new();
     if has_type(np, "Ingress") {
         for (i, rule) in spec.ingress.iter().flatten().enumerate() {
             let ports = rule.ports.as_deref().unwrap_or_default();
             if ports.is_empty() {
-                problems.push(format!(
-                    "ingress[{i}] has no ports, so it allows every protocol"
-                ));
+                out.push(NonTcp {
+                    ingress: true,
+                    every_protocol: true,
+                    what: format!("ingress[{i}] has no ports, so it allows every protocol"),
+                });
             }
             for p in ports.iter().filter(|p| protocol(p) != "TCP") {
-                problems.push(format!("ingress[{i}] allows {}", describe_port(p)));
+                out.push(NonTcp {
+                    ingress: true,
+                    every_protocol: false,
+                    what: format!("ingress[{i}] allows {}", describe_port(p)),
+                });
             }
         }
     }
@@ -169,9 +197,11 @@ fn non_tcp(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Findin
         for (i, rule) in spec.egress.iter().flatten().enumerate() {
             let ports = rule.ports.as_deref().unwrap_or_default();
             if ports.is_empty() {
-                problems.push(format!(
-                    "egress[{i}] has no ports, so it allows every protocol"
-                ));
+                out.push(NonTcp {
+                    ingress: false,
+                    every_protocol: true,
+                    what: format!("egress[{i}] has no ports, so it allows every protocol"),
+                });
                 continue;
             }
             let peers = rule.to.as_deref().unwrap_or_default();
@@ -180,19 +210,33 @@ fn non_tcp(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Findin
                 let is_dns_port = matches!(&p.port, Some(IntOrString::Int(n)) if *n == dns_port && p.end_port.is_none_or(|e| e == dns_port))
                     || matches!(&p.port, Some(IntOrString::String(s)) if s == "dns");
                 if !(to_dns && is_dns_port && protocol(p) == "UDP") {
-                    problems.push(format!(
-                        "egress[{i}] allows {}{}",
-                        describe_port(p),
-                        if to_dns {
-                            ""
-                        } else {
-                            " to destinations other than the cluster DNS pods"
-                        }
-                    ));
+                    out.push(NonTcp {
+                        ingress: false,
+                        every_protocol: false,
+                        what: format!(
+                            "egress[{i}] allows {}{}",
+                            describe_port(p),
+                            if to_dns {
+                                ""
+                            } else {
+                                " to destinations other than the cluster DNS pods"
+                            }
+                        ),
+                    });
                 }
             }
         }
     }
+    out
+}
+
+/// MB402: UDP or SCTP (or every protocol) allowed anywhere but DNS to the DNS pods.
+fn non_tcp(ctx: &Ctx, np: &NetworkPolicy, ns: &str, name: &str) -> Option<Finding> {
+    let dns_port = ctx.baseline.network.dns.port;
+    let problems: Vec<String> = non_tcp_rules(ctx, np, ns)
+        .into_iter()
+        .map(|r| r.what)
+        .collect();
     if problems.is_empty() {
         return None;
     }

@@ -5,21 +5,14 @@ use super::{Finding, Rule, Severity};
 use crate::dataplane::{self, DataPlane};
 use crate::gateway;
 use crate::inventory::{ContainerInfo, PodInfo, PROXY_CONTAINER};
+use crate::posture::capture;
 
 /// The proxy's own UID and GID: traffic from it is not redirected to the sidecar.
 pub const PROXY_UID: i64 = 1337;
 /// Containers Istio injects; they need the proxy UID and NET_ADMIN by design.
 const ISTIO_CONTAINERS: [&str; 3] = [PROXY_CONTAINER, "istio-init", "istio-validation"];
 const EXCLUDE_PREFIX: &str = "traffic.sidecar.istio.io/exclude";
-const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
-const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
 const INCLUDE_OUTBOUND_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
-const INTERCEPTION_MODE: &str = "sidecar.istio.io/interceptionMode";
-/// The agent's status (15020), health (15021) and Envoy's Prometheus (15090) ports: the injector
-/// itself excludes them from inbound capture, and writes 15020 into `excludeInboundPorts` on
-/// every pod when istio-cni is used.
-const ISTIO_STATUS_PORTS: [&str; 3] = ["15020", "15021", "15090"];
-const STATUS_PORT_ANNOTATION: &str = "status.sidecar.istio.io/port";
 
 fn is_istio(c: &ContainerInfo) -> bool {
     ISTIO_CONTAINERS.contains(&c.name.as_str())
@@ -281,21 +274,12 @@ fn bypass_annotations(pod: &PodInfo, plane: Option<DataPlane>) -> Vec<String> {
         out.push(format!("{source} {}: \"false\"", dataplane::INJECT));
     }
     out.extend(capture_overrides(pod));
-    let status_port = pod.annotations.get(STATUS_PORT_ANNOTATION);
     for (k, v) in &pod.annotations {
         if !k.starts_with(EXCLUDE_PREFIX) || v.trim().is_empty() {
             continue;
         }
-        if k == EXCLUDE_INBOUND_PORTS {
-            let own: Vec<&str> = v
-                .split(',')
-                .map(str::trim)
-                .filter(|p| {
-                    !p.is_empty()
-                        && !ISTIO_STATUS_PORTS.contains(p)
-                        && status_port.is_none_or(|s| s.trim() != *p)
-                })
-                .collect();
+        if k == capture::EXCLUDE_INBOUND_PORTS {
+            let own = capture::own_exclusions(pod);
             if !own.is_empty() {
                 out.push(format!("{k}: {:?}", own.join(",")));
             }
@@ -306,16 +290,16 @@ fn bypass_annotations(pod: &PodInfo, plane: Option<DataPlane>) -> Vec<String> {
     out
 }
 
-/// Capture that the pod narrows or switches off (istio-iptables' `handleInboundPortsInclude`
-/// and outbound ranges, and the injector's interception mode): `includeInboundPorts` other
-/// than `*` captures only the ports listed (none when empty), `includeOutboundIPRanges` other
-/// than `*` only the ranges listed, and `interceptionMode: NONE` sets up no iptables rules and
-/// no inbound listener. The injector itself writes `*` and the mesh's mode (REDIRECT or
-/// TPROXY) when istio-cni is used.
+/// Capture that the pod narrows or switches off (`capture::inbound`, which posture reads too,
+/// and outbound ranges): `includeInboundPorts` other than `*` captures only the ports listed
+/// (none when empty), `includeOutboundIPRanges` other than `*` only the ranges listed, and an
+/// interception mode `NONE` (the pod's annotation, else its `proxy.istio.io/config`) sets up
+/// no iptables rules and no inbound listener. The injector itself writes `*` and the mesh's
+/// mode (REDIRECT or TPROXY) when istio-cni is used.
 fn capture_overrides(pod: &PodInfo) -> Vec<String> {
     let mut out = Vec::new();
     for (key, what) in [
-        (INCLUDE_INBOUND_PORTS, "inbound ports"),
+        (capture::INCLUDE_INBOUND_PORTS, "inbound ports"),
         (INCLUDE_OUTBOUND_RANGES, "outbound addresses"),
     ] {
         if let Some(v) = pod.annotations.get(key).filter(|v| v.trim() != "*") {
@@ -327,13 +311,9 @@ fn capture_overrides(pod: &PodInfo) -> Vec<String> {
             out.push(format!("{key}: {v:?} ({captured})"));
         }
     }
-    if let Some(v) = pod
-        .annotations
-        .get(INTERCEPTION_MODE)
-        .filter(|v| v.trim() == "NONE")
-    {
+    if let Some((mode, source)) = capture::interception_mode(pod).filter(|(m, _)| *m == "NONE") {
         out.push(format!(
-            "{INTERCEPTION_MODE}: {v:?} (no traffic is captured, and the proxy has no inbound listener)"
+            "{source}: {mode:?} (no traffic is captured, and the proxy has no inbound listener)"
         ));
     }
     out

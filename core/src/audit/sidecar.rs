@@ -42,6 +42,8 @@ pub(super) fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             || ctx.is_ours(Kind::Sidecar, &sc.metadata)
             || mode(sc) == Some(REGISTRY_ONLY)
             || !ctx.applies(ns, Rule::MB403)
+            // In ambient there is no sidecar whose default it could replace (MB404).
+            || super::ineffective::ineffective_sidecar(ctx, sc)
         {
             continue;
         }

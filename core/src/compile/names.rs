@@ -13,6 +13,9 @@ pub const MTLS_DESTINATION_RULE: &str = "meshbaseline-mtls";
 pub const BASELINE_NETWORK_POLICY: &str = "meshbaseline-baseline";
 /// Per ambient namespace using a waypoint (opt-in): L4 ALLOW for the waypoint's identity only.
 pub const WAYPOINT_ONLY: &str = "meshbaseline-waypoint-only";
+/// Root namespace (opt-in): the AuthorizationPolicy bound to the `istio-waypoint`
+/// GatewayClass, so every waypoint refuses what no policy bound to it allows.
+pub const WAYPOINT_DEFAULT_DENY: &str = "meshbaseline-waypoint-default-deny";
 /// Root namespace: the mesh-wide PeerAuthentication.
 pub const MESH_PEER_AUTHENTICATION: &str = "meshbaseline-mesh-mtls";
 /// Root namespace: ingress to istiod on 15012, 15017 and 15014 only (G8).

@@ -37,6 +37,14 @@ pub(crate) fn objects(baseline: &Baseline, factory: &ObjectFactory, out: &mut Ve
             Arc::new(spec),
         ));
     }
+    if baseline.waypoint_default_deny {
+        out.push(factory.object(
+            Kind::AuthorizationPolicy,
+            root,
+            names::WAYPOINT_DEFAULT_DENY,
+            Arc::new(waypoint_default_deny_spec()),
+        ));
+    }
     if baseline.network.control_plane.enabled {
         // Where istiod runs, which meshConfig.rootNamespace need not be.
         out.push(factory.object(
@@ -99,6 +107,21 @@ fn waypoint_twin(spec: &Value) -> Value {
         "name": crate::gateway::WAYPOINT_CLASS,
     }]);
     twin
+}
+
+/// An ALLOW policy without rules allows nothing; bound to the `istio-waypoint` GatewayClass
+/// from the root namespace, every waypoint takes it (Istio's `ShouldAttachPolicy`), and once
+/// an ALLOW policy applies, a request that matches none is denied. ALLOW policies add up, so a
+/// tenant's ALLOW bound to its waypoint opens what it names, and nothing else. Sidecars and
+/// ztunnel ignore policies with targetRefs.
+pub(crate) fn waypoint_default_deny_spec() -> Value {
+    json!({
+        "targetRefs": [{
+            "group": "gateway.networking.k8s.io",
+            "kind": "GatewayClass",
+            "name": crate::gateway::WAYPOINT_CLASS,
+        }],
+    })
 }
 
 fn fields(pairs: &[(&str, &Vec<String>)]) -> Map<String, Value> {

@@ -77,13 +77,15 @@ fn only_namespace_changes_that_can_change_a_result_matter() {
     assert!(namespace_change_matters("shop", Some(&base), None, &b));
 }
 
-/// The controller's pod projection keeps what decides the data plane and nothing else.
+/// The controller's pod projection keeps what decides the data plane apart from the labels
+/// workload selectors read, and drops the labels that differ between replicas.
 #[test]
 fn pods_keep_only_data_plane_labels_and_mesh_annotations() {
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {
             "name": "p", "namespace": "shop",
             "labels": {"app": "web", "pod-template-hash": "abc",
+                "statefulset.kubernetes.io/pod-name": "web-0",
                 "istio.io/dataplane-mode": "none", "sidecar.istio.io/inject": "false",
                 "istio.io/use-waypoint": "none", "gateway.istio.io/managed": "istio.io-mesh-controller"},
             "annotations": {"kubectl.kubernetes.io/restartedAt": "now",
@@ -92,11 +94,29 @@ fn pods_keep_only_data_plane_labels_and_mesh_annotations() {
                 "status.sidecar.istio.io/port": "15020",
                 "traffic.sidecar.istio.io/excludeInboundPorts": "15020"}
         },
-        "spec": {"containers": [{"name": "web"}]},
+        "spec": {"containers": [{"name": "web", "ports": [
+            {"containerPort": 8080, "name": "http"}, {"containerPort": 53, "protocol": "UDP"}]}]},
         "status": {"phase": "Running"}
     }))
     .unwrap();
     let info = PodInfo::from_pod(&pod);
+    assert_eq!(
+        info.app_labels.keys().collect::<Vec<_>>(),
+        ["app", "pod-template-hash"]
+    );
+    assert_eq!(
+        info.selector_labels()
+            .get("sidecar.istio.io/inject")
+            .map(String::as_str),
+        Some("false")
+    );
+    assert_eq!(
+        info.ports
+            .iter()
+            .map(|p| (p.number, p.protocol.as_str(), p.name.as_deref()))
+            .collect::<Vec<_>>(),
+        [(53, "UDP", None), (8080, "TCP", Some("http"))]
+    );
     assert_eq!(
         info.labels.keys().collect::<Vec<_>>(),
         [

@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodSpec, PodTemplateSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use super::{describe, names, typed, Loaded, Location, ManifestError};
-use crate::api::istio::{AuthorizationPolicy, DestinationRule, PeerAuthentication, Sidecar};
+use crate::api::istio::{
+    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, Sidecar,
+};
 use crate::api::model::FieldErrors;
-use crate::inventory::{NamespaceInfo, PodInfo, ServiceInfo};
+use crate::inventory::{CniExclusion, MeshConfigInfo, NamespaceInfo, PodInfo, ServiceInfo};
 
 /// Kinds without a namespace (of those the loader knows).
 pub fn cluster_scoped(kind: &str) -> bool {
@@ -50,7 +52,10 @@ fn audited(group: &str, kind: &str) -> bool {
                 "security.istio.io",
                 "PeerAuthentication" | "AuthorizationPolicy"
             )
-            | ("networking.istio.io", "DestinationRule" | "Sidecar")
+            | (
+                "networking.istio.io",
+                "DestinationRule" | "Sidecar" | "Gateway"
+            )
             | ("meshbaseline.dev", _)
     )
 }
@@ -75,6 +80,9 @@ pub(super) fn add(
         )));
     }
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    if (group, kind) == ("", "ConfigMap") {
+        return config_map(loaded, value, location).map_err(|e| vec![e]);
+    }
     if !audited(group, kind) {
         // ConfigMaps, Gateways, ...: not the audit's business, but read.
         return Ok(());
@@ -172,10 +180,55 @@ fn add_typed(
             inv.sidecars
                 .push(Arc::new(defaulted(typed::<Sidecar>(value, location)?)))
         }
+        ("networking.istio.io", "Gateway") => {
+            inv.gateways
+                .push(Arc::new(defaulted(typed::<Gateway>(value, location)?)))
+        }
+        ("apps", "DaemonSet") => {
+            let pod = template(value, location, kind, "/spec/template")?;
+            let spec = value
+                .pointer("/spec/template/spec")
+                .and_then(|s| serde_json::from_value::<PodSpec>(s.clone()).ok());
+            if let Some(c) = CniExclusion::from_daemon_set(&pod.namespace, &pod.name, spec.as_ref())
+            {
+                inv.cni_exclusions.push(c);
+            }
+            inv.pods.push(Arc::new(pod));
+        }
         // Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, ReplicationControllers.
         _ => inv
             .pods
             .push(Arc::new(template(value, location, kind, "/spec/template")?)),
+    }
+    Ok(())
+}
+
+/// The ConfigMaps the audit reads: the mesh configuration (`istio`, `istio-<revision>`) and
+/// istio-cni's (`istio-cni-config`). Others are not read beyond their kind.
+fn config_map(
+    loaded: &mut Loaded,
+    value: &Value,
+    location: &Location,
+) -> Result<(), ManifestError> {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let relevant = name == "istio" || name.starts_with("istio-");
+    if !relevant {
+        return Ok(());
+    }
+    let cm: ConfigMap = defaulted(typed(value, location)?);
+    let ns = cm.metadata.namespace.clone().unwrap_or_default();
+    let data = cm.data.unwrap_or_default();
+    if let Some(c) = CniExclusion::from_config_map(&ns, name, &data) {
+        loaded.inventory.cni_exclusions.push(c);
+    } else if let Some(mesh) = MeshConfigInfo::from_config_map(&ns, name, &data) {
+        let mesh = mesh.map_err(|message| ManifestError {
+            location: location.clone(),
+            message: format!("{}: {message}", describe(value)),
+        })?;
+        loaded.inventory.mesh_configs.push(mesh);
     }
     Ok(())
 }

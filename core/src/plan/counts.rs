@@ -1,5 +1,5 @@
-//! The status's counts: namespaces, managed objects, drift repairs, and what the cluster can
-//! enforce of the baseline.
+//! The status's counts: namespaces, managed objects, drift repairs, what the cluster can
+//! enforce of the baseline, and the workloads' posture (computed by the caller).
 
 use crate::api::baseline::{EnforcementStatus, MeshBaselineStatus, Mode, NamespaceCounts};
 use crate::api::Baseline;
@@ -39,6 +39,7 @@ pub(super) fn valid(
         managed_objects,
         drift_repairs: input.previous.map_or(0, |p| p.drift_repairs) + repairs,
         enforcement: Some(enforcement),
+        posture: input.posture.cloned(),
     }
 }
 
@@ -50,6 +51,7 @@ pub(super) fn kept(previous: Option<&MeshBaselineStatus>) -> Counts {
             managed_objects: p.managed_objects,
             drift_repairs: p.drift_repairs,
             enforcement: p.enforcement.clone(),
+            posture: p.posture.clone(),
         })
         .unwrap_or_default()
 }

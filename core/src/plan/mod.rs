@@ -81,6 +81,8 @@ pub struct PlanInput<'a> {
     /// Shared with the controller's caches (`Arc`): the index is not copied per plan.
     pub observed: &'a BTreeMap<ObjectKey, std::sync::Arc<Observed>>,
     pub findings: &'a [Finding],
+    /// Workload posture counts (`meshbaseline posture`), when computed.
+    pub posture: Option<&'a crate::api::baseline::PostureStatus>,
     /// Tenant PeerAuthentications and DestinationRules (with managedFields) for Revert mode.
     pub inventory: &'a Inventory,
     pub overlap: &'a Resolved,

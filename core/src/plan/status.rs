@@ -116,6 +116,7 @@ pub struct Counts {
     pub managed_objects: u32,
     pub drift_repairs: u64,
     pub enforcement: Option<EnforcementStatus>,
+    pub posture: Option<crate::api::baseline::PostureStatus>,
 }
 
 pub fn build(
@@ -151,6 +152,7 @@ pub fn build(
         findings_by_severity,
         findings,
         enforcement: counts.enforcement,
+        posture: counts.posture,
     }
 }
 

@@ -11,6 +11,7 @@ mod generated;
 mod kubectl;
 mod metrics;
 mod offline;
+mod posture;
 mod tenant;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

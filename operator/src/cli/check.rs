@@ -55,7 +55,7 @@ pub struct Args {
     pub paths: Vec<PathBuf>,
 }
 
-fn parse_level(s: &str) -> Result<Severity, String> {
+pub(crate) fn parse_level(s: &str) -> Result<Severity, String> {
     Severity::parse(&s.to_ascii_lowercase())
         .ok_or_else(|| format!("{s:?} is not one of critical, high, medium, low"))
 }

@@ -1,7 +1,8 @@
-//! The offline commands: `render`, `check`, `crdgen`.
+//! The commands: `run` (the operator), `render`, `check`, `posture`, `crdgen`.
 
 pub mod check;
 pub mod crdgen;
 pub mod escape;
+pub mod posture;
 pub mod render;
 pub mod run;

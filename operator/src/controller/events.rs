@@ -39,6 +39,7 @@ impl Ctx {
                     .baseline_deleted(&name, mb.metadata.uid.as_deref());
                 self.baselines.forget(&name);
                 self.metrics.set_baseline(&name, None);
+                self.metrics.set_posture(&name, None);
                 self.triggers.all();
             }
             // The store holds what was listed: baselines deleted while the watch was down are

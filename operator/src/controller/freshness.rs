@@ -9,6 +9,10 @@
 //! | what the audit reads (tenants' objects, Services, pods seen across pods, which generated objects exist) | [`Work::Audit`] |
 //! | what the compiler reads (namespaces, tenants' DestinationRules, Gateways' pods, any baseline, an exemption's expiry) | [`Work::Compile`] |
 //!
+//! The posture counts are redone with an audit of the inventory once they are
+//! [`POSTURE_REFRESH`] old, with every compile for a changed spec, and on their own once due
+//! when what they read changed while they were fresh.
+//!
 //! Independently, the plan compares only the generated objects that changed (the drift fast
 //! path) while the last complete plan still stands; otherwise it compares every object.
 //! docs/architecture.md describes the model as a whole.
@@ -17,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use parking_lot::Mutex;
 
 use crate::audit::PodCounts;
@@ -30,6 +34,11 @@ use super::ownership::Records;
 
 #[cfg(test)]
 mod tests;
+
+/// Posture counts are recomputed at most this often, unless a baseline's spec changes: they
+/// take a pass over every workload (tens of microseconds each), and a rollout replaces pods one
+/// by one, each step changing the counts and the status.
+pub const POSTURE_REFRESH: SignedDuration = SignedDuration::from_secs(300);
 
 /// The counters watch events bump. Results carry the versions they were made from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,6 +73,19 @@ pub struct Stamp {
     pub baselines: String,
     /// The next exemption expiry: the compile is stale from then on.
     pub valid_until: Option<Timestamp>,
+    /// When the posture counts were computed.
+    pub posture_at: Timestamp,
+    /// What the counts read may have changed since (they were kept as fresh): they are
+    /// computed again once due, even when nothing else is redone.
+    pub posture_behind: bool,
+}
+
+impl Stamp {
+    /// When counts that are behind are due.
+    pub fn posture_due_at(&self) -> Option<Timestamp> {
+        let due = self.posture_at.checked_add(POSTURE_REFRESH).ok()?;
+        self.posture_behind.then_some(due)
+    }
 }
 
 /// What a baseline's memory says about its last reconcile, as [`Freshness::decide`] reads it.
@@ -108,6 +130,8 @@ pub struct Decision {
     /// A generated object appeared or vanished while it is being repaired: the audit that
     /// counts it comes in the next pass (which sees the repair), so the repair is not held up.
     pub audit_next: bool,
+    /// The posture counts are computed again (otherwise the last ones stand).
+    pub posture: bool,
     /// The counters as the decision read them.
     pub versions: Versions,
 }
@@ -317,6 +341,7 @@ impl Freshness {
             }
             Work::Reuse => work,
         };
+        let posture = posture_due(memo.stamp, &work, baselines, now);
         let fast = work != Work::Compile
             && memo.planned_this_compile
             && memo.failures == 0
@@ -328,8 +353,24 @@ impl Freshness {
             changed,
             fast,
             audit_next,
+            posture,
             versions: v,
         }
+    }
+}
+
+/// Whether `work` computes the posture counts again: a compile does unless the spec of every
+/// baseline is the same and the counts are fresh; an audit does once they are stale; a pass
+/// that redoes nothing else does once they are stale and behind.
+fn posture_due(stamp: Option<&Stamp>, work: &Work, baselines: &str, now: Timestamp) -> bool {
+    let Some(st) = stamp else {
+        return true;
+    };
+    let stale = now.duration_since(st.posture_at) >= POSTURE_REFRESH;
+    match work {
+        Work::Reuse => stale && st.posture_behind,
+        Work::AuditPods(_) | Work::Audit => stale,
+        Work::Compile => stale || st.baselines != baselines,
     }
 }
 

@@ -71,9 +71,15 @@ fn mb302_http_attributes_bound_to_ztunnel_fire() {
         hits(&f, Rule::MB302),
         vec!["shop/deny-admin", "shop/get-only", "shop/jwt"]
     );
-    let deny = f.iter().find(|f| f.name == "deny-admin").unwrap();
+    let deny = f
+        .iter()
+        .find(|f| f.name == "deny-admin" && f.rule == Rule::MB302)
+        .unwrap();
     assert!(deny.message.contains("paths") && deny.message.contains("DENY rules without"));
-    let jwt = f.iter().find(|f| f.name == "jwt").unwrap();
+    let jwt = f
+        .iter()
+        .find(|f| f.name == "jwt" && f.rule == Rule::MB302)
+        .unwrap();
     assert!(
         jwt.message.contains("requestPrincipals")
             && jwt.message.contains("when request.headers[x-team]")
@@ -245,6 +251,18 @@ fn mb507_near_misses_are_silent() {
         .containers
         .push(mk_container("istio-proxy"));
     assert!(run(&strict(), &i).is_empty(), "{:?}", run(&strict(), &i));
+    // A template the injector gives a sidecar (its pod label asks for one) is not in ztunnel's
+    // hands: istio-cni leaves pods with a sidecar alone, whatever the opt-out says.
+    i.pods = vec![Arc::new(with_annotation(
+        with_label(
+            template_in("shop", "injected"),
+            "sidecar.istio.io/inject",
+            "true",
+        ),
+        "ambient.istio.io/redirection",
+        "disabled",
+    ))];
+    assert!(hits(&run(&strict(), &i), Rule::MB507).is_empty());
 }
 
 #[test]

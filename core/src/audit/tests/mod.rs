@@ -20,6 +20,7 @@ mod gateway;
 mod incremental;
 mod namespace;
 mod network_policy;
+mod new_rules;
 mod ours;
 mod peer_authentication;
 mod pod;

@@ -469,3 +469,56 @@ fn mb505_ambient_templates_are_in_the_mesh_and_sidecar_annotations_do_not_matter
     );
     assert!(run(&strict(), &i).is_empty());
 }
+
+/// The injection template reads `sidecar.istio.io/interceptionMode`, else the ProxyConfig's
+/// (`proxy.istio.io/config`, YAML or JSON): a ProxyConfig with `interceptionMode: NONE` switches
+/// capture off unless the annotation says otherwise.
+#[test]
+fn mb506_reads_the_proxy_config_annotation() {
+    use k8s_openapi::api::core::v1::Pod;
+    let pod = |annotations: serde_json::Value| {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "w", "namespace": "payments", "annotations": annotations},
+            "spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap();
+        PodInfo::from_pod(&p)
+    };
+    for (annotations, fires) in [
+        (
+            json!({"proxy.istio.io/config": "interceptionMode: NONE\nholdApplicationUntilProxyStarts: true"}),
+            true,
+        ),
+        (
+            json!({"proxy.istio.io/config": "{\"interceptionMode\": \"NONE\"}"}),
+            true,
+        ),
+        (
+            json!({"proxy.istio.io/config": "holdApplicationUntilProxyStarts: true"}),
+            false,
+        ),
+        (
+            json!({"proxy.istio.io/config": "interceptionMode: NONE", "sidecar.istio.io/interceptionMode": "REDIRECT"}),
+            false,
+        ),
+    ] {
+        let p = pod(annotations.clone());
+        let f = run(&strict(), &pod_inv(vec![p.clone()]));
+        assert_eq!(
+            !hits(&f, Rule::MB506).is_empty(),
+            fires,
+            "{annotations}: {f:#?}"
+        );
+        if fires {
+            assert!(f
+                .iter()
+                .any(|f| f.message.contains("proxy.istio.io/config interceptionMode")));
+        }
+        // Only the interception mode is kept of the ProxyConfig.
+        assert!(p
+            .annotations
+            .get("proxy.istio.io/config")
+            .is_none_or(|v| v == "NONE"));
+    }
+}

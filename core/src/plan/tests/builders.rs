@@ -207,6 +207,7 @@ pub(super) fn mk_dr(meta: ObjectMeta, mode: &str) -> DestinationRule {
             traffic_policy: Some(TrafficPolicy {
                 tls: Some(ClientTlsSettings {
                     mode: Some(mode.into()),
+                    ..ClientTlsSettings::default()
                 }),
                 ..TrafficPolicy::default()
             }),
@@ -273,6 +274,7 @@ impl Case {
             compiled: &self.compiled,
             observed: &observed,
             findings: &self.findings,
+            posture: None,
             inventory: &self.inventory,
             overlap: &self.overlap,
             missing_kinds: &self.missing,

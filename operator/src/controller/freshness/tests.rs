@@ -60,6 +60,8 @@ impl Memory {
                 generated: v.generated,
                 baselines: BASELINES.into(),
                 valid_until: None,
+                posture_at: now(),
+                posture_behind: false,
             },
             planned_this_compile: true,
             resync: v.resync,
@@ -104,6 +106,7 @@ fn nothing_to_reuse_compiles_and_compares_everything() {
     let d = f.decide("b", memo, BASELINES, &missing, now());
     assert_eq!(d.work, Work::Compile);
     assert!(!d.fast && !d.audit_next);
+    assert!(d.posture);
 }
 
 #[test]
@@ -271,6 +274,55 @@ fn an_exemption_expiring_compiles_again() {
     assert_eq!(decide(&f, &m).work, Work::Reuse);
     m.stamp.valid_until = Some(now());
     assert_eq!(decide(&f, &m).work, Work::Compile);
+}
+
+#[test]
+fn posture_counts_are_redone_by_an_audit_once_stale_and_by_a_compile_for_a_new_spec() {
+    let f = Freshness::default();
+    let at = |m: &Memory, secs: i64| {
+        let t = now().checked_add(SignedDuration::from_secs(secs)).unwrap();
+        f.decide("b", m.memo(), BASELINES, &BTreeSet::new(), t)
+    };
+    let fresh = POSTURE_REFRESH.as_secs() - 1;
+    let stale = POSTURE_REFRESH.as_secs();
+    let mut m = Memory::after_reconcile(&f);
+    // Nothing else to redo: the counts stand, however old, unless what they read changed
+    // while they were fresh.
+    let d = at(&m, stale);
+    assert!(d.work == Work::Reuse && !d.posture);
+    m.stamp.posture_behind = true;
+    assert!(!at(&m, fresh).posture);
+    let d = at(&m, stale);
+    assert!(d.work == Work::Reuse && d.posture, "behind and due");
+    assert_eq!(
+        m.stamp.posture_due_at(),
+        now().checked_add(POSTURE_REFRESH).ok()
+    );
+    // Pods on their own, the whole audit: fresh counts stand, stale ones are redone.
+    let a = mk_running_pod("t", "a", &["app", "istio-proxy"]);
+    f.pod_changed(&pod_key("t", "a"), None, Some(&a), &baselines());
+    for (secs, due) in [(fresh, false), (stale, true)] {
+        let m = Memory::after_reconcile(&f);
+        let name = format!("b{secs}");
+        let b = mk_running_pod("t", &name, &["app", "istio-proxy"]);
+        f.pod_changed(&pod_key("t", &name), None, Some(&b), &baselines());
+        let d = at(&m, secs);
+        assert!(matches!(d.work, Work::AuditPods(_)), "{:?}", d.work);
+        assert_eq!(d.posture, due, "pods, {secs} s");
+        f.inventory_changed();
+        let d = at(&m, secs);
+        assert_eq!(d.work, Work::Audit);
+        assert_eq!(d.posture, due, "audit, {secs} s");
+    }
+    // A compile: for the same spec, as an audit; for a new spec, always.
+    let m = Memory::after_reconcile(&f);
+    f.compile_inputs_changed();
+    let d = at(&m, fresh);
+    assert!(d.work == Work::Compile && !d.posture);
+    let d = at(&m, stale);
+    assert!(d.work == Work::Compile && d.posture);
+    let d = f.decide("b", m.memo(), "u1/2/t;", &BTreeSet::new(), now());
+    assert!(d.work == Work::Compile && d.posture, "a new spec");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The compute step: as much compile and audit as the freshness model's decision asks for,
 //! from an inventory snapshot. A pod changed on its own only has its own findings redone.
+//! The posture counts are computed with them when the decision says they are due.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -7,11 +8,13 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
+use crate::api::baseline::{Mode, PostureStatus};
 use crate::api::Baseline;
 use crate::audit::{self, audit_in_scope, audit_pod, Finding};
 use crate::compile::{compile_reusing, Compiled};
 use crate::inventory::Inventory;
 use crate::plan::{self, Resolved};
+use crate::posture::{Objects, Posture};
 
 use super::super::cache::Key;
 use super::super::context::Ctx;
@@ -32,17 +35,27 @@ pub(super) fn compute(
         ctx.triggers.all();
     }
     match (&decision.work, memory.results.as_mut()) {
-        (Work::Reuse, Some(r)) => r.clone(),
+        (Work::Reuse, Some(r)) => {
+            if decision.posture {
+                refresh_posture(ctx, baseline, r, now);
+            }
+            r.clone()
+        }
         (Work::AuditPods(pods), Some(r)) => {
             reaudit_pods(ctx, baseline, r, pods, now);
+            if decision.posture {
+                refresh_posture(ctx, baseline, r, now);
+            } else {
+                r.stamp.posture_behind = true;
+            }
             r.clone()
         }
         (Work::Audit, Some(r)) => {
-            reaudit(ctx, baseline, r, now);
+            reaudit(ctx, baseline, r, decision.posture, now);
             r.clone()
         }
         _ => {
-            let results = compile(ctx, baseline, memory, decision.versions, fingerprint, now);
+            let results = compile(ctx, baseline, memory, decision, fingerprint, now);
             memory.results = Some(results.clone());
             results
         }
@@ -61,7 +74,7 @@ fn compile(
     ctx: &Ctx,
     baseline: &Baseline,
     memory: &Memory,
-    decided: Versions,
+    decision: &Decision,
     fingerprint: String,
     now: Timestamp,
 ) -> Results {
@@ -77,21 +90,33 @@ fn compile(
         previous,
     ));
     let (inventory, findings) = audit(ctx, baseline, inventory, &compiled, &resolved, now);
+    // The counts of the same spec are kept while they are fresh.
+    let kept = memory.results.as_ref().filter(|_| !decision.posture);
+    let (posture, posture_at, posture_behind) = match kept {
+        Some(r) => (r.posture.clone(), r.stamp.posture_at, true),
+        None => {
+            let p = posture(baseline, &inventory, &compiled, &resolved, &findings, now);
+            (p, now, false)
+        }
+    };
     ctx.triggers.pass_cost(started.elapsed());
     Results {
         // The compile version as the decision read it: a change the snapshot already holds
         // is compiled again next time, which is safe.
         stamp: Stamp {
             inventory: v.inventory,
-            compile: decided.compile,
+            compile: decision.versions.compile,
             generated: v.generated,
             baselines: fingerprint,
             valid_until: baseline.next_expiry(now),
+            posture_at,
+            posture_behind,
         },
         compiled,
         findings,
         resolved,
         inventory,
+        posture,
     }
 }
 
@@ -122,21 +147,87 @@ fn audit(
     resolved: &Resolved,
     now: Timestamp,
 ) -> (Arc<Inventory>, Arc<Vec<Finding>>) {
-    let records = ctx.freshness.records();
-    let uid = baseline.uid.as_deref().unwrap_or_default();
-    let inventory = ownership::audit_inventory(inventory, &records, &ctx.index, (uid, compiled));
+    let inventory = owned(ctx, baseline, inventory, compiled);
     let findings = audit_in_scope(baseline, &inventory, compiled, &resolved.scope, now);
     ctx.metrics.audited("full", 1);
     (inventory, Arc::new(findings))
 }
 
+/// The snapshot with the claimed objects that `baseline` (compiled to `compiled`) does not
+/// want put back as tenants' objects.
+fn owned(
+    ctx: &Ctx,
+    baseline: &Baseline,
+    inventory: Arc<Inventory>,
+    compiled: &Compiled,
+) -> Arc<Inventory> {
+    let records = ctx.freshness.records();
+    let uid = baseline.uid.as_deref().unwrap_or_default();
+    ownership::audit_inventory(inventory, &records, &ctx.index, (uid, compiled))
+}
+
+/// The posture counts computed again from a new snapshot (the audit's inventory may predate
+/// pods changed since), with the findings held.
+fn refresh_posture(ctx: &Ctx, baseline: &Baseline, r: &mut Results, now: Timestamp) {
+    let (_, inventory) = snapshot(ctx);
+    let inventory = owned(ctx, baseline, inventory, &r.compiled);
+    r.posture = posture(
+        baseline,
+        &inventory,
+        &r.compiled,
+        &r.resolved,
+        &r.findings,
+        now,
+    );
+    r.stamp.posture_at = now;
+    r.stamp.posture_behind = false;
+}
+
+/// The posture counts of `inventory` under `baseline`, its objects as compiled (Enforce: the
+/// operator keeps them so; Audit: they are not written) and `findings`.
+fn posture(
+    baseline: &Baseline,
+    inventory: &Inventory,
+    compiled: &Compiled,
+    resolved: &Resolved,
+    findings: &[Finding],
+    now: Timestamp,
+) -> Arc<PostureStatus> {
+    let objects = match baseline.mode {
+        Mode::Enforce => Objects::Desired,
+        Mode::Audit => Objects::Observed,
+    };
+    let p = Posture::new(
+        baseline,
+        inventory,
+        compiled,
+        &resolved.scope,
+        now,
+        findings,
+        objects,
+    );
+    Arc::new(p.summary().to_status())
+}
+
 /// The whole inventory audited again against the same compile output. The snapshot's version
 /// is recorded: should it already hold a change the compiler reads, the compile version kept
-/// in the stamp makes the next decision compile again.
-fn reaudit(ctx: &Ctx, baseline: &Baseline, r: &mut Results, now: Timestamp) {
+/// in the stamp makes the next decision compile again. The posture counts with it, when due.
+fn reaudit(ctx: &Ctx, baseline: &Baseline, r: &mut Results, posture_due: bool, now: Timestamp) {
     let started = Instant::now();
     let (v, inventory) = snapshot(ctx);
     let (inventory, findings) = audit(ctx, baseline, inventory, &r.compiled, &r.resolved, now);
+    if posture_due {
+        r.posture = posture(
+            baseline,
+            &inventory,
+            &r.compiled,
+            &r.resolved,
+            &findings,
+            now,
+        );
+        r.stamp.posture_at = now;
+    }
+    r.stamp.posture_behind = !posture_due;
     ctx.triggers.pass_cost(started.elapsed());
     r.findings = findings;
     r.inventory = inventory;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::api::baseline::MeshBaselineStatus;
+use crate::api::baseline::{MeshBaselineStatus, PostureStatus};
 use crate::api::Baseline;
 use crate::audit::Finding;
 use crate::compile::Compiled;
@@ -56,6 +56,8 @@ pub struct Results {
     pub resolved: Resolved,
     /// The inventory the audit read (tenants' objects for Revert mode, namespaces).
     pub inventory: Arc<Inventory>,
+    /// Workload posture counts, computed when the freshness model says they are due.
+    pub posture: Arc<PostureStatus>,
 }
 
 impl Memory {

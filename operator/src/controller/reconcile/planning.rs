@@ -48,6 +48,7 @@ pub(super) fn plan(
             compiled: results.map_or(&empty, |r| &r.compiled),
             observed,
             findings: results.map_or(&[], |r| r.findings.as_slice()),
+            posture: results.map(|r| &*r.posture),
             inventory: results.map_or(&no_inventory, |r| &r.inventory),
             overlap: results.map_or(&no_overlap, |r| &r.resolved),
             missing_kinds: missing,

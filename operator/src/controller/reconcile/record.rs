@@ -29,6 +29,7 @@ pub(super) fn record(
         .with_memory(&name, |m| remember(m, &mut pass, &mut outcome));
     if let Some(r) = &pass.results {
         let uid = pass.uid.as_deref();
+        ctx.metrics.set_posture(&pass.name, Some(&r.posture.total));
         ctx.metrics.set_baseline(
             &pass.name,
             Some((
@@ -101,8 +102,11 @@ fn next(
                 micros = elapsed.as_micros() as u64,
                 "reconciled"
             );
-            let expiry = pass.results.as_ref().and_then(|r| r.stamp.valid_until);
-            Ok(wake_up(expiry, pass.status_wait))
+            let stamp = pass.results.as_ref().map(|r| &r.stamp);
+            let expiry = stamp.and_then(|s| s.valid_until);
+            let posture_due = stamp.and_then(|s| s.posture_due_at());
+            let at = expiry.into_iter().chain(posture_due).min();
+            Ok(wake_up(at, pass.status_wait))
         }
         // Not an error: another replica writes now; leadership changes trigger a full pass.
         Err(ReconcileError::NotLeader) => {
@@ -117,9 +121,10 @@ fn next(
     }
 }
 
-/// Timed wake-ups: an exemption expires, a held-back status is due.
-fn wake_up(expiry: Option<Timestamp>, status_wait: Option<Duration>) -> Action {
-    let expiry = expiry.map(|t| {
+/// Timed wake-ups: an exemption expires or posture counts behind are due (`at`), a held-back
+/// status is due.
+fn wake_up(at: Option<Timestamp>, status_wait: Option<Duration>) -> Action {
+    let expiry = at.map(|t| {
         Duration::try_from(t.duration_since(Timestamp::now()))
             .unwrap_or(Duration::ZERO)
             .max(Duration::from_millis(100))

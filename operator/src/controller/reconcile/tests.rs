@@ -23,6 +23,7 @@ use super::*;
 use crate::audit::{self, Finding};
 use crate::compile::names;
 use crate::controller::cache::Key;
+use crate::controller::freshness::POSTURE_REFRESH;
 use crate::controller::lease::Leadership;
 use crate::controller::watch::{applied, deleted, trim_namespace, trim_pod};
 use crate::controller::{objects, Ctx};
@@ -247,11 +248,16 @@ fn merge(obj: &mut Value, patch: &Value) {
     }
 }
 
-/// Reconciles until nothing is written and nothing is pending, as the controller's queue
-/// would; returns the passes it took.
-fn settle(ctx: &Ctx, cluster: &mut Cluster, mb: &MeshBaseline) -> Result<usize, TestCaseError> {
+/// Reconciles at `at` until nothing is written and nothing is pending, as the controller's
+/// queue would; returns the passes it took.
+fn settle(
+    ctx: &Ctx,
+    cluster: &mut Cluster,
+    mb: &MeshBaseline,
+    at: Timestamp,
+) -> Result<usize, TestCaseError> {
     for passes in 1..=10 {
-        let pass = prepare(ctx, mb, now());
+        let pass = prepare(ctx, mb, at);
         let outcome = execute(ctx, cluster, &pass.plan);
         let wrote = outcome.progress > 0;
         prop_assert!(record::record(ctx, pass, outcome, Duration::ZERO).is_ok());
@@ -269,15 +275,15 @@ fn sorted(findings: &[Finding]) -> Vec<Finding> {
     f
 }
 
-/// The first reconcile of a fresh controller that sees `cluster` as it is.
-fn from_scratch(cluster: &Cluster, mb: &MeshBaseline) -> Pass {
+/// The first reconcile, at `at`, of a fresh controller that sees `cluster` as it is.
+fn from_scratch(cluster: &Cluster, mb: &MeshBaseline, at: Timestamp) -> Pass {
     let (ctx, mut writer) = controller();
     writer.apply_watcher_event(&watcher::Event::Apply(mb.clone()));
     ctx.baseline_event(&Ok(watcher::Event::Apply(mb.clone())));
     for obj in cluster.objects.values() {
         deliver(&ctx, obj, false, true);
     }
-    prepare(&ctx, mb, now())
+    prepare(&ctx, mb, at)
 }
 
 fn namespace(name: &str, labels: u8) -> Value {
@@ -515,13 +521,15 @@ fn drift(ctx: &Ctx, cluster: &mut Cluster, n: usize, object: u8, how: u8) {
     put(ctx, cluster, at, Some(obj));
 }
 
-/// The incremental controller agrees with a fresh one that sees the same cluster.
+/// The incremental controller agrees with a fresh one that sees the same cluster at `at`
+/// (posture counts aside: they may be kept while fresh, see `posture_agrees_once_due`).
 fn agrees_with_scratch(
     ctx: &Ctx,
     cluster: &Cluster,
     mb: &MeshBaseline,
+    at: Timestamp,
 ) -> Result<(), TestCaseError> {
-    let scratch = from_scratch(cluster, mb);
+    let scratch = from_scratch(cluster, mb, at);
     let fresh = scratch.results.as_ref().unwrap();
     let held = ctx
         .baselines
@@ -555,6 +563,26 @@ fn agrees_with_scratch(
         }
     }
     Ok(())
+}
+
+/// Once the posture counts are due, with nothing else changed, a pass brings them to what a
+/// fresh controller computes. Returns the time it used.
+fn posture_agrees_once_due(
+    ctx: &Ctx,
+    cluster: &mut Cluster,
+    mb: &MeshBaseline,
+    at: Timestamp,
+) -> Result<Timestamp, TestCaseError> {
+    let due = at.checked_add(POSTURE_REFRESH).unwrap();
+    settle(ctx, cluster, mb, due)?;
+    let scratch = from_scratch(cluster, mb, due);
+    let held = ctx
+        .baselines
+        .with_memory("b", |m| m.results.clone())
+        .flatten();
+    let held = held.ok_or_else(|| TestCaseError::fail("no results"))?;
+    prop_assert_eq!(&held.posture, &scratch.results.unwrap().posture);
+    Ok(due)
 }
 
 /// Changes come in batches: all of a batch happen before the controller reconciles (a
@@ -593,14 +621,16 @@ fn run(
     let mb = baseline(revert);
     writer.apply_watcher_event(&watcher::Event::Apply(mb.clone()));
     ctx.baseline_event(&Ok(watcher::Event::Apply(mb.clone())));
-    settle(&ctx, &mut cluster, &mb)?;
-    agrees_with_scratch(&ctx, &cluster, &mb)?;
+    settle(&ctx, &mut cluster, &mb, now())?;
+    agrees_with_scratch(&ctx, &cluster, &mb, now())?;
+    let mut at = posture_agrees_once_due(&ctx, &mut cluster, &mb, now())?;
     for batch in &batches {
         for change in batch {
             apply(&ctx, &mut cluster, change);
         }
-        settle(&ctx, &mut cluster, &mb)?;
-        agrees_with_scratch(&ctx, &cluster, &mb)?;
+        settle(&ctx, &mut cluster, &mb, at)?;
+        agrees_with_scratch(&ctx, &cluster, &mb, at)?;
+        at = posture_agrees_once_due(&ctx, &mut cluster, &mb, at)?;
     }
     Ok(())
 }
@@ -630,7 +660,7 @@ fn scratch_compiles_and_compares_everything() {
     let mut cluster = Cluster::default();
     cluster.store(namespace(ROOT, 0));
     cluster.store(namespace("payments", 0b11));
-    let pass = from_scratch(&cluster, &baseline(false));
+    let pass = from_scratch(&cluster, &baseline(false), now());
     let d = pass.decision.as_ref().unwrap();
     assert_eq!(d.work, crate::controller::freshness::Work::Compile);
     assert!(!d.fast);
