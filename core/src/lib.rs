@@ -1,7 +1,7 @@
 //! MeshBaseline's functional core: the validated model (`api`), `compile`, `audit` and `plan`,
 //! and the plain-data inventory they read. No client, no runtime, no async, no clock (the time
 //! is a parameter): the operator crate observes the cluster, calls these, and executes the
-//! plan. The crate's dependencies enforce it.
+//! plan. The crate's dependencies enforce it. docs/architecture.md describes the whole.
 
 pub mod api;
 pub mod audit;

@@ -1,4 +1,4 @@
-//! compile for 10,000 namespaces (target: under 20 ms on one core, DESIGN §7).
+//! compile for 10,000 namespaces (the target: under 20 ms on one core).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -255,9 +256,7 @@ impl Metrics {
 
     /// Replace one baseline's figures (`None`: the baseline is gone) and recompute the gauges.
     pub fn set_baseline(&self, name: &str, figures: Option<(&[Finding], usize, usize)>) {
-        let Ok(mut per) = self.per_baseline.lock() else {
-            return; // poisoned by a panic elsewhere: metrics are best effort
-        };
+        let mut per = self.per_baseline.lock();
         match figures {
             None => {
                 per.remove(name);
@@ -305,9 +304,7 @@ impl Metrics {
         name: &str,
         counts: Option<&crate::api::baseline::PostureCountsStatus>,
     ) {
-        let Ok(mut per) = self.per_baseline_posture.lock() else {
-            return; // poisoned by a panic elsewhere: metrics are best effort
-        };
+        let mut per = self.per_baseline_posture.lock();
         match counts {
             None => {
                 per.remove(name);

@@ -1,4 +1,5 @@
-//! One test per gap of DESIGN §1 that compile closes, asserting the property that closes it.
+//! One test per gap that compile closes (G1–G14, listed in docs/reference.md), asserting the
+//! property that closes it.
 
 use std::sync::Arc;
 mod common;

@@ -415,10 +415,11 @@ impl Rule {
 impl Rule {
     /// The `Degraded` condition reason of a finding that means a generated object is not in
     /// force (or not generated), so that the baseline's status says so and where.
-    pub fn degrades(self) -> Option<&'static str> {
+    pub fn degrades(self) -> Option<crate::plan::Reason> {
+        use crate::plan::Reason;
         match self {
-            Rule::MB105 => Some("MeshMtlsNotInForce"),
-            Rule::MB305 => Some("WaypointIdentityUnknown"),
+            Rule::MB105 => Some(Reason::MeshMtlsNotInForce),
+            Rule::MB305 => Some(Reason::WaypointIdentityUnknown),
             _ => None,
         }
     }

@@ -1,4 +1,5 @@
-//! Pure compiler: baseline + inventory -> the exact objects that close the gaps of DESIGN §1.
+//! Pure compiler: baseline + inventory -> the exact objects that close the gaps G1–G14
+//! (docs/reference.md).
 //! No client, no async, no clock: the time is a parameter.
 //!
 //! Specs that are the same for every namespace are built once and cloned; the cost left is

@@ -170,9 +170,9 @@ impl Fingerprints {
 /// Whether the previous status reported the baseline enforced.
 fn was_enforced(input: &PlanInput) -> bool {
     input.previous.is_some_and(|p| {
-        p.conditions
-            .iter()
-            .any(|c| c.type_ == super::status::READY && c.reason == "Enforced")
+        p.conditions.iter().any(|c| {
+            c.type_ == super::status::READY && c.reason == super::Reason::Enforced.as_str()
+        })
     })
 }
 

@@ -3,7 +3,7 @@
 //! Enforce later replaces them with the enforcing ones (same names, `"false"`).
 
 use super::status::{Cond, READY};
-use super::{plural, Apply};
+use super::{plural, Apply, Reason};
 use crate::api::Baseline;
 use crate::compile::Compiled;
 use crate::object::Kind;
@@ -34,7 +34,7 @@ pub(super) fn ready(policies: usize, others: usize, deletes: usize) -> Cond {
     Cond::new(
         READY,
         true,
-        "AuditDryRun",
+        Reason::AuditDryRun,
         format!(
             "Audit mode: {} written as dry-run (istio.io/dry-run: \"true\"), enforcing nothing; {} and {} would be written",
             if policies == 1 {

@@ -48,36 +48,20 @@ pub(super) fn enforcement(
     applies: &[Apply],
     missing_kinds: &BTreeSet<Kind>,
 ) -> Enforcement {
-    let mut findings = Vec::new();
-    let admission_asked =
-        baseline.admission_guard || baseline.tenant_objects != TenantObjects::Disabled;
     let admission_missing = missing_kinds.iter().any(|k| is_admission(*k));
-    if admission_asked && admission_missing {
-        findings.push(finding(
-            baseline,
-            Rule::MB901,
-            format!(
-                "MeshBaseline {} asks for admission guards (spec.admission), but the cluster does not serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (Kubernetes 1.30+): tenants' edits of generated objects are only repaired after the fact, and weak tenant objects are only reported.",
-                baseline.name
-            ),
-            "Upgrade to Kubernetes 1.30 or later (or enable the admissionregistration.k8s.io/v1 API), or set spec.admission.guard: false and spec.admission.tenantObjects: Disabled.",
-        ));
-    }
     let cnp_asked = compiled
         .objects
         .iter()
         .any(|o| o.key.kind == Kind::ClusterNetworkPolicy);
     let cnp_missing = missing_kinds.contains(&Kind::ClusterNetworkPolicy);
-    if baseline.network.admin_tier == AdminTier::Auto && cnp_asked && cnp_missing {
-        findings.push(finding(
-            baseline,
-            Rule::MB903,
-            format!(
-                "MeshBaseline {} has network.adminTier: Auto, but the cluster does not serve ClusterNetworkPolicy (policy.networking.k8s.io v1beta1 or v1alpha2): NetworkPolicies add up, so a tenant's NetworkPolicy can still allow UDP or egress that the baseline closes.",
-                baseline.name
-            ),
-            "Install a network plugin that implements ClusterNetworkPolicy (Calico 3.32+, Antrea 2.7+, kube-network-policies) and its CRDs from sigs.k8s.io/network-policy-api, or set spec.network.adminTier: Disabled.",
-        ));
+    let mut findings = unavailable(baseline, admission_missing, cnp_asked && cnp_missing);
+    // A guard that was in force and is no longer as generated (a repair, not a spec change):
+    // someone with rights over cluster-scoped objects removed or changed it.
+    if enforce && !admission_missing {
+        let repaired = applies
+            .iter()
+            .filter(|a| a.repair && is_admission(a.key.kind));
+        findings.extend(repaired.map(|a| guard_repaired(baseline, a)));
     }
     let guard = if !enforce || !baseline.admission_guard {
         DISABLED
@@ -100,29 +84,6 @@ pub(super) fn enforcement(
     } else {
         ACTIVE
     };
-    // A guard that was in force and is no longer as generated (a repair, not a spec change):
-    // someone with rights over cluster-scoped objects removed or changed it.
-    if enforce && !admission_missing {
-        for a in applies
-            .iter()
-            .filter(|a| a.repair && is_admission(a.key.kind))
-        {
-            let what = if a.live.is_some() {
-                "changed"
-            } else {
-                "absent"
-            };
-            findings.push(finding(
-                baseline,
-                Rule::MB902,
-                format!(
-                    "{} {} is {what}: until it is restored the API server does not refuse what it guards.",
-                    a.key.kind, a.key.name
-                ),
-                "The operator restores it; if this finding stays, check the operator's RBAC for admissionregistration.k8s.io and who else writes the object.",
-            ));
-        }
-    }
     Enforcement {
         status: EnforcementStatus {
             admission_guard: guard.into(),
@@ -131,4 +92,52 @@ pub(super) fn enforcement(
         },
         findings,
     }
+}
+
+/// MB901 and MB903: what the baseline asks for and the cluster does not serve.
+fn unavailable(baseline: &Baseline, admission_missing: bool, cnp_missing: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let admission_asked =
+        baseline.admission_guard || baseline.tenant_objects != TenantObjects::Disabled;
+    if admission_asked && admission_missing {
+        findings.push(finding(
+            baseline,
+            Rule::MB901,
+            format!(
+                "MeshBaseline {} asks for admission guards (spec.admission), but the cluster does not serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (Kubernetes 1.30+): tenants' edits of generated objects are only repaired after the fact, and weak tenant objects are only reported.",
+                baseline.name
+            ),
+            "Upgrade to Kubernetes 1.30 or later (or enable the admissionregistration.k8s.io/v1 API), or set spec.admission.guard: false and spec.admission.tenantObjects: Disabled.",
+        ));
+    }
+    if baseline.network.admin_tier == AdminTier::Auto && cnp_missing {
+        findings.push(finding(
+            baseline,
+            Rule::MB903,
+            format!(
+                "MeshBaseline {} has network.adminTier: Auto, but the cluster does not serve ClusterNetworkPolicy (policy.networking.k8s.io v1beta1 or v1alpha2): NetworkPolicies add up, so a tenant's NetworkPolicy can still allow UDP or egress that the baseline closes.",
+                baseline.name
+            ),
+            "Install a network plugin that implements ClusterNetworkPolicy (Calico 3.32+, Antrea 2.7+, kube-network-policies) and its CRDs from sigs.k8s.io/network-policy-api, or set spec.network.adminTier: Disabled.",
+        ));
+    }
+    findings
+}
+
+/// MB902: a generated admission object repaired.
+fn guard_repaired(baseline: &Baseline, a: &Apply) -> Finding {
+    let what = if a.live.is_some() {
+        "changed"
+    } else {
+        "absent"
+    };
+    finding(
+        baseline,
+        Rule::MB902,
+        format!(
+            "{} {} is {what}: until it is restored the API server does not refuse what it guards.",
+            a.key.kind, a.key.name
+        ),
+        "The operator restores it; if this finding stays, check the operator's RBAC for admissionregistration.k8s.io and who else writes the object.",
+    )
 }

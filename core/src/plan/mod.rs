@@ -1,11 +1,16 @@
 //! Pure planner: desired vs observed -> writes, deletes, reverts, status and events.
-//! No client, no async; the time is a parameter.
+//! No client, no async; the time is a parameter. `plan` diffs (and plans reverts), then builds
+//! the status's conditions (`conditions`) and counts (`counts`), and the events (`events`).
 
+mod conditions;
+mod counts;
 mod diff;
 mod dry_run;
 mod enforcement;
+mod events;
 pub(crate) mod exact;
 mod overlap;
+mod reason;
 mod revert;
 pub mod status;
 
@@ -14,11 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 pub use diff::{Apply, Live, Observed};
+pub use events::{FindingBudget, EVENT_WINDOW, MAX_FINDING_EVENTS, MAX_FINDING_EVENTS_TOTAL};
 pub use exact::normalise;
 pub use overlap::{resolve_overlaps, Resolved};
+pub use reason::Reason;
 pub use revert::{Fight, Revert, REVERTED_ANNOTATION};
 
-use crate::api::baseline::{MeshBaselineStatus, Mode, NamespaceCounts, TenantOverrides};
+use crate::api::baseline::{MeshBaselineStatus, Mode, TenantOverrides};
 use crate::api::model::InvalidBaseline;
 use crate::api::Baseline;
 use crate::audit::Finding;
@@ -26,16 +33,9 @@ use crate::compile::Compiled;
 use crate::inventory::Inventory;
 use crate::object::{Kind, ObjectKey};
 use diff::diff;
-use status::{Cond, Counts, DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING, STALLED};
 
 /// How long `DriftDetected` stays True after a repair.
 pub const DRIFT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
-
-/// At most this many "new finding" events per namespace per reconcile, so one tenant's flood
-/// of findings cannot crowd out another's; the rest are only in the status.
-pub const MAX_FINDING_EVENTS: usize = 20;
-/// And at most this many in all per reconcile (a first reconcile over a whole cluster).
-pub const MAX_FINDING_EVENTS_TOTAL: usize = 100;
 
 /// The baseline's spec: valid, or rejected (the last good objects then stay as they are).
 #[derive(Clone, Copy, Debug)]
@@ -96,6 +96,8 @@ pub struct PlanInput<'a> {
     pub records: &'a BTreeSet<ObjectKey>,
     /// Findings (and fights) already announced by events.
     pub previous_findings: &'a BTreeSet<FindingId>,
+    /// What is left of the "Finding" events' budget since the last plan.
+    pub finding_budget: &'a FindingBudget,
     /// Compare only these keys (the generated objects that changed since the last complete
     /// plan, which the controller knows from its watch): the drift-repair fast path. `None`:
     /// compare everything.
@@ -113,7 +115,7 @@ pub enum EventType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedEvent {
     pub type_: EventType,
-    pub reason: String,
+    pub reason: Reason,
     pub action: String,
     pub note: String,
     /// The namespace of the tenant object a `Finding` event is about: event budgets are kept
@@ -154,18 +156,18 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// Findings and fights announced so far (to pass as `previous_findings` next time).
     pub findings_seen: BTreeSet<FindingId>,
+    /// What is left of the "Finding" events' budget (to pass as `finding_budget` next time).
+    pub finding_budget: FindingBudget,
 }
 
-/// A warning event; the note is cut below 1 KiB (the API server refuses longer notes, and a
-/// refused event would be retried forever).
-fn warning(reason: &str, action: &str, note: String) -> PlannedEvent {
-    PlannedEvent {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        action: action.into(),
-        note: status::truncate(&note, status::MAX_NOTE),
-        namespace: None,
-        related: None,
+impl Plan {
+    /// Whether the status this plan writes (if any) has a condition True for `reason`.
+    pub fn reports(&self, reason: Reason) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.status == "True" && c.reason == reason.as_str())
+        })
     }
 }
 
@@ -177,6 +179,57 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
+/// What a valid spec's plan writes, before Audit mode keeps only the dry run.
+struct Writes {
+    applies: Vec<Apply>,
+    deletes: Vec<ObjectKey>,
+    /// The AuthorizationPolicies a dry run writes (Audit mode with `dryRunPolicies`).
+    dry_run: Vec<Apply>,
+    reverts: Vec<Revert>,
+    fights: Vec<Fight>,
+    /// Applies that restore what was written before and someone changed.
+    repairs: usize,
+}
+
+impl Writes {
+    fn new(input: &PlanInput, baseline: &Baseline) -> Writes {
+        let (applies, deletes) = diff(input, &input.compiled.objects);
+        let dry_run = dry_run::applies(baseline, &applies);
+        let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
+            revert::plan_reverts(baseline, input.findings, input.inventory)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        // An object at one of our keys is replaced as a whole, never patched field by field.
+        let ours = |key: &ObjectKey| {
+            let objects = &input.compiled.objects;
+            objects.binary_search_by(|d| d.key.cmp(key)).is_ok()
+        };
+        reverts.retain(|r| !ours(&r.key));
+        let repairs = applies.iter().filter(|a| a.repair).count();
+        Writes {
+            applies,
+            deletes,
+            dry_run,
+            reverts,
+            fights,
+            repairs,
+        }
+    }
+
+    fn repaired(&self) -> impl Iterator<Item = &Apply> {
+        self.applies.iter().filter(|a| a.repair)
+    }
+
+    /// Desired objects of kinds the cluster serves: the others are not written.
+    fn written(&self, input: &PlanInput) -> usize {
+        let objects = input.compiled.objects.iter();
+        objects
+            .filter(|o| !input.missing_kinds.contains(&o.key.kind))
+            .count()
+    }
+}
+
 /// The plan for one baseline.
 pub fn plan(input: &PlanInput) -> Plan {
     let baseline = match input.spec {
@@ -184,319 +237,36 @@ pub fn plan(input: &PlanInput) -> Plan {
         Spec::Invalid(err) => return plan_invalid(input, err),
     };
     let enforce = baseline.mode == Mode::Enforce;
-    let (applies, deletes) = diff(input, &input.compiled.objects);
-    let dry_run = dry_run::applies(baseline, &applies);
-    let (mut reverts, fights) = if baseline.tenant_overrides == TenantOverrides::Revert {
-        revert::plan_reverts(baseline, input.findings, input.inventory)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    // An object at one of our keys is replaced as a whole, never patched field by field.
-    reverts.retain(|r| {
-        input
-            .compiled
-            .objects
-            .binary_search_by(|d| d.key.cmp(&r.key))
-            .is_err()
-    });
-    let repairs = applies.iter().filter(|a| a.repair).count();
-
-    // Objects of kinds the cluster does not serve are not written: neither counted as
-    // enforced nor as managed.
-    let unserved: Vec<&str> = input
-        .missing_kinds
-        .iter()
-        .filter(|k| input.compiled.objects.iter().any(|o| o.key.kind == **k))
-        .map(|k| k.name())
-        .collect();
-    let written = input
-        .compiled
-        .objects
-        .iter()
-        .filter(|o| !input.missing_kinds.contains(&o.key.kind))
-        .count();
-    let mut conds = Vec::new();
-    conds.push(if enforce {
-        let mut message = format!(
-            "{} enforced in {}",
-            plural(written, "object"),
-            plural(input.compiled.protected.len(), "namespace")
-        );
-        if !unserved.is_empty() {
-            message.push_str(&format!(
-                "; {} not written: the cluster does not serve {}",
-                plural(input.compiled.objects.len() - written, "object"),
-                unserved.join(", ")
-            ));
-        }
-        Cond::new(READY, true, "Enforced", message)
-    } else if baseline.dry_run() {
-        dry_run::ready(
-            dry_run::policies(input.compiled),
-            applies.len() - dry_run.len(),
-            deletes.len(),
-        )
-    } else {
-        Cond::new(
-            READY,
-            true,
-            "AuditOnly",
-            format!(
-                "Audit mode: {} and {} would be written",
-                plural(applies.len(), "object"),
-                plural(deletes.len(), "deletion")
-            ),
-        )
-    });
-    conds.push(Cond::new(RECONCILING, false, "ReconcileComplete", ""));
-    let mut problems: Vec<(&str, String)> = Vec::new();
-    // Missing admission and ClusterNetworkPolicy APIs are findings (MB901, MB903): the
-    // baseline's own objects are still enforced without them.
-    let missing_istio: Vec<&str> = input
-        .missing_kinds
-        .iter()
-        .filter(|k| k.is_istio())
-        .map(|k| k.name())
-        .collect();
-    if !missing_istio.is_empty() {
-        let kinds = missing_istio;
-        problems.push((
-            "IstioCRDsMissing",
-            format!(
-                "the cluster does not serve {}; NetworkPolicies are still enforced",
-                kinds.join(", ")
-            ),
-        ));
-    }
-    if input.overlap.overlaps() {
-        let older: Vec<&str> = input.overlap.lost_to.iter().map(String::as_str).collect();
-        let mut what = plural(input.overlap.scope.claimed_elsewhere.len(), "namespace");
-        if !input.overlap.scope.owns_root {
-            what.push_str(" and the root namespace");
-        }
-        problems.push((
-            "BaselineOverlap",
-            format!(
-                "{what} also selected by older baseline(s) {}, which win",
-                older.join(", ")
-            ),
-        ));
-    }
-    let http_rules = crate::api::rules::http_deny_rules(&baseline.deny_rules);
-    if !http_rules.is_empty()
-        && input.inventory.namespaces.values().any(|n| {
-            crate::dataplane::namespace_dataplane(&n.labels) == crate::dataplane::DataPlane::Ambient
-        })
-    {
-        problems.push((
-            "AmbientHttpDenyRules",
-            format!(
-                "deny rules {} use HTTP attributes, which ztunnel cannot see: for ambient workloads it enforces them without those attributes and denies more than written; keep deny rules L4",
-                http_rules.join(", ")
-            ),
-        ));
-    }
-    problems.extend(status::degrading(input.findings));
-    for f in &fights {
-        problems.push((
-            "TenantOverrideFight",
-            format!(
-                "{} {}/{}: {} set back by {}; not reverting",
-                f.key.kind,
-                f.key.namespace,
-                f.key.name,
-                f.fields.join(", "),
-                f.managers.join(", ")
-            ),
-        ));
-    }
-    conds.push(match problems.first() {
-        Some((reason, _)) => Cond::new(
-            DEGRADED,
-            true,
-            reason,
-            problems
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        None => Cond::new(DEGRADED, false, "AsExpected", ""),
-    });
-    // A repair keeps DriftDetected True for a while, so dashboards and `kubectl get` show it
-    // (the next full resync after the window sets it back).
-    let recent_drift = input
-        .previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == DRIFT_DETECTED))
-        .filter(|c| c.status == "True" && c.reason == "DriftRepaired")
-        .filter(|c| input.now.duration_since(c.last_transition_time.0) < DRIFT_WINDOW);
-    conds.push(if enforce && repairs > 0 {
-        let names: Vec<String> = applies
-            .iter()
-            .filter(|a| a.repair)
-            .map(|a| a.key.to_string())
-            .collect();
-        Cond::new(
-            DRIFT_DETECTED,
-            true,
-            "DriftRepaired",
-            status::truncate(
-                &format!(
-                    "repaired {} ({} repairs since the operator started): {}",
-                    plural(repairs, "object"),
-                    input.previous.map_or(0, |p| p.drift_repairs) + repairs as u64,
-                    names.join(", ")
-                ),
-                status::MAX_NOTE,
-            ),
-        )
-    } else if let Some(c) = recent_drift.filter(|_| enforce) {
-        Cond::new(DRIFT_DETECTED, true, "DriftRepaired", c.message.clone())
-    } else if !enforce && (applies.len() > dry_run.len() || !deletes.is_empty()) {
-        Cond::new(
-            DRIFT_DETECTED,
-            true,
-            "DriftNotRepaired",
-            format!(
-                "Audit mode: {} differ from the baseline",
-                plural(applies.len() - dry_run.len() + deletes.len(), "object")
-            ),
-        )
-    } else {
-        Cond::new(DRIFT_DETECTED, false, "NoDrift", "")
-    });
-    conds.push(Cond::new(INVALID, false, "Valid", ""));
-
+    let w = Writes::new(input, baseline);
     let enforcement = enforcement::enforcement(
         baseline,
         enforce,
         input.compiled,
-        &applies,
+        &w.applies,
         input.missing_kinds,
     );
     // Few (at most one per generated admission object): kept apart, the audit's findings are
     // never copied.
     let own_findings = enforcement.findings;
-    let findings = || own_findings.iter().chain(input.findings);
-    let previous_repairs = input.previous.map_or(0, |p| p.drift_repairs);
-    let counts = Counts {
-        namespaces: NamespaceCounts {
-            protected: u32::try_from(input.compiled.protected.len()).unwrap_or(u32::MAX),
-            exempt: u32::try_from(input.compiled.exempt.len()).unwrap_or(u32::MAX),
-        },
-        // Objects of kinds the cluster does not serve are not written, so not managed.
-        managed_objects: if baseline.dry_run()
-            && !input.missing_kinds.contains(&Kind::AuthorizationPolicy)
-        {
-            u32::try_from(dry_run::policies(input.compiled)).unwrap_or(u32::MAX)
-        } else if enforce {
-            u32::try_from(written).unwrap_or(u32::MAX)
-        } else {
-            0
-        },
-        drift_repairs: previous_repairs + if enforce { repairs as u64 } else { 0 },
-        enforcement: Some(enforcement.status),
-        posture: input.posture.cloned(),
-    };
     let new_status = status::build(
         input.generation,
-        conds,
-        counts,
+        conditions::valid(input, baseline, &w),
+        counts::valid(input, baseline, &w, enforcement.status),
         Some((input.findings, &own_findings)),
         input.previous,
         input.now,
     );
-
-    let mut events = Vec::new();
-    // Hashed once: the drift-repair path plans with every finding, thousands of them.
-    let ids: Vec<FindingId> = findings().map(FindingId::from).collect();
-    let mut seen: BTreeSet<FindingId> = ids.iter().copied().collect();
-    seen.extend(fights.iter().map(fight_id));
-    if enforce {
-        for a in applies.iter().filter(|a| a.repair) {
-            let mut event = warning("DriftRepaired", "Apply", format!("restored {}", a.key));
-            event.related = Some(Related::of(&a.key));
-            events.push(event);
-        }
-        for r in &reverts {
-            let mut event = warning(
-                "TenantOverrideReverted",
-                "Revert",
-                format!("took ownership of {} on {}", r.fields.join(", "), r.key),
-            );
-            event.related = Some(Related::of(&r.key));
-            events.push(event);
-        }
-        for f in fights
-            .iter()
-            .filter(|f| !input.previous_findings.contains(&fight_id(f)))
-        {
-            let mut event = warning(
-                "TenantOverrideFight",
-                "Revert",
-                format!(
-                    "{} keeps setting {} on {}; no longer reverting",
-                    f.managers.join(", "),
-                    f.fields.join(", "),
-                    f.key
-                ),
-            );
-            event.related = Some(Related::of(&f.key));
-            events.push(event);
-        }
-        let new_findings = findings()
-            .zip(&ids)
-            .filter(|(_, id)| !input.previous_findings.contains(id))
-            .map(|(f, _)| f);
-        let mut per_namespace: BTreeMap<Option<&str>, usize> = BTreeMap::new();
-        let announced = new_findings
-            .filter(|f| {
-                let n = per_namespace.entry(f.namespace.as_deref()).or_default();
-                *n += 1;
-                *n <= MAX_FINDING_EVENTS
-            })
-            .take(MAX_FINDING_EVENTS_TOTAL);
-        for f in announced {
-            let at = match &f.namespace {
-                Some(ns) => format!("{} {ns}/{}", f.kind, f.name),
-                None => format!("{} {}", f.kind, f.name),
-            };
-            let mut event = warning(
-                "Finding",
-                "Audit",
-                format!("{} ({}) {at}: {}", f.rule, f.severity, f.message),
-            );
-            event.namespace.clone_from(&f.namespace);
-            event.related = Some(Related {
-                kind: f.kind.clone(),
-                namespace: f.namespace.clone(),
-                name: f.name.clone(),
-            });
-            events.push(event);
-        }
-    } else {
-        // Audit mode writes nothing but status: nothing is announced, so nothing is "seen".
-        seen = input.previous_findings.clone();
-    }
-
+    let announced = events::valid(input, enforce, &w, &own_findings);
     Plan {
-        applies: if enforce { applies } else { dry_run },
-        deletes: if enforce { deletes } else { Vec::new() },
-        reverts: if enforce { reverts } else { Vec::new() },
-        fights,
+        applies: if enforce { w.applies } else { w.dry_run },
+        deletes: if enforce { w.deletes } else { Vec::new() },
+        reverts: if enforce { w.reverts } else { Vec::new() },
+        fights: w.fights,
         status: changed(new_status, input.previous),
-        events,
-        findings_seen: seen,
+        events: announced.events,
+        findings_seen: announced.seen,
+        finding_budget: announced.budget,
     }
-}
-
-fn fight_id(f: &Fight) -> FindingId {
-    FindingId::of(
-        "TenantOverrideFight",
-        f.key.kind.name(),
-        Some(&f.key.namespace),
-        &f.key.name,
-    )
 }
 
 fn changed(
@@ -509,56 +279,19 @@ fn changed(
 
 fn plan_invalid(input: &PlanInput, err: &InvalidBaseline) -> Plan {
     let message = err.to_string();
-    let conds = vec![
-        Cond::new(
-            READY,
-            false,
-            "InvalidSpec",
-            "the spec is invalid; the last good objects stay in place",
-        ),
-        Cond::new(RECONCILING, false, "ReconcileComplete", ""),
-        Cond::new(DEGRADED, false, "AsExpected", ""),
-        Cond::new(DRIFT_DETECTED, false, "NoDrift", ""),
-        Cond::new(INVALID, true, "InvalidSpec", message.clone()),
-        // Flux's kstatus reads an invalid spec as failed only through Stalled.
-        Cond::new(
-            STALLED,
-            true,
-            "InvalidSpec",
-            "the spec is invalid; fix it to continue",
-        ),
-    ];
-    let counts = input
-        .previous
-        .map(|p| Counts {
-            namespaces: p.namespaces.clone(),
-            managed_objects: p.managed_objects,
-            drift_repairs: p.drift_repairs,
-            enforcement: p.enforcement.clone(),
-            posture: p.posture.clone(),
-        })
-        .unwrap_or_default();
     let new_status = status::build(
         input.generation,
-        conds,
-        counts,
+        conditions::invalid(&message),
+        counts::kept(input.previous),
         None,
         input.previous,
         input.now,
     );
-    let was_invalid = input
-        .previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == INVALID))
-        .is_some_and(|c| c.status == "True" && c.message == message);
-    let events = if was_invalid {
-        Vec::new()
-    } else {
-        vec![warning("InvalidSpec", "Validate", message)]
-    };
     Plan {
         status: changed(new_status, input.previous),
-        events,
+        events: events::invalid(input, &message),
         findings_seen: input.previous_findings.clone(),
+        finding_budget: input.finding_budget.clone(),
         ..Plan::default()
     }
 }

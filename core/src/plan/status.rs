@@ -10,6 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::api::baseline::{EnforcementStatus, FindingStatus, MeshBaselineStatus, NamespaceCounts};
 use crate::audit::{Finding, Severity};
 
+use super::Reason;
+
 /// The status lists at most this many findings (most severe first); totals count all.
 pub const FINDINGS_CAP: usize = 50;
 
@@ -26,7 +28,7 @@ pub const STALLED: &str = "Stalled";
 pub struct Cond {
     pub type_: &'static str,
     pub status: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -34,13 +36,13 @@ impl Cond {
     pub fn new(
         type_: &'static str,
         status: bool,
-        reason: &str,
+        reason: Reason,
         message: impl Into<String>,
     ) -> Cond {
         Cond {
             type_,
             status,
-            reason: reason.to_string(),
+            reason,
             message: message.into(),
         }
     }
@@ -65,7 +67,7 @@ pub fn conditions(
             Condition {
                 type_: c.type_.to_string(),
                 status: status.to_string(),
-                reason: c.reason,
+                reason: c.reason.as_str().to_string(),
                 message: c.message,
                 observed_generation: generation,
                 last_transition_time: kept.unwrap_or(Time(now)),
@@ -203,7 +205,7 @@ pub fn with_write_failures(
     let cond = Condition {
         type_: DEGRADED.to_string(),
         status: "True".to_string(),
-        reason: "WriteFailed".to_string(),
+        reason: Reason::WriteFailed.as_str().to_string(),
         message,
         observed_generation: status.observed_generation,
         last_transition_time: previous
@@ -222,8 +224,8 @@ pub fn with_write_failures(
 /// `Degraded` problems from findings that mean a generated object is not in force (MB105) or
 /// not generated (MB305): the first of each rule, and how many more (there may be one per
 /// namespace).
-pub(super) fn degrading(findings: &[crate::audit::Finding]) -> Vec<(&'static str, String)> {
-    let mut first: Vec<(&'static str, &crate::audit::Finding, usize)> = Vec::new();
+pub(super) fn degrading(findings: &[crate::audit::Finding]) -> Vec<(Reason, String)> {
+    let mut first: Vec<(Reason, &crate::audit::Finding, usize)> = Vec::new();
     for f in findings {
         // Below the rule's own severity, the object is out of force without changing the
         // mesh's behaviour (an older policy with the same mode).

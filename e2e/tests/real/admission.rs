@@ -1,4 +1,4 @@
-//! Issue 13 on the real API server: the generated ValidatingAdmissionPolicies refuse what they
+//! On the real API server, the generated ValidatingAdmissionPolicies refuse what they
 //! must (a tenant with `edit` editing, deleting or impersonating generated objects; weak
 //! tenant objects) with our message, admit the near misses, and never lock out the operator,
 //! the garbage collector, the namespace controller or unprotected namespaces.

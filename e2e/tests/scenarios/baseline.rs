@@ -1,4 +1,4 @@
-//! A baseline produces every object of DESIGN §3 with the right content.
+//! A baseline produces every object docs/generated-objects.md lists, with the right content.
 
 use serde_json::{json, Value};
 

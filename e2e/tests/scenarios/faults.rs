@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::fixtures::*;
 
-/// DESIGN §7: exact desired state within 30 s under faults.
+/// The target: exact desired state within 30 s under faults.
 const CONVERGE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

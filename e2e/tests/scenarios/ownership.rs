@@ -37,7 +37,7 @@ async fn impersonating_tenant_objects_are_audited_and_never_touched() -> TestRes
         .and_then(|b| b.metadata.uid)
         .ok_or("baseline uid")?;
     let mark = sim.mark();
-    // The case: a tenant's DISABLE labelled as ours.
+    // A tenant's DISABLE labelled as ours.
     let mut fake_pa = mk_peer_authentication(&a, "fake-disable", "DISABLE");
     fake_pa["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "meshbaseline",
         "meshbaseline.dev/baseline": scenario});

@@ -1,4 +1,4 @@
-//! Issue 6: the chart's RBAC grants exactly what the operator uses. The main scenario runs
+//! The chart's RBAC grants exactly what the operator uses. The main scenario runs
 //! with leader election on (Revert, drift repair with events, deletes, status, the CRD watch),
 //! every request of the operator's client is mapped to the RBAC check a real API server makes,
 //! and the set is compared with the chart's ClusterRole and Role.

@@ -1,4 +1,4 @@
-//! Seeding at the scale of the scale run (10,000 namespaces, 100,000 pods) and
+//! Seeding at the size of the scale run (10,000 namespaces, 100,000 pods) and
 //! relisting it through a watcher. Ignored by default (it takes tens of seconds in debug
 //! builds); run with `cargo nextest run -p meshbaseline-e2e --run-ignored only scale`.
 //! It prints figures and asserts only completeness, never timing.

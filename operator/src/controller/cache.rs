@@ -3,14 +3,14 @@
 //! (a re-list of identical objects) and pod status churn cost no reconcile.
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::Notify;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::{watch as signal, Notify};
 
 use crate::api::MeshBaseline;
 use crate::inventory::Interner;
@@ -42,7 +42,7 @@ pub fn pod_key(namespace: &str, name: Name) -> Key {
 /// Namespace names, generated names and owner uids in use, one copy each.
 pub(super) fn intern(s: &str) -> Name {
     static NAMES: Mutex<Option<Interner<Name>>> = Mutex::new(None);
-    let mut guard = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = NAMES.lock();
     guard
         .get_or_insert_with(Interner::default)
         .get_or_insert_with(s, || Name::from(s))
@@ -57,26 +57,54 @@ pub struct Cache<V> {
     /// The keys listed so far, while a list is under way.
     seen: Mutex<Option<Vec<Key>>>,
     synced: AtomicBool,
+    /// Told when `synced` changes.
+    readiness: Readiness,
 }
 
 impl<V> Default for Cache<V> {
     fn default() -> Self {
-        Cache {
-            map: RwLock::new(Packed::default()),
-            seen: Mutex::new(None),
-            synced: AtomicBool::new(false),
+        Cache::signalling(&Readiness::default())
+    }
+}
+
+/// Wakes whoever waits for caches to fill, each time one fills or empties (or what the cluster
+/// serves changes): like kube-runtime's reflector readiness, a signal rather than polling.
+#[derive(Clone, Default)]
+pub struct Readiness(signal::Sender<()>);
+
+impl Readiness {
+    pub fn changed(&self) {
+        self.0.send_replace(());
+    }
+
+    /// Returns once `ready()` holds, asking again after every change.
+    pub async fn until(&self, ready: impl Fn() -> bool) {
+        // Subscribed before the first look: a change in between wakes the loop.
+        let mut rx = self.0.subscribe();
+        while !ready() {
+            // `self` holds the sender, so the channel never closes while this waits.
+            if rx.changed().await.is_err() {
+                return;
+            }
         }
     }
 }
 
-/// A poisoned lock only means a panic happened while holding it; the data is still a map.
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
+impl<V> Cache<V> {
+    /// An empty cache that tells `readiness` when it fills or empties.
+    pub fn signalling(readiness: &Readiness) -> Self {
+        Cache {
+            map: RwLock::new(Packed::default()),
+            seen: Mutex::new(None),
+            synced: AtomicBool::new(false),
+            readiness: readiness.clone(),
+        }
+    }
 }
 
 impl<V: Clone + PartialEq> Cache<V> {
     pub fn read(&self) -> RwLockReadGuard<'_, Packed<Key, V>> {
-        read(&self.map)
+        self.map.read()
     }
 
     pub fn synced(&self) -> bool {
@@ -109,7 +137,7 @@ impl<V: Clone + PartialEq> Cache<V> {
         value: V,
         keep: impl Fn(&V, &V) -> bool,
     ) -> Option<Option<V>> {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.map.write();
         // An unchanged object keeps the key and value the map holds (nothing is copied), and
         // `insert` keeps the held key too.
         let (held, change) = match map.get_key_value(&key) {
@@ -118,31 +146,28 @@ impl<V: Clone + PartialEq> Cache<V> {
             None => (key.clone(), Some(map.insert(key, value))),
         };
         // Under the map's lock, so `init_done` cannot take the keys between the two.
-        if let Some(seen) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(seen) = self.seen.lock().as_mut() {
             seen.push(held);
         }
         change
     }
 
     pub fn delete(&self, key: &Key) -> Option<V> {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key)
+        self.map.write().remove(key)
     }
 
     /// A list starts. A re-list sees about as many keys as the cache holds: room for them at
     /// once, rather than doubling (at 100,000 pods, 1.6 MiB instead of 3 at the last growth).
     pub(super) fn init(&self) {
-        let len = read(&self.map).len();
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::with_capacity(len));
+        let len = self.map.read().len();
+        *self.seen.lock() = Some(Vec::with_capacity(len));
     }
 
     /// The list is complete: what it did not list is gone. Returns the removed entries.
     pub(super) fn init_done(&self) -> Vec<(Key, V)> {
         // The map's lock first, as in `apply_unless`: no write slips between the two.
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let Some(mut seen) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let mut map = self.map.write();
+        let Some(mut seen) = self.seen.lock().take() else {
             return Vec::new();
         };
         seen.sort_unstable();
@@ -169,15 +194,17 @@ impl<V: Clone + PartialEq> Cache<V> {
         map.compact();
         drop(map);
         self.synced.store(true, Ordering::Release);
+        self.readiness.changed();
         removed
     }
 
     /// Forget everything (a CRD went away).
     pub fn clear(&self) -> Vec<(Key, Option<V>, Option<V>)> {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.map.write();
         self.synced.store(false, Ordering::Release);
         // A list cut short by the watcher's end leaves no keys behind.
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.seen.lock() = None;
+        self.readiness.changed();
         map.take()
             .into_iter()
             .map(|(k, v)| (k, Some(v), None))
@@ -192,21 +219,6 @@ pub struct Triggers {
     pending: Mutex<BTreeSet<String>>,
     all: AtomicBool,
     notify: Notify,
-    /// Bumped on every inventory change: compile and audit results are reused while it stays.
-    inventory_version: AtomicU64,
-    /// Changes of what the compiler reads (namespaces, tenants' DestinationRules); every
-    /// other inventory change only needs a new audit.
-    compile_version: AtomicU64,
-    /// Which objects exist at generated keys, as an XOR of their keys' hashes: the audit counts
-    /// them (a second mesh-wide PeerAuthentication, a NetworkPolicy selecting istiod), the
-    /// compiler does not, so a change redoes only the audit. A deletion that is repaired
-    /// brings the value back, and nothing is redone.
-    generated_presence: AtomicU64,
-    /// Keyed per process, so tenants cannot choose names whose hashes cancel out.
-    generated_hasher: RandomState,
-    /// Bumped on every pod change: inventory snapshots go stale, cached findings do not (the
-    /// changed pods are re-audited one by one).
-    pods_version: AtomicU64,
     /// What the last compile or audit of the whole inventory cost, in microseconds.
     pass_cost_us: AtomicU64,
 }
@@ -222,65 +234,22 @@ impl Default for Triggers {
             pending: Mutex::new(BTreeSet::new()),
             all: AtomicBool::new(false),
             notify: Notify::new(),
-            inventory_version: AtomicU64::new(1),
-            compile_version: AtomicU64::new(1),
-            generated_presence: AtomicU64::new(0),
-            generated_hasher: RandomState::new(),
-            pods_version: AtomicU64::new(1),
             pass_cost_us: AtomicU64::new(0),
         }
     }
 }
 
 impl Triggers {
+    /// Reconcile this baseline at once.
     pub fn baseline(&self, name: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string());
+        self.pending.lock().insert(name.to_string());
         self.notify.notify_one();
     }
 
-    /// The inventory changed: every baseline may be affected.
-    pub fn inventory_changed(&self) {
-        self.inventory_version.fetch_add(1, Ordering::AcqRel);
-        self.all();
-    }
-
-    /// An inventory change the compiler reads too.
-    pub fn compile_inputs_changed(&self) {
-        self.compile_version.fetch_add(1, Ordering::AcqRel);
-        self.inventory_changed();
-    }
-
-    pub fn compile_version(&self) -> u64 {
-        self.compile_version.load(Ordering::Acquire)
-    }
-
+    /// Reconcile every baseline, after the debounce.
     pub fn all(&self) {
         self.all.store(true, Ordering::Release);
         self.notify.notify_one();
-    }
-
-    pub fn inventory_version(&self) -> u64 {
-        self.inventory_version.load(Ordering::Acquire)
-    }
-
-    /// An object at a generated key appeared or disappeared (the baselines concerned are
-    /// triggered by their own keys).
-    pub fn generated_changed(&self, key: &impl Hash) {
-        let h = self.generated_hasher.hash_one(key);
-        self.generated_presence.fetch_xor(h, Ordering::AcqRel);
-    }
-
-    pub fn generated_presence(&self) -> u64 {
-        self.generated_presence.load(Ordering::Acquire)
-    }
-
-    /// A pod changed on its own: every baseline re-audits it (debounced like the inventory).
-    pub fn pod_changed(&self) {
-        self.pods_version.fetch_add(1, Ordering::AcqRel);
-        self.all();
     }
 
     /// Records what a pass over the whole inventory cost (see `PASS_SPACING`).
@@ -295,8 +264,12 @@ impl Triggers {
         debounce.max(cost.saturating_mul(PASS_SPACING))
     }
 
-    pub fn pods_version(&self) -> u64 {
-        self.pods_version.load(Ordering::Acquire)
+    /// Takes what is pending: the baselines asked for, and whether every one is (for tests
+    /// that drive reconciles themselves).
+    #[cfg(test)]
+    pub fn take(&self) -> (BTreeSet<String>, bool) {
+        let specific = std::mem::take(&mut *self.pending.lock());
+        (specific, self.all.swap(false, Ordering::AcqRel))
     }
 
     /// The stream of reconcile requests for the controller. `names` lists the current baselines.
@@ -308,7 +281,7 @@ impl Triggers {
         let names = Arc::new(names);
         // The state carries when the pending "every baseline" request is due, so that specific
         // requests arriving meanwhile are served at once: a drift repair must not wait out the
-        // debounce of an inventory change (it did, and that was the repair latency's tail).
+        // debounce of an inventory change (that wait would be the repair latency's tail).
         futures::stream::unfold((self, None), move |(this, mut due)| {
             let names = names.clone();
             async move {
@@ -326,9 +299,7 @@ impl Triggers {
                         }
                     }
                     let specific: Vec<String> =
-                        std::mem::take(&mut *t.pending.lock().unwrap_or_else(|e| e.into_inner()))
-                            .into_iter()
-                            .collect();
+                        std::mem::take(&mut *t.pending.lock()).into_iter().collect();
                     if !specific.is_empty() {
                         return Some((specific, (this, due)));
                     }

@@ -208,7 +208,7 @@ impl Executor {
                 plan::EventType::Normal => EventType::Normal,
                 plan::EventType::Warning => EventType::Warning,
             },
-            reason: ev.reason.clone(),
+            reason: ev.reason.to_string(),
             note: Some(ev.note.clone()),
             action: ev.action.clone(),
             secondary: ev.related.as_ref().map(|r| ObjectReference {

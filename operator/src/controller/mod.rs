@@ -1,14 +1,21 @@
-//! The thin shell: watches the cluster into trimmed caches, maps changes to the baselines
-//! they affect, and for each reconcile calls the pure compile, audit and plan, then executes
-//! the plan through the one executor.
+//! The thin shell: watches the cluster into trimmed caches (`watch`, `index`), marks what each
+//! change makes stale (`events`, `freshness`), and for each reconcile calls the pure compile,
+//! audit and plan, then executes the plan through the one executor (`reconcile`). Only the
+//! leader writes (`lease`). docs/architecture.md describes the data flow, the module map and
+//! the rules the modules keep.
 
+mod baselines;
 mod cache;
-mod execute;
+mod context;
+mod events;
 pub mod executor;
+mod freshness;
 mod identity;
+mod index;
 pub mod lease;
 mod listing;
 mod objects;
+mod ownership;
 mod packed;
 mod ratelimit;
 mod reconcile;
@@ -29,10 +36,13 @@ use kube::runtime::reflector;
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::sync::watch as signal;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::api::MeshBaseline;
 use crate::telemetry::{self, Health, Metrics};
+
+use context::Ctx;
 
 pub use ratelimit::rate_limited;
 
@@ -129,164 +139,239 @@ pub async fn run_with_metrics(
         metrics: metrics.clone(),
         ready: Default::default(),
     });
-    let (stop_tx, stop_rx) = signal::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = {
-        let stop_rx = stop_rx.clone();
-        move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        }
-    };
-
-    let mut http = None;
-    if let Some(addr) = config.metrics_addr {
-        let listener = telemetry::bind(addr)
-            .await
-            .map_err(|source| Error::Metrics { addr, source })?;
-        let h = health.clone();
-        let stop = stopped();
-        http = Some(tokio::spawn(async move {
-            if let Err(e) = telemetry::serve(listener, h, stop).await {
-                tracing::error!(error = %e, "metrics server failed");
-            }
-        }));
-    }
-
+    let stop = Stop::on(shutdown);
+    let http = serve_metrics(&config, &health, &stop).await?;
     // Renewals get the unlimited client: a burst of repairs must not delay them.
     let lease_client = client.clone();
     let client = rate_limited(client, config.qps, config.burst);
+    let election = elect(&config, lease_client, &stop)?;
+    let (reader, writer) = reflector::store::<MeshBaseline>();
+    let ctx = context(
+        &client,
+        &config,
+        metrics,
+        &health,
+        &election,
+        reader.clone(),
+    )
+    .await;
+    let mut tasks = watch::spawn_all(ctx.clone());
+    spawn_resync(&mut tasks, &ctx, config.resync);
+    spawn_ready(&mut tasks, &ctx);
+    let leader_task = follow_leadership(&ctx, election.leading.clone());
+    drive(&ctx, &client, writer, reader, config.debounce, &stop).await;
 
-    // Leadership: only the leader writes, and only before its local deadline; followers keep
-    // their caches warm.
-    let (leader_tx, leader_rx) = signal::channel(!config.leader_election);
-    let (leadership, lease_task) = if config.leader_election {
-        if config.lease_renew + config.lease_margin >= lease::whole_seconds(config.lease_duration) {
-            return Err(Error::LeaseTimings {
-                duration: config.lease_duration,
-                renew: config.lease_renew,
-                margin: config.lease_margin,
-            });
+    tracing::info!("shutting down");
+    health.ready.store(false, Ordering::Relaxed);
+    leader_task.abort();
+    tasks.abort_all();
+    if let Some(task) = election.task {
+        // The stop signal ends the lease task, which releases the lease.
+        drop(election.leading);
+        drop(ctx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// The shutdown signal, for every task that must end with the operator.
+#[derive(Clone)]
+struct Stop(signal::Receiver<bool>);
+
+impl Stop {
+    fn on(shutdown: impl Future<Output = ()> + Send + 'static) -> Stop {
+        let (tx, rx) = signal::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
         }
-        let leadership = Arc::new(lease::Leadership::new());
-        let cfg = lease::LeaseConfig {
-            name: config.lease_name.clone(),
-            namespace: config.lease_namespace.clone(),
-            identity: config.pod_name.clone(),
+    }
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, when an address is configured.
+async fn serve_metrics(
+    config: &Config,
+    health: &Arc<Health>,
+    stop: &Stop,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    let Some(addr) = config.metrics_addr else {
+        return Ok(None);
+    };
+    let listener = telemetry::bind(addr)
+        .await
+        .map_err(|source| Error::Metrics { addr, source })?;
+    let h = health.clone();
+    let stopped = stop.stopped();
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = telemetry::serve(listener, h, stopped).await {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    })))
+}
+
+/// Leadership: only the leader writes, and only before its local deadline; followers keep
+/// their caches warm.
+struct Election {
+    leadership: Arc<lease::Leadership>,
+    /// Whether this replica leads, as it changes.
+    leading: signal::Receiver<bool>,
+    /// The lease loop, when leader election is on.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn elect(config: &Config, client: Client, stop: &Stop) -> Result<Election, Error> {
+    let (leading_tx, leading) = signal::channel(!config.leader_election);
+    if !config.leader_election {
+        // The only replica leads for good: the leadership task reports it once, then sees the
+        // channel closed and ends.
+        drop(leading_tx);
+        return Ok(Election {
+            leadership: Arc::new(lease::Leadership::always()),
+            leading,
+            task: None,
+        });
+    }
+    if config.lease_renew + config.lease_margin >= lease::whole_seconds(config.lease_duration) {
+        return Err(Error::LeaseTimings {
             duration: config.lease_duration,
             renew: config.lease_renew,
             margin: config.lease_margin,
-            paused: config.lease_paused.clone(),
-        };
-        let task = tokio::spawn(lease::run(
-            lease_client,
-            cfg,
-            leadership.clone(),
-            leader_tx,
-            stop_rx.clone(),
-        ));
-        (leadership, Some(task))
-    } else {
-        // Keep the sender alive for the process lifetime: the receiver then stays valid.
-        std::mem::forget(leader_tx);
-        (Arc::new(lease::Leadership::always()), None)
+        });
+    }
+    let leadership = Arc::new(lease::Leadership::new());
+    let cfg = lease::LeaseConfig {
+        name: config.lease_name.clone(),
+        namespace: config.lease_namespace.clone(),
+        identity: config.pod_name.clone(),
+        duration: config.lease_duration,
+        renew: config.lease_renew,
+        margin: config.lease_margin,
+        paused: config.lease_paused.clone(),
     };
+    let task = tokio::spawn(lease::run(
+        client,
+        cfg,
+        leadership.clone(),
+        leading_tx,
+        stop.0.clone(),
+    ));
+    Ok(Election {
+        leadership,
+        leading,
+        task: Some(task),
+    })
+}
 
-    let (reader, writer) = reflector::store::<MeshBaseline>();
+async fn context(
+    client: &Client,
+    config: &Config,
+    metrics: Arc<Metrics>,
+    health: &Arc<Health>,
+    election: &Election,
+    baselines: reflector::Store<MeshBaseline>,
+) -> Arc<Ctx> {
     let operator_user = match &config.operator_user {
         Some(u) => u.clone(),
-        None => identity::operator_user(&client).await,
+        None => identity::operator_user(client).await,
     };
     tracing::info!(%operator_user, "the admission policies let this user through");
-    let mut ctx = reconcile::Ctx::new(
+    let mut ctx = Ctx::new(
         client.clone(),
-        metrics.clone(),
+        metrics,
         health.clone(),
-        leadership,
-        reader.clone(),
+        election.leadership.clone(),
+        baselines,
         config.pod_name.clone(),
         operator_user,
     );
     ctx.write_batch = config.write_batch;
-    let ctx = Arc::new(ctx);
-    let mut watchers = watch::spawn_all(ctx.clone());
-    // The periodic full resync: everything is planned again from the caches, so a missed
-    // watch event cannot leave drift in place for longer than this.
-    if let Some(period) = config.resync {
-        let ctx = ctx.clone();
-        watchers.spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            loop {
-                tick.tick().await;
-                ctx.resync();
-            }
-        });
-    }
-    // Startup only: once every cache is filled, report ready and reconcile everything.
-    {
-        let ctx = ctx.clone();
-        watchers.spawn(async move {
-            while !ctx.caches_synced() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            tracing::info!("caches synced");
-            ctx.health.ready.store(true, Ordering::Relaxed);
-            ctx.triggers.all();
-        });
-    }
+    Arc::new(ctx)
+}
 
-    // Leadership changes: the gauge, and a full pass when we become leader.
-    let leader_task = {
-        let ctx = ctx.clone();
-        let mut rx = leader_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                let leading = *rx.borrow_and_update();
-                ctx.metrics.leader.set(i64::from(leading));
-                if leading {
-                    tracing::info!("leading");
-                    ctx.triggers.all();
-                }
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
+/// The periodic full resync: everything is planned again from the caches, so a missed watch
+/// event cannot leave drift in place for longer than this.
+fn spawn_resync(tasks: &mut JoinSet<()>, ctx: &Arc<Ctx>, period: Option<Duration>) {
+    let Some(period) = period else { return };
+    let ctx = ctx.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tick.tick().await;
+            ctx.resync();
+        }
+    });
+}
 
+/// Once every cache is filled: ready, and everything reconciled.
+fn spawn_ready(tasks: &mut JoinSet<()>, ctx: &Arc<Ctx>) {
+    let ctx = ctx.clone();
+    tasks.spawn(async move {
+        ctx.index.readiness.until(|| ctx.index.synced()).await;
+        tracing::info!("caches synced");
+        ctx.health.ready.store(true, Ordering::Relaxed);
+        ctx.triggers.all();
+    });
+}
+
+/// Leadership changes: the gauge, and a full pass when this replica becomes the leader.
+fn follow_leadership(
+    ctx: &Arc<Ctx>,
+    mut leading: signal::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            let now = *leading.borrow_and_update();
+            ctx.metrics.leader.set(i64::from(now));
+            if now {
+                tracing::info!("leading");
+                ctx.triggers.all();
+            }
+            if leading.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The baselines' watch and kube-runtime's controller, fed by the triggers, until stopped.
+async fn drive(
+    ctx: &Arc<Ctx>,
+    client: &Client,
+    writer: reflector::store::Writer<MeshBaseline>,
+    reader: reflector::Store<MeshBaseline>,
+    debounce: Duration,
+    stop: &Stop,
+) {
     let baseline_events = {
         let ctx = ctx.clone();
+        let api = Api::<MeshBaseline>::all(client.clone());
         reflector(
             writer,
-            watcher(
-                Api::<MeshBaseline>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
+            watcher(api, watcher::Config::default()).default_backoff(),
         )
         .inspect(move |ev| ctx.baseline_event(ev))
         .touched_objects()
     };
     let names = {
-        let reader = reader.clone();
-        move || {
-            reader
-                .state()
-                .iter()
-                .filter_map(|b| b.metadata.name.clone())
-                .collect::<Vec<_>>()
-        }
+        let ctx = ctx.clone();
+        move || ctx.baselines.names()
     };
-    let requests = ctx.triggers.clone().stream(config.debounce, names);
-
+    let requests = ctx.triggers.clone().stream(debounce, names);
     Controller::for_stream(baseline_events, reader)
         .reconcile_on(requests)
-        .graceful_shutdown_on(stopped())
+        .graceful_shutdown_on(stop.stopped())
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -295,19 +380,4 @@ pub async fn run_with_metrics(
         })
         .instrument(tracing::info_span!("controller"))
         .await;
-
-    tracing::info!("shutting down");
-    health.ready.store(false, Ordering::Relaxed);
-    leader_task.abort();
-    watchers.abort_all();
-    if let Some(task) = lease_task {
-        // The stop signal ends the lease task, which releases the lease.
-        drop(leader_rx);
-        drop(ctx);
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    if let Some(h) = http {
-        let _ = h.await;
-    }
-    Ok(())
 }

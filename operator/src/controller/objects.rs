@@ -2,7 +2,9 @@
 //! baseline.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::DynamicObject;
@@ -19,8 +21,8 @@ use super::cache::Key;
 use super::packed::Packed;
 
 /// A watched object of a generated kind, typed and trimmed for the inventory.
-#[derive(Clone, Debug, PartialEq)]
 /// Shared with inventory snapshots, which copy the pointers.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Typed {
     PeerAuthentication(Arc<PeerAuthentication>),
     DestinationRule(Arc<DestinationRule>),
@@ -29,30 +31,40 @@ pub enum Typed {
     NetworkPolicy(Arc<NetworkPolicy>),
 }
 
+/// One object of a generated kind, tenants' and ours alike, in the forms the hot paths read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KindEntry {
-    /// `None` when the object does not deserialize into our minimal type (it is then invisible
-    /// to the audit, and logged), and for claimed objects (see `claimed`).
-    pub typed: Option<Typed>,
-    /// Objects at one of our names whose controller ownerReference names a MeshBaseline: the
-    /// trimmed object as JSON, parsed only if the audit needs it. Such objects are nearly
-    /// always the operator's own (30,000 at 10,000 namespaces), which the audit skips; a typed
-    /// copy of each would be a fifth of the operator's memory. Whether one really is ours is
-    /// decided after compiling (`Ctx::audit_inventory`), from the desired set and our records.
-    pub claimed: Option<Claimed>,
-    /// Set for objects whose name has the generated prefix: what the planner compares. Whether
-    /// the object is really ours is decided by the planner and the audit from the desired set
-    /// and the ownerReference uid, never from this. Shared with the `GeneratedIndex`.
+    /// What the audit reads: inventory snapshots (`Index::snapshot`) and, for objects that
+    /// turn out not to be ours, `ownership::audit_inventory`.
+    pub audit: AuditForm,
+    /// Set for objects whose name has the generated prefix: what the planner compares (through
+    /// the `GeneratedIndex`, which shares it), the claim that `ownership` checks (the
+    /// ownerReference uid) and the labels a claimed object's typed copy goes without. Whether
+    /// the object is ours is never decided from it alone.
     pub generated: Option<Arc<Observed>>,
-    /// `metadata.resourceVersion` (see `resource_version()`) of objects that have no
-    /// `generated`, which holds it otherwise.
+    /// `metadata.resourceVersion` of objects at other names (`generated` holds it otherwise):
+    /// a write's response must not replace a newer watched version (`Ctx::wrote`).
     pub resource_version: Option<Box<str>>,
+}
+
+/// The object as the audit reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuditForm {
+    /// Typed and trimmed. An object claimed by a baseline has its labels in `generated` instead
+    /// (one shared copy; 10,000 DestinationRules, 6 MiB).
+    Typed(Typed),
+    /// An object claimed by a baseline, of a kind the audit skips when it is ours: such
+    /// objects are nearly always the operator's own (30,000 at 10,000 namespaces), and a typed
+    /// copy of each would be a fifth of the operator's memory. Parsed only if it is not ours.
+    Claimed(Claimed),
+    /// It does not deserialize into our minimal type: invisible to the audit (and logged).
+    Unreadable,
 }
 
 /// A claimed object in two parts: what is the same for nearly all of them (labels,
 /// ownerReferences and spec: the 10,000 namespaces' NetworkPolicies share one copy) and what
 /// is its own (its creation time; name and namespace are the cache key). What the audit
-/// reads of the object and nothing else: it is parsed only if the object is not ours.
+/// reads of the object and nothing else.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claimed {
     created: Option<Box<str>>,
@@ -99,30 +111,44 @@ impl Claimed {
 }
 
 impl KindEntry {
-    /// The uid of the MeshBaseline that an object at one of our names claims as its
-    /// controller. Such an entry holds the object as the audit reads the operator's own: as
-    /// JSON (`claimed`, where the audit skips ours) or typed without its labels, which stay in
-    /// `generated` (one shared copy; 10,000 DestinationRules, 6 MiB). Whether it really is
-    /// ours is decided after compiling; if not, it is audited as `audited` gives it.
+    /// The uid of the MeshBaseline that an object at one of our names names as its controller.
+    /// Whether it really is ours is for `ownership` to say.
     pub fn claimed_by(&self) -> Option<&str> {
         self.generated.as_ref()?.owner_uid.as_deref()
     }
 
-    /// The object at `key` whole, as the audit reads a tenant's: the typed copy (labels given
-    /// back to a claim's), or the claimed JSON parsed.
-    pub fn audited(&self, kind: Kind, key: &Key) -> Option<Typed> {
-        if let Some(t) = &self.typed {
-            return Some(match &self.generated {
+    /// The object as the audit reads the operator's own: a claimed object's typed copy without
+    /// its labels; nothing for a claim the audit skips.
+    pub fn as_ours(&self) -> Option<Typed> {
+        match &self.audit {
+            AuditForm::Typed(t) => Some(t.clone()),
+            AuditForm::Claimed(_) | AuditForm::Unreadable => None,
+        }
+    }
+
+    /// The object at `key` whole, as the audit reads a tenant's: the typed copy (a claimed
+    /// one's labels given back), or the claimed JSON parsed.
+    pub fn as_tenants(&self, kind: Kind, key: &Key) -> Option<Typed> {
+        match &self.audit {
+            AuditForm::Typed(t) => Some(match &self.generated {
                 Some(g) if g.owner_uid.is_some() => t.with_labels(&g.labels),
                 _ => t.clone(),
-            });
+            }),
+            AuditForm::Claimed(c) => {
+                let typed = typed_of(kind, c.object(key)?);
+                if typed.is_none() {
+                    tracing::warn!(kind = %kind, namespace = %key.0, name = %key.1, "object does not parse; ignored by the audit");
+                }
+                typed
+            }
+            AuditForm::Unreadable => None,
         }
-        let full = self.claimed.as_ref()?.object(key)?;
-        let typed = typed_of(kind, full);
-        if typed.is_none() {
-            tracing::warn!(kind = %kind, namespace = %key.0, name = %key.1, "object does not parse; ignored by the audit");
-        }
-        typed
+    }
+
+    /// What a change of the object means to the audit when it is not ours: its audited form
+    /// and the labels kept apart (nothing is parsed).
+    pub fn tenant_view(&self) -> (&AuditForm, Option<&BTreeMap<String, String>>) {
+        (&self.audit, self.generated.as_ref().map(|g| &*g.labels))
     }
 
     /// `metadata.resourceVersion`: a write's response must not replace a newer watched version.
@@ -208,7 +234,7 @@ struct Interned {
 static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
 
 fn interned<R>(f: impl FnOnce(&mut Interned) -> R) -> R {
-    let mut guard = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = INTERNED.lock();
     f(guard.get_or_insert_with(Interned::default))
 }
 
@@ -232,8 +258,7 @@ fn intern_claim(text: String) -> Arc<str> {
     })
 }
 
-/// Trims a watched object of `kind`. managedFields stay only on PeerAuthentications and
-/// DestinationRules, where Revert mode's fight detection reads them.
+/// Trims a watched object of `kind` into its cache key and entry.
 pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     let namespace = if kind.cluster_scoped() {
         ""
@@ -242,7 +267,6 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
     };
     let key = super::cache::key(namespace, obj.metadata.name.as_deref()?);
     let at_generated_name = key.1.starts_with(GENERATED_PREFIX);
-    let labels = obj.metadata.labels.clone().unwrap_or_default();
     let owner_uid = controller_uid(&obj.metadata);
     let resource_version = obj
         .metadata
@@ -250,70 +274,82 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
         .as_deref()
         .filter(|_| !at_generated_name)
         .map(Box::from);
+    let keeps_managed_fields = keeps_managed_fields(kind, at_generated_name, &obj.metadata);
+    let labels = obj.metadata.labels.clone().unwrap_or_default();
     let mut full = serde_json::to_value(&obj).ok()?;
-    // Revert mode reads the managedFields of tenants' PeerAuthentications and DestinationRules
-    // (fight detection). An object at one of our names that only we wrote is ours, or is
-    // replaced whole; one that others wrote too may be a tenant's forgery, which Revert
-    // patches like any tenant object, so it keeps them.
-    let others_wrote = obj
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .any(|m| m.manager.as_deref() != Some(crate::object::FIELD_MANAGER));
-    let keeps_managed_fields = matches!(kind, Kind::PeerAuthentication | Kind::DestinationRule)
-        && (!at_generated_name || others_wrote);
-    let generated = if at_generated_name {
-        // Only what the planner reads: the spec, and the metadata a replace checks or carries
-        // over; labels are kept apart in `Observed`. The rest is the typed copy's.
-        let pick = |from: &Value, keys: &[&str]| -> Value {
-            let m = keys
-                .iter()
-                .filter_map(|k| Some((k.to_string(), from.get(*k)?.clone())))
-                .collect();
-            Value::Object(m)
-        };
-        let mut manifest = pick(&full, &["spec"]);
-        manifest["kind"] = Value::String(kind.name().to_string());
-        manifest["metadata"] = pick(
-            &full["metadata"],
-            &[
-                "uid",
-                "resourceVersion",
-                "ownerReferences",
-                "annotations",
-                "finalizers",
-            ],
-        );
-        let (owner, labels) = intern(owner_uid.as_deref(), labels);
-        Some(Arc::new(Observed::new(manifest, owner, labels)))
-    } else {
-        None
-    };
+    let generated = at_generated_name.then(|| observed(kind, &full, owner_uid.as_deref(), labels));
     if !keeps_managed_fields {
         remove_managed_fields(&mut full);
     }
     if kind.is_istio() {
         crate::api::istio::default_spec(&mut full);
     }
-    // Only where the audit never reads our own objects; the others stay typed (one
-    // DestinationRule per namespace, and a few objects in the root).
-    let claimable = crate::audit::skips_ours(kind, &key.1);
-    if claimable && owner_uid.is_some() && generated.is_some() {
-        let claimed = Claimed::new(&full);
-        return Some((
-            key,
-            KindEntry {
-                typed: None,
-                claimed,
-                generated,
-                resource_version,
-            },
-        ));
+    let claimed = owner_uid.is_some() && generated.is_some();
+    let audit = audit_form(kind, &key, full, claimed);
+    Some((
+        key,
+        KindEntry {
+            audit,
+            generated,
+            resource_version,
+        },
+    ))
+}
+
+/// Revert mode reads the managedFields of tenants' PeerAuthentications and DestinationRules
+/// (fight detection). An object at one of our names that only we wrote is ours, or is
+/// replaced whole; one that others wrote too may be a tenant's forgery, which Revert patches
+/// like any tenant object, so it keeps them.
+fn keeps_managed_fields(kind: Kind, at_generated_name: bool, meta: &kube::api::ObjectMeta) -> bool {
+    let others_wrote = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|m| m.manager.as_deref() != Some(crate::object::FIELD_MANAGER));
+    matches!(kind, Kind::PeerAuthentication | Kind::DestinationRule)
+        && (!at_generated_name || others_wrote)
+}
+
+/// Only what the planner reads of an object at a generated name: the spec, and the metadata a
+/// replace checks or carries over; labels are kept apart, interned.
+fn observed(
+    kind: Kind,
+    full: &Value,
+    owner_uid: Option<&str>,
+    labels: BTreeMap<String, String>,
+) -> Arc<Observed> {
+    let pick = |from: &Value, keys: &[&str]| -> Value {
+        let m = keys
+            .iter()
+            .filter_map(|k| Some((k.to_string(), from.get(*k)?.clone())))
+            .collect();
+        Value::Object(m)
+    };
+    let mut manifest = pick(full, &["spec"]);
+    manifest["kind"] = Value::String(kind.name().to_string());
+    manifest["metadata"] = pick(
+        &full["metadata"],
+        &[
+            "uid",
+            "resourceVersion",
+            "ownerReferences",
+            "annotations",
+            "finalizers",
+        ],
+    );
+    let (owner, labels) = intern(owner_uid, labels);
+    Arc::new(Observed::new(manifest, owner, labels))
+}
+
+/// The form the audit reads. A claimed object (one of our names, a MeshBaseline as its
+/// controller) of a kind the audit skips when it is ours is kept as JSON; other claimed ones
+/// are typed without the metadata the audit does not read of the operator's own (their labels
+/// are in `generated`).
+fn audit_form(kind: Kind, key: &Key, mut full: Value, claimed: bool) -> AuditForm {
+    if claimed && crate::audit::skips_ours(kind, &key.1) {
+        return Claimed::new(&full).map_or(AuditForm::Unreadable, AuditForm::Claimed);
     }
-    // Typed but claimed (a DestinationRule, a root object): the audit reads nothing else of
-    // the metadata of the operator's own, and the labels are in `generated`.
-    if owner_uid.is_some() && generated.is_some() {
+    if claimed {
         if let Some(m) = full.pointer_mut("/metadata").and_then(Value::as_object_mut) {
             m.retain(|k, _| {
                 matches!(
@@ -327,19 +363,15 @@ pub fn trim(kind: Kind, obj: DynamicObject) -> Option<(Key, KindEntry)> {
             });
         }
     }
-    let typed = typed_of(kind, full);
-    if typed.is_none() && kind.is_tenant_kind() {
-        tracing::warn!(kind = %kind, namespace = %key.0, name = %key.1, "object does not parse; ignored by the audit");
+    match typed_of(kind, full) {
+        Some(t) => AuditForm::Typed(t),
+        None => {
+            if kind.is_tenant_kind() {
+                tracing::warn!(kind = %kind, namespace = %key.0, name = %key.1, "object does not parse; ignored by the audit");
+            }
+            AuditForm::Unreadable
+        }
     }
-    Some((
-        key,
-        KindEntry {
-            typed,
-            claimed: None,
-            generated,
-            resource_version,
-        },
-    ))
 }
 
 /// Objects at generated names, by key, maintained from the kind caches' changes, with how
@@ -370,14 +402,14 @@ impl GeneratedIndex {
         if old.is_none() && new.is_none() {
             return false;
         }
-        let mut idx = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        let mut idx = self.objects.write();
         let replaced = match new {
             Some(obs) => idx.insert(okey, obs.clone()),
             None => idx.remove(&okey),
         };
         // From what the index held, not from `old`: the two agree, but only the index's own
         // contents make the counts exact.
-        let mut owners = self.by_owner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut owners = self.by_owner.lock();
         if let Some(uid) = replaced.as_ref().and_then(|o| o.owner_uid.clone()) {
             if let Some(n) = owners.get_mut(&uid) {
                 *n = n.saturating_sub(1);
@@ -394,13 +426,19 @@ impl GeneratedIndex {
 
     /// Runs `f` on the objects at generated names.
     pub fn with<R>(&self, f: impl FnOnce(&BTreeMap<ObjectKey, Arc<Observed>>) -> R) -> R {
-        f(&self.objects.read().unwrap_or_else(|e| e.into_inner()))
+        f(&self.objects.read())
+    }
+
+    /// The uid of the object at `key`, if known (a delete is made only of that instance).
+    pub fn uid(&self, key: &ObjectKey) -> Option<String> {
+        let objects = self.objects.read();
+        objects.get(key)?.uid.as_deref().map(String::from)
     }
 
     /// How many of them name the baseline with `uid` as their owner.
     pub fn count(&self, uid: Option<&str>) -> usize {
         let Some(uid) = uid else { return 0 };
-        let owners = self.by_owner.lock().unwrap_or_else(|e| e.into_inner());
+        let owners = self.by_owner.lock();
         owners.get(uid).copied().unwrap_or(0)
     }
 }

@@ -2,8 +2,8 @@
 //! network-policy-api's CRDs from the CRD watch, ValidatingAdmissionPolicy from discovery.
 //! NetworkPolicy is always there.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 
 use kube::api::ApiResource;
 
@@ -18,16 +18,12 @@ impl Served {
         if kind == Kind::NetworkPolicy {
             return Some(kind.version());
         }
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&kind)
-            .copied()
+        self.0.read().get(&kind).copied()
     }
 
     /// Records what the cluster serves; returns whether it changed.
     pub fn set(&self, kind: Kind, version: Option<&'static str>) -> bool {
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.0.write();
         let old = match version {
             Some(v) => map.insert(kind, v),
             None => map.remove(&kind),

@@ -50,12 +50,10 @@ fn fake_api(crds: Vec<Value>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
         async move {
             let (parts, body) = req.into_parts();
             let bytes = body.collect_bytes().await?;
-            let query = parts.uri.query().unwrap_or_default().to_string();
-            let path = parts.uri.path().to_string();
-            log.lock().unwrap().push(Seen {
+            let seen = Seen {
                 method: parts.method.to_string(),
-                path: path.clone(),
-                query: query.clone(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().unwrap_or_default().to_string(),
                 content_type: parts
                     .headers
                     .get("content-type")
@@ -63,68 +61,84 @@ fn fake_api(crds: Vec<Value>) -> (Client, Arc<Mutex<Vec<Seen>>>) {
                     .unwrap_or_default()
                     .to_string(),
                 body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            });
-            let full = |code: u16, v: Value| {
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(BoxBody::new(Full::new(Bytes::from(v.to_string()))))
-                    .unwrap()
             };
-            let items = if path.ends_with("/meshbaselines") {
-                vec![baseline()]
-            } else if path.ends_with("/customresourcedefinitions") {
-                crds
-            } else {
-                vec![]
-            };
-            let streaming = query.contains("sendInitialEvents=true");
-            let resp = if streaming && path == REFUSES_STREAMING {
-                // What an API server with the WatchList feature gate off answers.
-                full(
-                    422,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                        "reason": "Invalid", "code": 422,
-                        "message": "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"}),
-                )
-            } else if query.contains("watch=true") {
-                // A streaming list sends the objects, then a bookmark marking the end of the
-                // initial events; then (and any other watch) the stream stays open and quiet.
-                let mut lines: Vec<Value> = Vec::new();
-                if streaming {
-                    lines.extend(
-                        items
-                            .into_iter()
-                            .map(|o| json!({"type": "ADDED", "object": o})),
-                    );
-                    lines.push(json!({"type": "BOOKMARK", "object": {"kind": "List",
-                        "apiVersion": "v1", "metadata": {"resourceVersion": "10",
-                        "annotations": {"k8s.io/initial-events-end": "true"}}}}));
-                }
-                let frames = lines
-                    .into_iter()
-                    .map(|l| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{l}\n")))));
-                let body = futures::stream::iter(frames).chain(futures::stream::pending());
-                Response::builder()
-                    .status(200)
-                    .body(BoxBody::new(StreamBody::new(body)))
-                    .unwrap()
-            } else if parts.method == "GET" {
-                full(200, list(items))
-            } else if path.ends_with("/status") {
-                full(200, baseline())
-            } else {
-                full(
-                    201,
-                    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
-                    "metadata": {"name": "e", "namespace": "default"},
-                    "eventTime": "2026-01-01T00:00:00.000000Z"}),
-                )
-            };
-            Ok::<_, kube::Error>(resp)
+            log.lock().unwrap().push(seen.clone());
+            Ok::<_, kube::Error>(respond(&seen, crds))
         }
     });
     (Client::new(svc, "default"), log)
+}
+
+type Reply = Response<BoxBody<Bytes, Infallible>>;
+
+fn full(code: u16, v: Value) -> Reply {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(BoxBody::new(Full::new(Bytes::from(v.to_string()))))
+        .unwrap()
+}
+
+/// What the stand-in answers: lists and watches of the baseline and `crds` (nothing else
+/// exists), and the status and event writes.
+fn respond(seen: &Seen, crds: Vec<Value>) -> Reply {
+    let path = seen.path.as_str();
+    let items = if path.ends_with("/meshbaselines") {
+        vec![baseline()]
+    } else if path.ends_with("/customresourcedefinitions") {
+        crds
+    } else {
+        vec![]
+    };
+    let streaming = seen.query.contains("sendInitialEvents=true");
+    if streaming && path == REFUSES_STREAMING {
+        // What an API server with the WatchList feature gate off answers.
+        return full(
+            422,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "Invalid", "code": 422,
+                "message": "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"}),
+        );
+    }
+    if seen.query.contains("watch=true") {
+        return watch(items, streaming);
+    }
+    if seen.method == "GET" {
+        full(200, list(items))
+    } else if path.ends_with("/status") {
+        full(200, baseline())
+    } else {
+        full(
+            201,
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e", "namespace": "default"},
+            "eventTime": "2026-01-01T00:00:00.000000Z"}),
+        )
+    }
+}
+
+/// A streaming list sends the objects, then a bookmark marking the end of the initial events;
+/// then (and any other watch) the stream stays open and quiet.
+fn watch(items: Vec<Value>, streaming: bool) -> Reply {
+    let mut lines: Vec<Value> = Vec::new();
+    if streaming {
+        lines.extend(
+            items
+                .into_iter()
+                .map(|o| json!({"type": "ADDED", "object": o})),
+        );
+        lines.push(json!({"type": "BOOKMARK", "object": {"kind": "List",
+            "apiVersion": "v1", "metadata": {"resourceVersion": "10",
+            "annotations": {"k8s.io/initial-events-end": "true"}}}}));
+    }
+    let frames = lines
+        .into_iter()
+        .map(|l| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{l}\n")))));
+    let body = futures::stream::iter(frames).chain(futures::stream::pending());
+    Response::builder()
+        .status(200)
+        .body(BoxBody::new(StreamBody::new(body)))
+        .unwrap()
 }
 
 async fn wait_for(log: &Mutex<Vec<Seen>>, f: impl Fn(&Seen) -> bool) -> Seen {
@@ -160,6 +174,22 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
     ));
 
     let status = wait_for(&log, |s| s.path.ends_with("/status")).await;
+    assert_invalid_status(&status);
+    let event = wait_for(&log, |s| s.path.ends_with("/events")).await;
+    assert_eq!(event.body["reason"], "InvalidSpec");
+    assert_metrics(&metrics.encode());
+    assert_watches(&log.lock().unwrap());
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("shutdown within 10 s")
+        .unwrap()
+        .unwrap();
+}
+
+/// The status names the invalid field, through the status subresource, as our field manager.
+fn assert_invalid_status(status: &Seen) {
     assert_eq!(status.method, "PATCH");
     assert_eq!(
         status.path,
@@ -175,9 +205,11 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         .unwrap()
         .contains("spec.clusterDomain"));
     assert_eq!(status.body["status"]["observedGeneration"], 2);
-    let event = wait_for(&log, |s| s.path.ends_with("/events")).await;
-    assert_eq!(event.body["reason"], "InvalidSpec");
-    let text = metrics.encode();
+}
+
+/// The error counted, one status write, leading, and lists streamed except where the API
+/// server refuses it.
+fn assert_metrics(text: &str) {
     assert!(
         text.contains("meshbaseline_reconcile_errors_total{reason=\"invalid_spec\"}"),
         "{text}"
@@ -187,7 +219,6 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         "{text}"
     );
     assert!(text.contains("meshbaseline_leader 1"), "{text}");
-    // Lists stream, except where the API server refuses it.
     for (resource, method) in [
         ("namespaces", "pages"),
         ("pods", "streaming"),
@@ -202,12 +233,13 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         !text.contains("resource=\"pods\",method=\"pages\""),
         "{text}"
     );
+}
 
+/// The watches the shell opens, how it lists, and what it writes.
+fn assert_watches(log: &[Seen]) {
     // The watches the shell opens: the generated kinds are one watch each, Istio kinds only
     // once their CRD exists (it does not here).
     let watched: Vec<String> = log
-        .lock()
-        .unwrap()
         .iter()
         .filter(|s| s.method == "GET")
         .map(|s| s.path.clone())
@@ -226,8 +258,6 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
         );
     }
     let namespace_lists: Vec<String> = log
-        .lock()
-        .unwrap()
         .iter()
         .filter(|s| s.path == REFUSES_STREAMING)
         .map(|s| s.query.clone())
@@ -246,8 +276,6 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
     // Nothing but the status and the event was written (the SelfSubjectReview only asks who
     // the operator is; it stores nothing).
     let writes: Vec<String> = log
-        .lock()
-        .unwrap()
         .iter()
         .filter(|s| s.method != "GET")
         .map(|s| format!("{} {}", s.method, s.path))
@@ -258,13 +286,6 @@ async fn reports_an_invalid_baseline_and_shuts_down() {
             || w.ends_with("/selfsubjectreviews")),
         "{writes:?}"
     );
-
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("shutdown within 10 s")
-        .unwrap()
-        .unwrap();
 }
 
 fn crd(plural: &str, group: &str, kind: &str, version: &str) -> Value {

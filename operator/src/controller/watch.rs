@@ -29,9 +29,10 @@ use crate::object::Kind;
 use crate::telemetry::Metrics;
 
 use super::cache::{key, pod_key, Cache, Key};
+use super::context::Ctx;
+use super::index::Index;
 use super::listing::{Listing, Lists};
 use super::objects::trim;
-use super::reconcile::Ctx;
 use super::served::newest_served;
 
 /// Objects per page where lists go in pages (the WatchList gate off). Half kube-runtime's
@@ -56,98 +57,99 @@ fn key_of(meta: &kube::api::ObjectMeta) -> Option<Key> {
 pub fn spawn_all(ctx: Arc<Ctx>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let client = ctx.client.clone();
-
     let c = ctx.clone();
     let api = Api::<Namespace>::all(client.clone());
     set.spawn(async move {
+        let changed = |key: &Key, old: Option<&Arc<NamespaceInfo>>, new: Option<&_>| {
+            c.namespace_changed(&key.1, old, new)
+        };
+        let cache = &c.index.namespaces;
         run_watcher(
             "namespaces",
             api,
             PAGE,
             &c.metrics,
-            &c.namespaces,
-            |ns: Namespace| Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns)))),
-            |key, old, new| c.namespace_changed(&key.1, old, new),
+            cache,
+            trim_namespace,
+            changed,
         )
         .await
     });
-
     let c = ctx.clone();
     let api = Api::<Pod>::all(client.clone());
     set.spawn(async move {
-        run_watcher(
-            "pods",
-            api,
-            PAGE,
-            &c.metrics,
-            &c.pods,
-            // Only the trimmed PodInfo is kept: status churn other than the phase is invisible.
-            |pod: Pod| {
-                let mut info = PodInfo::from_pod(&pod)
-                    .interned(&mut c.pod_shapes.lock().unwrap_or_else(|e| e.into_inner()));
-                // A known pod (most events: status updates) takes its key's names; only a new
-                // one interns its namespace.
-                let probe = (info.namespace.clone(), info.name.clone());
-                let key = c
-                    .pods
-                    .key_of(&probe)
-                    .unwrap_or_else(|| pod_key(&info.namespace, info.name.clone()));
-                info.namespace = key.0.clone();
-                info.name = key.1.clone();
-                Some((key, Arc::new(info)))
-            },
-            |key, old, new| c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p)),
-        )
-        .await
+        let trim = |pod| trim_pod(&c.index, pod);
+        let changed = |key: &Key, old: Option<&Arc<PodInfo>>, new: Option<&Arc<PodInfo>>| {
+            c.pod_changed(key, old.map(|p| &**p), new.map(|p| &**p))
+        };
+        run_watcher("pods", api, PAGE, &c.metrics, &c.index.pods, trim, changed).await
     });
-
     let c = ctx.clone();
     let api = Api::<Service>::all(client.clone());
     set.spawn(async move {
+        let changed =
+            |_: &Key, _: Option<&ServiceInfo>, _: Option<&ServiceInfo>| c.inventory_changed();
+        let cache = &c.index.services;
         run_watcher(
             "services",
             api,
             PAGE,
             &c.metrics,
-            &c.services,
-            |svc: Service| Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc))),
-            |_, _, _| c.triggers.inventory_changed(),
+            cache,
+            trim_service,
+            changed,
         )
         .await
     });
-
     set.spawn(watch_kind(ctx.clone(), Kind::NetworkPolicy));
     set.spawn(discover_admission(ctx.clone()));
-
     let c = ctx.clone();
     let api = Api::<CustomResourceDefinition>::all(client);
     set.spawn(async move {
-        run_watcher(
-            "customresourcedefinitions",
-            api,
-            PAGE,
-            &c.metrics,
-            &c.crds,
-            |crd: CustomResourceDefinition| {
-                let kind = Kind::ALL.into_iter().find(|k| {
-                    k.from_crd()
-                        && crd.spec.group == k.group()
-                        && crd.spec.names.plural == k.plural()
-                })?;
-                let served = crd.spec.versions.iter().filter(|v| v.served);
-                let version = newest_served(kind, served.map(|v| v.name.as_str()));
-                Some((key_of(&crd.metadata)?, (kind, version)))
-            },
-            |_, old, new| {
-                let kind = new.or(old).map(|(k, _)| *k);
-                if let Some(kind) = kind {
-                    kind_served(&c, kind, new.and_then(|(_, v)| *v));
-                }
-            },
-        )
-        .await
+        let changed = |_: &Key, old: Option<&Served>, new: Option<&Served>| {
+            if let Some(kind) = new.or(old).map(|(k, _)| *k) {
+                kind_served(&c, kind, new.and_then(|(_, v)| *v));
+            }
+        };
+        let (what, cache) = ("customresourcedefinitions", &c.index.crds);
+        run_watcher(what, api, PAGE, &c.metrics, cache, trim_crd, changed).await
     });
     set
+}
+
+/// A CRD of an optional kind: the kind, and the newest version it serves that we use.
+type Served = (Kind, Option<&'static str>);
+
+pub(super) fn trim_namespace(ns: Namespace) -> Option<(Key, Arc<NamespaceInfo>)> {
+    Some((key_of(&ns.metadata)?, Arc::new(NamespaceInfo::from(&ns))))
+}
+
+/// Only the trimmed `PodInfo` is kept: status churn other than the phase is invisible.
+pub(super) fn trim_pod(index: &Index, pod: Pod) -> Option<(Key, Arc<PodInfo>)> {
+    let mut info = PodInfo::from_pod(&pod).interned(&mut index.pod_shapes.lock());
+    // A known pod (most events: status updates) takes its key's names; only a new one interns
+    // its namespace.
+    let probe = (info.namespace.clone(), info.name.clone());
+    let key = index
+        .pods
+        .key_of(&probe)
+        .unwrap_or_else(|| pod_key(&info.namespace, info.name.clone()));
+    info.namespace = key.0.clone();
+    info.name = key.1.clone();
+    Some((key, Arc::new(info)))
+}
+
+fn trim_service(svc: Service) -> Option<(Key, ServiceInfo)> {
+    Some((key_of(&svc.metadata)?, ServiceInfo::from(&svc)))
+}
+
+fn trim_crd(crd: CustomResourceDefinition) -> Option<(Key, Served)> {
+    let kind = Kind::ALL.into_iter().find(|k| {
+        k.from_crd() && crd.spec.group == k.group() && crd.spec.names.plural == k.plural()
+    })?;
+    let served = crd.spec.versions.iter().filter(|v| v.served);
+    let version = newest_served(kind, served.map(|v| v.name.as_str()));
+    Some((key_of(&crd.metadata)?, (kind, version)))
 }
 
 /// Asks discovery whether the cluster serves ValidatingAdmissionPolicy (Kubernetes 1.30+),
@@ -177,7 +179,8 @@ async fn discover_admission(ctx: Arc<Ctx>) {
             tracing::warn!(%gv, "ValidatingAdmissionPolicy not served: no admission guards");
         }
         // Known either way now: reconciles may start (the watches must still fill).
-        if !ctx.admission_discovered.swap(true, Ordering::AcqRel) {
+        if !ctx.index.admission_discovered.swap(true, Ordering::AcqRel) {
+            ctx.index.readiness.changed();
             ctx.triggers.all();
         }
         if served {
@@ -189,8 +192,9 @@ async fn discover_admission(ctx: Arc<Ctx>) {
 
 /// One watch per generated kind, for tenant and generated objects alike.
 async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
-    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &ctx.served.api_resource(kind));
-    let Some(cache) = ctx.kinds.get(&kind) else {
+    let api =
+        Api::<DynamicObject>::all_with(ctx.client.clone(), &ctx.index.served.api_resource(kind));
+    let Some(cache) = ctx.index.kinds.get(&kind) else {
         return; // every kind has a cache (Ctx::new)
     };
     run_watcher(
@@ -207,8 +211,12 @@ async fn watch_kind(ctx: Arc<Ctx>, kind: Kind) {
 
 /// An optional kind appeared, disappeared or changed its served version.
 fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
-    let mut tasks = ctx.dynamic_tasks.lock().unwrap_or_else(|e| e.into_inner());
-    if ctx.served.set(kind, version) && version.is_some() {
+    let mut tasks = ctx.dynamic_watches.lock();
+    let changed = ctx.index.served.set(kind, version);
+    if changed {
+        ctx.index.readiness.changed();
+    }
+    if changed && version.is_some() {
         // A different version: watch at the new one.
         if let Some(task) = tasks.remove(&kind) {
             task.abort();
@@ -217,29 +225,30 @@ fn kind_served(ctx: &Arc<Ctx>, kind: Kind, version: Option<&'static str>) {
     let served = version.is_some();
     if served && !tasks.contains_key(&kind) {
         tracing::info!(%kind, "CRD available: watching");
-        let handle = tokio::spawn(watch_kind(ctx.clone(), kind));
-        tasks.insert(kind, handle.abort_handle());
-        // Reconcile everything once the new cache is filled.
+        // Everything is reconciled once the new cache is filled; in the watch's task, so that
+        // stopping the watch stops the wait too.
         let c = ctx.clone();
-        tokio::spawn(async move {
-            let Some(cache) = c.kinds.get(&kind) else {
-                return;
-            };
-            while !cache.synced() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let filled = async move {
+            if let Some(cache) = c.index.kinds.get(&kind) {
+                c.index.readiness.until(|| cache.synced()).await;
+                c.inventory_changed();
             }
-            c.triggers.inventory_changed();
+        };
+        let watch = watch_kind(ctx.clone(), kind);
+        let handle = tokio::spawn(async move {
+            tokio::join!(watch, filled);
         });
+        tasks.insert(kind, handle.abort_handle());
     } else if !served {
         if let Some(task) = tasks.remove(&kind) {
             tracing::warn!(%kind, "CRD gone: no longer watching");
             task.abort();
-            if let Some(cache) = ctx.kinds.get(&kind) {
+            if let Some(cache) = ctx.index.kinds.get(&kind) {
                 for (key, old, new) in cache.clear() {
                     ctx.kind_changed(kind, &key, old.as_ref(), new.as_ref(), true);
                 }
             }
-            ctx.triggers.inventory_changed();
+            ctx.inventory_changed();
         }
     }
 }
@@ -282,19 +291,10 @@ pub(super) async fn run_watcher<K, V>(
         match ev {
             // Listed objects are applied like watch events: the cache notes their keys.
             Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                if let Some((key, v)) = trim(obj) {
-                    let new = v.clone();
-                    if let Some(old) = cache.apply(key.clone(), v) {
-                        on_change(&key, old.as_ref(), Some(&new));
-                    }
-                }
+                applied(cache, trim(obj), &on_change)
             }
             Ok(watcher::Event::Delete(obj)) => {
-                if let Some((key, _)) = trim(obj) {
-                    if let Some(old) = cache.delete(&key) {
-                        on_change(&key, Some(&old), None);
-                    }
-                }
+                deleted(cache, trim(obj).map(|(key, _)| key), &on_change)
             }
             Ok(watcher::Event::Init) => cache.init(),
             Ok(watcher::Event::InitDone) => {
@@ -307,5 +307,31 @@ pub(super) async fn run_watcher<K, V>(
             // The watcher retries with backoff; the cache keeps its last content meanwhile.
             Err(e) => tracing::warn!(what, error = %e, "watch failed"),
         }
+    }
+}
+
+/// An object applied (or listed): into the cache, and `on_change` when its trimmed value is
+/// new or differs.
+pub(super) fn applied<V: Clone + PartialEq>(
+    cache: &Cache<V>,
+    trimmed: Option<(Key, V)>,
+    on_change: impl Fn(&Key, Option<&V>, Option<&V>),
+) {
+    let Some((key, v)) = trimmed else { return };
+    let new = v.clone();
+    if let Some(old) = cache.apply(key.clone(), v) {
+        on_change(&key, old.as_ref(), Some(&new));
+    }
+}
+
+/// An object deleted: out of the cache, and `on_change` when it was there.
+pub(super) fn deleted<V: Clone + PartialEq>(
+    cache: &Cache<V>,
+    key: Option<Key>,
+    on_change: impl Fn(&Key, Option<&V>, Option<&V>),
+) {
+    let Some(key) = key else { return };
+    if let Some(old) = cache.delete(&key) {
+        on_change(&key, Some(&old), None);
     }
 }

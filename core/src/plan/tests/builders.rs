@@ -229,6 +229,8 @@ pub(super) struct Case {
     pub(super) previous_compiled: Option<Compiled>,
     pub(super) records: BTreeSet<ObjectKey>,
     pub(super) seen: BTreeSet<FindingId>,
+    /// The "Finding" events' budget, as the controller keeps it.
+    pub(super) budget: FindingBudget,
     pub(super) only: Option<BTreeSet<ObjectKey>>,
     pub(super) now: Timestamp,
 }
@@ -247,6 +249,7 @@ impl Case {
             previous_compiled: None,
             records: BTreeSet::new(),
             seen: BTreeSet::new(),
+            budget: FindingBudget::default(),
             only: None,
             now: ts("2026-06-01T00:00:00Z"),
         }
@@ -279,6 +282,7 @@ impl Case {
             previous_compiled: self.previous_compiled.as_ref(),
             records: &self.records,
             previous_findings: &self.seen,
+            finding_budget: &self.budget,
             only: self.only.as_ref(),
             now: self.now,
         })
@@ -299,6 +303,7 @@ impl Case {
             self.previous = Some(s.clone());
         }
         self.seen = p.findings_seen.clone();
+        self.budget = p.finding_budget.clone();
         self.previous_compiled = Some(self.compiled.clone());
         self.records
             .extend(self.compiled.objects.iter().map(|o| o.key.clone()));

@@ -59,7 +59,13 @@ fn apis_the_cluster_does_not_serve_are_findings_not_degraded() {
         "objects that cannot be written are not managed"
     );
     // Announced once, like any finding.
-    assert_eq!(p.events.iter().filter(|e| e.reason == "Finding").count(), 2);
+    assert_eq!(
+        p.events
+            .iter()
+            .filter(|e| e.reason == Reason::Finding)
+            .count(),
+        2
+    );
 }
 
 /// The Ready message counts what is written, as `managedObjects` does, and says what is not.

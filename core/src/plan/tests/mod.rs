@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::status::{DEGRADED, DRIFT_DETECTED, INVALID, READY, RECONCILING, STALLED};
 use super::*;
 use crate::api::model::FieldError;
 use crate::audit::{Rule, Severity};
@@ -172,7 +173,7 @@ fn drift_is_repaired_with_an_event_and_counted() {
     assert_eq!(p.applies.len(), 1);
     assert!(p.applies[0].repair);
     assert_eq!(p.events.len(), 1);
-    assert_eq!(p.events[0].reason, "DriftRepaired");
+    assert_eq!(p.events[0].reason, Reason::DriftRepaired);
     assert!(p.events[0]
         .note
         .contains("NetworkPolicy a/meshbaseline-baseline"));
@@ -337,13 +338,57 @@ fn findings_are_capped_sorted_and_announced_once() {
     case.converge(&p);
     case.findings
         .push(mk_finding(Rule::MB101, "PeerAuthentication", "a", "new"));
+    // Namespace a's budget is spent for this window: the new finding is in the status only.
     let p2 = case.run();
-    assert_eq!(p2.events.len(), 1);
+    assert!(p2.events.is_empty(), "{:?}", p2.events);
+    assert_eq!(p2.status.as_ref().unwrap().findings_total, 62);
+    case.converge(&p2);
+    // A new one after the window is announced; none of the old ones is announced again.
+    case.findings
+        .push(mk_finding(Rule::MB101, "PeerAuthentication", "a", "newer"));
+    case.now += EVENT_WINDOW;
+    let p3 = case.run();
+    let notes: Vec<&str> = p3.events.iter().map(|e| e.note.as_str()).collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
-        p2.events[0].note.starts_with("MB101"),
-        "{}",
-        p2.events[0].note
+        notes[0].starts_with("MB101") && notes[0].contains("newer"),
+        "{notes:?}"
     );
+}
+
+/// One budget for "Finding" events: per namespace and window across plans, and per plan in
+/// all.
+#[test]
+fn finding_events_have_a_budget_per_namespace_and_window() {
+    let mut case = Case::new(vec![]);
+    let t0 = case.now;
+    let mut sent = 0;
+    for round in 0..5 {
+        let batch =
+            (0..15).map(|i| mk_finding(Rule::MB602, "Service", "flood", &format!("s{round}-{i}")));
+        case.findings.extend(batch);
+        case.now = t0 + jiff::SignedDuration::from_secs(round);
+        let p = case.run();
+        sent += p.events.len();
+        case.converge(&p);
+    }
+    assert_eq!(sent, MAX_FINDING_EVENTS);
+    // Another tenant's namespace is not starved by the flood.
+    case.findings
+        .push(mk_finding(Rule::MB602, "Service", "payments", "s"));
+    let p = case.run();
+    assert_eq!(p.events.len(), 1, "own budget");
+    case.converge(&p);
+    case.findings
+        .push(mk_finding(Rule::MB602, "Service", "flood", "late"));
+    case.now = t0 + EVENT_WINDOW;
+    assert_eq!(case.run().events.len(), 1, "a new window");
+    // At most this many per plan, whatever the namespaces.
+    let mut case = Case::new(vec![]);
+    case.findings = (0..300)
+        .map(|i| mk_finding(Rule::MB602, "Service", &format!("ns{i}"), "s"))
+        .collect();
+    assert_eq!(case.run().events.len(), MAX_FINDING_EVENTS_TOTAL);
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::super::status::DEGRADED;
 use super::super::*;
 use super::builders::*;
 use crate::api::istio::PeerAuthentication;
@@ -59,7 +60,7 @@ fn revert_applies_only_the_weak_fields() {
             "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}},
         })
     );
-    assert_eq!(p.events[0].reason, "TenantOverrideReverted");
+    assert_eq!(p.events[0].reason, Reason::TenantOverrideReverted);
     assert!(p.fights.is_empty());
 }
 
@@ -120,7 +121,7 @@ fn report_mode_does_not_revert() {
     let p = case.run();
     assert!(p.reverts.is_empty());
     assert_eq!(p.events.len(), 1, "only the new finding is announced");
-    assert_eq!(p.events[0].reason, "Finding");
+    assert_eq!(p.events[0].reason, Reason::Finding);
 }
 
 #[test]
@@ -157,7 +158,10 @@ fn a_manager_setting_the_field_back_is_a_fight_not_a_revert() {
         "{}",
         degraded.message
     );
-    assert!(p.events.iter().any(|e| e.reason == "TenantOverrideFight"));
+    assert!(p
+        .events
+        .iter()
+        .any(|e| e.reason == Reason::TenantOverrideFight));
     // Reported once: the next reconcile announces nothing new and writes no status.
     case.converge(&p);
     let again = case.run();

@@ -214,7 +214,7 @@ async fn events_are_created_in_the_events_api() {
     };
     let ev = PlannedEvent {
         type_: plan::EventType::Warning,
-        reason: "DriftRepaired".into(),
+        reason: crate::plan::Reason::DriftRepaired,
         action: "Apply".into(),
         note: "restored NetworkPolicy a/meshbaseline-baseline".into(),
         namespace: None,

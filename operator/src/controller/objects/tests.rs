@@ -41,8 +41,9 @@ fn generated_objects_are_indexed_and_trimmed() {
     assert_eq!(live.annotations, Some(json!({"tenant": "note"})));
     assert_eq!(entry.resource_version(), Some("17"));
     // Claimed (our name, a MeshBaseline owner): no typed copy, parsed only when audited.
-    assert!(entry.typed.is_none());
-    match entry.audited(Kind::AuthorizationPolicy, &key) {
+    assert!(matches!(entry.audit, AuditForm::Claimed(_)));
+    assert!(entry.as_ours().is_none(), "skipped by the audit while ours");
+    match entry.as_tenants(Kind::AuthorizationPolicy, &key) {
         Some(Typed::AuthorizationPolicy(ap)) => {
             assert!(ap.metadata.managed_fields.is_none());
             assert_eq!(ap.spec.action.as_deref(), Some("DENY"));
@@ -111,7 +112,7 @@ fn only_claims_the_audit_skips_go_untyped() {
         dr(names::MTLS_DESTINATION_RULE, true),
         dr("meshbaseline-other", false),
     ] {
-        assert!(e.typed.is_some() && e.claimed.is_none());
+        assert!(matches!(e.audit, AuditForm::Typed(_)));
     }
     let np = |name: &str| -> KindEntry {
         let meta = json!({"name": name, "namespace": "a", "ownerReferences": owned_by("u1")});
@@ -119,23 +120,22 @@ fn only_claims_the_audit_skips_go_untyped() {
     };
     // A namespace's NetworkPolicy is claimed; istiod's stays typed (MB701 counts it).
     let ours = np(names::BASELINE_NETWORK_POLICY);
-    assert!(ours.typed.is_none() && ours.claimed.is_some());
+    assert!(matches!(ours.audit, AuditForm::Claimed(_)));
     assert!(matches!(
-        ours.audited(
+        ours.as_tenants(
             Kind::NetworkPolicy,
             &("a".into(), names::BASELINE_NETWORK_POLICY.into())
         ),
         Some(Typed::NetworkPolicy(_))
     ));
     let istiod = np(names::ISTIOD_NETWORK_POLICY);
-    assert!(istiod.typed.is_some() && istiod.claimed.is_none());
+    assert!(matches!(istiod.audit, AuditForm::Typed(_)));
 }
 
 #[test]
 fn write_responses_are_ordered_by_resource_version() {
     let entry = |rv: Option<&str>| KindEntry {
-        typed: None,
-        claimed: None,
+        audit: AuditForm::Unreadable,
         generated: None,
         resource_version: rv.map(Box::from),
     };
@@ -157,8 +157,8 @@ fn peer_authentications_keep_managed_fields() {
     .unwrap();
     let (_, entry) = trim(Kind::PeerAuthentication, obj).unwrap();
     assert!(entry.generated.is_none());
-    match entry.typed {
-        Some(Typed::PeerAuthentication(pa)) => {
+    match entry.audit {
+        AuditForm::Typed(Typed::PeerAuthentication(pa)) => {
             assert_eq!(
                 pa.metadata.managed_fields.as_ref().unwrap()[0]
                     .manager
@@ -179,8 +179,10 @@ fn objects_at_generated_names_drop_managed_fields() {
         json!({"host": "*.a.svc.cluster.local"}),
     );
     assert!(entry.generated.is_some());
-    match entry.typed {
-        Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_none()),
+    match entry.audit {
+        AuditForm::Typed(Typed::DestinationRule(dr)) => {
+            assert!(dr.metadata.managed_fields.is_none())
+        }
         other => panic!("{other:?}"),
     }
     // Written by a tenant too (a forgery at our name, or our object edited): Revert mode may
@@ -192,8 +194,10 @@ fn objects_at_generated_names_drop_managed_fields() {
         json!({"host": "web.a.svc.cluster.local"}),
     );
     assert_eq!(entry.claimed_by(), Some("u1"));
-    match entry.typed {
-        Some(Typed::DestinationRule(dr)) => assert!(dr.metadata.managed_fields.is_some()),
+    match entry.audit {
+        AuditForm::Typed(Typed::DestinationRule(dr)) => {
+            assert!(dr.metadata.managed_fields.is_some())
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -211,7 +215,7 @@ fn istio_objects_without_a_spec_are_seen_with_an_empty_one() {
         }))
         .unwrap();
         let (_, entry) = trim(kind, obj).unwrap();
-        assert!(entry.typed.is_some(), "{k} must parse");
+        assert!(matches!(entry.audit, AuditForm::Typed(_)), "{k} must parse");
     }
 }
 
@@ -227,13 +231,15 @@ fn claimed_objects_share_what_they_have_in_common_and_keep_what_the_audit_reads(
     };
     let (ka, a) = np("a", "2026-01-01T00:00:00Z");
     let (kb, b) = np("b", "2026-02-01T00:00:00Z");
-    let (ca, cb) = (a.claimed.clone().unwrap(), b.claimed.clone().unwrap());
+    let (AuditForm::Claimed(ca), AuditForm::Claimed(cb)) = (&a.audit, &b.audit) else {
+        panic!("claimed")
+    };
     assert!(Arc::ptr_eq(&ca.shared, &cb.shared), "one copy for both");
     for (key, entry, created) in [
         (ka, a, "2026-01-01T00:00:00Z"),
         (kb, b, "2026-02-01T00:00:00Z"),
     ] {
-        let Some(Typed::NetworkPolicy(p)) = entry.audited(Kind::NetworkPolicy, &key) else {
+        let Some(Typed::NetworkPolicy(p)) = entry.as_tenants(Kind::NetworkPolicy, &key) else {
             panic!("not audited")
         };
         let meta = &p.metadata;
@@ -265,7 +271,7 @@ fn typed_claims_keep_their_labels_apart_and_get_them_back_when_audited() {
         mk_trimmed(Kind::DestinationRule, meta, spec)
     };
     let (key, ours) = dr(true);
-    let Some(Typed::DestinationRule(t)) = &ours.typed else {
+    let Some(Typed::DestinationRule(t)) = &ours.as_ours() else {
         panic!("typed")
     };
     assert_eq!(ours.claimed_by(), Some("u1"));
@@ -274,7 +280,7 @@ fn typed_claims_keep_their_labels_apart_and_get_them_back_when_audited() {
     assert_eq!(t.metadata.owner_references.as_ref().unwrap()[0].uid, "u1");
     assert!(t.metadata.creation_timestamp.is_some());
     assert_eq!(t.spec.host, "*.a.svc.cluster.local");
-    let Some(Typed::DestinationRule(a)) = ours.audited(Kind::DestinationRule, &key) else {
+    let Some(Typed::DestinationRule(a)) = ours.as_tenants(Kind::DestinationRule, &key) else {
         panic!("audited")
     };
     assert_eq!(
@@ -285,7 +291,7 @@ fn typed_claims_keep_their_labels_apart_and_get_them_back_when_audited() {
     // Without a MeshBaseline owner it is a tenant's: typed whole.
     let (_, tenant) = dr(false);
     assert_eq!(tenant.claimed_by(), None);
-    let Some(Typed::DestinationRule(t)) = &tenant.typed else {
+    let Some(Typed::DestinationRule(t)) = &tenant.as_ours() else {
         panic!("typed")
     };
     assert!(t.metadata.labels.is_some());
