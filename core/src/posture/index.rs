@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 
 use crate::api::istio::{AuthorizationPolicy, PeerAuthentication, Sidecar};
@@ -12,7 +13,7 @@ use crate::api::model::FieldErrors;
 use crate::api::selector::Selector;
 use crate::compile::Compiled;
 use crate::inventory::{Inventory, PodLabels};
-use crate::object::{Kind, ObjectKey};
+use crate::object::{DesiredObject, Kind, ObjectKey};
 
 /// Whose objects posture sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +42,11 @@ pub struct Index {
     empty: NsPolicies,
 }
 
-fn ns_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
-    meta.namespace.clone().unwrap_or_else(|| "default".into())
+fn ns_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
 }
 
-fn desired_typed<T: DeserializeOwned>(o: &crate::object::DesiredObject) -> Option<T> {
+fn desired_typed<T: DeserializeOwned>(o: &DesiredObject) -> Option<T> {
     serde_json::from_value(o.manifest()).ok()
 }
 
@@ -59,7 +60,7 @@ enum Typed {
 }
 
 impl Typed {
-    fn from_desired(o: &crate::object::DesiredObject) -> Option<Typed> {
+    fn from_desired(o: &DesiredObject) -> Option<Typed> {
         Some(match o.key.kind {
             Kind::PeerAuthentication => Typed::PeerAuthentication(desired_typed(o)?),
             Kind::AuthorizationPolicy => Typed::AuthorizationPolicy(desired_typed(o)?),
@@ -70,128 +71,205 @@ impl Typed {
     }
 }
 
-/// Conversions by (kind, spec, metadata) pointers.
-type Converted = HashMap<(Kind, usize, usize), Typed>;
+fn indexed(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::PeerAuthentication | Kind::AuthorizationPolicy | Kind::NetworkPolicy | Kind::Sidecar
+    )
+}
 
-impl Index {
-    pub fn new(inventory: &Inventory, desired: &Compiled, objects: Objects) -> Index {
-        let replaced =
-            |kind: Kind, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-                objects == Objects::Desired
-                    && desired
-                        .spec_of(
-                            kind,
-                            meta.namespace.as_deref().unwrap_or("default"),
-                            meta.name.as_deref().unwrap_or_default(),
-                        )
-                        .is_some()
-            };
-        let mut index = Index::default();
+/// Identifies a desired object's conversion: (kind, spec, metadata) pointers.
+type ConvKey = (Kind, usize, usize);
+
+fn conv_key(o: &DesiredObject) -> ConvKey {
+    (
+        o.key.kind,
+        Arc::as_ptr(&o.spec) as usize,
+        Arc::as_ptr(&o.meta) as usize,
+    )
+}
+
+/// One object of a namespace's entry, not yet typed.
+enum Source<'a> {
+    PeerAuthentication(&'a Arc<PeerAuthentication>),
+    AuthorizationPolicy(&'a Arc<AuthorizationPolicy>),
+    NetworkPolicy(&'a Arc<NetworkPolicy>),
+    Sidecar(&'a Arc<Sidecar>),
+    Desired(&'a DesiredObject),
+}
+
+/// The objects posture reads, grouped by namespace as references: an entry of the index is
+/// built from them when it is needed, so one namespace's entry can be built, used and dropped
+/// before the next.
+pub(super) struct Sources<'a> {
+    by_namespace: HashMap<&'a str, Vec<Source<'a>>>,
+    /// Conversions of desired objects sharing a spec and metadata (the same policy in 10,000
+    /// namespaces), with the uses left: each is converted once and dropped after its last use.
+    converted: HashMap<ConvKey, (Option<Typed>, usize)>,
+}
+
+impl<'a> Sources<'a> {
+    pub fn new(inventory: &'a Inventory, desired: &'a Compiled, objects: Objects) -> Sources<'a> {
+        let replaced = |kind: Kind, meta: &ObjectMeta| {
+            objects == Objects::Desired
+                && desired
+                    .spec_of(kind, ns_of(meta), meta.name.as_deref().unwrap_or_default())
+                    .is_some()
+        };
+        let mut s = Sources {
+            by_namespace: HashMap::new(),
+            converted: HashMap::new(),
+        };
         for pa in &inventory.peer_authentications {
             if !replaced(Kind::PeerAuthentication, &pa.metadata) {
-                index
-                    .entry(&pa.metadata)
-                    .peer_authentications
-                    .push(pa.clone());
+                s.push(ns_of(&pa.metadata), Source::PeerAuthentication(pa));
             }
         }
         for ap in &inventory.authorization_policies {
             if !replaced(Kind::AuthorizationPolicy, &ap.metadata) {
-                index
-                    .entry(&ap.metadata)
-                    .authorization_policies
-                    .push(ap.clone());
+                s.push(ns_of(&ap.metadata), Source::AuthorizationPolicy(ap));
             }
         }
         for np in &inventory.network_policies {
             if !replaced(Kind::NetworkPolicy, &np.metadata) {
-                index.entry(&np.metadata).network_policies.push(np.clone());
+                s.push(ns_of(&np.metadata), Source::NetworkPolicy(np));
             }
         }
         for sc in &inventory.sidecars {
             if !replaced(Kind::Sidecar, &sc.metadata) {
-                index.entry(&sc.metadata).sidecars.push(sc.clone());
+                s.push(ns_of(&sc.metadata), Source::Sidecar(sc));
             }
         }
         if objects == Objects::Desired {
-            let mut converted = Converted::new();
-            for o in &desired.objects {
-                index.add_desired(o, &mut converted);
+            for o in desired.objects.iter().filter(|o| indexed(o.key.kind)) {
+                s.converted.entry(conv_key(o)).or_insert((None, 0)).1 += 1;
+                s.push(o.key.namespace.as_str(), Source::Desired(o));
             }
         }
-        for ns in index.by_namespace.values_mut() {
-            ns.np_selectors = ns
-                .network_policies
-                .iter()
-                .map(|np| {
-                    let sel = np.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
-                    match sel {
-                        None => Some(Selector::default()),
-                        Some(sel) => {
-                            let mut errs = FieldErrors::default();
-                            let parsed = Selector::parse(sel, "podSelector", &mut errs);
-                            errs.0.is_empty().then_some(parsed)
-                        }
+        s
+    }
+
+    fn push(&mut self, namespace: &'a str, source: Source<'a>) {
+        self.by_namespace.entry(namespace).or_default().push(source);
+    }
+
+    /// The namespaces with objects.
+    pub fn namespaces(&self) -> Vec<&'a str> {
+        self.by_namespace.keys().copied().collect()
+    }
+
+    /// The entry of `namespace`, typed: observed objects in inventory order, then the
+    /// baseline's in compile order, as a whole index holds them. Each namespace is built once.
+    pub fn build(&mut self, namespace: &str) -> NsPolicies {
+        let mut out = NsPolicies::default();
+        for source in self.by_namespace.remove(namespace).unwrap_or_default() {
+            match source {
+                Source::PeerAuthentication(o) => out.peer_authentications.push(o.clone()),
+                Source::AuthorizationPolicy(o) => out.authorization_policies.push(o.clone()),
+                Source::NetworkPolicy(o) => out.network_policies.push(o.clone()),
+                Source::Sidecar(o) => out.sidecars.push(o.clone()),
+                Source::Desired(o) => {
+                    if let Some(t) = self.typed(o) {
+                        out.add_desired(o, t);
                     }
-                })
-                .collect();
-        }
-        index
-    }
-
-    fn entry(
-        &mut self,
-        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    ) -> &mut NsPolicies {
-        self.by_namespace.entry(ns_of(meta)).or_default()
-    }
-
-    /// Adds one of the baseline's objects. Objects sharing a spec and metadata (the same
-    /// policy in 10,000 namespaces) are converted once and copied with their own key.
-    fn add_desired(&mut self, o: &crate::object::DesiredObject, converted: &mut Converted) {
-        let ObjectKey {
-            kind,
-            namespace,
-            name,
-        } = &o.key;
-        let cache_key = (
-            *kind,
-            Arc::as_ptr(&o.spec) as usize,
-            Arc::as_ptr(&o.meta) as usize,
-        );
-        let typed = match converted.get(&cache_key) {
-            Some(t) => t.clone(),
-            None => {
-                let Some(t) = Typed::from_desired(o) else {
-                    return;
-                };
-                converted.insert(cache_key, t.clone());
-                t
+                }
             }
+        }
+        out.np_selectors = out
+            .network_policies
+            .iter()
+            .map(|np| np_selector(np))
+            .collect();
+        out
+    }
+
+    /// `o` typed, converted at its first use and forgotten after its last.
+    fn typed(&mut self, o: &DesiredObject) -> Option<Typed> {
+        let key = conv_key(o);
+        let Some((cached, uses)) = self.converted.get_mut(&key) else {
+            return Typed::from_desired(o);
         };
-        let slot = self.by_namespace.entry(namespace.to_string()).or_default();
-        let rename = |meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let typed = match cached {
+            Some(t) => Some(t.clone()),
+            None => Typed::from_desired(o),
+        };
+        *uses = uses.saturating_sub(1);
+        if *uses == 0 {
+            self.converted.remove(&key);
+        } else if cached.is_none() {
+            cached.clone_from(&typed);
+        }
+        typed
+    }
+}
+
+/// A NetworkPolicy's `podSelector`, parsed; `None` when it does not parse (the API server
+/// would have refused it), which selects nothing.
+fn np_selector(np: &NetworkPolicy) -> Option<Selector> {
+    let sel = np.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
+    match sel {
+        None => Some(Selector::default()),
+        Some(sel) => {
+            let mut errs = FieldErrors::default();
+            let parsed = Selector::parse(sel, "podSelector", &mut errs);
+            errs.0.is_empty().then_some(parsed)
+        }
+    }
+}
+
+impl NsPolicies {
+    /// Adds one of the baseline's objects, typed, under its own key.
+    fn add_desired(&mut self, o: &DesiredObject, typed: Typed) {
+        let ObjectKey {
+            namespace, name, ..
+        } = &o.key;
+        let rename = |meta: &mut ObjectMeta| {
             meta.name = Some(name.to_string());
             meta.namespace = Some(namespace.to_string());
         };
         match typed {
             Typed::PeerAuthentication(mut t) => {
                 rename(&mut t.metadata);
-                slot.peer_authentications.push(Arc::new(t));
+                self.peer_authentications.push(Arc::new(t));
             }
             Typed::AuthorizationPolicy(mut t) => {
                 rename(&mut t.metadata);
-                slot.authorization_policies.push(Arc::new(t));
+                self.authorization_policies.push(Arc::new(t));
             }
             Typed::NetworkPolicy(mut t) => {
                 rename(&mut t.metadata);
-                slot.network_policies.push(Arc::new(t));
+                self.network_policies.push(Arc::new(t));
             }
             Typed::Sidecar(mut t) => {
                 rename(&mut t.metadata);
-                slot.sidecars.push(Arc::new(t));
+                self.sidecars.push(Arc::new(t));
             }
         }
+    }
+}
+
+impl Index {
+    /// Every namespace's entry.
+    pub fn new(inventory: &Inventory, desired: &Compiled, objects: Objects) -> Index {
+        let mut sources = Sources::new(inventory, desired, objects);
+        let by_namespace = sources
+            .namespaces()
+            .into_iter()
+            .map(|ns| (ns.to_string(), sources.build(ns)))
+            .collect();
+        Index {
+            by_namespace,
+            empty: NsPolicies::default(),
+        }
+    }
+
+    /// Sets the entry of `namespace` (an index built namespace by namespace).
+    pub(super) fn insert(&mut self, namespace: &str, policies: NsPolicies) {
+        self.by_namespace.insert(namespace.to_string(), policies);
+    }
+
+    pub(super) fn remove(&mut self, namespace: &str) {
+        self.by_namespace.remove(namespace);
     }
 
     /// The NetworkPolicies of `namespace` that select a pod with `labels`.

@@ -313,6 +313,16 @@ fn object_hash(kind: &str, namespace: &str, name: &str) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one((kind, namespace, name))
 }
 
+/// Findings by a hash of the object they are about.
+fn by_object(findings: &[Finding]) -> HashMap<u64, Vec<&Finding>> {
+    let mut by_object: HashMap<u64, Vec<&Finding>> = HashMap::new();
+    for f in findings {
+        let key = object_hash(&f.kind, f.namespace.as_deref().unwrap_or(""), &f.name);
+        by_object.entry(key).or_default().push(f);
+    }
+    by_object
+}
+
 /// Posture of the workloads of an inventory under one baseline.
 pub struct Posture<'a> {
     ctx: Ctx<'a>,
@@ -333,15 +343,10 @@ impl<'a> Posture<'a> {
         findings: &'a [Finding],
         objects: Objects,
     ) -> Posture<'a> {
-        let mut by_object: HashMap<u64, Vec<&Finding>> = HashMap::new();
-        for f in findings {
-            let key = object_hash(&f.kind, f.namespace.as_deref().unwrap_or(""), &f.name);
-            by_object.entry(key).or_default().push(f);
-        }
         Posture {
             ctx: Ctx::new(baseline, inventory, desired, scope, now),
             index: Index::new(inventory, desired, objects),
-            findings: by_object,
+            findings: by_object(findings),
         }
     }
 

@@ -4,7 +4,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Detail, Posture, Protection};
+use jiff::Timestamp;
+
+use super::index::{Index, Sources};
+use super::{by_object, Detail, Objects, Posture, Protection};
+use crate::api::model::Baseline;
+use crate::audit::context::Ctx;
+use crate::audit::Finding;
+use crate::compile::{Compiled, Scope};
+use crate::inventory::{Inventory, PodInfo};
 
 /// Workloads by protection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -70,6 +78,56 @@ impl Posture<'_> {
                 .entry(pod.namespace.to_string())
                 .or_default()
                 .add(p);
+        }
+        s
+    }
+}
+
+impl<'a> Posture<'a> {
+    /// The same counts as `summary`, without an index of the whole inventory: the policies
+    /// of the root namespace are typed once, those of each other namespace just before its
+    /// workloads are counted and dropped after, so the pass holds one namespace's policies
+    /// at a time (the baseline's objects, typed per namespace, are most of an index).
+    pub fn counts(
+        baseline: &'a Baseline,
+        inventory: &'a Inventory,
+        desired: &'a Compiled,
+        scope: &'a Scope,
+        now: Timestamp,
+        findings: &'a [Finding],
+        objects: Objects,
+    ) -> Summary {
+        let mut p = Posture {
+            ctx: Ctx::new(baseline, inventory, desired, scope, now),
+            index: Index::default(),
+            findings: by_object(findings),
+        };
+        let mut sources = Sources::new(inventory, desired, objects);
+        let root = p.ctx.root();
+        p.index.insert(root, sources.build(root));
+        let mut pods: Vec<&PodInfo> = inventory
+            .pods
+            .iter()
+            .map(|pod| &**pod)
+            .filter(|pod| Self::listed(pod) && p.ctx.protected(&pod.namespace))
+            .collect();
+        pods.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        let mut s = Summary::default();
+        for group in pods.chunk_by(|a, b| a.namespace == b.namespace) {
+            let ns = &*group[0].namespace;
+            if ns != root {
+                p.index.insert(ns, sources.build(ns));
+            }
+            let mut counts = PostureCounts::default();
+            for pod in group {
+                let protection = p.workload(pod, Detail::Counts).protection;
+                s.total.add(protection);
+                counts.add(protection);
+            }
+            s.namespaces.insert(ns.to_string(), counts);
+            if ns != root {
+                p.index.remove(ns);
+            }
         }
         s
     }

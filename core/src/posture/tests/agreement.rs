@@ -331,5 +331,11 @@ proptest! {
                     w.namespace, w.id(), w.ports);
             }
         }
+        // The status counts, namespace by namespace, are the whole index's.
+        for objects in [Objects::Desired, Objects::Observed] {
+            let whole = Posture::new(&b, &inv, &desired, &scope, now(), &findings, objects).summary();
+            let by_namespace = Posture::counts(&b, &inv, &desired, &scope, now(), &findings, objects);
+            prop_assert_eq!(by_namespace, whole);
+        }
     }
 }

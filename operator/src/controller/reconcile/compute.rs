@@ -197,7 +197,7 @@ fn posture(
         Mode::Enforce => Objects::Desired,
         Mode::Audit => Objects::Observed,
     };
-    let p = Posture::new(
+    let summary = Posture::counts(
         baseline,
         inventory,
         compiled,
@@ -206,7 +206,7 @@ fn posture(
         findings,
         objects,
     );
-    Arc::new(p.summary().to_status())
+    Arc::new(summary.to_status())
 }
 
 /// The whole inventory audited again against the same compile output. The snapshot's version
