@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crdgen { out } => crdgen(out),
         Command::Render(args) => meshbaseline::cli::render::run(&args).map_err(Into::into),
-        Command::Check(args) => meshbaseline::cli::check::main(&args).map_err(Into::into),
+        Command::Check(args) => Ok(meshbaseline::cli::check::main(&args)),
         Command::Posture(args) => Ok(meshbaseline::cli::posture::main(&args)),
         Command::Run(args) => meshbaseline::cli::run::run(args).map_err(anyhow::Error::from),
     };

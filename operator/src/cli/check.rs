@@ -23,7 +23,7 @@ pub use json::render_json;
 pub use sarif::render_sarif;
 pub use table::render_table;
 
-use super::escape::printable;
+use super::exit::{entry, write_loading, write_unusable};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -68,10 +68,7 @@ pub enum CheckError {
     Output(#[from] io::Error),
 }
 
-/// Exit code: findings at or above `--fail-on`.
-pub const EXIT_FINDINGS: u8 = 1;
-/// Exit code: the input could not be (fully) read, or nothing was found in it.
-pub const EXIT_UNUSABLE: u8 = 2;
+pub use super::exit::{EXIT_FINDINGS, EXIT_UNUSABLE};
 
 /// The audit of a set of manifests, with what was not read and where objects came from.
 #[derive(Debug)]
@@ -164,19 +161,9 @@ pub fn run(
         args.skip_unreadable,
         args.fail_on,
     );
-    let verb = if args.skip_unreadable {
-        "skipped"
-    } else {
-        "error"
-    };
-    for e in &report.loaded.errors {
-        writeln!(err, "{verb}: {}", printable(&e.to_string()))?;
-    }
-    for n in &report.loaded.notes {
-        writeln!(err, "note: {}", printable(&n.to_string()))?;
-    }
+    write_loading(err, &report.loaded, args.skip_unreadable)?;
     if let Some(why) = report.unusable() {
-        writeln!(err, "error: {why} (exit {EXIT_UNUSABLE})")?;
+        write_unusable(err, &why)?;
     }
     let text = match args.format {
         Format::Table => render_table(&report),
@@ -188,18 +175,6 @@ pub fn run(
 }
 
 /// The binary's entry: real stdout, stderr and clock; every failure is exit 2.
-pub fn main(args: &Args) -> Result<std::process::ExitCode, CheckError> {
-    let code = match run(
-        args,
-        Timestamp::now(),
-        &mut io::stdout().lock(),
-        &mut io::stderr().lock(),
-    ) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", printable(&e.to_string()));
-            EXIT_UNUSABLE
-        }
-    };
-    Ok(std::process::ExitCode::from(code))
+pub fn main(args: &Args) -> std::process::ExitCode {
+    entry(|now, out, err| run(args, now, out, err))
 }

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod crdgen;
 pub mod escape;
+pub mod exit;
 pub mod posture;
 pub mod render;
 pub mod run;

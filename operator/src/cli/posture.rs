@@ -26,6 +26,7 @@ pub use json::render as render_json;
 pub use table::{render_summary, render_table};
 
 use super::escape::printable;
+use super::exit::{entry, write_loading, write_unusable};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -139,10 +140,7 @@ pub fn parse_explain(s: &str) -> Result<(WorkloadSel, Port), String> {
     Ok((WorkloadSel::parse(w)?, port))
 }
 
-/// Exit code: findings at or above `--fail-on`.
-pub const EXIT_FINDINGS: u8 = 1;
-/// Exit code: the result cannot be trusted.
-pub const EXIT_UNUSABLE: u8 = 2;
+pub use super::exit::{EXIT_FINDINGS, EXIT_UNUSABLE};
 
 /// Everything a report shows.
 pub struct Report {
@@ -399,23 +397,13 @@ pub fn run(
         offline(args, now)?
     };
     if let Some(loaded) = &report.loaded {
-        let verb = if args.skip_unreadable {
-            "skipped"
-        } else {
-            "error"
-        };
-        for e in &loaded.errors {
-            writeln!(err, "{verb}: {}", printable(&e.to_string()))?;
-        }
-        for n in &loaded.notes {
-            writeln!(err, "note: {}", printable(&n.to_string()))?;
-        }
+        write_loading(err, loaded, args.skip_unreadable)?;
     }
     for n in &report.notes {
         writeln!(err, "note: {}", printable(n))?;
     }
     if let Some(why) = &report.unusable {
-        writeln!(err, "error: {} (exit {EXIT_UNUSABLE})", printable(why))?;
+        write_unusable(err, why)?;
     }
     let text = match (&report.explain, args.format) {
         (Some(lines), Format::Table | Format::Summary) => {
@@ -436,17 +424,5 @@ pub fn run(
 
 /// The binary's entry: real stdout, stderr and clock; every failure is exit 2.
 pub fn main(args: &Args) -> std::process::ExitCode {
-    let code = match run(
-        args,
-        Timestamp::now(),
-        &mut io::stdout().lock(),
-        &mut io::stderr().lock(),
-    ) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", printable(&e.to_string()));
-            EXIT_UNUSABLE
-        }
-    };
-    std::process::ExitCode::from(code)
+    entry(|now, out, err| run(args, now, out, err))
 }
