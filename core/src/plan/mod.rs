@@ -200,10 +200,11 @@ impl Writes {
         } else {
             (Vec::new(), Vec::new())
         };
-        // An object at one of our keys is replaced as a whole, never patched field by field.
+        // An object at one of our keys is replaced as a whole, or deleted when no longer
+        // desired, never patched field by field: a revert of it would race its own write.
         let ours = |key: &ObjectKey| {
             let objects = &input.compiled.objects;
-            objects.binary_search_by(|d| d.key.cmp(key)).is_ok()
+            objects.binary_search_by(|d| d.key.cmp(key)).is_ok() || deletes.contains(key)
         };
         reverts.retain(|r| !ours(&r.key));
         let repairs = applies.iter().filter(|a| a.repair).count();

@@ -35,7 +35,10 @@ const ISTIO_MUTUAL: &str = "ISTIO_MUTUAL";
 #[derive(Clone, Debug, PartialEq)]
 pub struct Revert {
     pub key: ObjectKey,
-    /// The complete apply body (apiVersion, kind, name, namespace, annotation, the fields).
+    /// The complete apply body (apiVersion, kind, name, namespace, annotation, the fields),
+    /// with the uid of the object as observed: an apply creates what is missing, and the uid
+    /// makes the API server refuse instead (409), so a revert never creates a partial object
+    /// where the tenant's was deleted, nor patches one made again under the same name.
     pub patch: Value,
     /// The weak fields this apply changes, dotted (`spec.mtls.mode`).
     pub fields: Vec<String>,
@@ -184,8 +187,9 @@ enum Outcome {
 }
 
 fn decide(kind: Kind, meta: &ObjectMeta, fields: Vec<Field>) -> Outcome {
-    let (namespace, name) = match (&meta.namespace, &meta.name) {
-        (Some(ns), Some(n)) => (ns.into(), n.into()),
+    // Without the uid observed, an apply could create the object where it is gone.
+    let (namespace, name, uid) = match (&meta.namespace, &meta.name, &meta.uid) {
+        (Some(ns), Some(n), Some(uid)) => (ns.into(), n.into(), uid),
         _ => return Outcome::Nothing,
     };
     let key = ObjectKey {
@@ -234,6 +238,7 @@ fn decide(kind: Kind, meta: &ObjectMeta, fields: Vec<Field>) -> Outcome {
         "metadata": {
             "name": key.name,
             "namespace": key.namespace,
+            "uid": uid,
             "annotations": {REVERTED_ANNOTATION: weak_fields.join(",")},
         },
     });

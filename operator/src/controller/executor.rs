@@ -172,14 +172,20 @@ impl Executor {
     }
 
     /// Takes ownership of the weak field(s) of a tenant object (the patch holds nothing else).
-    pub async fn revert(&self, r: &Revert) -> Result<DynamicObject, WriteError> {
+    /// `None`: the object observed is gone (deleted, or made again: the patch's uid no longer
+    /// matches), so there is nothing to revert; its watch event brings a new audit.
+    pub async fn revert(&self, r: &Revert) -> Result<Option<DynamicObject>, WriteError> {
         self.guard()?;
-        let obj = self
+        let res = self
             .api(r.key.kind, &r.key.namespace)
             .patch(&r.key.name, &apply_params(), &Patch::Apply(&r.patch))
-            .await?;
+            .await;
         self.metrics.api_write("apply", r.key.kind.name());
-        Ok(obj)
+        match res {
+            Ok(obj) => Ok(Some(obj)),
+            Err(kube::Error::Api(s)) if s.code == 404 || uid_mismatch(&s) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn status(&self, name: &str, status: &MeshBaselineStatus) -> Result<(), WriteError> {
@@ -226,3 +232,11 @@ impl Executor {
 
 #[cfg(test)]
 mod tests;
+
+/// The API server's answer to an apply whose uid is not the object's: 409 Conflict, "uid
+/// mismatch", when the object is gone; 422 Invalid on `metadata.uid` ("field is immutable")
+/// when another object has its name now.
+fn uid_mismatch(s: &kube::core::Status) -> bool {
+    (s.code == 409 && s.message.contains("uid mismatch"))
+        || (s.code == 422 && s.message.contains("metadata.uid"))
+}

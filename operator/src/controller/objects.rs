@@ -356,6 +356,7 @@ fn audit_form(kind: Kind, key: &Key, mut full: Value, claimed: bool) -> AuditFor
                     k.as_str(),
                     "name"
                         | "namespace"
+                        | "uid"
                         | "creationTimestamp"
                         | "ownerReferences"
                         | "managedFields"

@@ -165,6 +165,7 @@ pub(super) fn mk_meta(
             )])
         }),
         managed_fields: Some(mf),
+        uid: Some(format!("uid-{ns}-{name}")),
         ..ObjectMeta::default()
     }
 }

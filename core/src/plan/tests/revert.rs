@@ -55,7 +55,7 @@ fn revert_applies_only_the_weak_fields() {
         json!({
             "apiVersion": "security.istio.io/v1",
             "kind": "PeerAuthentication",
-            "metadata": {"name": "weak", "namespace": "a",
+            "metadata": {"name": "weak", "namespace": "a", "uid": "uid-a-weak",
                 "annotations": {REVERTED_ANNOTATION: "spec.mtls.mode,spec.portLevelMtls.8080.mode"}},
             "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}},
         })
@@ -100,7 +100,7 @@ fn revert_of_a_destination_rule_touches_only_tls_mode() {
         json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": "DestinationRule",
-            "metadata": {"name": "reviews", "namespace": "a",
+            "metadata": {"name": "reviews", "namespace": "a", "uid": "uid-a-reviews",
                 "annotations": {REVERTED_ANNOTATION: "spec.trafficPolicy.tls.mode"}},
             "spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
         })
@@ -184,4 +184,50 @@ fn without_our_annotation_another_owner_is_not_a_fight() {
     let p = revert_case(mk_pa("a", "weak", "PERMISSIVE", &[], meta)).run();
     assert_eq!(p.reverts.len(), 1);
     assert!(p.fights.is_empty());
+}
+
+/// One of our DestinationRules, no longer desired (a tenant's broader rule now covers the
+/// namespace) and edited to DISABLE: it is deleted, and not also patched back, which would
+/// race the delete.
+#[test]
+fn an_object_we_delete_is_not_reverted() {
+    let ours = mk_desired(
+        Kind::DestinationRule,
+        "a",
+        "meshbaseline-mtls",
+        json!({"host": "*.a.svc.cluster.local", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+    );
+    let mut case = revert_mode(mk_finding(
+        Rule::MB201,
+        "DestinationRule",
+        "a",
+        "meshbaseline-mtls",
+    ));
+    case.records = [ours.key.clone()].into();
+    case.observed = observed_of(&[&ours]);
+    case.inventory.destination_rules = vec![Arc::new(mk_dr(
+        mk_meta("a", "meshbaseline-mtls", false, vec![]),
+        "DISABLE",
+    ))];
+    let p = case.run();
+    assert_eq!(p.deletes, vec![ours.key]);
+    assert!(p.reverts.is_empty(), "{:?}", p.reverts);
+}
+
+/// The revert carries the uid observed: the API server refuses it (409) rather than create a
+/// partial object when the tenant's is gone, or patch one made again under the same name.
+/// Without a uid, nothing is reverted.
+#[test]
+fn a_revert_names_the_uid_it_observed() {
+    let mut case = revert_mode(mk_finding(Rule::MB201, "DestinationRule", "a", "reviews"));
+    let mut meta = mk_meta("a", "reviews", false, vec![]);
+    case.inventory.destination_rules = vec![Arc::new(mk_dr(meta.clone(), "DISABLE"))];
+    let p = case.run();
+    assert_eq!(
+        p.reverts[0].patch["metadata"]["uid"],
+        json!("uid-a-reviews")
+    );
+    meta.uid = None;
+    case.inventory.destination_rules = vec![Arc::new(mk_dr(meta, "DISABLE"))];
+    assert!(case.run().reverts.is_empty());
 }

@@ -301,3 +301,39 @@ async fn nothing_is_sent_after_the_lease_deadline() {
         .encode()
         .contains("meshbaseline_writes_refused_total 3"));
 }
+
+/// A revert names the uid observed; the API server's refusals of it (the object gone, or
+/// another one at its name, as a real kube-apiserver words them) mean nothing to revert,
+/// while any other refusal is an error.
+#[tokio::test]
+async fn a_revert_of_an_object_gone_or_made_again_is_nothing_to_do() {
+    let revert = || Revert {
+        key: ObjectKey {
+            kind: Kind::DestinationRule,
+            namespace: "a".into(),
+            name: "reviews".into(),
+        },
+        patch: json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": "a", "uid": "u1"},
+            "spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}),
+        fields: vec!["spec.trafficPolicy.tls.mode".into()],
+    };
+    let status = |code: u16, reason: &str, message: &str| {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": message, "reason": reason, "code": code})
+    };
+    let gone = status(409, "Conflict", "Operation cannot be fulfilled on destinationrules.networking.istio.io \"reviews\": uid mismatch: the provided object specified uid u1, and no existing object was found");
+    let again = status(422, "Invalid", "DestinationRule.networking.istio.io \"reviews\" is invalid: metadata.uid: Invalid value: \"u1\": field is immutable");
+    let other = status(409, "Conflict", "Apply failed with 1 conflict");
+    for (reply, nothing) in [(gone, true), (again, true), (other, false)] {
+        let code = reply["code"].as_u64().unwrap() as u16;
+        let (client, log) = mock((code, reply));
+        let res = executor(client).revert(&revert()).await;
+        assert_eq!(log.lock().unwrap()[0].body["metadata"]["uid"], "u1");
+        if nothing {
+            assert!(matches!(res, Ok(None)), "{res:?}");
+        } else {
+            assert!(res.is_err());
+        }
+    }
+}

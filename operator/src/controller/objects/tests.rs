@@ -276,7 +276,9 @@ fn typed_claims_keep_their_labels_apart_and_get_them_back_when_audited() {
     };
     assert_eq!(ours.claimed_by(), Some("u1"));
     assert_eq!(t.metadata.labels, None);
-    assert_eq!(t.metadata.uid, None);
+    // The uid stays: a revert of a forged claim names it, so that it never creates the object.
+    assert_eq!(t.metadata.uid.as_deref(), Some("o1"));
+    assert_eq!(t.metadata.resource_version, None);
     assert_eq!(t.metadata.owner_references.as_ref().unwrap()[0].uid, "u1");
     assert!(t.metadata.creation_timestamp.is_some());
     assert_eq!(t.spec.host, "*.a.svc.cluster.local");

@@ -133,11 +133,15 @@ async fn write_objects(
             return Ok(left);
         }
         match ctx.executor.revert(r).await {
-            Ok(obj) => {
+            Ok(Some(obj)) => {
                 *progress += 1;
                 ctx.metrics.tenant_reverted(r.key.kind.name());
                 tracing::info!(object = %r.key, fields = ?r.fields, "tenant override reverted");
                 ctx.wrote(r.key.kind, obj);
+            }
+            Ok(None) => {
+                *progress += 1;
+                tracing::debug!(object = %r.key, "not reverted: the object observed is gone");
             }
             Err(e) => failures.note(e, format!("revert {}", r.key))?,
         }

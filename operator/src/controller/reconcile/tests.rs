@@ -221,11 +221,19 @@ fn execute(ctx: &Ctx, cluster: &mut Cluster, plan: &Plan) -> execute::Outcome {
     }
     for r in &plan.reverts {
         let at = id(r.key.kind.name(), &r.key.namespace, &r.key.name);
-        let mut obj = cluster
-            .objects
-            .get(&at)
-            .cloned()
-            .expect("reverts a live object");
+        // The patch's uid is a precondition: a gone or re-made object is left alone (409).
+        let uid = r
+            .patch
+            .pointer("/metadata/uid")
+            .expect("a revert names the uid");
+        let Some(mut obj) = cluster.objects.get(&at).cloned() else {
+            progress += 1;
+            continue;
+        };
+        if obj.pointer("/metadata/uid") != Some(uid) {
+            progress += 1;
+            continue;
+        }
         merge(&mut obj, &r.patch);
         let stored = cluster.store(obj);
         ctx.wrote(r.key.kind, serde_json::from_value(stored).unwrap());
